@@ -1,0 +1,59 @@
+"""sherlock_ai: where your Python service's memory goes, per function, block and request."""
+
+from .decorators import log_performance, monitor_memory, monitor_resources
+from .formatting import format_bytes
+from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER, log_sink
+from .log_records import JsonFormatter, RequestIdFilter, install_request_id_factory
+from .logging_setup import LogFileConfig, LoggingConfig, SherlockAI, get_logger, sherlock_ai
+from .measurement import Measurement
+from .request_id import (
+    clear_request_id,
+    generate_request_id,
+    get_request_id,
+    is_valid_request_id,
+    request_id_context,
+    set_request_id,
+)
+from .resources import MemorySnapshot, ResourceMonitor, ResourceSnapshot
+from .sinks import add_sink, remove_sink
+from .tracing import hold_tracing, release_tracing
+from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker
+
+add_sink(log_sink)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JsonFormatter",
+    "LogFileConfig",
+    "LoggingConfig",
+    "MONITORING_LOGGER",
+    "Measurement",
+    "MemorySnapshot",
+    "MemoryTracker",
+    "PERFORMANCE_LOGGER",
+    "PerformanceTimer",
+    "RequestIdFilter",
+    "ResourceMonitor",
+    "ResourceSnapshot",
+    "ResourceTracker",
+    "SherlockAI",
+    "add_sink",
+    "clear_request_id",
+    "format_bytes",
+    "generate_request_id",
+    "get_logger",
+    "get_request_id",
+    "hold_tracing",
+    "install_request_id_factory",
+    "is_valid_request_id",
+    "log_performance",
+    "log_sink",
+    "monitor_memory",
+    "monitor_resources",
+    "release_tracing",
+    "remove_sink",
+    "request_id_context",
+    "set_request_id",
+    "sherlock_ai",
+]

@@ -1,0 +1,107 @@
+"""The measurement engine every tracker, decorator and middleware uses.
+
+A :class:`Span` is one tracked block: it reads RSS and the clock when it opens and closes,
+takes a tracemalloc lease when asked, and keeps two pieces of shared bookkeeping right:
+
+- **Per-block peaks.** tracemalloc keeps a single peak per process. Each traced block that
+  opens first folds the current peak into every open traced block's running maximum, then
+  calls ``reset_peak``; so each block's peak covers exactly its own lifetime, nested or not.
+- **Overlap.** Each opening block counts, in both directions, every open block that is not
+  its ancestor (same task or thread, entered earlier). Such blocks ran concurrently in
+  another thread or task, and their allocations are in both blocks' process-wide figures.
+
+RSS is read outside the window in which the span starts and stops tracing, so the engine's
+own work neither pays tracemalloc's per-allocation tax nor appears in the traced figures.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from contextvars import ContextVar
+from time import perf_counter
+from typing import Optional, Set, Tuple
+
+from . import tracing
+from .rss import current_rss
+
+_current: ContextVar[Optional[Span]] = ContextVar("sherlock_ai_span", default=None)
+_open: Set[Span] = set()
+_open_traced: Set[Span] = set()
+
+
+# What a closed span measured, in seconds and bytes (``None`` where unknown or unread):
+# (duration, rss, rss_change, traced, traced_peak, concurrent)
+Figures = Tuple[float, Optional[int], Optional[int], Optional[int], Optional[int], int]
+
+
+class Span:
+    """One open tracked block; :meth:`close` returns its figures."""
+
+    __slots__ = ("parent", "trace", "concurrent", "peak_seen", "traced_start", "rss_start",
+                 "t0", "_token")
+
+    def __init__(self, trace: bool) -> None:
+        # Order matters: whatever allocates (RSS read, context switch-over) happens before
+        # tracing starts here and after it stops in close(), where tracemalloc's per-allocation
+        # tax and the traced figures cannot see it.
+        self.rss_start = current_rss()
+        self.parent = parent = _current.get()
+        self._token = _current.set(self)
+        self.trace = trace
+        self.concurrent = 0
+        self.peak_seen = 0
+        self.traced_start: Optional[int] = None
+        with tracing.LOCK:
+            if _open:
+                ancestors = set()
+                while parent is not None:
+                    ancestors.add(parent)
+                    parent = parent.parent
+                for other in _open:
+                    if other not in ancestors:
+                        other.concurrent += 1
+                        self.concurrent += 1
+            _open.add(self)
+            if trace:
+                tracing.acquire()
+                if tracemalloc.is_tracing():
+                    level, peak = tracemalloc.get_traced_memory()
+                    for other in _open_traced:
+                        if peak > other.peak_seen:
+                            other.peak_seen = peak
+                    tracemalloc.reset_peak()
+                    self.traced_start = self.peak_seen = level
+                    _open_traced.add(self)
+        self.t0 = perf_counter()
+
+    def close(self, skip_rss_below: float = -1.0) -> Figures:
+        """End the block. When it lasted less than ``skip_rss_below`` seconds the closing RSS
+        read is skipped (nobody will look at it) and the RSS figures are ``None``."""
+        duration = perf_counter() - self.t0
+        traced = traced_peak = None
+        with tracing.LOCK:
+            _open.discard(self)
+            if self.trace:
+                if self.traced_start is not None and tracemalloc.is_tracing():
+                    level, peak = tracemalloc.get_traced_memory()
+                    traced = level - self.traced_start
+                    traced_peak = max(peak, self.peak_seen) - self.traced_start
+                _open_traced.discard(self)
+                tracing.release()
+        try:
+            _current.reset(self._token)
+        except ValueError:
+            # Closed from another context (a generator stepped elsewhere): that copy is
+            # discarded by its owner, nothing to restore here.
+            pass
+        rss = rss_change = None
+        if duration >= skip_rss_below:
+            rss = current_rss()
+            if rss is not None and self.rss_start is not None:
+                rss_change = rss - self.rss_start
+        return duration, rss, rss_change, traced, traced_peak, self.concurrent
+
+
+def current_span() -> Optional[Span]:
+    """The innermost open span of this task or thread, if any."""
+    return _current.get()

@@ -1,0 +1,34 @@
+"""Human-readable figures and log-safe text."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def format_bytes(n: Optional[float]) -> str:
+    """``512 MiB -> "512.00MB"``, ``1536 -> "1.50KB"``; 1024 base, negatives keep their ``-``."""
+    if n is None:
+        return "n/a"
+    value = abs(n)
+    # The unit from the bit length, not a division loop: this runs twice per log line.
+    unit = min((int(value).bit_length() - 1) // 10, 5) if value >= 1024 else 0
+    return f"{'-' if n < 0 else ''}{value / (1 << 10 * unit):.2f}{_UNITS[unit]}"
+
+
+def format_change(n: Optional[float]) -> str:
+    """A byte delta with an explicit sign: ``+12.34MB``, ``-1.00KB``, ``+0.00B``."""
+    if n is None:
+        return "n/a"
+    return format_bytes(n) if n < 0 else "+" + format_bytes(n)
+
+
+def log_safe(text: object, limit: int = 500) -> str:
+    """Text that cannot start a new log line: control characters escaped, length bounded."""
+    s = str(text)
+    if len(s) > limit:
+        s = s[:limit] + "...[truncated]"
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", s)

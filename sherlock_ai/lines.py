@@ -1,0 +1,81 @@
+"""The text of MEMORY, PERFORMANCE and RESOURCES log lines, and the sink that logs them."""
+
+from __future__ import annotations
+
+import logging
+
+from .formatting import format_bytes, format_change, log_safe
+from .measurement import Measurement
+
+MONITORING_LOGGER = "MonitoringLogger"
+PERFORMANCE_LOGGER = "PerformanceLogger"
+
+_monitoring = logging.getLogger(MONITORING_LOGGER)
+_performance = logging.getLogger(PERFORMANCE_LOGGER)
+
+
+def _tail(m: Measurement) -> str:
+    out = f" | Concurrent: {m.concurrent}" if m.concurrent else ""
+    if m.error is not None:
+        out += f" | Error: {m.error}"
+    return out
+
+
+def memory_line(m: Measurement) -> str:
+    """``MEMORY | name | STATUS | 0.245s | Current: .. | Change: .. [| Traced: .. (Peak: ..)]``"""
+    line = (
+        f"MEMORY | {m.name} | {m.status} | {m.duration:.3f}s"
+        f" | Current: {format_bytes(m.rss)} | Change: {format_change(m.rss_change)}"
+    )
+    if m.traced is not None:
+        line += f" | Traced: {format_bytes(m.traced)} (Peak: {format_bytes(m.traced_peak)})"
+    return line + _tail(m)
+
+
+def performance_line(m: Measurement) -> str:
+    """``PERFORMANCE | name | STATUS | 0.245s [| Args: ..]``"""
+    line = f"PERFORMANCE | {m.name} | {m.status} | {m.duration:.3f}s"
+    args = m.attributes.get("args")
+    if args is not None:
+        line += f" | Args: {args}"
+    return line + _tail(m)
+
+
+def resources_line(m: Measurement) -> str:
+    """``RESOURCES | name | STATUS | t | CPU: ..% | Memory: rss (change) | Threads: n [...]``"""
+    a = m.attributes
+    line = (
+        f"RESOURCES | {m.name} | {m.status} | {m.duration:.3f}s | CPU: {a['cpu_percent']:.1f}%"
+        f" | Memory: {format_bytes(m.rss)} ({format_change(m.rss_change)})"
+        f" | Threads: {a['threads']}"
+    )
+    if "io_read" in a:
+        line += f" | I/O: R:{format_bytes(a['io_read'])} W:{format_bytes(a['io_write'])}"
+    if "net_sent" in a:
+        line += f" | Net: S:{format_bytes(a['net_sent'])} R:{format_bytes(a['net_recv'])}"
+    return line + _tail(m)
+
+
+_FORMATS = {
+    "memory": (_monitoring, memory_line),
+    "resources": (_monitoring, resources_line),
+    "performance": (_performance, performance_line),
+}
+
+
+def log_sink(m: Measurement) -> None:
+    """Write the measurement's line, with the record carrying it as ``record.sherlock``."""
+    logger, render = _FORMATS[m.kind]
+    if logger.isEnabledFor(m.level):
+        # Built directly rather than through logger.log(): the caller lookup that log() does
+        # would name a line of sherlock_ai, and costs as much as the rest of the record.
+        record = logging.getLogRecordFactory()(
+            logger.name, m.level, "sherlock_ai", 0, render(m), (), None, m.name
+        )
+        record.sherlock = m
+        logger.handle(record)
+
+
+def safe_name(name: str) -> str:
+    """A tracker or route name fit for one log line."""
+    return log_safe(name, limit=200)

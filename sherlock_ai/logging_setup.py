@@ -1,0 +1,195 @@
+"""Logging set-up: console and rotating files, text or JSON, request ids on every line."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
+from .log_records import JsonFormatter, RequestIdFilter, install_request_id_factory
+from .options import check_level
+
+DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass
+class LogFileConfig:
+    """One rotating log file.
+
+    ``filename`` without a suffix gets ``.log`` (text) or ``.jsonl`` (JSON). ``loggers`` names
+    the loggers it collects; empty means the root logger, i.e. every record.
+    """
+
+    filename: str
+    level: Union[str, int] = "INFO"
+    max_bytes: int = 10 * 1024 * 1024
+    backup_count: int = 5
+    enabled: bool = True
+    loggers: Tuple[str, ...] = ()
+
+
+def _default_files() -> Dict[str, LogFileConfig]:
+    return {
+        "app": LogFileConfig("app"),
+        "errors": LogFileConfig("errors", level="ERROR"),
+        "monitoring": LogFileConfig("monitoring", loggers=(MONITORING_LOGGER,)),
+        "performance": LogFileConfig("performance", loggers=(PERFORMANCE_LOGGER,)),
+    }
+
+
+@dataclass
+class LoggingConfig:
+    """Where and how sherlock_ai writes logs. ``log_format_type`` is ``"log"`` or ``"json"``."""
+
+    logs_dir: Union[str, Path] = "logs"
+    log_format_type: str = "log"
+    console_enabled: bool = True
+    console_level: Union[str, int] = "INFO"
+    root_level: Union[str, int] = "INFO"
+    log_format: str = DEFAULT_FORMAT
+    date_format: str = DEFAULT_DATE_FORMAT
+    log_files: Dict[str, LogFileConfig] = field(default_factory=_default_files)
+
+
+class _FileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating file that reports a write failure (full disk, removed folder) once, keeps
+    the application running, and says when writing works again."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._failed_now = False
+        self._lost = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)
+        if self._lost and not self._failed_now:
+            sys.stderr.write(
+                f"sherlock_ai: writing {self.baseFilename} works again; "
+                f"{self._lost} records were lost\n"
+            )
+            self._lost = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_now = True
+        self._lost += 1
+        if self._lost == 1:
+            exc = sys.exc_info()[1]
+            try:
+                sys.stderr.write(
+                    f"sherlock_ai: cannot write {self.baseFilename} ({exc}); "
+                    "records are dropped until it works again\n"
+                )
+            except Exception:  # noqa: BLE001
+                pass
+
+
+_setup_lock = threading.Lock()
+_installed: List[Tuple[logging.Logger, logging.Handler]] = []
+
+
+def _remove_installed() -> None:
+    while _installed:
+        logger, handler = _installed.pop()
+        logger.removeHandler(handler)
+        handler.close()
+
+
+class SherlockAI:
+    """Apply a :class:`LoggingConfig`. ``setup()`` is idempotent: it replaces the handlers an
+    earlier set-up added instead of adding more."""
+
+    def __init__(self, config: Optional[LoggingConfig] = None) -> None:
+        self.config = config if config is not None else LoggingConfig()
+        if self.config.log_format_type not in ("log", "json"):
+            raise ValueError(
+                f"log_format_type must be 'log' or 'json', got {self.config.log_format_type!r}"
+            )
+        self._console_level = check_level(self.config.console_level)
+        self._root_level = check_level(self.config.root_level)
+        self._file_levels = {k: check_level(f.level) for k, f in self.config.log_files.items()}
+        self.log_files: Dict[str, Path] = {}
+        self.errors: List[str] = []
+
+    def _formatter(self) -> logging.Formatter:
+        if self.config.log_format_type == "json":
+            return JsonFormatter()
+        return logging.Formatter(self.config.log_format, self.config.date_format)
+
+    def _path(self, file: LogFileConfig) -> Path:
+        path = Path(self.config.logs_dir) / file.filename
+        if not path.suffix:
+            path = path.with_suffix(".jsonl" if self.config.log_format_type == "json" else ".log")
+        return path
+
+    def setup(self) -> SherlockAI:
+        """Install the handlers. A log folder or file that cannot be written is reported on
+        stderr and in ``self.errors`` and left out; the console then stays on, so no line is
+        lost."""
+        install_request_id_factory()
+        formatter = self._formatter()
+        request_ids = RequestIdFilter()
+        with _setup_lock:
+            _remove_installed()
+            self.log_files, self.errors = {}, []
+            root = logging.getLogger()
+            root.setLevel(self._root_level)
+            files = {k: f for k, f in self.config.log_files.items() if f.enabled}
+            if files:
+                try:
+                    os.makedirs(self.config.logs_dir, exist_ok=True)
+                except OSError as exc:
+                    self.errors.append(f"cannot create {self.config.logs_dir}: {exc}")
+                    files = {}
+            for key, file in files.items():
+                path = self._path(file)
+                try:
+                    handler = _FileHandler(
+                        path, maxBytes=file.max_bytes, backupCount=file.backup_count,
+                        encoding="utf-8",
+                    )
+                except OSError as exc:
+                    self.errors.append(f"cannot open {path}: {exc}")
+                    continue
+                handler.setLevel(self._file_levels[key])
+                self._attach(handler, formatter, request_ids, file.loggers)
+                self.log_files[key] = path
+            if self.config.console_enabled or self.errors:
+                console = logging.StreamHandler(sys.stderr)
+                console.setLevel(self._console_level)
+                self._attach(console, formatter, request_ids, ())
+        for error in self.errors:
+            sys.stderr.write(f"sherlock_ai: {error}; logging to the console instead\n")
+        return self
+
+    @staticmethod
+    def _attach(handler, formatter, request_ids, logger_names) -> None:
+        handler.setFormatter(formatter)
+        handler.addFilter(request_ids)
+        for name in logger_names or ("",):
+            logger = logging.getLogger(name or None)
+            logger.addHandler(handler)
+            _installed.append((logger, handler))
+
+    @staticmethod
+    def cleanup() -> None:
+        """Remove and close every handler that sherlock_ai's set-up added."""
+        with _setup_lock:
+            _remove_installed()
+
+
+def sherlock_ai(config: Optional[LoggingConfig] = None) -> SherlockAI:
+    """Set up logging with ``config`` (defaults: ``logs/``, text lines, console on)."""
+    return SherlockAI(config).setup()
+
+
+def get_logger(name: Optional[str] = None) -> logging.Logger:
+    """A standard logger; after set-up its lines carry the current request id."""
+    return logging.getLogger(name)

@@ -1,0 +1,184 @@
+"""Context managers that measure a block: MemoryTracker, PerformanceTimer, ResourceTracker.
+
+Each works with ``with`` and ``async with``, hands its finished
+:class:`~sherlock_ai.measurement.Measurement` to the sinks (the log line among them) and keeps
+it as ``.measurement``. A tracker instance measures one block at a time: create one per block.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any, Dict, Optional
+
+from ._safety import report_internal_error
+from .engine import Figures, Span
+from .formatting import log_safe
+from .lines import safe_name
+from .measurement import ERROR, SUCCESS, Measurement
+from .options import check_flag, check_level, check_min_duration, check_name
+from .request_id import _request_id
+from .resources import ResourceWindow
+from .sinks import dispatch, has_eager_sinks
+
+
+class _Tracker:
+    kind = ""
+
+    def __init__(self, name: str, min_duration: float = 0.0, *, log_level: str = "INFO") -> None:
+        self.name = safe_name(check_name(name))
+        self.min_duration = check_min_duration(min_duration)
+        self.level = check_level(log_level)
+        self.attributes: Dict[str, Any] = {}
+        self.measurement: Optional[Measurement] = None
+        self._started = False
+
+    @classmethod
+    def _template(cls, name: str, settings: Dict[str, Any]) -> Dict[str, Any]:
+        """The state of a fresh tracker from settings validated once (see :meth:`_from`)."""
+        return {**settings, "name": name, "attributes": None, "measurement": None,
+                "_started": False}
+
+    @classmethod
+    def _from(cls, template: Dict[str, Any]) -> _Tracker:
+        """A tracker built from a :meth:`_template` without validating again (the
+        decorators' per-call path)."""
+        tracker = cls.__new__(cls)
+        tracker.__dict__ = template.copy()
+        return tracker
+
+    def _skip_rss_below(self, exc: Optional[BaseException]) -> float:
+        # The closing RSS read is skipped only when no line and no sink will show it.
+        if exc is None and self.min_duration and not has_eager_sinks():
+            return self.min_duration
+        return -1.0
+
+    def __enter__(self) -> _Tracker:
+        self.measurement = None
+        try:
+            self._start()
+            self._started = True
+        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+            self._started = False
+            report_internal_error(f"{type(self).__name__} start", exc)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._started:
+            self._started = False
+            try:
+                self._finish(exc)
+            except Exception as internal:  # noqa: BLE001
+                report_internal_error(f"{type(self).__name__} finish", internal)
+        return False
+
+    async def __aenter__(self) -> _Tracker:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self, exc: Optional[BaseException]) -> None:
+        raise NotImplementedError
+
+    def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
+        duration, rss, rss_change, traced, traced_peak, concurrent = figures
+        # GeneratorExit is a generator closed early by its consumer, not a failure.
+        if exc is None or isinstance(exc, GeneratorExit):
+            m = Measurement(
+                self.kind, self.name, SUCCESS, duration, self.level, _request_id.get(), None,
+                rss, rss_change, traced, traced_peak, concurrent,
+                duration < self.min_duration, self.attributes,
+            )
+        else:
+            m = Measurement(
+                self.kind, self.name, ERROR, duration, logging.ERROR, _request_id.get(),
+                _describe(exc), rss, rss_change, traced, traced_peak, concurrent, False,
+                self.attributes,
+            )
+            m.attributes["error_type"] = type(exc).__name__
+        self.measurement = m
+        dispatch(m)
+
+
+def _describe(exc: BaseException) -> str:
+    return log_safe(str(exc) or type(exc).__name__)
+
+
+
+
+class MemoryTracker(_Tracker):
+    """Measure a block's memory: RSS at its end and its change, plus, with ``trace_malloc``,
+    the Python allocations it left alive (Traced) and its own peak (Peak).
+
+    Logs ``MEMORY | {name} | {STATUS} | {t}s | Current: .. | Change: .. | Traced: .. (Peak: ..)``
+    on ``MonitoringLogger`` unless the block succeeded faster than ``min_duration`` seconds.
+    """
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        name: str,
+        min_duration: float = 0.0,
+        trace_malloc: bool = True,
+        *,
+        log_level: str = "INFO",
+    ) -> None:
+        super().__init__(name, min_duration, log_level=log_level)
+        self.trace_malloc = check_flag("trace_malloc", trace_malloc)
+
+    def _start(self) -> None:
+        self._span = Span(self.trace_malloc)
+
+    def _finish(self, exc: Optional[BaseException]) -> None:
+        self._emit(exc, self._span.close(self._skip_rss_below(exc)))
+
+
+class PerformanceTimer(_Tracker):
+    """Time a block with a monotonic clock; logs ``PERFORMANCE | {name} | {STATUS} | {t}s``
+    on ``PerformanceLogger`` unless it succeeded faster than ``min_duration`` seconds."""
+
+    kind = "performance"
+
+    def __init__(self, name: str, min_duration: float = 0.0, *, log_level: str = "INFO") -> None:
+        super().__init__(name, min_duration, log_level=log_level)
+
+    def _start(self) -> None:
+        self._t0 = perf_counter()
+
+    def _finish(self, exc: Optional[BaseException]) -> None:
+        self._emit(exc, (perf_counter() - self._t0, None, None, None, None, 0))
+
+
+class ResourceTracker(_Tracker):
+    """Measure a block's CPU (this process's CPU time over the block's wall time), RSS and its
+    change, thread count, storage I/O of this process and, when asked, machine-wide network
+    bytes. Logs ``RESOURCES | {name} | ...`` on ``MonitoringLogger``."""
+
+    kind = "resources"
+
+    def __init__(
+        self,
+        name: str,
+        min_duration: float = 0.0,
+        include_io: bool = True,
+        include_network: bool = False,
+        *,
+        log_level: str = "INFO",
+    ) -> None:
+        super().__init__(name, min_duration, log_level=log_level)
+        self.include_io = check_flag("include_io", include_io)
+        self.include_network = check_flag("include_network", include_network)
+
+    def _start(self) -> None:
+        self._span = Span(False)
+        self._window = ResourceWindow(self.include_io, self.include_network)
+
+    def _finish(self, exc: Optional[BaseException]) -> None:
+        figures = self._span.close()
+        self.attributes = {**(self.attributes or {}), **self._window.finish()}
+        self._emit(exc, **figures)
