@@ -33,6 +33,11 @@ class _Tracker:
         self.measurement: Optional[Measurement] = None
         self._started = False
 
+    def mark_error(self, message: str) -> None:
+        """Report the block as ERROR with ``message`` even though no exception left it (an
+        HTTP 5xx response, a client that went away). Call before the block ends."""
+        self._marked_error = log_safe(message)
+
     @classmethod
     def _template(cls, name: str, settings: Dict[str, Any]) -> Dict[str, Any]:
         """The state of a fresh tracker from settings validated once (see :meth:`_from`)."""
@@ -49,7 +54,8 @@ class _Tracker:
 
     def _skip_rss_below(self, exc: Optional[BaseException]) -> float:
         # The closing RSS read is skipped only when no line and no sink will show it.
-        if exc is None and self.min_duration and not has_eager_sinks():
+        if (exc is None and self.min_duration and not has_eager_sinks()
+                and "_marked_error" not in self.__dict__):
             return self.min_duration
         return -1.0
 
@@ -86,8 +92,9 @@ class _Tracker:
 
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
         duration, rss, rss_change, traced, traced_peak, concurrent = figures
+        marked = self.__dict__.pop("_marked_error", None)
         # GeneratorExit is a generator closed early by its consumer, not a failure.
-        if exc is None or isinstance(exc, GeneratorExit):
+        if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
             m = Measurement(
                 self.kind, self.name, SUCCESS, duration, self.level, _request_id.get(), None,
                 rss, rss_change, traced, traced_peak, concurrent,
@@ -96,18 +103,17 @@ class _Tracker:
         else:
             m = Measurement(
                 self.kind, self.name, ERROR, duration, logging.ERROR, _request_id.get(),
-                _describe(exc), rss, rss_change, traced, traced_peak, concurrent, False,
-                self.attributes,
+                marked if exc is None else _describe(exc), rss, rss_change, traced,
+                traced_peak, concurrent, False, self.attributes,
             )
-            m.attributes["error_type"] = type(exc).__name__
+            if exc is not None:
+                m.attributes["error_type"] = type(exc).__name__
         self.measurement = m
         dispatch(m)
 
 
 def _describe(exc: BaseException) -> str:
     return log_safe(str(exc) or type(exc).__name__)
-
-
 
 
 class MemoryTracker(_Tracker):
