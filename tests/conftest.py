@@ -1,0 +1,47 @@
+"""Shared fixtures: every test starts with sherlock_ai's logging set-up removed and no id."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, List
+
+import pytest
+
+import sherlock_ai
+
+
+class RecordCollector(logging.Handler):
+    """Keeps the real LogRecords that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self, prefix: str = "") -> List[str]:
+        return [r.getMessage() for r in self.records if r.getMessage().startswith(prefix)]
+
+
+@pytest.fixture(autouse=True)
+def _clean_state() -> Iterator[None]:
+    sherlock_ai.clear_request_id()
+    yield
+    sherlock_ai.SherlockAI.cleanup()
+    sherlock_ai.clear_request_id()
+
+
+@pytest.fixture
+def records() -> Iterator[RecordCollector]:
+    """Collect every record of the MonitoringLogger and PerformanceLogger."""
+    collector = RecordCollector()
+    loggers = [logging.getLogger(n) for n in ("MonitoringLogger", "PerformanceLogger")]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(collector)
+        lg.setLevel(logging.DEBUG)
+    yield collector
+    for lg, level in saved:
+        lg.removeHandler(collector)
+        lg.setLevel(level)
