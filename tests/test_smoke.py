@@ -9,4 +9,4 @@ def test_decorated_function_logs_one_memory_line(records):
     assert work() == 42
     lines = records.messages("MEMORY")
     assert len(lines) == 1
-    assert lines[0].startswith("MEMORY | tests.test_smoke.")
+    assert lines[0].startswith(f"MEMORY | {work.__module__}.{work.__qualname__} | SUCCESS | ")
