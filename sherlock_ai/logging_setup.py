@@ -99,7 +99,11 @@ def _remove_installed() -> None:
     while _installed:
         logger, handler = _installed.pop()
         logger.removeHandler(handler)
-        handler.close()
+        try:
+            handler.close()
+        except (OSError, ValueError) as exc:
+            # The final flush of a file on a full disk fails; the records were reported lost.
+            sys.stderr.write(f"sherlock_ai: closing a log handler failed ({exc})\n")
 
 
 class SherlockAI:

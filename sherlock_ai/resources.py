@@ -111,7 +111,11 @@ class ResourceMonitor:
             previous, _last_rss = _last_rss, rss
         diff = 0 if previous is None or rss is None else rss - previous
         traced = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (0, 0)
-        return MemorySnapshot(time.time(), rss, peak_rss(), diff, traced)
+        peak = peak_rss()
+        # The kernel updates its high-water mark lazily: it can trail the current reading.
+        if peak is not None and rss is not None:
+            peak = max(peak, rss)
+        return MemorySnapshot(time.time(), rss, peak, diff, traced)
 
     @staticmethod
     def capture_resources() -> ResourceSnapshot:

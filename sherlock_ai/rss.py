@@ -18,6 +18,7 @@ _fd: Optional[int] = None
 _fd_pid = -1
 _fd_lock = threading.Lock()
 _process = None
+_psutil_failed = False
 
 
 def _open_statm() -> Optional[int]:
@@ -34,8 +35,9 @@ def _open_statm() -> Optional[int]:
 
 
 def _after_fork() -> None:
-    global _fd, _process
+    global _fd, _process, _psutil_failed
     _process = None
+    _psutil_failed = False
     if _fd is not None:
         try:
             os.close(_fd)
@@ -49,7 +51,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def _psutil_rss() -> Optional[int]:
-    global _process
+    global _process, _psutil_failed
+    if _psutil_failed:
+        return None
     try:
         if _process is None:
             import psutil
@@ -57,6 +61,8 @@ def _psutil_rss() -> Optional[int]:
             _process = psutil.Process()
         return int(_process.memory_info().rss)
     except Exception as exc:  # noqa: BLE001 - psutil may be denied /proc; degrade
+        # Not retried on every call: without /proc each attempt costs a failed lookup.
+        _psutil_failed = True
         report_internal_error("rss.psutil", exc)
         return None
 

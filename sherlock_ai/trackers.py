@@ -187,4 +187,4 @@ class ResourceTracker(_Tracker):
     def _finish(self, exc: Optional[BaseException]) -> None:
         figures = self._span.close()
         self.attributes = {**(self.attributes or {}), **self._window.finish()}
-        self._emit(exc, **figures)
+        self._emit(exc, figures)

@@ -1,0 +1,155 @@
+"""Logging set-up writes the specification's lines, with request ids, to real files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+
+import pytest
+
+import sherlock_ai
+from sherlock_ai import LogFileConfig, LoggingConfig, MemoryTracker, monitor_memory
+
+SPEC_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (?P<rid>[0-9a-f]{16}|-) - MonitoringLogger - INFO - "
+    r"MEMORY \| (?P<name>[^|]+) \| SUCCESS \| \d+\.\d{3}s \| Current: \d+\.\d\d[KMG]?B"
+    r" \| Change: [+-]\d+\.\d\d[KMG]?B \| Traced: -?\d+\.\d\d[KMG]?B \(Peak: \d+\.\d\d[KMG]?B\)$"
+)
+
+
+def read_lines(path):
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_text_files_hold_the_exact_format_with_and_without_request_id(tmp_path):
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+    with MemoryTracker("data_processing"):
+        pass
+    with sherlock_ai.request_id_context() as rid, MemoryTracker("in_request"):
+        pass
+    logging.getLogger("MonitoringLogger").handlers[0].flush()
+
+    monitoring = read_lines(setup.log_files["monitoring"])
+    assert len(monitoring) == 2
+    first, second = (SPEC_LINE.match(line) for line in monitoring)
+    assert first and second, monitoring
+    assert (first["rid"], first["name"]) == ("-", "data_processing")
+    assert (second["rid"], second["name"]) == (rid, "in_request")
+    # app.log has every record too; the performance file has none of these.
+    assert len(read_lines(setup.log_files["app"])) == 2
+    assert read_lines(setup.log_files["performance"]) == []
+    assert set(os.listdir(tmp_path)) == {"app.log", "errors.log", "monitoring.log",
+                                         "performance.log"}
+
+
+def test_errors_file_gets_error_lines_only(tmp_path):
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+
+    @monitor_memory(trace_malloc=False)
+    def fail():
+        raise ValueError("nope")
+
+    with pytest.raises(ValueError):
+        fail()
+    with MemoryTracker("fine"):
+        pass
+    (line,) = read_lines(setup.log_files["errors"])
+    assert " - MonitoringLogger - ERROR - MEMORY | " in line and line.endswith("| Error: nope")
+
+
+def test_json_lines_carry_structured_fields(tmp_path):
+    setup = sherlock_ai.sherlock_ai(
+        LoggingConfig(logs_dir=tmp_path, log_format_type="json", console_enabled=False)
+    )
+    with sherlock_ai.request_id_context("req-1"), MemoryTracker("json_block"):
+        kept = b"y" * 1_000_000
+    sherlock_ai.get_logger("user").warning("hello %s", "world")
+    records = [json.loads(line) for line in read_lines(setup.log_files["app"])]
+    assert setup.log_files["app"].name == "app.jsonl"
+    memory, user = records
+    assert memory["logger"] == "MonitoringLogger" and memory["level"] == "INFO"
+    assert memory["request_id"] == "req-1"
+    assert memory["name"] == "json_block" and memory["status"] == "SUCCESS"
+    assert memory["kind"] == "memory" and memory["concurrent"] == 0
+    assert 1_000_000 <= memory["traced"] <= 1_100_000
+    assert memory["traced_peak"] >= memory["traced"]
+    assert isinstance(memory["rss"], int) and isinstance(memory["rss_change"], int)
+    assert memory["message"].startswith("MEMORY | json_block | SUCCESS | ")
+    assert user == {**user, "message": "hello world", "request_id": "-", "logger": "user"}
+    assert user["timestamp"].endswith("+00:00")
+    del kept
+
+
+def test_setup_twice_does_not_duplicate_lines(tmp_path):
+    config = LoggingConfig(logs_dir=tmp_path, console_enabled=False)
+    sherlock_ai.sherlock_ai(config)
+    setup = sherlock_ai.SherlockAI(config).setup()
+    with MemoryTracker("once"):
+        pass
+    assert len(read_lines(setup.log_files["monitoring"])) == 1
+
+
+def test_rotation_keeps_the_configured_backups(tmp_path):
+    files = {"app": LogFileConfig("app", max_bytes=2_000, backup_count=2)}
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_files=files))
+    for i in range(100):
+        logging.getLogger("x").info("line %d %s", i, "z" * 50)
+    assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1", "app.log.2"]
+
+
+def test_request_id_is_on_every_record_for_user_formats(tmp_path):
+    sherlock_ai.install_request_id_factory()
+    path = tmp_path / "own.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(request_id)s %(message)s"))
+    logger = logging.getLogger("own")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("outside")
+        with sherlock_ai.request_id_context("abc"):
+            logger.warning("inside")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert read_lines(path) == ["- outside", "abc inside"]
+
+
+def test_unwritable_logs_dir_falls_back_to_the_console(tmp_path, capfd):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=blocker / "logs",
+                                                  console_enabled=False))
+    assert setup.log_files == {} and setup.errors
+    with MemoryTracker("still_logged"):
+        pass
+    err = capfd.readouterr().err
+    assert "logging to the console instead" in err
+    assert "MEMORY | still_logged | SUCCESS" in err
+
+
+def test_full_disk_at_run_time_is_reported_once_and_the_app_keeps_going(tmp_path, capfd):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    (tmp_path / "app.log").symlink_to("/dev/full")
+    files = {"app": LogFileConfig("app")}
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_files=files))
+
+    @monitor_memory(trace_malloc=False)
+    def handler(x):
+        return x + 1
+
+    assert [handler(i) for i in range(5)] == [1, 2, 3, 4, 5]
+    err = capfd.readouterr().err
+    assert err.count("cannot write") == 1, err
+
+
+def test_bad_config_is_refused_at_setup():
+    with pytest.raises(ValueError, match="log_format_type"):
+        sherlock_ai.SherlockAI(LoggingConfig(log_format_type="xml"))
+    with pytest.raises(ValueError, match="log_level"):
+        sherlock_ai.SherlockAI(LoggingConfig(console_level="CHATTY"))
