@@ -1,7 +1,7 @@
 """Per-call cost of the decorators, as ratios to a plain ``logger.info`` measured in the same run.
 
 Every figure goes through the same handler: the specification's text format, writing to
-/dev/null. Run: ``python benchmarks/bench_decorators.py`` (or ``make bench``).
+/dev/null. Run: ``python -m benchmarks.bench_decorators`` (or ``make bench`` for all).
 """
 
 from __future__ import annotations
@@ -10,74 +10,79 @@ import logging
 import os
 import subprocess
 import sys
-import timeit
 
-import sherlock_ai
-from sherlock_ai import log_performance, monitor_memory
+from benchmarks.common import per_call_us, table
+from sherlock_ai import log_performance, monitor_memory, monitor_resources
 from sherlock_ai.log_records import install_request_id_factory
+from sherlock_ai.logging_setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
 
-N = 20_000
-REPEAT = 7
+TARGETS = {  # the most each case may cost, in multiples of the logger.info baseline
+    "@monitor_memory(trace_malloc=False)": 2.0,
+    "@monitor_memory(trace_malloc=True)": 3.0,
+    "@monitor_memory under min_duration (no line)": 0.6,
+}
 
 
-def _per_call_us(stmt) -> float:
-    timer = timeit.Timer(stmt)
-    return min(timer.repeat(repeat=REPEAT, number=N)) / N * 1e6
-
-
-def _handler() -> logging.Handler:
+def _route_logs_to_devnull() -> None:
     install_request_id_factory()
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives for the run
-    handler.setFormatter(logging.Formatter(sherlock_ai.logging_setup.DEFAULT_FORMAT,
-                                           sherlock_ai.logging_setup.DEFAULT_DATE_FORMAT))
+    handler.setFormatter(logging.Formatter(DEFAULT_FORMAT, DEFAULT_DATE_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    return handler
 
 
 def import_time_ms() -> float:
-    """Median of 5 fresh interpreters importing sherlock_ai (interpreter start subtracted)."""
+    """Median of 7 fresh interpreters importing sherlock_ai."""
     code = "import time; t=time.perf_counter(); import sherlock_ai; print(time.perf_counter()-t)"
     runs = sorted(
-        float(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(5)
+        float(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(7)
     )
-    return runs[2] * 1000
+    return runs[3] * 1000
 
 
-def run() -> dict:
-    _handler()
+def measure() -> dict:
+    _route_logs_to_devnull()
     log = logging.getLogger("MonitoringLogger")
 
     def nothing():
         return None
 
-    plain = monitor_memory(trace_malloc=False)(nothing)
-    traced = monitor_memory(trace_malloc=True)(nothing)
-    quiet = monitor_memory(trace_malloc=False, min_duration=1.0)(nothing)
-    perf = log_performance(nothing)
-
-    bare = _per_call_us(nothing)
     line = "MEMORY | bench.nothing | SUCCESS | 0.000s | Current: 1.00MB | Change: +0.00B"
-    baseline = _per_call_us(lambda: log.info(line))
-    results = {
-        "logger.info (baseline)": baseline,
-        "@monitor_memory(trace_malloc=False)": _per_call_us(plain) - bare,
-        "@monitor_memory(trace_malloc=True)": _per_call_us(traced) - bare,
-        "@monitor_memory under min_duration (no line)": _per_call_us(quiet) - bare,
-        "@log_performance": _per_call_us(perf) - bare,
+    bare = per_call_us(nothing)
+    baseline = per_call_us(lambda: log.info(line))
+    cases = {
+        "@monitor_memory(trace_malloc=False)": monitor_memory(trace_malloc=False)(nothing),
+        "@monitor_memory(trace_malloc=True)": monitor_memory(trace_malloc=True)(nothing),
+        "@monitor_memory under min_duration (no line)":
+            monitor_memory(trace_malloc=False, min_duration=1.0)(nothing),
+        "@log_performance": log_performance(nothing),
+        "@monitor_resources": monitor_resources(nothing),
     }
-    return {"baseline_us": baseline, "rows": results, "import_ms": import_time_ms()}
+    rows = {name: per_call_us(func, number=5_000 if "resources" in name else 20_000) - bare
+            for name, func in cases.items()}
+    return {"baseline": baseline, "rows": rows, "import_ms": import_time_ms()}
 
 
-def main() -> None:
-    out = run()
-    base = out["baseline_us"]
-    print(f"{'case':48} {'us/call':>9} {'x logger.info':>14}")
-    for name, us in out["rows"].items():
-        print(f"{name:48} {us:9.2f} {us / base:14.2f}")
-    print(f"import sherlock_ai: {out['import_ms']:.1f} ms")
+def run() -> str:
+    """The markdown section for docs/performance.md."""
+    out = measure()
+    base = out["baseline"]
+    body = table(
+        ["case", "µs per call", "× logger.info", "target"],
+        [("plain `logger.info` (baseline)", base, 1.0, "")]
+        + [(f"`{name}`", us, us / base, f"≤ {TARGETS[name]}×" if name in TARGETS else "")
+           for name, us in out["rows"].items()],
+    )
+    return (
+        "## Decorators, per call\n\n"
+        "Cost added to a call of an empty function, against one `logger.info` through the same\n"
+        "formatting handler (the specification's text format, written to /dev/null), both\n"
+        "measured in the same run (best of 7 repeats).\n\n"
+        f"{body}\n\n`import sherlock_ai`: {out['import_ms']:.1f} ms (median of 7 fresh "
+        "interpreters; target < 40 ms).\n"
+    )
 
 
 if __name__ == "__main__":
-    main()
+    print(run())

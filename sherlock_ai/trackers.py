@@ -19,7 +19,8 @@ from .measurement import ERROR, SUCCESS, Measurement
 from .options import check_flag, check_level, check_min_duration, check_name
 from .request_id import _request_id
 from .resources import ResourceWindow
-from .sinks import dispatch, has_eager_sinks
+from .sinks import dispatch
+from .sinks import has_eager_sinks as _eager
 
 
 class _Tracker:
@@ -32,6 +33,9 @@ class _Tracker:
         self.attributes: Dict[str, Any] = {}
         self.measurement: Optional[Measurement] = None
         self._started = False
+        self._marked_error: Optional[str] = None
+        # A tracker the user holds keeps every measurement; see _template for decorators'.
+        self._keep_quiet = True
 
     def mark_error(self, message: str) -> None:
         """Report the block as ERROR with ``message`` even though no exception left it (an
@@ -41,8 +45,10 @@ class _Tracker:
     @classmethod
     def _template(cls, name: str, settings: Dict[str, Any]) -> Dict[str, Any]:
         """The state of a fresh tracker from settings validated once (see :meth:`_from`)."""
+        # Nobody can read a decorator's tracker: its measurements of successful calls under
+        # min_duration are dropped unless a sink wants them (the cheapest path, no line).
         return {**settings, "name": name, "attributes": None, "measurement": None,
-                "_started": False}
+                "_started": False, "_marked_error": None, "_keep_quiet": False}
 
     @classmethod
     def _from(cls, template: Dict[str, Any]) -> _Tracker:
@@ -54,8 +60,7 @@ class _Tracker:
 
     def _skip_rss_below(self, exc: Optional[BaseException]) -> float:
         # The closing RSS read is skipped only when no line and no sink will show it.
-        if (exc is None and self.min_duration and not has_eager_sinks()
-                and "_marked_error" not in self.__dict__):
+        if exc is None and self.min_duration and self._marked_error is None and not _eager():
             return self.min_duration
         return -1.0
 
@@ -92,9 +97,11 @@ class _Tracker:
 
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
         duration, rss, rss_change, traced, traced_peak, concurrent = figures
-        marked = self.__dict__.pop("_marked_error", None)
+        marked, self._marked_error = self._marked_error, None
         # GeneratorExit is a generator closed early by its consumer, not a failure.
         if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
+            if duration < self.min_duration and not self._keep_quiet and not _eager():
+                return
             m = Measurement(
                 self.kind, self.name, SUCCESS, duration, self.level, _request_id.get(), None,
                 rss, rss_change, traced, traced_peak, concurrent,

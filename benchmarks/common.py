@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmarks: timing, ASGI driving and markdown tables."""
+
+from __future__ import annotations
+
+import asyncio
+import timeit
+from typing import Any, Callable, Iterable, List, Sequence
+
+
+def per_call_us(func: Callable[[], Any], number: int = 20_000, repeat: int = 7) -> float:
+    """Best-of-``repeat`` mean cost of one call in microseconds."""
+    return min(timeit.Timer(func).repeat(repeat=repeat, number=number)) / number * 1e6
+
+
+def asgi_request_driver(app: Any, path: str = "/", method: str = "GET") -> Callable[[], Any]:
+    """A coroutine function that sends one in-process HTTP request to ``app`` (no network)."""
+    body_message = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict:
+        return body_message
+
+    async def send(message: dict) -> None:
+        return None
+
+    def scope() -> dict:
+        return {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+            "root_path": "", "query_string": b"", "headers": [(b"host", b"bench")],
+            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+        }
+
+    async def one() -> None:
+        await app(scope(), receive, send)
+
+    return one
+
+
+def asgi_per_request_us(app: Any, path: str = "/", number: int = 3_000, repeat: int = 5) -> float:
+    """Best-of-``repeat`` mean in-process cost of one request to ``app``, in microseconds."""
+    one = asgi_request_driver(app, path)
+
+    async def batch() -> float:
+        loop = asyncio.get_running_loop()
+        for _ in range(200):  # warm-up
+            await one()
+        best = float("inf")
+        for _ in range(repeat):
+            start = loop.time()
+            for _ in range(number):
+                await one()
+            best = min(best, (loop.time() - start) / number * 1e6)
+        return best
+
+    return asyncio.run(batch())
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table."""
+    lines: List[str] = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
