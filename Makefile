@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 soak: install
 	$(BIN)/python -m pytest -m slow
