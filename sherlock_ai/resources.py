@@ -150,15 +150,15 @@ class ResourceWindow:
             "threads": _thread_count(),
         }
         if self.include_io:
-            io1 = _io_bytes()
-            if self.io0 is not None and io1 is not None:
-                out["io_read"], out["io_write"] = io1[0] - self.io0[0], io1[1] - self.io0[1]
-            else:
-                out["io_read"] = out["io_write"] = None
+            out["io_read"], out["io_write"] = _deltas(self.io0, _io_bytes())
         if self.include_network:
-            net1 = _net_bytes()
-            if self.net0 is not None and net1 is not None:
-                out["net_sent"], out["net_recv"] = net1[0] - self.net0[0], net1[1] - self.net0[1]
-            else:
-                out["net_sent"] = out["net_recv"] = None
+            out["net_sent"], out["net_recv"] = _deltas(self.net0, _net_bytes())
         return out
+
+
+def _deltas(
+    before: Optional[Tuple[int, int]], after: Optional[Tuple[int, int]]
+) -> Tuple[Optional[int], Optional[int]]:
+    if before is None or after is None:
+        return None, None
+    return after[0] - before[0], after[1] - before[1]
