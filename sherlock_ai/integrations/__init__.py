@@ -1,0 +1,62 @@
+"""Web integrations: request ids and one MEMORY line per request.
+
+- ASGI (FastAPI, Starlette, any ASGI app): :mod:`sherlock_ai.integrations.asgi`
+  (``SherlockMiddleware``, ``instrument_app``), also as :mod:`sherlock_ai.integrations.fastapi`.
+- WSGI (any WSGI app): :mod:`sherlock_ai.integrations.wsgi` (``SherlockWSGIMiddleware``).
+- Flask: :mod:`sherlock_ai.integrations.flask` (``Sherlock``).
+- uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
+
+Importing this package imports no web framework; the classes above are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._common import (
+    OTHER_METHOD,
+    REQUEST_ID_KEY,
+    ROUTE_KEY,
+    UNMATCHED_ROUTE,
+    RequestObserver,
+    RequestOptions,
+    add_request_observer,
+    remove_request_observer,
+)
+
+_LAZY = {
+    "SherlockMiddleware": "asgi",
+    "instrument_app": "asgi",
+    "SherlockWSGIMiddleware": "wsgi",
+    "Sherlock": "flask",
+    "uvicorn_log_config": "server_logs",
+    "gunicorn_logconfig_dict": "server_logs",
+    "GUNICORN_ACCESS_LOG_FORMAT": "server_logs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+__all__ = [
+    "GUNICORN_ACCESS_LOG_FORMAT",
+    "OTHER_METHOD",
+    "REQUEST_ID_KEY",
+    "ROUTE_KEY",
+    "RequestObserver",
+    "RequestOptions",
+    "Sherlock",
+    "SherlockMiddleware",
+    "SherlockWSGIMiddleware",
+    "UNMATCHED_ROUTE",
+    "add_request_observer",
+    "gunicorn_logconfig_dict",
+    "instrument_app",
+    "remove_request_observer",
+    "uvicorn_log_config",
+]

@@ -1,0 +1,284 @@
+"""``SherlockMiddleware``: request ids and one MEMORY measurement per HTTP request, for any
+ASGI application (Starlette and FastAPI name requests by their route template).
+
+Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app with
+``SherlockMiddleware(app, ...)``, or call :func:`instrument_app` to put it outside Starlette's
+``ServerErrorMiddleware`` so that the 500 built for an unhandled exception carries the id too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tuple
+
+from asgiref.compatibility import guarantee_single_callable
+
+from .._safety import report_internal_error
+from ..engine import _current as _current_span
+from ..request_id import _request_id
+from ._common import (
+    CLIENT_DISCONNECTED,
+    REQUEST_ID_KEY,
+    UNMATCHED_ROUTE,
+    BoundedNames,
+    RequestOptions,
+    RequestPolicy,
+    end_measurement,
+    request_method,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_INCOMPLETE = "the application returned without completing the response"
+_MOUNT_CACHE_LIMIT = 1024
+
+
+class SherlockMiddleware:
+    """Give each HTTP request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
+
+    Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` as keywords.
+    Each request is measured from its start until the last byte of its response body is
+    handed to the server (or the client disconnects) and logged as one MEMORY line named
+    ``"{METHOD} {route template}"``. The id is set for the whole request, background tasks
+    included, and the previous id is restored afterwards. Websockets get an id (echoed in
+    the accept message) but no measurement; lifespan passes through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        if not callable(app):
+            raise TypeError(f"SherlockMiddleware wraps an ASGI application, got {app!r}")
+        self.app = guarantee_single_callable(app)
+        self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
+        self._header = self.policy.header_key
+        self._names = BoundedNames()
+        self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan" or REQUEST_ID_KEY in scope or kind not in ("http", "websocket"):
+            # An outer SherlockMiddleware already owns this request: one id, one line.
+            await self.app(scope, receive, send)
+            return
+        request_id = self.policy.request_id(self._incoming_id(scope))
+        scope[REQUEST_ID_KEY] = request_id
+        token = _request_id.set(request_id)
+        try:
+            if kind == "websocket":
+                await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
+            elif self._excluded(scope):
+                await self.app(scope, receive, self._echoing(send, request_id,
+                                                             "http.response.start"))
+            else:
+                await self._measured(scope, receive, send, request_id)
+        finally:
+            _request_id.reset(token)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        outer_span = _current_span.get()
+        exchange = _Exchange(self, scope, receive, send, request_id)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except BaseException as exc:
+            if type(exc).__name__ == "ClientDisconnect":
+                exchange.finish(None, CLIENT_DISCONNECTED)
+            else:
+                exchange.finish(exc)
+            raise
+        else:
+            exchange.finish(None, _INCOMPLETE)
+        finally:
+            # A response streamed from a child task ends the measurement in that task's
+            # context copy, which cannot restore this one: do it here.
+            if _current_span.get() is not outer_span:
+                _current_span.set(outer_span)
+
+    def _incoming_id(self, scope: Scope) -> Optional[str]:
+        wanted = self._header
+        for name, value in scope.get("headers") or ():
+            if name == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def _excluded(self, scope: Scope) -> bool:
+        paths = self.policy.exclude_paths
+        if not paths:
+            return False
+        path = scope.get("path", "")
+        if path in paths:
+            return True
+        root = scope.get("root_path", "")
+        return bool(root) and path.startswith(root) and path[len(root):] in paths
+
+    def _echoing(self, send: Send, request_id: str, message_type: str) -> Send:
+        if not self.policy.echo:
+            return send
+        header = (self._header, request_id.encode("latin-1"))
+
+        async def echoing_send(message: Message) -> None:
+            if message["type"] == message_type:
+                message = _with_header(message, header)
+            await send(message)
+
+        return echoing_send
+
+    def route_template(self, scope: Scope, root_path: str) -> str:
+        """The log-safe route template of a finished request: Starlette's routers leave the
+        matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        mounted = scope.get("root_path", "")
+        if len(mounted) > len(root_path) and mounted.startswith(root_path):
+            prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
+            if innermost is not None and (route is None or route is innermost):
+                if getattr(innermost, "routes", None):
+                    return UNMATCHED_ROUTE  # the mounted router matched nothing
+                # A mounted app that is not a router: the mount is the route.
+                return self._names.safe(prefix + "/{path}")
+            if isinstance(path, str):
+                return self._names.safe((prefix or "<mount>") + path)
+        if not isinstance(path, str):
+            return UNMATCHED_ROUTE
+        return self._names.safe(path)
+
+    def _mount_template(self, scope: Scope, concrete: str) -> Tuple[Optional[str], Any]:
+        router = scope.get("router")
+        key = (id(router), concrete)
+        found = self._mounts.get(key)
+        if found is None:
+            found = _walk_mounts(getattr(router, "routes", ()), concrete)
+            if len(self._mounts) < _MOUNT_CACHE_LIMIT:
+                self._mounts[key] = found
+        return found
+
+
+def _walk_mounts(routes: Any, concrete: str) -> Tuple[Optional[str], Any]:
+    """The template of the mounts that matched the ``concrete`` path prefix, and the
+    innermost of them (``None, None`` when not found)."""
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        children = getattr(route, "routes", None)
+        if children is None:
+            continue
+        if regex is None:  # a Host: its routes see the same path
+            found = _walk_mounts(children, concrete)
+            if found[0] is not None:
+                return found
+            continue
+        match = regex.match(concrete + "/")
+        if match is None or "path" not in match.groupdict():
+            continue
+        rest = match.group("path")
+        if rest == "":
+            return route.path, route
+        inner, innermost = _walk_mounts(children, "/" + rest[:-1])
+        if inner is not None:
+            return route.path + inner, innermost
+    return None, None
+
+
+def _with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
+    """A copy of ``message`` whose headers end with ``header`` instead of any of that name
+    (the app's header list is not changed: it may be shared between responses)."""
+    name = header[0]
+    headers = [h for h in message.get("headers") or () if h[0].lower() != name]
+    headers.append(header)
+    return {**message, "headers": headers}
+
+
+class _Exchange:
+    """One measured HTTP request: watches its messages and ends its measurement once."""
+
+    __slots__ = ("middleware", "scope", "_receive", "_send", "tracker", "method", "root_path",
+                 "status", "done", "trailers", "header")
+
+    def __init__(self, middleware: SherlockMiddleware, scope: Scope, receive: Receive,
+                 send: Send, request_id: str) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.method = request_method(scope.get("method"))
+        self.root_path = scope.get("root_path", "")
+        self.status: Optional[int] = None
+        self.done = False
+        self.trailers = False
+        policy = middleware.policy
+        self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
+        self.tracker = policy.start_measurement("asgi")
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.done:
+            self.finish(None, CLIENT_DISCONNECTED)
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message.get("status")
+            self.trailers = bool(message.get("trailers", False))
+            if self.header is not None:
+                message = _with_header(message, self.header)
+            await self._send(message)
+            return
+        if self.done or not _is_last(kind, message, self.trailers):
+            await self._send(message)
+            return
+        try:
+            await self._send(message)
+        except OSError:
+            self.finish(None, CLIENT_DISCONNECTED)
+            raise
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+        self.finish(None)
+
+    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+        """End the measurement (later calls do nothing)."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            route = self.middleware.route_template(self.scope, self.root_path)
+        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("asgi route name", internal)
+            route = UNMATCHED_ROUTE
+        end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc)
+
+
+def _is_last(kind: str, message: Message, trailers: bool) -> bool:
+    if kind == "http.response.body" or kind == "http.response.zerocopysend":
+        return not trailers and not message.get("more_body", False)
+    if kind == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return kind == "http.response.pathsend" and not trailers
+
+
+def instrument_app(app: Any, **options: Any) -> Any:
+    """Make :class:`SherlockMiddleware` the outermost layer of ``app`` and return the app to
+    serve.
+
+    For Starlette and FastAPI apps the middleware goes outside ``ServerErrorMiddleware`` (by
+    wrapping ``app.build_middleware_stack``), so the 500 answered for an unhandled exception
+    carries the id header and is measured as ERROR; ``app`` itself is returned, instrumented
+    in place. Any other ASGI app is returned wrapped. Options are checked now.
+    """
+    build = getattr(app, "build_middleware_stack", None)
+    if not callable(build):
+        return SherlockMiddleware(app, **options)
+    if getattr(app, "_sherlock_ai_instrumented", False):
+        raise RuntimeError("instrument_app() was already called for this app")
+    RequestOptions.from_kwargs(options)
+
+    def build_instrumented_stack() -> ASGIApp:
+        return SherlockMiddleware(build(), **options)
+
+    app.build_middleware_stack = build_instrumented_stack
+    app._sherlock_ai_instrumented = True
+    if getattr(app, "middleware_stack", None) is not None:
+        app.middleware_stack = build_instrumented_stack()
+    return app

@@ -1,0 +1,48 @@
+"""``Sherlock``: the Flask extension. Request ids and one MEMORY line per request, named by the
+Flask route rule (``GET /items/<int:item_id>``)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from flask import Flask, request
+
+from ._common import ERROR_KEY, ROUTE_KEY, RequestOptions
+from .wsgi import SherlockWSGIMiddleware
+
+EXTENSION_NAME = "sherlock_ai"
+
+
+class Sherlock:
+    """Measure every request of a Flask app: ``Sherlock(app, **options)`` or, with an app
+    factory, ``sherlock = Sherlock(**options)`` then ``sherlock.init_app(app)``.
+
+    Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` (checked here).
+    ``init_app`` wraps ``app.wsgi_app`` with :class:`SherlockWSGIMiddleware`, so the
+    measurement spans the whole response, streamed bodies included, and registers a
+    ``teardown_request`` hook (it runs on every outcome) that hands the matched rule, and the
+    exception behind a 500, to the middleware. The extension keeps no reference to an app.
+    """
+
+    def __init__(self, app: Optional[Flask] = None, **options: Any) -> None:
+        RequestOptions.from_kwargs(options)
+        self.options = dict(options)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Instrument ``app`` and register the extension as ``app.extensions["sherlock_ai"]``."""
+        if EXTENSION_NAME in app.extensions:
+            raise RuntimeError("sherlock_ai's Flask extension is already set up for this app")
+        app.wsgi_app = SherlockWSGIMiddleware(app.wsgi_app, **self.options)  # type: ignore
+        app.teardown_request(_hand_route_to_middleware)
+        app.extensions[EXTENSION_NAME] = self
+
+
+def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
+    environ = request.environ
+    rule = request.url_rule
+    if rule is not None:
+        environ[ROUTE_KEY] = rule.rule
+    if exc is not None:
+        environ[ERROR_KEY] = exc

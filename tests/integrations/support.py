@@ -1,0 +1,179 @@
+"""Helpers for the web integration tests: in-process clients, collected log records and
+servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+class RootRecords(logging.Handler):
+    """Every record that reaches the root logger, as it was created."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def named(self, logger: str) -> List[logging.LogRecord]:
+        return [r for r in self.records if r.name == logger]
+
+    def memory(self) -> List[logging.LogRecord]:
+        return [r for r in self.records if r.getMessage().startswith("MEMORY | ")]
+
+
+def asgi_client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
+    """An in-process client for ``app`` (httpx's ASGI transport, no network)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", **kwargs)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def get(app: Any, path: str, headers: Optional[dict] = None) -> httpx.Response:
+    """One in-process GET request to an ASGI app."""
+
+    async def one() -> httpx.Response:
+        async with asgi_client(app) as client:
+            return await client.get(path, headers=headers or {})
+
+    return run(one())
+
+
+class ServerProcess:
+    """A server started by one of this folder's scripts, listening on 127.0.0.1."""
+
+    def __init__(self, args: List[str], cwd: Path, out: Path, err: Path) -> None:
+        self.out, self.err = out, err
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, *args], cwd=cwd, env=env, stdout=stdout, stderr=stderr
+            )
+        self.port = self._wait_for_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.err.read_text()}")
+            for line in self.err.read_text(errors="replace").splitlines():
+                if line.startswith("LISTENING "):
+                    port = int(line.split()[1])
+                    if _accepts(port):
+                        return port
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.err.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def server(script: str, *args: str, cwd: Path) -> Iterator[ServerProcess]:
+    """Run ``tests/integrations/{script}`` with ``args``; it prints ``LISTENING {port}`` on
+    stderr once bound to 127.0.0.1. Stopped (SIGINT, then killed) at the end."""
+    proc = ServerProcess([str(HERE / script), *args], cwd, cwd / "server.out",
+                         cwd / "server.err")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+class RawExchange:
+    """What an ASGI app sent back to :func:`asgi_call`."""
+
+    def __init__(self) -> None:
+        self.messages: List[dict] = []
+
+    @property
+    def status(self) -> int:
+        return next(m["status"] for m in self.messages if m["type"] == "http.response.start")
+
+    def header(self, name: bytes) -> Optional[bytes]:
+        start = next(m for m in self.messages if m["type"] == "http.response.start")
+        values = [v for k, v in start.get("headers", []) if k.lower() == name.lower()]
+        assert len(values) <= 1, f"header {name!r} sent {len(values)} times"
+        return values[0] if values else None
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages
+                        if m["type"] == "http.response.body")
+
+
+async def asgi_call(app: Any, path: str = "/", *, method: str = "GET",
+                    headers: Optional[List[tuple]] = None, root_path: str = "",
+                    disconnect_after_chunks: Optional[int] = None,
+                    spec_version: str = "2.3") -> RawExchange:
+    """Drive one HTTP request through ``app`` speaking ASGI directly, as a server does, with
+    any header bytes and method token. With ``disconnect_after_chunks`` the client goes away
+    after receiving that many body chunks: ``receive`` then answers ``http.disconnect`` and,
+    as servers of ASGI spec 2.4 do, further body sends raise ``OSError``."""
+    exchange = RawExchange()
+    gone = asyncio.Event()
+    sent_request = False
+
+    async def receive() -> dict:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if gone.is_set() and message["type"] == "http.response.body" and spec_version >= "2.4":
+            raise OSError("client went away")
+        exchange.messages.append(message)
+        chunks = [m for m in exchange.messages if m["type"] == "http.response.body"]
+        if disconnect_after_chunks is not None and len(chunks) >= disconnect_after_chunks:
+            gone.set()
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            gone.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1", "method": method, "scheme": "http",
+        "path": root_path + path, "raw_path": (root_path + path).encode(),
+        "root_path": root_path, "query_string": b"",
+        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return exchange
