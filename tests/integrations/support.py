@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,33 +60,31 @@ def get(app: Any, path: str, headers: Optional[dict] = None) -> httpx.Response:
 
 
 class ServerProcess:
-    """A server started by one of this folder's scripts, listening on 127.0.0.1."""
+    """A Python process serving on 127.0.0.1 whose log says which port it bound."""
 
-    def __init__(self, args: List[str], cwd: Path, out: Path, err: Path) -> None:
-        self.out, self.err = out, err
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with open(out, "wb") as stdout, open(err, "wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, *args], cwd=cwd, env=env, stdout=stdout, stderr=stderr
-            )
-        self.port = self._wait_for_port()
+    def __init__(self, argv: List[str], cwd: Path, port_pattern: str) -> None:
+        self.out, self.err = cwd / "server.out", cwd / "server.err"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+        with open(self.out, "wb") as stdout, open(self.err, "wb") as stderr:
+            self.proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env,
+                                         stdout=stdout, stderr=stderr)
+        self.port = self._wait_for_port(re.compile(port_pattern))
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def _wait_for_port(self) -> int:
+    def _wait_for_port(self, pattern: re.Pattern) -> int:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.err.read_text()}")
-            for line in self.err.read_text(errors="replace").splitlines():
-                if line.startswith("LISTENING "):
-                    port = int(line.split()[1])
-                    if _accepts(port):
-                        return port
+            found = pattern.search(self.err.read_text(errors="replace"))
+            if found and _accepts(int(found.group(1))):
+                return int(found.group(1))
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server did not start:\n{self.err.read_text()}")
 
     def stop(self) -> None:
+        """Ask for a graceful stop (SIGINT), kill after 20 s."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -104,11 +103,11 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def server(script: str, *args: str, cwd: Path) -> Iterator[ServerProcess]:
-    """Run ``tests/integrations/{script}`` with ``args``; it prints ``LISTENING {port}`` on
-    stderr once bound to 127.0.0.1. Stopped (SIGINT, then killed) at the end."""
-    proc = ServerProcess([str(HERE / script), *args], cwd, cwd / "server.out",
-                         cwd / "server.err")
+def server(*argv: str, cwd: Path,
+           port_pattern: str = r"LISTENING (\d+)") -> Iterator[ServerProcess]:
+    """Run ``python {argv}`` (scripts of this folder are importable) in ``cwd``; its stderr
+    must name the port it bound on 127.0.0.1. Stopped at the end."""
+    proc = ServerProcess(list(argv), cwd, port_pattern)
     try:
         yield proc
     finally:
