@@ -76,7 +76,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.err.read_text()}")
-            found = pattern.search(self.err.read_text(errors="replace"))
+            found = pattern.search(self.out.read_text(errors="replace")) or pattern.search(
+                self.err.read_text(errors="replace"))
             if found and _accepts(int(found.group(1))):
                 return int(found.group(1))
             time.sleep(0.05)
@@ -105,7 +106,7 @@ def _accepts(port: int) -> bool:
 @contextmanager
 def server(*argv: str, cwd: Path,
            port_pattern: str = r"LISTENING (\d+)") -> Iterator[ServerProcess]:
-    """Run ``python {argv}`` (scripts of this folder are importable) in ``cwd``; its stderr
+    """Run ``python {argv}`` (scripts of this folder are importable) in ``cwd``; its output
     must name the port it bound on 127.0.0.1. Stopped at the end."""
     proc = ServerProcess(list(argv), cwd, port_pattern)
     try:

@@ -1,0 +1,55 @@
+"""The examples run as they are: the demo end to end, the Flask app under its own server."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import httpx
+
+from .support import ROOT, server
+
+
+def test_the_demo_serves_real_requests_and_shows_their_log_lines(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"Server stopped after (\d{3}) requests", out)
+    assert "Check out 5 times: the endpoint raises, the client gets a 500 with its id: " \
+           "5 requests, status 500" in out
+    failing_id = re.search(r"the client got HTTP 500 with id (\S+),", out).group(1)
+    assert f" - {failing_id} - MonitoringLogger - ERROR - MEMORY | GET /checkout | ERROR" in out
+    order_id = re.search(r"Everything request (\S+) logged", out).group(1)
+    assert f" - {order_id} - shop - INFO - confirmation e-mail queued" in out
+    assert "MEMORY | GET /export | SUCCESS" in out
+    logs = tmp_path / "demo-logs"
+    assert str((logs / "monitoring.log").resolve()) in out
+    memory = (logs / "monitoring.log").read_text().splitlines()
+    requests = int(re.search(r"Server stopped after (\d+) requests", out).group(1))
+    health_checks, reports = 5, 5  # excluded; and measured twice (endpoint and decorator)
+    assert not [line for line in memory if " | GET /health" in line]
+    assert len(memory) == requests - health_checks + reports
+    assert "<script>" not in (logs / "app.log").read_text()
+    assert "forged" not in (logs / "app.log").read_text()
+
+
+def test_the_flask_example_serves_and_logs_with_ids(tmp_path):
+    with server(str(ROOT / "examples" / "flask_app.py"), "--port", "0", "--no-console",
+                cwd=tmp_path, port_pattern=r"serving on http://127\.0\.0\.1:(\d+)") as flask, \
+            httpx.Client(base_url=flask.url) as client:
+        item = client.get("/items/3", headers={"X-Request-ID": "flask-example-1"})
+        failed = client.get("/checkout")
+        exported = client.get("/export")
+    assert item.json() == {"item_id": 3, "name": "item 3"}
+    assert item.headers["X-Request-ID"] == "flask-example-1"
+    assert failed.status_code == 500 and exported.text.startswith("id,name\n0,item 0\n")
+    memory = (tmp_path / "logs" / "monitoring.log").read_text()
+    assert " - flask-example-1 - MonitoringLogger - INFO - MEMORY | GET /items/<int:item_id> " \
+           "| SUCCESS" in memory
+    assert f" - {failed.headers['X-Request-ID']} - MonitoringLogger - ERROR - MEMORY | " \
+           "GET /checkout | ERROR" in memory
+    assert "Error: HTTP 500 (RuntimeError: payment provider unavailable)" in memory
+    errors = (tmp_path / "logs" / "errors.log").read_text()
+    assert f" - {failed.headers['X-Request-ID']} - shop - ERROR - Exception on /checkout" in errors
