@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 import sherlock_ai
-from sherlock_ai import tracing
+from sherlock_ai import get_logger, tracing
 from sherlock_ai.engine import current_span
 from sherlock_ai.integrations import RequestObserver, add_request_observer, remove_request_observer
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
@@ -165,6 +165,27 @@ def test_an_unhandled_exception_gives_a_500_with_the_id_and_an_error_line(instal
     assert record.levelname == "ERROR" and record.request_id == request_id
     assert record.getMessage().startswith("MEMORY | GET /boom | ERROR | ")
     assert record.sherlock.attributes["status_code"] == 500
+
+
+def test_an_exception_handler_logs_the_traceback_with_the_id(root_records):
+    app = items_app()
+
+    @app.exception_handler(Exception)
+    async def log_unhandled(request, exc):
+        get_logger("app.errors").exception("unhandled error")
+        return PlainTextResponse("sorry", status_code=500)
+
+    response = get(instrument_app(app), "/boom")
+    assert response.status_code == 500 and response.text == "sorry"
+    (logged,) = root_records.named("app.errors")
+    assert logged.request_id == response.headers["X-Request-ID"]
+    assert logged.exc_info[0] is RuntimeError
+
+
+def test_a_trailing_slash_redirect_is_unmatched(records):
+    exchange = run(asgi_call(instrument_app(items_app()), "/items/3/"))
+    assert exchange.status == 307
+    assert records.messages()[0].startswith("MEMORY | GET <unmatched> | SUCCESS")
 
 
 def test_add_middleware_sees_the_exception_but_not_the_500_starlette_builds(records):
@@ -328,6 +349,7 @@ def test_websockets_work_and_get_an_id_and_lifespan_passes_through(records):
         with client.websocket_connect("/ws", headers={"X-Request-ID": "ws-1"}) as ws:
             ws.send_text("hello")
             assert ws.receive_text() == "hello ws-1"
+            assert (b"x-request-id", b"ws-1") in ws.extra_headers
         with client.websocket_connect("/ws", headers={"X-Request-ID": "bad id"}) as ws:
             ws.send_text("hi")
             answer = ws.receive_text().split()
