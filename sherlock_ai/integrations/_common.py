@@ -154,7 +154,10 @@ class RequestPolicy:
         """Enter a fresh tracker for one request (named when it ends, see
         :func:`end_measurement`) and tell the observers."""
         if self._lease is not None:
-            self._lease.hold(self)
+            try:
+                self._lease.hold(self)
+            except Exception as exc:  # noqa: BLE001 - the request goes on without tracing
+                report_internal_error("tracemalloc lease", exc)
         tracker: MemoryTracker = MemoryTracker._from(self._tracker_template)  # type: ignore
         tracker.__enter__()
         notify_started(protocol)

@@ -99,7 +99,7 @@ class SherlockMiddleware:
         wanted = self._header
         for name, value in scope.get("headers") or ():
             if name == wanted:
-                return value.decode("latin-1")
+                return value.decode("latin-1") if isinstance(value, bytes) else None
         return None
 
     def _excluded(self, scope: Scope) -> bool:
