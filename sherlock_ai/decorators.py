@@ -13,6 +13,7 @@ import reprlib
 from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
 
 from .formatting import log_safe
+from .heap import check_top_allocations
 from .lines import safe_name
 from .options import check_flag, check_level, check_min_duration
 from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker, _Tracker
@@ -107,6 +108,7 @@ def monitor_memory(
     min_duration: float = 0.0,
     log_level: Union[str, int] = "INFO",
     trace_malloc: bool = True,
+    top_allocations: int = 0,
 ) -> Callable[[F], F]: ...
 def monitor_memory(
     func: Optional[F] = None,
@@ -114,10 +116,13 @@ def monitor_memory(
     min_duration: float = 0.0,
     log_level: Union[str, int] = "INFO",
     trace_malloc: bool = True,
+    top_allocations: int = 0,
 ) -> Any:
-    """Log a MEMORY line for each call of the decorated function (see :class:`MemoryTracker`)."""
+    """Log a MEMORY line for each call of the decorated function (see :class:`MemoryTracker`;
+    ``top_allocations=N`` adds the N lines whose retained size grew most during the call)."""
     settings = _common(min_duration, log_level)
     settings["trace_malloc"] = check_flag("trace_malloc", trace_malloc)
+    settings["top_allocations"] = check_top_allocations(top_allocations, trace_malloc)
 
     def decorate(f: F) -> F:
         template = MemoryTracker._template(qualified_name(f), settings)

@@ -29,7 +29,18 @@ def memory_line(m: Measurement) -> str:
     )
     if m.traced is not None:
         line += f" | Traced: {format_bytes(m.traced)} (Peak: {format_bytes(m.traced_peak)})"
-    return line + _tail(m)
+    line += _tail(m)
+    sites = m.attributes.get("top_allocations")
+    return line + _site_lines(sites) if sites else line
+
+
+def _site_lines(sites: list) -> str:
+    # Continuation lines of the same record; log_safe keeps a file name from starting a line.
+    return "".join(
+        f"\n    at {log_safe(s['file'])}:{s['line']}: {format_change(s['size'])}"
+        f" ({s['count']:+d} blocks)"
+        for s in sites
+    )
 
 
 def performance_line(m: Measurement) -> str:

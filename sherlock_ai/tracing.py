@@ -21,11 +21,12 @@ _owned = False
 _frames = 1
 
 
-def acquire() -> None:
-    """Take a lease, starting tracemalloc when nobody traces yet (call with LOCK held)."""
+def acquire(frames: int = 1) -> None:
+    """Take a lease, starting tracemalloc when nobody traces yet (call with LOCK held); when
+    it starts here it keeps at least ``frames`` frames per allocation."""
     global _leases, _owned
     if _leases == 0 and not tracemalloc.is_tracing():
-        tracemalloc.start(_frames)
+        tracemalloc.start(max(_frames, frames))
         _owned = True
     _leases += 1
 
@@ -42,10 +43,16 @@ def release() -> None:
                 tracemalloc.stop()
 
 
-def hold_tracing() -> None:
-    """Keep tracemalloc running until :func:`release_tracing` (for long-lived monitors)."""
+def hold_tracing(frames: int = 1) -> None:
+    """Keep tracemalloc running until :func:`release_tracing` (for long-lived monitors).
+
+    When this call starts it, tracemalloc keeps at least ``frames`` frames per allocation;
+    when it already runs, its frame count is left as it is.
+    """
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+        raise ValueError(f"frames must be a positive int, got {frames!r}")
     with LOCK:
-        acquire()
+        acquire(frames)
 
 
 def release_tracing() -> None:

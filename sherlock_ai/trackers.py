@@ -11,6 +11,7 @@ import logging
 from time import perf_counter
 from typing import Any, Dict, Optional
 
+from . import heap, tracing
 from ._safety import report_internal_error
 from .engine import Figures, Span
 from .formatting import log_safe
@@ -129,9 +130,17 @@ class MemoryTracker(_Tracker):
 
     Logs ``MEMORY | {name} | {STATUS} | {t}s | Current: .. | Change: .. | Traced: .. (Peak: ..)``
     on ``MonitoringLogger`` unless the block succeeded faster than ``min_duration`` seconds.
+
+    ``top_allocations=N`` (needs ``trace_malloc``) compares tracemalloc snapshots from the
+    block's start and end and adds the N lines whose retained size grew most, as
+    ``measurement.attributes["top_allocations"]`` and one indented line each under the MEMORY
+    line. Snapshots cost time proportional to the number of live traced blocks.
     """
 
     kind = "memory"
+    # Class defaults for trackers built from templates that predate the option.
+    top_allocations = 0
+    _heap_before: Optional[heap.Sizes] = None
 
     def __init__(
         self,
@@ -140,15 +149,44 @@ class MemoryTracker(_Tracker):
         trace_malloc: bool = True,
         *,
         log_level: str = "INFO",
+        top_allocations: int = 0,
     ) -> None:
         super().__init__(name, min_duration, log_level=log_level)
         self.trace_malloc = check_flag("trace_malloc", trace_malloc)
+        self.top_allocations = heap.check_top_allocations(top_allocations, self.trace_malloc)
 
     def _start(self) -> None:
-        self._span = Span(self.trace_malloc)
+        if self.top_allocations:
+            # The snapshot is taken under a lease of its own, before the span reads the traced
+            # level and resets the peak, so its cost stays out of the block's figures.
+            tracing.hold_tracing()
+            try:
+                self._heap_before = heap.site_sizes()
+                self._span = Span(self.trace_malloc)
+            except BaseException:
+                tracing.release_tracing()
+                raise
+        else:
+            self._span = Span(self.trace_malloc)
 
     def _finish(self, exc: Optional[BaseException]) -> None:
-        self._emit(exc, self._span.close(self._skip_rss_below(exc)))
+        figures = self._span.close(self._skip_rss_below(exc))
+        if self.top_allocations:
+            before, self._heap_before = self._heap_before, None
+            try:
+                if self._kept(exc, figures[0]):
+                    sites = heap.top_growth(before or {}, heap.site_sizes(), self.top_allocations)
+                    self.attributes = {**(self.attributes or {}), "top_allocations": sites}
+            except Exception as internal:  # noqa: BLE001 - e.g. tracing stopped by the user
+                report_internal_error("MemoryTracker top_allocations", internal)
+            finally:
+                tracing.release_tracing()
+        self._emit(exc, figures)
+
+    def _kept(self, exc: Optional[BaseException], duration: float) -> bool:
+        # Mirrors _emit: a measurement nobody will see does not pay for a second snapshot.
+        return (duration >= self.min_duration or exc is not None or self._keep_quiet
+                or self._marked_error is not None or _eager())
 
 
 class PerformanceTimer(_Tracker):

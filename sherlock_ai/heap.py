@@ -1,0 +1,124 @@
+"""Where the Python heap grew: tracemalloc snapshots grouped by the line that allocated.
+
+A snapshot lists every live traced block with its traceback. Here blocks are grouped by their
+*site*: the most recent frame of the traceback that is not sherlock_ai's, tracemalloc's or the
+import machinery's (a block with no other frame is left out). Two groupings taken at the start
+and the end of a block give the sites whose retained size grew most
+(``MemoryTracker(top_allocations=N)``); the leak watch groups the same way, per route.
+
+Cost: ``tracemalloc.take_snapshot()`` copies every live trace and the grouping walks them in
+Python, so both grow with the number of live traced blocks (not with the block's own work).
+How many frames a traceback holds is fixed when tracemalloc starts: 1 unless you started it
+yourself or called :func:`sherlock_ai.tracing.set_traceback_frames`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import os
+import tracemalloc
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+
+from .formatting import log_safe
+
+#: ``(filename, line number)`` of an allocating line.
+Site = Tuple[str, int]
+#: Retained ``[size in bytes, block count]`` per key.
+Sizes = Dict[Hashable, List[int]]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_INTERNAL_FILES = frozenset(
+    os.path.abspath(path)
+    for path in (
+        tracemalloc.__file__,
+        importlib.__file__,
+        os.path.join(os.path.dirname(importlib.__file__), "_bootstrap.py"),
+        os.path.join(os.path.dirname(importlib.__file__), "_bootstrap_external.py"),
+    )
+)
+_FROZEN_IMPORT = ("<frozen importlib.", "<frozen zipimport>")
+# Filenames seen in tracebacks are few (one per module); the verdict is cached per name.
+_verdicts: Dict[str, bool] = {}
+_VERDICT_LIMIT = 4096
+
+
+def is_internal_file(filename: str) -> bool:
+    """Whether allocations on this file's lines belong to sherlock_ai, tracemalloc or the
+    import machinery rather than to the monitored code."""
+    verdict = _verdicts.get(filename)
+    if verdict is None:
+        verdict = (
+            filename.startswith(_FROZEN_IMPORT)
+            or os.path.abspath(filename).startswith(_PACKAGE_DIR)
+            or os.path.abspath(filename) in _INTERNAL_FILES
+        )
+        if len(_verdicts) < _VERDICT_LIMIT:
+            _verdicts[filename] = verdict
+    return verdict
+
+
+def allocation_site(traceback: tracemalloc.Traceback) -> Optional[Site]:
+    """The most recent frame of ``traceback`` outside sherlock_ai, tracemalloc and the import
+    machinery, or ``None`` when every frame is theirs."""
+    # tracemalloc tracebacks are ordered oldest frame first.
+    for frame in reversed(traceback):
+        if not is_internal_file(frame.filename):
+            return frame.filename, frame.lineno
+    return None
+
+
+def group_sizes(
+    snapshot: tracemalloc.Snapshot,
+    key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]] = allocation_site,
+) -> Sizes:
+    """Retained size and block count of ``snapshot`` per ``key_of(traceback)`` (blocks whose
+    key is ``None`` are left out)."""
+    out: Sizes = {}
+    for stat in snapshot.statistics("traceback"):
+        key = key_of(stat.traceback)
+        if key is None:
+            continue
+        entry = out.get(key)
+        if entry is None:
+            out[key] = [stat.size, stat.count]
+        else:
+            entry[0] += stat.size
+            entry[1] += stat.count
+    return out
+
+
+def site_sizes() -> Sizes:
+    """Retained size and block count per allocation site now (tracemalloc must be tracing)."""
+    return group_sizes(tracemalloc.take_snapshot())
+
+
+def top_growth(before: Sizes, after: Sizes, limit: int) -> List[Dict[str, Any]]:
+    """The ``limit`` sites whose retained size grew most from ``before`` to ``after``, largest
+    first, as ``{"file", "line", "size", "count"}`` (growth in bytes and in blocks; the file
+    name made log-safe). Sites that did not grow are left out."""
+    grown = []
+    for site, (size, count) in after.items():
+        old = before.get(site)
+        growth = size - old[0] if old is not None else size
+        if growth > 0:
+            grown.append((growth, count - old[1] if old is not None else count, site))
+    return [
+        {"file": log_safe(site[0]), "line": site[1], "size": growth, "count": count}
+        for growth, count, site in heapq.nlargest(limit, grown, key=lambda g: g[0])
+    ]
+
+
+def check_top_allocations(top_allocations: object, trace_malloc: bool) -> int:
+    """A number of sites to report (0 for none); more than 0 needs ``trace_malloc=True``."""
+    if isinstance(top_allocations, bool) or not isinstance(top_allocations, int):
+        raise TypeError(
+            f"top_allocations must be an int number of sites (0 for none), got {top_allocations!r}"
+        )
+    if top_allocations < 0:
+        raise ValueError(f"top_allocations must be >= 0, got {top_allocations}")
+    if top_allocations and not trace_malloc:
+        raise ValueError(
+            "top_allocations needs tracemalloc: use trace_malloc=True or top_allocations=0"
+        )
+    return top_allocations
