@@ -1,0 +1,118 @@
+"""Which endpoint an allocation belongs to: the lines of each endpoint's code, and a lookup
+from a tracemalloc traceback to (allocation site, endpoint).
+
+An allocation belongs to an endpoint when a frame of its traceback lies within the endpoint
+function's lines (nested functions and comprehensions included). With one frame per traceback
+only allocations made on the endpoint's own lines are found; deeper tracebacks reach through
+helper functions up to the endpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from typing import Any, Dict, Hashable, List, Optional, Tuple
+
+from .heap import Site, allocation_site
+
+#: ``(filename, first line, last line)`` of a piece of code.
+LineRange = Tuple[str, int, int]
+
+
+def _last_line(code: types.CodeType) -> int:
+    last = code.co_firstlineno
+    lines = getattr(code, "co_lines", None)
+    if lines is not None:
+        numbers = (line for _, _, line in lines())
+    else:  # Python 3.9
+        import dis
+
+        numbers = (line for _, line in dis.findlinestarts(code))
+    for line in numbers:
+        if line is not None and line > last:
+            last = line
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+def _functions(endpoint: Any) -> List[types.FunctionType]:
+    """The plain functions whose code is the endpoint's: the function itself (decorators
+    unwrapped), a partial's or bound method's function, a class's own methods, or a callable
+    object's ``__call__``."""
+    target = endpoint
+    for _ in range(16):  # wrappers of wrappers, bounded
+        try:
+            target = inspect.unwrap(target)
+        except ValueError:  # a __wrapped__ cycle
+            break
+        if isinstance(target, functools.partial):
+            target = target.func
+        elif inspect.ismethod(target):
+            target = target.__func__
+        else:
+            break
+    if inspect.isfunction(target):
+        return [target]
+    if inspect.isclass(target):
+        found = []
+        for member in vars(target).values():
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            if inspect.isfunction(member):
+                found.append(member)
+        return found
+    for klass in type(target).__mro__[:-1]:  # a callable object's class, not object's
+        call = vars(klass).get("__call__")
+        if call is not None:
+            return [call] if inspect.isfunction(call) else []
+    return []
+
+
+def code_ranges(endpoint: Any) -> List[LineRange]:
+    """The line ranges of ``endpoint``'s code (empty when it has no Python code of its own)."""
+    ranges = []
+    for function in _functions(endpoint):
+        code = getattr(function, "__code__", None)
+        if isinstance(code, types.CodeType):
+            ranges.append((code.co_filename, code.co_firstlineno, _last_line(code)))
+    return ranges
+
+
+class EndpointIndex:
+    """Endpoint ids by the lines of their code. Not thread-safe: build a new one (cheap, done
+    when a route is first seen) and swap it in, readers keep the one they took."""
+
+    def __init__(self, by_file: Optional[Dict[str, Tuple[Tuple[int, int, Hashable], ...]]] = None):
+        self._by_file = dict(by_file or {})
+
+    def with_endpoint(self, endpoint_id: Hashable, ranges: List[LineRange]) -> EndpointIndex:
+        """A copy that also knows ``endpoint_id``'s code."""
+        by_file = dict(self._by_file)
+        for filename, first, last in ranges:
+            spans = by_file.get(filename, ()) + ((first, last, endpoint_id),)
+            # Innermost first: a function nested in another endpoint's function is its own.
+            by_file[filename] = tuple(sorted(spans, key=lambda s: s[1] - s[0]))
+        return EndpointIndex(by_file)
+
+    def endpoint_at(self, filename: str, lineno: int) -> Optional[Hashable]:
+        """The endpoint whose code holds this line, if any."""
+        for first, last, endpoint_id in self._by_file.get(filename, ()):
+            if first <= lineno <= last:
+                return endpoint_id
+        return None
+
+    def key_of(self, traceback: Any) -> Optional[Tuple[Site, Optional[Hashable]]]:
+        """``(allocation site, endpoint id or None)`` of a traceback; ``None`` for
+        monitoring's own allocations."""
+        site = allocation_site(traceback)
+        if site is None:
+            return None
+        by_file = self._by_file
+        for frame in reversed(traceback):  # newest first
+            if frame.filename in by_file:
+                endpoint_id = self.endpoint_at(frame.filename, frame.lineno)
+                if endpoint_id is not None:
+                    return site, endpoint_id
+        return site, None

@@ -1,0 +1,457 @@
+"""The leak watch: its estimator on synthetic series with noise and overlapping requests, and
+LeakWatch itself around real async and threaded handlers with real tracemalloc snapshots and
+real log records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import sys
+import threading
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import leak_handlers as app
+import pytest
+
+from sherlock_ai import JsonFormatter, tracing
+from sherlock_ai.leak_estimator import Estimate, Evidence, LeakCriteria, fit_window, pool
+from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch
+
+ROOT = Path(__file__).resolve().parent.parent
+CRITERIA = LeakCriteria()
+
+
+def line_of(path: str, marker: str) -> int:
+    for number, text in enumerate(Path(path).read_text().splitlines(), 1):
+        if text.rstrip().endswith(f"# {marker}"):
+            return number
+    raise AssertionError(marker)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    assert not tracemalloc.is_tracing(), "a test left tracemalloc running"
+    app.RETAINED.clear()
+    app.HISTORY.clear()
+    yield
+    app.RETAINED.clear()
+    app.HISTORY.clear()
+    assert tracing.leases() == 0
+    assert not tracemalloc.is_tracing()
+
+
+# -- the estimator on synthetic series -------------------------------------------------------
+
+
+def simulate_window(
+    rng: random.Random,
+    *,
+    leak: int,
+    transient: int,
+    share: float = 0.1,
+    concurrency: int = 8,
+    snapshot_every: int = 25,
+    points: int = 6,
+) -> Tuple[List[int], List[int]]:
+    """One tracing window of a server running ``concurrency`` requests at a time, a ``share``
+    of them to the route under test. Each of the route's requests holds ``transient`` bytes
+    from a random moment until it ends and keeps ``leak`` bytes from another random moment.
+    Returns the route's finished requests and the site's level at each snapshot, taken after
+    every ``snapshot_every`` finished requests of any route (tracing began at time 0)."""
+    requests = []  # (start, end, allocation time, leak time, ours)
+    horizon = 2 * snapshot_every * points / concurrency
+    for _ in range(concurrency):
+        now = -rng.random()  # each worker is busy when tracing starts at time 0
+        while now < horizon:
+            duration = rng.expovariate(1.0) + 0.05
+            start, end = now, now + duration
+            requests.append((start, end, start + rng.random() * duration,
+                             start + rng.random() * duration, rng.random() < share))
+            now = end
+    finished = sorted(r[1] for r in requests if r[1] > 0)
+    times = [finished[snapshot_every * k - 1] for k in range(1, points + 1)]
+    xs, ys = [], []
+    for t in times:
+        ours = [r for r in requests if r[4]]
+        xs.append(sum(1 for r in ours if 0 < r[1] <= t))
+        ys.append(leak * sum(1 for r in ours if 0 <= r[3] <= t)
+                  + transient * sum(1 for r in ours if 0 <= r[2] <= t < r[1]))
+    return xs, ys
+
+
+def estimate_over(seed: int, windows: int, **kwargs) -> Estimate:
+    rng = random.Random(seed)
+    return pool(fit_window(*simulate_window(rng, **kwargs)) for _ in range(windows))
+
+
+def test_a_straight_climb_gives_its_slope_and_growth():
+    fit = fit_window([10, 20, 30, 40], [40_000, 80_000, 120_000, 160_000], [10, 20, 30, 40])
+    assert fit.slope == pytest.approx(4000)
+    assert (fit.requests, fit.growth, fit.blocks, fit.steps, fit.rises) == (30, 120_000, 30, 3, 3)
+    estimate = pool([fit])
+    assert estimate.per_request == pytest.approx(4000)
+    assert estimate.t_value == float("inf")
+    assert estimate.latest_share == pytest.approx(1.0)
+
+
+def test_windows_keep_their_own_level():
+    # The same climb seen in two windows that start from different levels (tracing restarted):
+    # pooling fits one slope, not a line through both windows' levels.
+    first = fit_window([0, 10, 20, 30], [0, 1000, 2000, 3000])
+    second = fit_window([100, 110, 120, 130], [50_000, 51_000, 52_000, 53_000])
+    assert pool([first, second]).per_request == pytest.approx(100)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_leak_under_overlapping_requests_is_estimated_within_a_fifth(seed):
+    # Every request of the route also holds 3.3 KB while in flight, as a framework's do.
+    truth = app.RETAINED_PER_REQUEST
+    estimate = estimate_over(seed, windows=3, leak=truth, transient=3300)
+    assert estimate.per_request == pytest.approx(truth, rel=0.20)
+    assert estimate.is_leak(CRITERIA)
+
+
+def test_in_flight_memory_alone_is_never_a_leak():
+    # 64 KB held by each in-flight request of the route, 300 independent runs of 4 windows:
+    # the level jumps by many times the leak threshold, but it does not climb.
+    candidates = 0
+    for seed in range(300):
+        estimate = estimate_over(seed, windows=4, leak=0, transient=64 * 1024)
+        assert not estimate.is_leak(CRITERIA), (seed, estimate)
+        candidates += estimate.is_leak(CRITERIA.for_candidates())
+    assert candidates <= 6  # a candidate only costs one more window
+
+
+def test_a_cache_that_filled_up_and_stopped_is_not_a_leak():
+    filling = fit_window([0, 10, 20, 30, 40, 50], [0, 40_000, 80_000, 120_000, 160_000, 200_000])
+    full = fit_window([60, 70, 80, 90, 100, 110], [200_000] * 6)
+    assert pool([filling]).is_leak(CRITERIA.for_candidates())
+    after = pool([filling, full])
+    assert after.latest_share == 0.0
+    assert not after.is_leak(CRITERIA) and not after.is_leak(CRITERIA.for_candidates())
+
+
+def test_garbage_freed_by_the_final_collection_is_not_a_leak():
+    # Reference cycles pile up until a full collection, which runs before a confirming
+    # window's last snapshot: the climb falls back.
+    cycles = fit_window([0, 10, 20, 30, 40, 50], [0, 40_000, 80_000, 120_000, 160_000, 0])
+    estimate = pool([cycles])
+    assert estimate.latest_share == 0.0
+    assert not estimate.is_leak(CRITERIA)
+
+
+def test_below_the_size_or_request_thresholds_is_not_reported():
+    tiny = pool([fit_window(list(range(0, 60, 10)), [i * 100 for i in range(0, 60, 10)])])
+    assert tiny.per_request == pytest.approx(100) and not tiny.is_leak(CRITERIA)
+    few = pool([fit_window([0, 2, 4, 6], [0, 8000, 16000, 24000])])
+    assert few.requests == 6 and not few.is_leak(CRITERIA)
+
+
+def test_evidence_keeps_only_the_latest_windows():
+    evidence = Evidence(windows=2)
+    climb = fit_window([0, 10, 20, 30], [0, 40_000, 80_000, 120_000])
+    flat = fit_window([0, 10, 20, 30], [5000] * 4)
+    for number, fit in enumerate([climb, climb, flat, flat]):
+        evidence.add(fit, number)
+    assert evidence.last_window == 3
+    assert evidence.estimate().per_request == 0.0 and evidence.estimate().windows == 2
+
+
+def test_fit_window_rejects_mismatched_series():
+    with pytest.raises(ValueError, match="one value per point"):
+        fit_window([1, 2, 3], [1, 2])
+
+
+# -- LeakWatch around real handlers -----------------------------------------------------------
+
+
+Routes = Sequence[Tuple[str, app.Handler]]
+
+
+class Traffic:
+    """Random requests over ``routes`` at ``concurrency``, driven through a LeakWatch the way
+    the middleware does; notes when each suspect first appeared."""
+
+    def __init__(self, watch: LeakWatch, routes: Routes, seed: int) -> None:
+        self.watch = watch
+        self.routes = routes
+        self.rng = random.Random(seed)
+        self.issued = 0
+        self.done = 0
+        self.first_flagged: Dict[str, int] = {}
+
+    def note_suspects(self) -> None:
+        for suspect in self.watch.suspects():
+            self.first_flagged.setdefault(suspect.name, self.done)
+
+    async def run(self, total: int, concurrency: int = 8, route_at_end: bool = False) -> None:
+        async def worker() -> None:
+            while self.issued < total:
+                self.issued += 1
+                key, handler = self.rng.choice(self.routes)
+                if route_at_end:
+                    handle = self.watch.request_started("", None)
+                else:
+                    handle = self.watch.request_started(key, handler)
+                try:
+                    await handler(self.issued)
+                finally:
+                    if route_at_end:
+                        self.watch.request_finished(handle, route_key=key, endpoint=handler)
+                    else:
+                        self.watch.request_finished(handle)
+                self.done += 1
+                self.note_suspects()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def drive(watch: LeakWatch, total: int, seed: int, routes: Routes = app.ROUTES,
+          **kwargs) -> Traffic:
+    traffic = Traffic(watch, routes, seed)
+    try:
+        asyncio.run(traffic.run(total, **kwargs))
+    finally:
+        watch.close()
+    return traffic
+
+
+def leak_records(records) -> List[logging.LogRecord]:
+    return [r for r in records.records if r.getMessage().startswith("LEAK SUSPECT")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_leaking_route_is_found_its_line_named_and_no_clean_route_flagged(records, seed):
+    traffic = drive(LeakWatch(), 5_000, seed)
+    assert set(traffic.first_flagged) == {app.LEAKING_ROUTE}
+    assert traffic.first_flagged[app.LEAKING_ROUTE] <= 1_000
+    (suspect,) = traffic.watch.suspects()
+    assert suspect.per_request == pytest.approx(app.RETAINED_PER_REQUEST, rel=0.25)
+    top = suspect.sites[0]
+    assert (top["file"], top["line"]) == (app.__file__, line_of(app.__file__, "LEAKS"))
+    warnings = leak_records(records)
+    assert warnings and all(r.sherlock.name == app.LEAKING_ROUTE for r in warnings)
+    assert all(r.levelno == logging.WARNING and r.name == "MonitoringLogger" for r in warnings)
+
+
+def test_the_warning_line_and_its_json_record(records):
+    drive(LeakWatch(), 1_000, seed=4)
+    first = leak_records(records)[0]
+    pattern = (r"LEAK SUSPECT \| POST /orders \| \+\d+\.\d\dKB/request \| "
+               r"leak_handlers\.py:(\d+) \+\d+\.\d\dKB \(\+\d+ blocks\) over (\d+) requests")
+    match = re.fullmatch(pattern, first.getMessage())
+    assert match, first.getMessage()
+    assert int(match.group(1)) == line_of(app.__file__, "LEAKS")
+    line = json.loads(JsonFormatter().format(first))
+    assert line["kind"] == "leak_suspect" and line["level"] == "WARNING"
+    assert (line["name"], line["method"], line["route"]) == ("POST /orders", "POST", "/orders")
+    assert isinstance(line["per_request"], float)
+    assert line["per_request"] == pytest.approx(app.RETAINED_PER_REQUEST, rel=0.25)
+    assert line["requests"] == int(match.group(2)) >= CRITERIA.min_requests
+    site = line["sites"][0]
+    assert set(site) == {"file", "line", "size", "count"}
+    assert site["line"] == int(match.group(1)) and site["count"] >= line["requests"] // 2
+    assert site["size"] == pytest.approx(line["per_request"] * line["requests"], rel=0.25)
+
+
+def test_the_route_may_be_known_only_when_the_request_ends():
+    traffic = drive(LeakWatch(), 1_000, seed=5, route_at_end=True)
+    assert set(traffic.first_flagged) == {app.LEAKING_ROUTE}
+
+
+def test_a_leak_in_shared_code_is_found_through_deeper_tracebacks():
+    traffic = drive(LeakWatch(), 2_500, seed=6, routes=app.ROUTES_WITH_HELPER_LEAK)
+    assert set(traffic.first_flagged) == {app.HELPER_LEAKING_ROUTE}
+    (suspect,) = traffic.watch.suspects()
+    top = suspect.sites[0]
+    assert (top["file"], top["line"]) == (app.__file__, line_of(app.__file__, "LEAKS_IN_HELPER"))
+    assert suspect.per_request == pytest.approx(app.HELPER_RETAINED_PER_REQUEST, rel=0.25)
+
+
+def test_without_deeper_tracebacks_shared_code_is_not_blamed_on_a_route():
+    traffic = drive(LeakWatch(confirm_frames=0), 2_500, seed=6,
+                    routes=app.ROUTES_WITH_HELPER_LEAK)
+    assert traffic.first_flagged == {}
+
+
+def test_threads_serving_sync_handlers():
+    watch = LeakWatch()
+    kept: List[bytes] = []
+    lock = threading.Lock()
+
+    def leaky(n: int) -> int:
+        with lock:
+            kept.append(b"y" * app.LEAK_SIZE)  # THREAD_LEAKS
+        return n
+
+    def clean(n: int) -> int:
+        return len([str(i) for i in range(50)]) + n
+
+    routes = [("PUT /leaky", leaky)] + [(f"GET /clean/{i}", clean) for i in range(9)]
+    rng = random.Random(8)
+    plan = [rng.choice(routes) for _ in range(3_000)]
+
+    def serve(route) -> None:
+        key, handler = route
+        handle = watch.request_started(key, handler)
+        handler(1)
+        watch.request_finished(handle)
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool_:
+            list(pool_.map(serve, plan))
+    finally:
+        watch.close()
+    (suspect,) = watch.suspects()
+    assert suspect.name == "PUT /leaky"
+    assert suspect.sites[0]["line"] == line_of(__file__, "THREAD_LEAKS")
+    assert suspect.per_request == pytest.approx(app.RETAINED_PER_REQUEST, rel=0.25)
+
+
+async def leaky_then_fixed(n: int) -> int:
+    if LEAKING[0]:
+        app.RETAINED.append(b"z" * app.LEAK_SIZE)
+    await asyncio.sleep(0)
+    return n
+
+
+LEAKING = [True]
+
+
+def test_a_leak_that_stops_is_retracted_without_new_warnings(records):
+    routes = [("POST /fixed", leaky_then_fixed)] + list(app.ROUTES[1:])
+    watch = LeakWatch()
+    traffic = Traffic(watch, routes, seed=9)
+    LEAKING[0] = True
+    try:
+        asyncio.run(traffic.run(1_000))
+        assert [s.name for s in watch.suspects()] == ["POST /fixed"]
+        warnings = len(leak_records(records))
+        LEAKING[0] = False
+        asyncio.run(traffic.run(6_000))
+    finally:
+        LEAKING[0] = True
+        watch.close()
+    assert watch.suspects() == []
+    assert len(leak_records(records)) == warnings
+
+
+def test_routes_beyond_the_cap_share_one_bucket_and_are_not_blamed():
+    watch = LeakWatch(max_routes=3)
+    routes = list(app.ROUTES[1:4]) + [app.ROUTES[0]]  # the leaking route comes fourth
+    traffic = Traffic(watch, routes, seed=10)
+    for key, handler in routes:  # make sure the three clean routes are seen first
+        watch.request_finished(watch.request_started(key, handler))
+    try:
+        asyncio.run(traffic.run(3_000))
+    finally:
+        watch.close()
+    assert watch.route_count <= 4
+    assert watch.suspects() == []
+    assert OVERFLOW_ROUTE.startswith("OTHER ")
+
+
+def test_a_hostile_route_name_cannot_forge_a_log_line(records):
+    hostile = "POST /orders\nLEAK SUSPECT | GET /forged | +1.00KB/request | x.py:1\r\u2028"
+    routes = [(hostile, app.leaky_orders)] + list(app.ROUTES[1:])
+    drive(LeakWatch(), 1_000, seed=11, routes=routes)
+    (record, *_) = leak_records(records)
+    message = record.getMessage()
+    assert "\n" not in message and "\r" not in message and "\u2028" not in message
+    assert message.startswith("LEAK SUSPECT | POST /orders\\x0aLEAK SUSPECT | GET /forged")
+    assert record.sherlock.name == hostile  # the structured field keeps the real key
+    json_line = JsonFormatter().format(record)
+    assert "\n" not in json_line and json.loads(json_line)["name"] == hostile
+
+
+def test_a_failing_watch_never_fails_the_request(capsys):
+    watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+    watch.request_finished(None)  # type: ignore[arg-type] - a broken caller
+    handle = watch.request_started("GET /a", app.health)
+    watch.request_finished(handle)  # opens a window: tracing starts
+    assert tracemalloc.is_tracing()
+    tracemalloc.stop()  # someone else stops tracing behind the watch's back
+    for _ in range(30):
+        watch.request_finished(watch.request_started("GET /a", app.health))
+    watch.close()
+    assert "LeakWatch" in capsys.readouterr().err
+
+
+def test_close_gives_back_the_tracing_lease_of_an_open_window():
+    watch = LeakWatch(warmup_requests=0)
+    watch.request_finished(watch.request_started("GET /a", app.health))
+    assert tracing.leases() == 1 and tracemalloc.is_tracing()
+    watch.close()
+    assert tracing.leases() == 0 and not tracemalloc.is_tracing()
+
+
+@pytest.mark.parametrize(
+    "settings, error, words",
+    [
+        ({"trace_share": 0}, ValueError, r"trace_share must be a number in \(0, 1\]"),
+        ({"trace_share": 1.5}, ValueError, "trace_share"),
+        ({"trace_share": "half"}, ValueError, "trace_share"),
+        ({"window_requests": 50, "snapshot_every": 25}, ValueError, "window_requests must be"),
+        ({"snapshot_every": 0}, ValueError, "snapshot_every must be an int >= 1"),
+        ({"frames": 0}, ValueError, "frames must be an int >= 1"),
+        ({"confirm_frames": 1}, ValueError, "confirm_frames must be 0"),
+        ({"max_routes": True}, ValueError, "max_routes"),
+        ({"min_bytes_per_request": -5}, ValueError, "min_bytes_per_request"),
+        ({"share": 0.1}, TypeError, "accepted: trace_share, window_requests"),
+    ],
+)
+def test_bad_settings_fail_at_construction_saying_what_is_accepted(settings, error, words):
+    with pytest.raises(error, match=words):
+        LeakWatch(**settings)
+
+
+def test_suspect_as_dict_is_the_json_fields():
+    suspect = LeakSuspect("GET /items/{item_id}", 4137.0, 40,
+                          [{"file": "/srv/app.py", "line": 7, "size": 165480, "count": 40}])
+    assert suspect.as_dict() == {
+        "kind": "leak_suspect", "name": "GET /items/{item_id}", "method": "GET",
+        "route": "/items/{item_id}", "per_request": 4137.0, "requests": 40,
+        "sites": [{"file": "/srv/app.py", "line": 7, "size": 165480, "count": 40}],
+    }
+    assert suspect.message() == (
+        "LEAK SUSPECT | GET /items/{item_id} | +4.04KB/request | "
+        "app.py:7 +161.60KB (+40 blocks) over 40 requests"
+    )
+
+
+def test_docs_examples_run(tmp_path):
+    import subprocess
+
+    text = (ROOT / "docs" / "leak-detection.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for code in blocks:
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+
+
+# -- long soaks --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_no_clean_route_flagged_in_20000_requests(seed):
+    traffic = drive(LeakWatch(), 20_000, seed=100 + seed)
+    assert set(traffic.first_flagged) == {app.LEAKING_ROUTE}
+    assert traffic.first_flagged[app.LEAKING_ROUTE] <= 1_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_a_clean_app_traced_all_the_time_has_no_suspect_in_20000_requests(seed):
+    clean_routes = list(app.ROUTES[1:])
+    traffic = drive(LeakWatch(trace_share=1.0), 20_000, seed=200 + seed, routes=clean_routes)
+    assert traffic.first_flagged == {}
+
