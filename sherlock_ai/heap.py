@@ -1,10 +1,10 @@
 """Where the Python heap grew: tracemalloc snapshots grouped by the line that allocated.
 
 A snapshot lists every live traced block with its traceback. Here blocks are grouped by their
-*site*: the most recent frame of the traceback that is not sherlock_ai's, tracemalloc's or the
-import machinery's (a block with no other frame is left out). Two groupings taken at the start
-and the end of a block give the sites whose retained size grew most
-(``MemoryTracker(top_allocations=N)``); the leak watch groups the same way, per route.
+*site*: the most recent frame of the traceback outside the import machinery. Blocks whose site
+would be a line of sherlock_ai or tracemalloc are monitoring's own memory and are left out.
+Two groupings taken at the start and the end of a block give the sites whose retained size
+grew most (``MemoryTracker(top_allocations=N)``); the leak watch groups the same way, per route.
 
 Cost: ``tracemalloc.take_snapshot()`` copies every live trace and the grouping walks them in
 Python, so both grow with the number of live traced blocks (not with the block's own work).
@@ -28,43 +28,47 @@ Site = Tuple[str, int]
 Sizes = Dict[Hashable, List[int]]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_INTERNAL_FILES = frozenset(
-    os.path.abspath(path)
-    for path in (
-        tracemalloc.__file__,
-        importlib.__file__,
-        os.path.join(os.path.dirname(importlib.__file__), "_bootstrap.py"),
-        os.path.join(os.path.dirname(importlib.__file__), "_bootstrap_external.py"),
-    )
+_TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__)
+_IMPORT_FILES = frozenset(
+    os.path.join(os.path.dirname(os.path.abspath(importlib.__file__)), name)
+    for name in ("__init__.py", "_bootstrap.py", "_bootstrap_external.py")
 )
 _FROZEN_IMPORT = ("<frozen importlib.", "<frozen zipimport>")
+
+USER, IMPORT_MACHINERY, MONITORING = 0, 1, 2
 # Filenames seen in tracebacks are few (one per module); the verdict is cached per name.
-_verdicts: Dict[str, bool] = {}
-_VERDICT_LIMIT = 4096
+_kinds: Dict[str, int] = {}
+_KIND_CACHE_LIMIT = 4096
 
 
-def is_internal_file(filename: str) -> bool:
-    """Whether allocations on this file's lines belong to sherlock_ai, tracemalloc or the
-    import machinery rather than to the monitored code."""
-    verdict = _verdicts.get(filename)
-    if verdict is None:
-        verdict = (
-            filename.startswith(_FROZEN_IMPORT)
-            or os.path.abspath(filename).startswith(_PACKAGE_DIR)
-            or os.path.abspath(filename) in _INTERNAL_FILES
-        )
-        if len(_verdicts) < _VERDICT_LIMIT:
-            _verdicts[filename] = verdict
-    return verdict
+def file_kind(filename: str) -> int:
+    """:data:`MONITORING` for sherlock_ai's and tracemalloc's files, :data:`IMPORT_MACHINERY`
+    for importlib's, :data:`USER` for everything else."""
+    kind = _kinds.get(filename)
+    if kind is None:
+        path = filename if filename.startswith("<") else os.path.abspath(filename)
+        if path.startswith(_PACKAGE_DIR) or path == _TRACEMALLOC_FILE:
+            kind = MONITORING
+        elif path.startswith(_FROZEN_IMPORT) or path in _IMPORT_FILES:
+            kind = IMPORT_MACHINERY
+        else:
+            kind = USER
+        if len(_kinds) < _KIND_CACHE_LIMIT:
+            _kinds[filename] = kind
+    return kind
 
 
 def allocation_site(traceback: tracemalloc.Traceback) -> Optional[Site]:
-    """The most recent frame of ``traceback`` outside sherlock_ai, tracemalloc and the import
-    machinery, or ``None`` when every frame is theirs."""
+    """The line that allocated: the most recent frame of ``traceback`` outside the import
+    machinery. ``None`` when that frame is sherlock_ai's or tracemalloc's (monitoring's own
+    memory) or when every frame is the import machinery's."""
     # tracemalloc tracebacks are ordered oldest frame first.
     for frame in reversed(traceback):
-        if not is_internal_file(frame.filename):
+        kind = file_kind(frame.filename)
+        if kind == USER:
             return frame.filename, frame.lineno
+        if kind == MONITORING:
+            return None
     return None
 
 
