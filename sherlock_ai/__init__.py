@@ -23,8 +23,26 @@ add_sink(log_sink)
 
 __version__ = "0.1.0"
 
+# Imported on first use: the leak watch is only needed by services that turn it on.
+_LAZY = {"LeakSuspect": ".leaks", "LeakWatch": ".leaks", "LeakWatchSettings": ".leaks"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "JsonFormatter",
+    "LeakSuspect",
+    "LeakWatch",
+    "LeakWatchSettings",
     "LogFileConfig",
     "LoggingConfig",
     "MONITORING_LOGGER",
