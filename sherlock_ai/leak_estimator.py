@@ -5,13 +5,13 @@ each (allocation site, endpoint) key, records the site's retained size ``y`` and
 finished request count ``x`` at each point. Objects of requests still in flight make ``y``
 jump up and down at random; memory that requests leave behind makes it climb with ``x``.
 
-Per key, the evidence of its last few windows is pooled into one least-squares slope of ``y``
+Per key, the evidence of its recent windows is pooled into one least-squares slope of ``y``
 on ``x`` with a separate intercept per window (levels are not comparable across windows:
 tracing restarts). The slope is the bytes retained per request; its t-value says whether the
 climb stands out of the in-flight noise, which is bounded and does not grow with ``x``. A key
-is a leak when the slope is large enough, clearly non-zero, the size rose at most steps where
-the endpoint served requests, there are enough requests behind it, and its latest window still
-grew (a cache that filled up and stopped fails this).
+is a leak when the slope is large enough, clearly non-zero, the size's changes were nearly all
+rises (in-flight memory falls as often as it rises), there are enough requests behind it, and
+its most recent windows still grew (a cache that filled up and stopped fails this).
 
 Nothing here touches tracemalloc: the functions take plain numbers, so they are tested on
 synthetic series.
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Deque, Iterable, Optional, Sequence
+from typing import Deque, Iterable, List, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ class LeakCriteria:
     - ``min_t``: how far the slope must stand out of the noise (slope / its standard error).
     - ``min_rise_share``: share of the size's changes between consecutive points that were
       rises.
-    - ``min_latest_share``: the latest window must have grown by at least this share of what
-      the slope predicts for its requests.
+    - ``min_latest_share``: the most recent windows (enough of them to span a quarter of
+      ``min_requests``) must have grown by at least this share of what the slope predicts
+      for their requests.
     """
 
     min_bytes_per_request: float = 256.0
@@ -109,7 +110,8 @@ class LeakCriteria:
 class Estimate:
     """Pooled evidence of one key: ``per_request`` bytes retained per request (the slope),
     its ``t_value``, ``requests`` spanned, ``growth`` bytes and ``blocks`` gained over them,
-    the share of ``rises``, and the latest window's growth against the slope's prediction."""
+    the share of ``rises``, and the most recent windows' growth against the slope's
+    prediction."""
 
     per_request: float
     t_value: float
@@ -131,8 +133,10 @@ class Estimate:
         )
 
 
-def pool(fits: Iterable[WindowFit]) -> Estimate:
-    """One slope over several windows, each with its own intercept."""
+def pool(fits: Iterable[WindowFit], recent_requests: int = 1) -> Estimate:
+    """One slope over several windows, each with its own intercept. ``latest_share`` compares
+    the most recent windows spanning at least ``recent_requests`` requests (at least the last
+    window) with the slope's prediction for them."""
     fits = [f for f in fits if f.points > 0]
     points = sum(f.points for f in fits)
     cxx = sum(f.cxx for f in fits)
@@ -150,12 +154,14 @@ def pool(fits: Iterable[WindowFit]) -> Estimate:
         # A perfectly straight climb has no error: as certain as evidence gets.
         no_error = math.inf if slope > 0 else 0.0
         t_value = slope / standard_error if standard_error > 0 else no_error
-    latest_share = 0.0
-    if fits:
-        latest = fits[-1]
-        expected = slope * latest.requests
-        if expected > 0:
-            latest_share = latest.growth / expected
+    recent_growth = recent = 0
+    for fit in reversed(fits):
+        recent_growth += fit.growth
+        recent += fit.requests
+        if recent >= recent_requests:
+            break
+    expected = slope * recent
+    latest_share = recent_growth / expected if expected > 0 else 0.0
     return Estimate(
         slope, t_value, sum(f.requests for f in fits), sum(f.growth for f in fits),
         sum(f.blocks for f in fits), rise_share, len(fits), latest_share,
@@ -163,13 +169,17 @@ def pool(fits: Iterable[WindowFit]) -> Estimate:
 
 
 class Evidence:
-    """The fits of one key's last ``windows`` windows."""
+    """One key's recent window fits. :meth:`estimate` pools the latest ``windows`` of them, or
+    more when those span fewer than ``requests`` requests (a route with little traffic),
+    up to ``8 * windows``."""
 
-    __slots__ = ("fits", "last_window")
+    __slots__ = ("fits", "last_window", "windows", "requests")
 
-    def __init__(self, windows: int) -> None:
-        self.fits: Deque[WindowFit] = deque(maxlen=windows)
+    def __init__(self, windows: int, requests: int = 1) -> None:
+        self.fits: Deque[WindowFit] = deque(maxlen=8 * windows)
         self.last_window = -1
+        self.windows = windows
+        self.requests = requests
 
     def add(self, fit: WindowFit, window: int) -> None:
         """Record ``fit`` as this key's evidence from window number ``window``."""
@@ -177,5 +187,13 @@ class Evidence:
         self.last_window = window
 
     def estimate(self) -> Estimate:
-        """The pooled estimate over the kept windows."""
-        return pool(self.fits)
+        """The pooled estimate over the latest windows (see the class)."""
+        chosen: List[WindowFit] = []
+        spanned = 0
+        for fit in reversed(self.fits):
+            if len(chosen) >= self.windows and spanned >= self.requests:
+                break
+            chosen.append(fit)
+            spanned += fit.requests
+        chosen.reverse()
+        return pool(chosen, recent_requests=max(1, self.requests // 4))

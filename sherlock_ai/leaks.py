@@ -47,7 +47,7 @@ _MAX_EXTRA_WINDOWS = 3
 # Growth outside endpoints must reach this share of min_bytes_per_request per request (of all
 # routes) to justify a window with deeper tracebacks.
 _DEEP_TRIGGER_SHARE = 1 / 8
-_EVIDENCE_KEYS_LIMIT = 20_000
+_EVIDENCE_KEYS_LIMIT = 10_000
 _LOOKED_AT_LIMIT = 4096
 _REPEAT_CHANGE = 0.25
 _SITES_SHOWN = 5
@@ -75,7 +75,8 @@ class LeakWatchSettings:
     - ``confirm_frames``: frames of a window that looks for the endpoint behind growth in
       shared code (0: never look deeper). Only used when tracemalloc is not already running.
     - ``max_routes``: routes counted separately; later ones share :data:`OVERFLOW_ROUTE`.
-    - ``evidence_windows``: how many recent windows a route's estimate pools.
+    - ``evidence_windows``: how many recent windows a route's estimate pools (more, up to 8
+      times as many, for a route whose requests in them are fewer than ``min_requests``).
     """
 
     trace_share: float = 0.25
@@ -438,7 +439,8 @@ class LeakWatch:
     def _evidence_of(self, key: _Key) -> Evidence:
         evidence = self._evidence.get(key)
         if evidence is None:
-            evidence = self._evidence[key] = Evidence(self.settings.evidence_windows)
+            evidence = self._evidence[key] = Evidence(self.settings.evidence_windows,
+                                                      self.settings.min_requests)
         return evidence
 
     def _needs_depth(self, key: _Key, index: EndpointIndex) -> bool:

@@ -260,6 +260,16 @@ def test_the_warning_line_and_its_json_record(records):
     assert site["size"] == pytest.approx(line["per_request"] * line["requests"], rel=0.25)
 
 
+def test_a_route_with_little_traffic_is_found_by_pooling_more_windows():
+    # The leaking route gets 1 request in 51; its evidence spans as many windows as it takes.
+    routes = [app.ROUTES[0]] + list(app.ROUTES[1:]) * 5 + list(app.ROUTES[1:6])
+    traffic = drive(LeakWatch(), 6_000, seed=12, routes=routes)
+    assert set(traffic.first_flagged) == {app.LEAKING_ROUTE}
+    (suspect,) = traffic.watch.suspects()
+    assert suspect.requests >= CRITERIA.min_requests
+    assert suspect.per_request == pytest.approx(app.RETAINED_PER_REQUEST, rel=0.25)
+
+
 def test_the_route_may_be_known_only_when_the_request_ends():
     traffic = drive(LeakWatch(), 1_000, seed=5, route_at_end=True)
     assert set(traffic.first_flagged) == {app.LEAKING_ROUTE}
