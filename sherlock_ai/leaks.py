@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import tracemalloc
+import weakref
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
@@ -184,6 +185,15 @@ class _Window:
         self.points: List[Tuple[int, List[int], Dict[Hashable, List[int]]]] = []
 
 
+# Every LeakWatch alive, for exporters that publish suspects (see active_watches()).
+_live: weakref.WeakSet[LeakWatch] = weakref.WeakSet()
+
+
+def active_watches() -> List[LeakWatch]:
+    """The leak watches alive in this process (one per middleware with leak detection)."""
+    return list(_live)
+
+
 class LeakWatch:
     """Finds routes whose requests keep retaining memory (see the module docs).
 
@@ -230,6 +240,7 @@ class LeakWatch:
         self._deep_for: Set[Site] = set()
         self._logged: Dict[int, float] = {}
         self._suspects: Dict[int, LeakSuspect] = {}
+        _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
 
