@@ -7,6 +7,7 @@ import logging.handlers
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -66,6 +67,15 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
         super().__init__(*args, **kwargs)
         self._failed_now = False
         self._lost = 0
+        # Checked once: the base class stats the path twice per record to find out.
+        self._regular = os.path.isfile(self.baseFilename)
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.maxBytes <= 0 or not self._regular:
+            return False
+        if self.stream is None:
+            self.stream = self._open()
+        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
 
     def emit(self, record: logging.LogRecord) -> None:
         self._failed_now = False
@@ -89,6 +99,43 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
                 )
             except Exception:  # noqa: BLE001
                 pass
+
+
+class _TextFormatter(logging.Formatter):
+    """``logging.Formatter`` that renders the time stamp once per second, not per record."""
+
+    def __init__(self, fmt: str, datefmt: str) -> None:
+        super().__init__(fmt, datefmt)
+        self._second: Tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
+        if datefmt is not None and datefmt != self.datefmt or "%f" in (self.datefmt or "%f"):
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime(self.datefmt, self.converter(record.created)))
+            self._second = cached
+        return cached[1]
+
+
+class _FormatOnce(logging.Formatter):
+    """Shares one formatted text between sherlock_ai's handlers: a record that goes to the
+    console, app.log and monitoring.log is formatted once, not three times."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+        # The record is held, so a new record cannot reuse its identity.
+        self._last: Tuple[Optional[logging.LogRecord], str] = (None, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        last = self._last
+        if last[0] is record:
+            return last[1]
+        text = self.inner.format(record)
+        self._last = (record, text)
+        return text
 
 
 _setup_lock = threading.Lock()
@@ -124,8 +171,8 @@ class SherlockAI:
 
     def _formatter(self) -> logging.Formatter:
         if self.config.log_format_type == "json":
-            return JsonFormatter()
-        return logging.Formatter(self.config.log_format, self.config.date_format)
+            return _FormatOnce(JsonFormatter())
+        return _FormatOnce(_TextFormatter(self.config.log_format, self.config.date_format))
 
     def _path(self, file: LogFileConfig) -> Path:
         path = Path(self.config.logs_dir) / file.filename

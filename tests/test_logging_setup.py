@@ -100,6 +100,45 @@ def test_rotation_keeps_the_configured_backups(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1", "app.log.2"]
 
 
+def test_rotation_counts_what_is_already_in_the_file(tmp_path):
+    (tmp_path / "app.log").write_text("x" * 1_990 + "\n", encoding="utf-8")
+    files = {"app": LogFileConfig("app", max_bytes=2_000, backup_count=1)}
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_files=files))
+    logging.getLogger("x").info("first line after a restart")
+    assert read_lines(tmp_path / "app.log.1") == ["x" * 1_990]
+    assert read_lines(tmp_path / "app.log")[0].endswith("first line after a restart")
+
+
+@pytest.mark.parametrize("date_format", ["%Y-%m-%d %H:%M:%S", "%H:%M:%S.%f", None])
+def test_time_stamps_follow_each_record_across_seconds(tmp_path, date_format):
+    config = LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                           log_format="%(asctime)s %(message)s", date_format=date_format)
+    sherlock_ai.sherlock_ai(config)
+    logger = logging.getLogger("x")
+    created = [1_700_000_000.25, 1_700_000_000.75, 1_700_000_001.5, 1_700_000_000.5]
+    for when in created:
+        record = logger.makeRecord("x", logging.INFO, __file__, 1, f"at {when}", (), None)
+        record.created, record.msecs = when, (when % 1) * 1000
+        logger.handle(record)
+    expected = [logging.Formatter(datefmt=date_format).formatTime(
+        logging.makeLogRecord({"created": when, "msecs": (when % 1) * 1000}), date_format)
+        for when in created]
+    stamps = [line.rsplit(" at ", 1)[0] for line in read_lines(tmp_path / "app.log")]
+    assert stamps == expected
+    assert stamps[1] != stamps[2] and stamps[2] != stamps[3]
+
+
+def test_a_record_in_several_files_is_the_same_text_in_each(tmp_path):
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+    for i in range(3):
+        with MemoryTracker(f"block{i}", trace_malloc=False):
+            pass
+    assert read_lines(setup.log_files["app"]) == read_lines(setup.log_files["monitoring"])
+    assert [line.split(" | ")[1] for line in read_lines(setup.log_files["app"])] == [
+        "block0", "block1", "block2"]
+
+
 def test_request_id_is_on_every_record_for_user_formats(tmp_path):
     sherlock_ai.install_request_id_factory()
     path = tmp_path / "own.log"
