@@ -120,16 +120,16 @@ def test_concurrent_requests_never_see_each_others_ids(root_records, records):
 
     app = instrument_app(app)
     count = 240
-    gate = asyncio.Semaphore(32)
 
-    async def one(client, n):
+    async def one(client, gate, n):
         kind = "async" if n % 2 else "threaded"
         async with gate:
             return await client.get(f"/{kind}/{n}")
 
     async def all_requests():
+        gate = asyncio.Semaphore(32)  # made inside the loop: Python 3.9 binds it at creation
         async with asgi_client(app) as client:
-            responses = await asyncio.gather(*(one(client, n) for n in range(count)))
+            responses = await asyncio.gather(*(one(client, gate, n) for n in range(count)))
         after = (sherlock_ai.get_request_id(),
                  await anyio.to_thread.run_sync(sherlock_ai.get_request_id))
         return responses, after
