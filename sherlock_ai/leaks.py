@@ -109,6 +109,18 @@ class LeakWatchSettings:
                 f"({self.frames}), got {self.confirm_frames}"
             )
 
+    @classmethod
+    def from_kwargs(cls, settings: Dict[str, Any]) -> LeakWatchSettings:
+        """Settings from keyword arguments, refusing unknown names with the accepted ones."""
+        accepted = [f.name for f in fields(cls)]
+        unknown = sorted(set(settings) - set(accepted))
+        if unknown:
+            raise TypeError(
+                f"unknown LeakWatch setting(s) {', '.join(unknown)}; accepted: "
+                f"{', '.join(accepted)}"
+            )
+        return cls(**settings)
+
     @property
     def pause_requests(self) -> int:
         """Untraced requests between two scheduled windows."""
@@ -206,14 +218,7 @@ class LeakWatch:
     """
 
     def __init__(self, **settings: Any) -> None:
-        accepted = [f.name for f in fields(LeakWatchSettings)]
-        unknown = sorted(set(settings) - set(accepted))
-        if unknown:
-            raise TypeError(
-                f"unknown LeakWatch setting(s) {', '.join(unknown)}; accepted: "
-                f"{', '.join(accepted)}"
-            )
-        self.settings = s = LeakWatchSettings(**settings)
+        self.settings = s = LeakWatchSettings.from_kwargs(settings)
         self.criteria = LeakCriteria(min_bytes_per_request=s.min_bytes_per_request,
                                      min_requests=s.min_requests)
         self._candidate_criteria = self.criteria.for_candidates()

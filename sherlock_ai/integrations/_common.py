@@ -35,6 +35,8 @@ REQUEST_ID_KEY = "sherlock_ai.request_id"
 ROUTE_KEY = "sherlock_ai.route"
 #: Where a WSGI framework puts the exception it turned into a 5xx response.
 ERROR_KEY = "sherlock_ai.error"
+#: Where a WSGI framework puts the function that served the request (for the leak watch).
+ENDPOINT_KEY = "sherlock_ai.endpoint"
 
 CLIENT_DISCONNECTED = "client disconnected before the response was complete"
 PROVISIONAL_NAME = "HTTP request"
@@ -60,6 +62,10 @@ class RequestOptions:
       lifetime and slows every allocation of the process.
     - ``min_duration``: requests that succeed faster than this many seconds are not logged.
     - ``exclude_paths``: exact paths (``"/health"``) that get an id but no measurement.
+    - ``leak_detection``: watch for routes whose requests keep retaining memory and log a
+      ``LEAK SUSPECT`` warning naming the route and the line (see docs/leak-detection.md).
+    - ``leak_settings``: settings of that watch (:class:`sherlock_ai.LeakWatchSettings`),
+      e.g. ``{"trace_share": 0.01}`` for the low-cost setting.
     """
 
     header_name: str = "X-Request-ID"
@@ -69,6 +75,8 @@ class RequestOptions:
     trace_malloc: bool = False
     min_duration: float = 0.0
     exclude_paths: FrozenSet[str] = frozenset()
+    leak_detection: bool = False
+    leak_settings: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self) -> None:
         name = self.header_name
@@ -87,6 +95,20 @@ class RequestOptions:
             )
         object.__setattr__(self, "min_duration", check_min_duration(self.min_duration))
         object.__setattr__(self, "exclude_paths", _check_paths(self.exclude_paths))
+        check_flag("leak_detection", self.leak_detection)
+        settings = self.leak_settings
+        if settings is not None:
+            if not isinstance(settings, Mapping):
+                raise TypeError(
+                    "leak_settings must be a mapping of LeakWatch settings such as "
+                    f"{{'trace_share': 0.05}}, got {settings!r}"
+                )
+            if not self.leak_detection:
+                raise ValueError("leak_settings only apply with leak_detection=True")
+            from ..leaks import LeakWatchSettings
+
+            LeakWatchSettings.from_kwargs(dict(settings))
+            object.__setattr__(self, "leak_settings", dict(settings))
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> RequestOptions:
@@ -130,6 +152,7 @@ class RequestPolicy:
              "trace_malloc": options.trace_malloc},
         )
         self._lease = _TracingLease() if options.trace_malloc else None
+        self.leak_watch = _leak_watch(options)
         install_request_id_factory()
 
     def request_id(self, incoming: Optional[str]) -> str:
@@ -162,6 +185,15 @@ class RequestPolicy:
         tracker.__enter__()
         notify_started(protocol)
         return tracker
+
+
+def _leak_watch(options: RequestOptions) -> Any:
+    """The options' leak watch (settings checked now), or ``None`` when it is off."""
+    if not options.leak_detection:
+        return None
+    from ..leaks import LeakWatch  # imported only by services that turn it on
+
+    return LeakWatch(**(options.leak_settings or {}))
 
 
 class _TracingLease:
@@ -210,11 +242,15 @@ def end_measurement(
     status: Optional[int],
     problem: Optional[str],
     exc: Optional[BaseException],
+    leak_watch: Any = None,
+    endpoint: Any = None,
 ) -> None:
     """Name the request's measurement ``"{method} {route}"``, attach its method, route and
-    status code, report 5xx responses and ``problem`` as ERROR, end it and tell observers."""
+    status code, report 5xx responses and ``problem`` as ERROR, end it, tell observers, and
+    count the request in ``leak_watch`` (served by the function ``endpoint``) when given."""
+    name = f"{method} {route}"
     try:
-        tracker.name = f"{method} {route}"
+        tracker.name = name
         tracker.attributes = {"method": method, "route": route, "status_code": status}
         if problem is not None:
             tracker.mark_error(problem)
@@ -224,6 +260,9 @@ def end_measurement(
         report_internal_error(f"{protocol} request name", internal)
     tracker.__exit__(None if exc is None else type(exc), exc, None)
     notify_finished(protocol, tracker.measurement)
+    if leak_watch is not None:
+        # After the tracker ends: a window's snapshot work stays out of the request's figures.
+        leak_watch.request_finished(leak_watch.request_started(name, endpoint))
 
 
 class RequestObserver:

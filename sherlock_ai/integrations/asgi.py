@@ -52,6 +52,8 @@ class SherlockMiddleware:
             raise TypeError(f"SherlockMiddleware wraps an ASGI application, got {app!r}")
         self.app = guarantee_single_callable(app)
         self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
+        #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
+        self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
         self._names = BoundedNames()
         self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
@@ -247,7 +249,9 @@ class _Exchange:
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("asgi route name", internal)
             route = UNMATCHED_ROUTE
-        end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc)
+        watch = self.middleware.leak_watch
+        end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc,
+                        watch, None if watch is None else self.scope.get("endpoint"))
 
 
 def _is_last(kind: str, message: Message, trailers: bool) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
-from ._common import ERROR_KEY, ROUTE_KEY, RequestOptions
+from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, RequestOptions
 from .wsgi import SherlockWSGIMiddleware
 
 EXTENSION_NAME = "sherlock_ai"
@@ -22,11 +22,15 @@ class Sherlock:
     measurement spans the whole response, streamed bodies included, and registers a
     ``teardown_request`` hook (it runs on every outcome) that hands the matched rule, and the
     exception behind a 500, to the middleware. The extension keeps no reference to an app.
+
+    With ``leak_detection=True`` each app gets its own watch: ``sherlock.leak_watch`` is the
+    one of the app set up last (``app.extensions["sherlock_ai_leak_watch"]`` for any app).
     """
 
     def __init__(self, app: Optional[Flask] = None, **options: Any) -> None:
         RequestOptions.from_kwargs(options)
         self.options = dict(options)
+        self.leak_watch: Any = None
         if app is not None:
             self.init_app(app)
 
@@ -34,9 +38,13 @@ class Sherlock:
         """Instrument ``app`` and register the extension as ``app.extensions["sherlock_ai"]``."""
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError("sherlock_ai's Flask extension is already set up for this app")
-        app.wsgi_app = SherlockWSGIMiddleware(app.wsgi_app, **self.options)  # type: ignore
+        middleware = SherlockWSGIMiddleware(app.wsgi_app, **self.options)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
         app.extensions[EXTENSION_NAME] = self
+        if middleware.leak_watch is not None:
+            self.leak_watch = middleware.leak_watch
+            app.extensions[EXTENSION_NAME + "_leak_watch"] = middleware.leak_watch
 
 
 def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
@@ -44,5 +52,6 @@ def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
     rule = request.url_rule
     if rule is not None:
         environ[ROUTE_KEY] = rule.rule
+        environ[ENDPOINT_KEY] = current_app.view_functions.get(rule.endpoint)
     if exc is not None:
         environ[ERROR_KEY] = exc

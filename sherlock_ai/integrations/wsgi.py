@@ -17,6 +17,7 @@ from ..request_id import _request_id
 from ..trackers import MemoryTracker
 from ._common import (
     CLIENT_DISCONNECTED,
+    ENDPOINT_KEY,
     ERROR_KEY,
     REQUEST_ID_KEY,
     ROUTE_KEY,
@@ -52,6 +53,8 @@ class SherlockWSGIMiddleware:
             raise TypeError(f"SherlockWSGIMiddleware wraps a WSGI application, got {app!r}")
         self.app = app
         self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
+        #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
+        self.leak_watch = self.policy.leak_watch
         self._header_name = self.policy.options.header_name
         self._names = BoundedNames()
 
@@ -163,5 +166,7 @@ class _Response:
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("wsgi request name", internal)
             method, route = "OTHER", UNMATCHED_ROUTE
+        watch = self.middleware.leak_watch
+        endpoint = None if watch is None else self.environ.get(ENDPOINT_KEY)
         self.context.run(end_measurement, self.tracker, "wsgi", method, route, self.status,
-                         problem, exc)
+                         problem, exc, watch, endpoint)

@@ -1,0 +1,115 @@
+"""Ten routes, one of which keeps about 4 KB per request, with leak detection on: served by a
+real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
+
+    python leak_server.py fastapi|flask LOGS_DIR [SETTINGS_JSON]
+
+Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import time
+from typing import Any, Dict, List
+
+import sherlock_ai
+
+RETAINED: List[bytes] = []
+LEAK_SIZE = 4096
+ROUTES = [f"/catalog/{i}" for i in range(9)] + ["/cart/add"]
+LEAKING_ROUTE = "/cart/add"
+
+
+def keep() -> int:
+    RETAINED.append(b"c" * LEAK_SIZE)  # LEAKS_HERE
+    return len(RETAINED)
+
+
+def work(i: int) -> int:
+    # Each route allocates and frees about as much as the leak, so size alone tells nothing.
+    return len([str(n) * 4 for n in range(120 + i)])
+
+
+def fastapi_app(settings: Dict[str, Any]) -> Any:
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    app = FastAPI()
+
+    def clean_route(i: int) -> None:
+        async def clean() -> dict:
+            await asyncio.sleep(0)
+            return {"route": i, "n": work(i)}
+
+        clean.__name__ = f"clean_{i}"
+        app.get(f"/catalog/{i}")(clean)
+
+    for i in range(9):
+        clean_route(i)
+
+    @app.get("/cart/add")
+    async def add_to_cart() -> dict:
+        await asyncio.sleep(0)
+        return {"items": keep(), "n": work(0)}
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
+def flask_app(settings: Dict[str, Any]) -> Any:
+    from flask import Flask
+
+    from sherlock_ai.integrations.flask import Sherlock
+
+    app = Flask("leaky")
+
+    def clean_route(i: int) -> None:
+        def clean() -> dict:
+            time.sleep(0.0002)  # waits on I/O, as a real handler does
+            return {"route": i, "n": work(i)}
+
+        app.add_url_rule(f"/catalog/{i}", f"clean_{i}", clean)
+
+    for i in range(9):
+        clean_route(i)
+
+    @app.get("/cart/add")
+    def add_to_cart() -> dict:
+        time.sleep(0.0002)
+        return {"items": keep(), "n": work(0)}
+
+    Sherlock(app, leak_detection=True, leak_settings=settings)
+    return app
+
+
+def main() -> None:
+    framework, logs = sys.argv[1], sys.argv[2]
+    settings = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
+        logs_dir=logs, log_format_type="json", console_enabled=False))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if framework == "fastapi":
+        import uvicorn
+
+        config = uvicorn.Config(fastapi_app(settings), log_config=None, access_log=False)
+        print(f"LISTENING {port}", file=sys.stderr, flush=True)
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    from werkzeug.serving import make_server
+
+    sock.close()
+    server = make_server("127.0.0.1", port, flask_app(settings), threaded=True)
+    print(f"LISTENING {port}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
