@@ -1,5 +1,6 @@
 """``make demo``: the FastAPI example under a real uvicorn, a few hundred real HTTP requests,
-then the log lines they left, each with its request id.
+then the log lines they left, each with its request id, the leak that leak detection found,
+and the report of the logs (``sherlock-ai report``, with its HTML page).
 
     python examples/demo.py [--logs-dir demo-logs]
 
@@ -81,6 +82,15 @@ def step(func: Step) -> Step:
 def browse_items(demo: Demo) -> List[Reply]:
     """Browse 150 items, one request after another"""
     return demo.many([f"/items/{n}" for n in range(150)])
+
+
+@step
+def leaking_cart(demo: Demo) -> List[Reply]:
+    """Shop at 8 at a time: 450 item views and 150 cart additions (each cart leaks 4 KB)"""
+    paths = [("POST", "/cart/items") if n % 4 == 0 else ("GET", f"/items/{n}")
+             for n in range(600)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda p: demo.request(p[1], method=p[0]), paths))
 
 
 @step
@@ -192,6 +202,11 @@ def show_logs(demo: Demo) -> None:
     print("  (uvicorn logs the traceback after the request has ended, so that record shows "
           "'-' for its id: see errors.log)")
 
+    print("\nLeak detection found the endpoint that keeps memory, and the line:")
+    suspects = lines_with(monitoring, "LEAK SUSPECT | ")
+    for line in suspects[-1:] or ["  (no suspect yet: more traffic is needed)"]:
+        print("  " + line)
+
     print("\nForged ids were replaced:")
     for reply, sent in zip(demo.replies["hostile_ids"],
                            ["abc\tMEMORY | forged", "<script>alert(1)</script>", "my-own-id-42"]):
@@ -230,6 +245,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     total = sum(len(r) for r in demo.replies.values())
     print(f"Server stopped after {total} requests.")
     show_logs(demo)
+    page = logs_dir / "report.html"
+    print(f"\nThe report of those logs (sherlock-ai report {logs_dir} --html {page}):")
+    from sherlock_ai.__main__ import main as sherlock_ai_command
+
+    sherlock_ai_command(["report", str(logs_dir), "--html", str(page)])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """A small FastAPI shop measured by sherlock_ai: one MEMORY line per request, named by its
-route, and the request id in every log line (uvicorn's access lines included).
+route, the request id in every log line (uvicorn's access lines included), and leak detection,
+which names the endpoint that keeps memory (POST /cart/items) and the line that does it.
 
     python examples/fastapi_app.py                 # http://127.0.0.1:8000, logs in ./logs
     python examples/fastapi_app.py --port 0        # any free port (printed on start)
@@ -24,6 +25,9 @@ from sherlock_ai import get_logger, monitor_memory
 from sherlock_ai.integrations.fastapi import instrument_app
 
 log = get_logger("shop")
+
+# Every cart ever filled stays here: the leak that leak detection finds in `make demo`.
+CARTS: List[bytes] = []
 
 
 def create_app() -> FastAPI:
@@ -70,11 +74,17 @@ def create_app() -> FastAPI:
 
         return StreamingResponse(csv_lines(), media_type="text/csv")
 
+    @app.post("/cart/items")
+    async def add_to_cart() -> dict:
+        await asyncio.sleep(0)
+        CARTS.append(bytes(4096))  # about 4 KB per request, never released
+        return {"carts": len(CARTS)}
+
     @app.get("/health")
     async def health() -> dict:
         return {"ok": True}
 
-    return instrument_app(app, exclude_paths=["/health"])
+    return instrument_app(app, exclude_paths=["/health"], leak_detection=True)
 
 
 app = create_app()

@@ -26,11 +26,20 @@ def test_the_demo_serves_real_requests_and_shows_their_log_lines(tmp_path):
     assert "MEMORY | GET /export | SUCCESS" in out
     logs = tmp_path / "demo-logs"
     assert str((logs / "monitoring.log").resolve()) in out
-    memory = (logs / "monitoring.log").read_text().splitlines()
+    memory = [line for line in (logs / "monitoring.log").read_text().splitlines()
+              if " - MEMORY | " in line]
     requests = int(re.search(r"Server stopped after (\d+) requests", out).group(1))
     health_checks, reports = 5, 5  # excluded; and measured twice (endpoint and decorator)
     assert not [line for line in memory if " | GET /health" in line]
     assert len(memory) == requests - health_checks + reports
+    suspect = re.search(r"WARNING - LEAK SUSPECT \| POST /cart/items \| \+([\d.]+)KB/request \| "
+                        r"fastapi_app\.py:(\d+) ", out)
+    assert suspect and 3.0 <= float(suspect.group(1)) <= 5.0
+    app_lines = (ROOT / "examples" / "fastapi_app.py").read_text().splitlines()
+    assert "CARTS.append(" in app_lines[int(suspect.group(2)) - 1]
+    assert re.search(r"│ POST /cart/items\s+│\s+150 │", out)  # the report's table
+    assert "HTML report written to" in out and "POST /cart/items" in (
+        logs / "report.html").read_text()
     assert "<script>" not in (logs / "app.log").read_text()
     assert "forged" not in (logs / "app.log").read_text()
 
