@@ -50,7 +50,8 @@ def install_request_id_factory() -> None:
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``timestamp`` (UTC, ISO 8601), ``level``, ``logger``,
-    ``message``, ``request_id``, the measurement's fields for MEMORY/PERFORMANCE/RESOURCES
+    ``message``, ``request_id``, ``trace_id`` and ``span_id`` inside an OpenTelemetry span
+    (with its integration installed), the measurement's fields for MEMORY/PERFORMANCE/RESOURCES
     records, and ``exception`` when the record has one."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -65,6 +66,10 @@ class JsonFormatter(logging.Formatter):
             or get_request_id()
             or NO_REQUEST_ID,
         }
+        for key in ("trace_id", "span_id"):  # set by the OpenTelemetry integration
+            value = getattr(record, key, None)
+            if value and value != NO_REQUEST_ID:
+                out[key] = value
         measurement = getattr(record, "sherlock", None)
         if measurement is not None:
             for key, value in measurement.as_dict().items():

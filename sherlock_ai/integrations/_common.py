@@ -214,6 +214,13 @@ class _TracingLease:
                 self._held = True
 
 
+def status_class(status: Optional[int]) -> str:
+    """``"2xx"`` ... ``"5xx"`` for metrics labels; ``"none"`` when no response started."""
+    if isinstance(status, int) and 100 <= status <= 599:
+        return f"{status // 100}xx"
+    return "none"
+
+
 def request_method(method: object) -> str:
     """The request's method when standard, else :data:`OTHER_METHOD` (clients send any token)."""
     return method if method in STANDARD_METHODS else OTHER_METHOD  # type: ignore[return-value]

@@ -17,7 +17,12 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .. import sinks
 from ..measurement import Measurement
-from ._common import RequestObserver, add_request_observer, remove_request_observer
+from ._common import (
+    RequestObserver,
+    add_request_observer,
+    remove_request_observer,
+    status_class,
+)
 
 LABELS = ("method", "route", "status_class")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -30,13 +35,6 @@ _SUSPECT_REFRESH = 100
 def multiprocess_mode() -> bool:
     """Whether prometheus_client's multiprocess mode is on (``PROMETHEUS_MULTIPROC_DIR``)."""
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-
-
-def status_class(status: Optional[int]) -> str:
-    """``"2xx"`` ... ``"5xx"``; ``"none"`` when no response started (the app raised)."""
-    if isinstance(status, int) and 100 <= status <= 599:
-        return f"{status // 100}xx"
-    return "none"
 
 
 class PrometheusExporter(RequestObserver):
