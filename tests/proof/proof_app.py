@@ -1,7 +1,7 @@
 """The app the proof tests serve: JSON, streaming, slow, failing and 503 routes; every handler
 logs the request id it sees.
 
-    python proof_app.py LOGS_DIR [text|json]    # uvicorn on 127.0.0.1, LISTENING {port}
+    python proof_app.py LOGS_DIR [log|json]    # uvicorn on 127.0.0.1, LISTENING {port}
     SHERLOCK_PROOF_LOGS=DIR gunicorn -k uvicorn.workers.UvicornWorker proof_app:app
 """
 
