@@ -8,7 +8,7 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
 
 from asgiref.compatibility import guarantee_single_callable
 
@@ -57,6 +57,7 @@ class SherlockMiddleware:
         self._header = self.policy.header_key
         self._names = BoundedNames()
         self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
+        self._routes: Dict[Tuple[int, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -130,6 +131,9 @@ class SherlockMiddleware:
         """The log-safe route template of a finished request: Starlette's routers leave the
         matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
         route = scope.get("route")
+        if route is None and "endpoint" in scope:
+            # Starlette before 1.0 (and other routers) leave only the matched endpoint.
+            route = self._route_of(scope)
         path = getattr(route, "path", None)
         mounted = scope.get("root_path", "")
         if len(mounted) > len(root_path) and mounted.startswith(root_path):
@@ -145,6 +149,25 @@ class SherlockMiddleware:
             return UNMATCHED_ROUTE
         return self._names.safe(path)
 
+    def _route_of(self, scope: Scope) -> Any:
+        """The route whose endpoint served the request, found in the router's tree (the
+        first one that matches the scope when several share the endpoint)."""
+        router, endpoint = scope.get("router"), scope["endpoint"]
+        key = (id(router), id(endpoint))
+        found = self._routes.get(key)
+        if found is not None:
+            return found
+        candidates = _routes_with_endpoint(getattr(router, "routes", ()), endpoint)
+        if len(candidates) == 1:
+            if len(self._routes) < _MOUNT_CACHE_LIMIT:
+                self._routes[key] = candidates[0]
+            return candidates[0]
+        for candidate in candidates:
+            matches = getattr(candidate, "matches", None)
+            if matches is not None and matches(scope)[0].name == "FULL":
+                return candidate
+        return candidates[0] if candidates else None
+
     def _mount_template(self, scope: Scope, concrete: str) -> Tuple[Optional[str], Any]:
         router = scope.get("router")
         key = (id(router), concrete)
@@ -154,6 +177,17 @@ class SherlockMiddleware:
             if len(self._mounts) < _MOUNT_CACHE_LIMIT:
                 self._mounts[key] = found
         return found
+
+
+def _routes_with_endpoint(routes: Any, endpoint: Any) -> List[Any]:
+    found = []
+    for route in routes:
+        children = getattr(route, "routes", None)
+        if getattr(route, "endpoint", None) is endpoint and children is None:
+            found.append(route)
+        elif children:
+            found += _routes_with_endpoint(children, endpoint)
+    return found
 
 
 def _walk_mounts(routes: Any, concrete: str) -> Tuple[Optional[str], Any]:

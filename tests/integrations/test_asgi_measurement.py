@@ -109,6 +109,40 @@ def test_starlette_routes_keep_their_templates(records):
         "GET <unmatched>"]
 
 
+class ForgetsRoute:
+    """What Starlette before 1.0 leaves in the scope: the endpoint, not ``scope["route"]``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def forgetful_send(message):
+            scope.pop("route", None)
+            await send(message)
+
+        await self.app(scope, receive, forgetful_send)
+
+
+def test_routes_are_found_from_the_endpoint_when_the_router_leaves_none(records):
+    async def user(request):
+        return PlainTextResponse("u")
+
+    async def shared(request):
+        return PlainTextResponse("s")
+
+    app = Starlette(routes=[
+        Route("/users/{user_id:int}", user),
+        Route("/a/{x}", shared), Route("/b/{y}", shared),
+        Mount("/api", routes=[Route("/orders/{order}", user)]),
+    ])
+    app = SherlockMiddleware(ForgetsRoute(app))
+    for path in ("/users/7", "/a/1", "/b/2", "/b/3", "/api/orders/1", "/nowhere"):
+        get(app, path)
+    assert [line.split(" | ")[1] for line in records.messages()] == [
+        "GET /users/{user_id:int}", "GET /a/{x}", "GET /b/{y}", "GET /b/{y}",
+        "GET /api/orders/{order}", "GET <unmatched>"]
+
+
 def test_mounted_apps_are_named_by_their_mount_templates(records):
     async def thing(request):
         return PlainTextResponse("t")
