@@ -104,8 +104,10 @@ def test_own_memory_is_flat_over_4000_requests(tmp_path, trace_malloc):
 @pytest.mark.parametrize("trace_malloc", [False, True])
 def test_own_memory_is_flat_over_20000_requests(tmp_path, trace_malloc):
     app = SherlockMiddleware(create_app(), trace_malloc=trace_malloc, leak_detection=True)
-    sizes = retained_after(app, [2_000, 11_000, 20_000], tmp_path)
-    assert_flat(sizes, 18_000)
+    sizes = retained_after(app, [2_000, 8_000, 20_000], tmp_path)
+    # The leak watch fills its bounded per-route evidence over its first windows, then stops.
+    assert sizes[1] - sizes[0] < 64 * 1024, sizes
+    assert_flat(sizes[1:], 12_000)
     assert app.leak_watch.route_count <= 3
 
 
