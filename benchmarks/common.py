@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import timeit
-from typing import Any, Callable, Iterable, List, Sequence
+from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
 
 def per_call_us(func: Callable[[], Any], number: int = 20_000, repeat: int = 7) -> float:
@@ -53,6 +53,37 @@ def asgi_per_request_us(app: Any, path: str = "/", number: int = 3_000, repeat: 
         return best
 
     return asyncio.run(batch())
+
+
+def asgi_interleaved_us(
+    cases: Sequence[Tuple[Any, Callable[[], None], Callable[[], None]]],
+    path: str = "/",
+    number: int = 3_000,
+    rounds: int = 7,
+) -> List[float]:
+    """Best-of-``rounds`` mean in-process cost of one request for each ``(app, set_up,
+    tear_down)``, in microseconds. Each round measures every case in turn, so a machine
+    that speeds up or slows down during the run shifts all cases alike and the ratios hold."""
+    drivers = [asgi_request_driver(app, path) for app, _, _ in cases]
+
+    async def measure() -> List[float]:
+        loop = asyncio.get_running_loop()
+        best = [float("inf")] * len(cases)
+        for _ in range(rounds):
+            for i, (_, set_up, tear_down) in enumerate(cases):
+                set_up()
+                try:
+                    for _ in range(200):  # warm-up
+                        await drivers[i]()
+                    start = loop.time()
+                    for _ in range(number):
+                        await drivers[i]()
+                    best[i] = min(best[i], (loop.time() - start) / number * 1e6)
+                finally:
+                    tear_down()
+        return best
+
+    return asyncio.run(measure())
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

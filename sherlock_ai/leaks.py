@@ -27,7 +27,7 @@ import os
 import threading
 import tracemalloc
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 from . import tracing
@@ -37,6 +37,7 @@ from .heap import Site, group_sizes
 from .leak_attribution import EndpointIndex, code_ranges
 from .leak_estimator import Estimate, Evidence, LeakCriteria, WindowFit, fit_window, pool
 from .lines import MONITORING_LOGGER
+from .options import from_keywords
 
 #: The route key that requests of routes beyond ``max_routes`` are counted under.
 OVERFLOW_ROUTE = "OTHER <more routes>"
@@ -112,14 +113,7 @@ class LeakWatchSettings:
     @classmethod
     def from_kwargs(cls, settings: Dict[str, Any]) -> LeakWatchSettings:
         """Settings from keyword arguments, refusing unknown names with the accepted ones."""
-        accepted = [f.name for f in fields(cls)]
-        unknown = sorted(set(settings) - set(accepted))
-        if unknown:
-            raise TypeError(
-                f"unknown LeakWatch setting(s) {', '.join(unknown)}; accepted: "
-                f"{', '.join(accepted)}"
-            )
-        return cls(**settings)
+        return from_keywords(cls, settings, "LeakWatch setting(s)")
 
     @property
     def pause_requests(self) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Union
+from dataclasses import fields
+from typing import Any, Mapping, Type, TypeVar, Union
+
+T = TypeVar("T")
 
 
 def check_level(log_level: Union[str, int]) -> int:
@@ -45,3 +48,13 @@ def check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     return name
+
+
+def from_keywords(cls: Type[T], values: Mapping[str, Any], what: str) -> T:
+    """The dataclass ``cls`` built from keyword ``values``, refusing unknown names with a
+    message that lists the accepted ones (``what`` names them, e.g. ``"option(s)"``)."""
+    accepted = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(accepted))
+    if unknown:
+        raise TypeError(f"unknown {what} {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    return cls(**values)

@@ -110,6 +110,19 @@ def test_rotation_counts_what_is_already_in_the_file(tmp_path):
     assert read_lines(tmp_path / "app.log")[0].endswith("first line after a restart")
 
 
+def test_a_record_longer_than_max_bytes_never_rotates_an_empty_file(tmp_path):
+    files = {"app": LogFileConfig("app", max_bytes=200, backup_count=3)}
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_files=files))
+    logger = logging.getLogger("x")
+    for i in range(2):
+        logger.info("big %d %s", i, "z" * 500)
+    # Each big record fills a file of its own, and no backup is an empty file.
+    assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1"]
+    backups = [read_lines(tmp_path / name) for name in ("app.log.1", "app.log")]
+    assert [lines[0].split(" - ")[-1][:5] for lines in backups] == ["big 0", "big 1"]
+
+
 @pytest.mark.parametrize("date_format", ["%Y-%m-%d %H:%M:%S", "%H:%M:%S.%f", None])
 def test_time_stamps_follow_each_record_across_seconds(tmp_path, date_format):
     config = LoggingConfig(logs_dir=tmp_path, console_enabled=False,

@@ -10,14 +10,14 @@ import logging
 import re
 import threading
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from .._safety import report_internal_error
 from ..lines import safe_name
 from ..log_records import install_request_id_factory
 from ..measurement import Measurement
-from ..options import check_flag, check_min_duration
+from ..options import check_flag, check_min_duration, from_keywords
 from ..request_id import generate_request_id, is_valid_request_id
 from ..tracing import hold_tracing, release_tracing
 from ..trackers import MemoryTracker
@@ -113,13 +113,7 @@ class RequestOptions:
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> RequestOptions:
         """Options from keyword arguments, refusing unknown names with the accepted ones."""
-        accepted = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise TypeError(
-                f"unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
-            )
-        return cls(**options)
+        return from_keywords(cls, options, "option(s)")
 
 
 def _check_paths(paths: object) -> FrozenSet[str]:

@@ -67,7 +67,8 @@ BAD = [
     ({"leak_detection": True, "leak_settings": {"trace_share": 2}}, ValueError,
      "trace_share must be a number in (0, 1]"),
     ({"exclude_paths": [3]}, ValueError, "starting with '/'"),
-    ({"header": "X-Id"}, TypeError, "accepted: header_name, trust_incoming_id"),
+    ({"header": "X-Id"}, TypeError,
+     "unknown option(s) header; accepted: header_name, trust_incoming_id"),
 ]
 
 
