@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from benchmarks.common import per_call_us, table
+from benchmarks.common import per_call_interleaved_us, table
 from sherlock_ai import log_performance, monitor_memory, monitor_resources
 from sherlock_ai.log_records import install_request_id_factory
 from sherlock_ai.logging_setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
@@ -49,8 +49,6 @@ def measure() -> dict:
         return None
 
     line = "MEMORY | bench.nothing | SUCCESS | 0.000s | Current: 1.00MB | Change: +0.00B"
-    bare = per_call_us(nothing)
-    baseline = per_call_us(lambda: log.info(line))
     cases = {
         "@monitor_memory(trace_malloc=False)": monitor_memory(trace_malloc=False)(nothing),
         "@monitor_memory(trace_malloc=True)": monitor_memory(trace_malloc=True)(nothing),
@@ -59,8 +57,10 @@ def measure() -> dict:
         "@log_performance": log_performance(nothing),
         "@monitor_resources": monitor_resources(nothing),
     }
-    rows = {name: per_call_us(func, number=5_000 if "resources" in name else 20_000) - bare
-            for name, func in cases.items()}
+    calls = [(nothing, 20_000), (lambda: log.info(line), 20_000)] + [
+        (func, 5_000 if "resources" in name else 20_000) for name, func in cases.items()]
+    bare, baseline, *measured = per_call_interleaved_us(calls)
+    rows = {name: us - bare for name, us in zip(cases, measured)}
     return {"baseline": baseline, "rows": rows, "import_ms": import_time_ms()}
 
 

@@ -12,6 +12,20 @@ def per_call_us(func: Callable[[], Any], number: int = 20_000, repeat: int = 7) 
     return min(timeit.Timer(func).repeat(repeat=repeat, number=number)) / number * 1e6
 
 
+def per_call_interleaved_us(
+    calls: Sequence[Tuple[Callable[[], Any], int]], repeat: int = 7
+) -> List[float]:
+    """Best-of-``repeat`` mean cost of one call of each ``(func, number)`` in microseconds.
+    Each round times every function in turn, so a machine that speeds up or slows down
+    during the run shifts them all alike and the ratios hold."""
+    timers = [(timeit.Timer(func), number) for func, number in calls]
+    best = [float("inf")] * len(timers)
+    for _ in range(repeat):
+        for i, (timer, number) in enumerate(timers):
+            best[i] = min(best[i], timer.timeit(number) / number * 1e6)
+    return best
+
+
 def asgi_request_driver(app: Any, path: str = "/", method: str = "GET") -> Callable[[], Any]:
     """A coroutine function that sends one in-process HTTP request to ``app`` (no network)."""
     body_message = {"type": "http.request", "body": b"", "more_body": False}
