@@ -172,15 +172,36 @@ def test_html_page_is_self_contained_and_escapes_log_text(tmp_path):
     assert "GET /items/{item_id}" in page and "+4.04KB" in page
 
 
+# What the browser laid out: each chart's drawn size and how many of its shapes are visible.
+MEASURE_CHARTS = """<script>
+document.body.dataset.charts = [...document.querySelectorAll("svg")].map(svg => {
+  const box = svg.getBoundingClientRect();
+  const shapes = [...svg.querySelectorAll("polyline, rect, circle, line")]
+    .filter(shape => shape.getBBox().width + shape.getBBox().height > 0).length;
+  return `${Math.round(box.width)}x${Math.round(box.height)}:${shapes}`;
+}).join(" ");
+</script>"""
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_html_page_renders_in_headless_chromium(tmp_path):
     fastapi_run(tmp_path, "log")
     report, stats = report_of(tmp_path)
     page = tmp_path / "report.html"
-    page.write_text(render_html(report, stats), encoding="utf-8")
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--dump-dom",
-                          page.as_uri()], capture_output=True, text=True, timeout=60).stdout
-    assert "GET /items/{item_id}" in dom and "<svg" in dom
+    # The page itself has no script; a measuring one is added to a copy for the browser.
+    page.write_text(render_html(report, stats).replace("</body>", MEASURE_CHARTS + "</body>"),
+                    encoding="utf-8")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "GET /items/{item_id}" in dom
+    charts = re.search(r'data-charts="([^"]*)"', dom)
+    assert charts is not None, dom[-2000:]
+    drawn = [re.fullmatch(r"(\d+)x(\d+):(\d+)", chart).groups()
+             for chart in charts.group(1).split()]
+    assert len(drawn) == 2, charts.group(1)
+    for width, height, shapes in drawn:
+        assert int(width) > 100 and int(height) > 50 and int(shapes) > 0, charts.group(1)
 
 
 def test_exit_codes_and_the_console_script(tmp_path):
