@@ -3,7 +3,7 @@
 from .decorators import log_performance, monitor_memory, monitor_resources
 from .formatting import format_bytes
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER, log_sink
-from .log_records import JsonFormatter, RequestIdFilter, install_request_id_factory
+from .log_records import RequestIdFilter, install_request_id_factory
 from .logging_setup import LogFileConfig, LoggingConfig, SherlockAI, get_logger, sherlock_ai
 from .measurement import Measurement
 from .request_id import (
@@ -23,8 +23,10 @@ add_sink(log_sink)
 
 __version__ = "0.1.0"
 
-# Imported on first use: the leak watch is only needed by services that turn it on.
-_LAZY = {"LeakSuspect": ".leaks", "LeakWatch": ".leaks", "LeakWatchSettings": ".leaks"}
+# Imported on first use: the leak watch is only needed by services that turn it on, the JSON
+# formatter (json, datetime) by those that write JSON lines.
+_LAZY = {"JsonFormatter": ".json_lines", "LeakSuspect": ".leaks", "LeakWatch": ".leaks",
+         "LeakWatchSettings": ".leaks"}
 
 
 def __getattr__(name: str) -> object:

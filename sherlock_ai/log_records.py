@@ -1,12 +1,10 @@
-"""Request ids on every log record, and the JSON line formatter."""
+"""Request ids on every log record."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 from .request_id import get_request_id
 
@@ -46,36 +44,3 @@ def install_request_id_factory() -> None:
 
         factory._sherlock_ai = True  # type: ignore[attr-defined]
         logging.setLogRecordFactory(factory)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``timestamp`` (UTC, ISO 8601), ``level``, ``logger``,
-    ``message``, ``request_id``, ``trace_id`` and ``span_id`` inside an OpenTelemetry span
-    (with its integration installed), the measurement's fields for MEMORY/PERFORMANCE/RESOURCES
-    records, and ``exception`` when the record has one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: Dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None)
-            or get_request_id()
-            or NO_REQUEST_ID,
-        }
-        for key in ("trace_id", "span_id"):  # set by the OpenTelemetry integration
-            value = getattr(record, key, None)
-            if value and value != NO_REQUEST_ID:
-                out[key] = value
-        measurement = getattr(record, "sherlock", None)
-        if measurement is not None:
-            for key, value in measurement.as_dict().items():
-                out.setdefault(key, value)
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        # Line separators that some readers split on are escaped like the other controls.
-        text = json.dumps(out, ensure_ascii=False, default=str)
-        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 import threading
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
-from .log_records import JsonFormatter, RequestIdFilter, install_request_id_factory
+from .log_records import RequestIdFilter, install_request_id_factory
 from .options import check_level
 
 DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
@@ -57,61 +56,6 @@ class LoggingConfig:
     log_format: str = DEFAULT_FORMAT
     date_format: str = DEFAULT_DATE_FORMAT
     log_files: Dict[str, LogFileConfig] = field(default_factory=_default_files)
-
-
-class _FileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating file that reports a write failure (full disk, removed folder) once, keeps
-    the application running, and says when writing works again."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._failed_now = False
-        self._lost = 0
-        # Checked once: the base class stats the path twice per record to find out.
-        self._regular = os.path.isfile(self.baseFilename)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # What RotatingFileHandler, FileHandler and StreamHandler do in their three emit()
-        # methods and flush(), in one: this runs for every line, under the handler's lock.
-        self._failed_now = False
-        try:
-            text = self.format(record) + self.terminator
-            stream = self.stream
-            if stream is None:
-                stream = self.stream = self._open()
-            if self.maxBytes > 0 and self._regular and self._full(stream.tell(), len(text)):
-                self.doRollover()
-                stream = self.stream = self.stream or self._open()
-            stream.write(text)
-            stream.flush()
-        except RecursionError:
-            raise
-        except Exception:  # noqa: BLE001 - reported by handleError, never raised
-            self.handleError(record)
-        if self._lost and not self._failed_now:
-            sys.stderr.write(
-                f"sherlock_ai: writing {self.baseFilename} works again; "
-                f"{self._lost} records were lost\n"
-            )
-            self._lost = 0
-
-    def _full(self, size: int, adding: int) -> bool:
-        # An empty file is never rotated: one record longer than max_bytes would otherwise
-        # push every backup out with empty files.
-        return size > 0 and size + adding >= self.maxBytes
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        self._failed_now = True
-        self._lost += 1
-        if self._lost == 1:
-            exc = sys.exc_info()[1]
-            try:
-                sys.stderr.write(
-                    f"sherlock_ai: cannot write {self.baseFilename} ({exc}); "
-                    "records are dropped until it works again\n"
-                )
-            except Exception:  # noqa: BLE001
-                pass
 
 
 class _TextFormatter(logging.Formatter):
@@ -184,6 +128,8 @@ class SherlockAI:
 
     def _formatter(self) -> logging.Formatter:
         if self.config.log_format_type == "json":
+            from .json_lines import JsonFormatter
+
             return _FormatOnce(JsonFormatter())
         return _FormatOnce(_TextFormatter(self.config.log_format, self.config.date_format))
 
@@ -212,10 +158,12 @@ class SherlockAI:
                 except OSError as exc:
                     self.errors.append(f"cannot create {self.config.logs_dir}: {exc}")
                     files = {}
+            if files:
+                from .log_files import SafeRotatingFileHandler
             for key, file in files.items():
                 path = self._path(file)
                 try:
-                    handler = _FileHandler(
+                    handler = SafeRotatingFileHandler(
                         path, maxBytes=file.max_bytes, backupCount=file.backup_count,
                         encoding="utf-8",
                     )
