@@ -23,6 +23,7 @@ from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.report import ReadStats, build_report, read_logs
 from sherlock_ai.report.html import render_html
 from sherlock_ai.report.reader import log_files, parse_size
+from sherlock_ai.report.stats import Report
 
 SENT = {"GET /items/{item_id}": 40, "POST /orders": 12, "GET /fail": 5}
 HOSTILE_ROUTE = "/x/<script>alert(1)</script>/{n}"
@@ -170,6 +171,23 @@ def test_html_page_is_self_contained_and_escapes_log_text(tmp_path):
     assert "&lt;b&gt;evil.py:7" in page and "<b>evil" not in page
     assert page.count("<svg") == 2 and "<polyline" in page
     assert "GET /items/{item_id}" in page and "+4.04KB" in page
+
+
+def _polyline_xs(page: str):
+    points = re.search(r"<polyline [^>]*points='([^']*)'", page).group(1).split()
+    return [float(point.split(",")[0]) for point in points]
+
+
+def test_timeline_spreads_records_of_one_second_and_shows_a_single_point():
+    # Text logs keep whole seconds: a short run logs every record in the same second.
+    same_second = Report(timeline=[(1_700_000_000.0, 50e6)] * 40 + [(1_700_000_001.0, 51e6)])
+    xs = _polyline_xs(render_html(same_second, ReadStats()))
+    assert len(set(xs)) == 41 and xs == sorted(xs) and xs[-1] - xs[0] > 500
+    # JSON logs keep milliseconds: ties spread over their millisecond, in order.
+    xs = _polyline_xs(render_html(Report(timeline=[(1_700_000_000.25, 5e6)] * 3), ReadStats()))
+    assert len(set(xs)) == 3 and xs == sorted(xs)
+    single = render_html(Report(timeline=[(1_700_000_000.0, 5e6)]), ReadStats())
+    assert "<circle" in single
 
 
 # What the browser laid out: each chart's drawn size and how many of its shapes are visible.

@@ -68,18 +68,22 @@ def _timeline_svg(report: Report) -> str:
     points = report.timeline
     if not points:
         return "<p>No RSS figures in these logs.</p>"
-    t0, t1 = points[0][0], points[-1][0]
+    first, last = points[0][0], points[-1][0]
+    times = _spread_ties([t for t, _ in points])
+    t0, t1 = times[0], times[-1]
     low, high = min(r for _, r in points), max(r for _, r in points)
     x = lambda t: _scale(t, t0, t1, PAD, WIDTH - 10)  # noqa: E731
     y = lambda r: _scale(r, low, high, HEIGHT - 30, 10)  # noqa: E731
-    path = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, r in points)
+    path = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, (_, r) in zip(times, points))
     out = [f"<svg width='{WIDTH}' height='{HEIGHT}' "
            "role='img' aria-label='Process RSS over time'>",
            f"<polyline fill='none' stroke='#1565c0' stroke-width='1.5' points='{path}'/>",
            f"<text x='4' y='14'>{escape(format_bytes(high))}</text>",
            f"<text x='4' y='{HEIGHT - 30}'>{escape(format_bytes(low))}</text>",
-           f"<text x='{PAD}' y='{HEIGHT - 8}'>{escape(_clock(t0))}</text>",
-           f"<text x='{WIDTH - 70}' y='{HEIGHT - 8}'>{escape(_clock(t1))}</text>"]
+           f"<text x='{PAD}' y='{HEIGHT - 8}'>{escape(_clock(first))}</text>",
+           f"<text x='{WIDTH - 70}' y='{HEIGHT - 8}'>{escape(_clock(last))}</text>"]
+    if len(points) == 1:
+        out.append(f"<circle cx='{x(t0):.1f}' cy='{y(low):.1f}' r='3' fill='#1565c0'/>")
     for suspect in report.suspects.values():
         at = x(min(max(suspect.first_seen, t0), t1))
         out.append(f"<line x1='{at:.1f}' x2='{at:.1f}' y1='10' y2='{HEIGHT - 30}' "
@@ -88,6 +92,22 @@ def _timeline_svg(report: Report) -> str:
                    f"{escape(suspect.name)}</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+def _spread_ties(times: List[float]) -> List[float]:
+    """Sorted time stamps with each run of equal ones spread evenly, in order, over the time
+    they stand for (a second for the whole seconds of text logs, else a millisecond): a short
+    run logged in text would otherwise draw every point at one x."""
+    out: List[float] = []
+    i = 0
+    while i < len(times):
+        j = i
+        while j < len(times) and times[j] == times[i]:
+            j += 1
+        step = (1.0 if float(times[i]).is_integer() else 0.001) / (j - i)
+        out += [times[i] + k * step for k in range(j - i)]
+        i = j
+    return out
 
 
 def _clock(stamp: float) -> str:
