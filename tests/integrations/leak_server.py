@@ -96,7 +96,9 @@ def main() -> None:
     if framework == "fastapi":
         import uvicorn
 
-        config = uvicorn.Config(fastapi_app(settings), log_config=None, access_log=False)
+        # Keep-alive connections outlive the run: no idle close racing a reuse.
+        config = uvicorn.Config(fastapi_app(settings), log_config=None, access_log=False,
+                                timeout_keep_alive=300)
         print(f"LISTENING {port}", file=sys.stderr, flush=True)
         uvicorn.Server(config).run(sockets=[sock])
         return

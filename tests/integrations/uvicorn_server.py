@@ -57,6 +57,8 @@ def main() -> None:
     config = uvicorn.Config(
         build_app(), log_config=uvicorn_log_config() if args.server_log_config else None,
         access_log=args.access_log, lifespan="on",
+        # Keep-alive connections outlive the tests' load: no close racing a reuse.
+        timeout_keep_alive=300,
     )
     print(f"LISTENING {sock.getsockname()[1]}", file=sys.stderr, flush=True)
     uvicorn.Server(config).run(sockets=[sock])

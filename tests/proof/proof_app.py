@@ -76,7 +76,10 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     print(f"LISTENING {sock.getsockname()[1]}", file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False)).run(sockets=[sock])
+    # Idle keep-alive connections stay open for the whole run: a server closing one (after 5 s
+    # by default) while the client reuses it fails that request whatever the app does.
+    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_keep_alive=300)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
