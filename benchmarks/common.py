@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
 def per_call_us(func: Callable[[], Any], number: int = 20_000, repeat: int = 7) -> float:
     """Best-of-``repeat`` mean cost of one call in microseconds."""
-    return min(timeit.Timer(func).repeat(repeat=repeat, number=number)) / number * 1e6
+    return per_call_interleaved_us([(func, number)], repeat)[0]
 
 
 def per_call_interleaved_us(
@@ -52,21 +52,11 @@ def asgi_request_driver(app: Any, path: str = "/", method: str = "GET") -> Calla
 
 def asgi_per_request_us(app: Any, path: str = "/", number: int = 3_000, repeat: int = 5) -> float:
     """Best-of-``repeat`` mean in-process cost of one request to ``app``, in microseconds."""
-    one = asgi_request_driver(app, path)
+    return asgi_interleaved_us([(app, _nothing, _nothing)], path, number, repeat)[0]
 
-    async def batch() -> float:
-        loop = asyncio.get_running_loop()
-        for _ in range(200):  # warm-up
-            await one()
-        best = float("inf")
-        for _ in range(repeat):
-            start = loop.time()
-            for _ in range(number):
-                await one()
-            best = min(best, (loop.time() - start) / number * 1e6)
-        return best
 
-    return asyncio.run(batch())
+def _nothing() -> None:
+    return None
 
 
 def asgi_interleaved_us(
