@@ -121,7 +121,11 @@ class _Tracker:
 
 
 def _describe(exc: BaseException) -> str:
-    return log_safe(str(exc) or type(exc).__name__)
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises keeps its record
+        text = ""
+    return log_safe(text or type(exc).__name__)
 
 
 class MemoryTracker(_Tracker):

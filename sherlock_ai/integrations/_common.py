@@ -37,6 +37,9 @@ ROUTE_KEY = "sherlock_ai.route"
 ERROR_KEY = "sherlock_ai.error"
 #: Where a WSGI framework puts the function that served the request (for the leak watch).
 ENDPOINT_KEY = "sherlock_ai.endpoint"
+#: ``False`` where a WSGI framework reports that the response body it returned was produced in
+#: full (the Flask extension does): the measurement then ends when the application returns.
+STREAMED_KEY = "sherlock_ai.streamed"
 
 CLIENT_DISCONNECTED = "client disconnected before the response was complete"
 PROVISIONAL_NAME = "HTTP request"
@@ -213,6 +216,17 @@ def status_class(status: Optional[int]) -> str:
     if isinstance(status, int) and 100 <= status <= 599:
         return f"{status // 100}xx"
     return "none"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"{type}: {message}"``, or the type's name alone when the message is empty or the
+    exception cannot describe itself (its ``__str__`` raises)."""
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception that cannot describe itself keeps its record
+        return name
+    return f"{name}: {message}" if message else name
 
 
 def request_method(method: object) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, request_finished
 
-from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, RequestOptions
+from .._safety import report_internal_error
+from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY, RequestOptions
 from .wsgi import SherlockWSGIMiddleware
 
 EXTENSION_NAME = "sherlock_ai"
@@ -18,10 +19,12 @@ class Sherlock:
     factory, ``sherlock = Sherlock(**options)`` then ``sherlock.init_app(app)``.
 
     Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` (checked here).
-    ``init_app`` wraps ``app.wsgi_app`` with :class:`SherlockWSGIMiddleware`, so the
-    measurement spans the whole response, streamed bodies included, and registers a
+    ``init_app`` wraps ``app.wsgi_app`` with :class:`SherlockWSGIMiddleware` and registers a
     ``teardown_request`` hook (it runs on every outcome) that hands the matched rule, and the
-    exception behind a 500, to the middleware. The extension keeps no reference to an app.
+    exception behind a 500, to the middleware, and a ``request_finished`` signal receiver that
+    tells it whether the final response is streamed (``Response.is_streamed``): a response
+    produced in full is measured until the app returned it, a streamed one until the server
+    closes it (see :class:`SherlockWSGIMiddleware`). The extension keeps no reference to an app.
 
     With ``leak_detection=True`` each app gets its own watch: ``sherlock.leak_watch`` is the
     one of the app set up last (``app.extensions["sherlock_ai_leak_watch"]`` for any app).
@@ -41,6 +44,7 @@ class Sherlock:
         middleware = SherlockWSGIMiddleware(app.wsgi_app, **self.options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
+        request_finished.connect(_hand_streaming_to_middleware, app)
         app.extensions[EXTENSION_NAME] = self
         if middleware.leak_watch is not None:
             self.leak_watch = middleware.leak_watch
@@ -55,3 +59,10 @@ def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
         environ[ENDPOINT_KEY] = current_app.view_functions.get(rule.endpoint)
     if exc is not None:
         environ[ERROR_KEY] = exc
+
+
+def _hand_streaming_to_middleware(sender: Flask, response: Any, **extra: Any) -> None:
+    try:
+        request.environ[STREAMED_KEY] = bool(response.is_streamed)
+    except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+        report_internal_error("flask response kind", internal)

@@ -1,30 +1,42 @@
 """``SherlockWSGIMiddleware``: request ids and one MEMORY measurement per request for any WSGI
 application, under threaded servers too.
 
-Each request runs in its own ``contextvars`` copy: the application call, every step of the
-response iterable and its ``close()`` re-enter that same context, so the id and the
-measurement follow the response wherever the server iterates it, and nothing is ever set on
-(or reset from) the server thread's own context.
+The server gets what the application returned whenever the measurement allows it: a body
+produced in full is handed over unchanged (servers still compute its ``Content-Length``), and
+so is a ``wsgi.file_wrapper`` body (servers keep their sendfile path). Only a streamed body is
+wrapped, so that each of its steps runs with the request's id and measurement.
+
+Application code (the call, every step of a streamed body, ``close()``) runs in the context of
+the thread that calls it, as it would without the middleware: frameworks push a context in one
+call and pop it in another (Flask's preserved contexts, ``stream_with_context``), so they must
+all see the same context. The request's id and open measurement are lent to that context for
+each step and taken back right after it, in the same context, so nothing is left on a server
+thread between requests. The measurement itself opens and ends in a private copy of the
+context.
 """
 
 from __future__ import annotations
 
 import contextvars
+import weakref
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .._safety import report_internal_error
+from ..engine import current_span, lend_span, return_span
 from ..request_id import _request_id
-from ..trackers import MemoryTracker
 from ._common import (
     CLIENT_DISCONNECTED,
     ENDPOINT_KEY,
     ERROR_KEY,
+    OTHER_METHOD,
     REQUEST_ID_KEY,
     ROUTE_KEY,
+    STREAMED_KEY,
     UNMATCHED_ROUTE,
     BoundedNames,
     RequestOptions,
     RequestPolicy,
+    describe_exception,
     end_measurement,
     request_method,
 )
@@ -35,17 +47,26 @@ StartResponse = Callable[..., Callable[[bytes], Any]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _CLOSED_EARLY = CLIENT_DISCONNECTED + " (the server closed the response before its end)"
+NOT_CLOSED = "the response was never closed (measured until it was garbage collected)"
 
 
 class SherlockWSGIMiddleware:
     """Give each request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
 
     Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` as keywords.
-    A request is measured from the application call until the server calls ``close()`` on
-    the response iterable (after its last chunk, or when it gives up on the client), and
-    logged as one MEMORY line named ``"{METHOD} {route}"``; the route template is read from
-    ``environ["sherlock_ai.route"]``, which the Flask extension fills in (other frameworks
-    may too), else ``<unmatched>``. The id is also left in ``environ["sherlock_ai.request_id"]``.
+    A request is measured from the application call until:
+
+    - the application returned, for a body produced in full: a list or tuple, or a body the
+      framework reports as not streamed (``environ["sherlock_ai.streamed"] = False``; the
+      Flask extension does so from Flask's ``Response.is_streamed``);
+    - the server calls ``close()`` on the body, for any other body (after its last chunk, or
+      when it gives up on the client), ``wsgi.file_wrapper`` bodies included;
+    - the body is garbage collected, for a streamed body the server never closes (``ERROR``).
+
+    It is logged then as one MEMORY line named ``"{METHOD} {route}"``; the route template is
+    read from ``environ["sherlock_ai.route"]``, which the Flask extension fills in (other
+    frameworks may too), else ``<unmatched>``. The id is also left in
+    ``environ["sherlock_ai.request_id"]``.
     """
 
     def __init__(self, app: WSGIApp, **options: Any) -> None:
@@ -65,12 +86,8 @@ class SherlockWSGIMiddleware:
         policy = self.policy
         request_id = policy.request_id(environ.get(policy.environ_key))
         environ[REQUEST_ID_KEY] = request_id
-        context = contextvars.copy_context()
-        context.run(_request_id.set, request_id)
-        response = _Response(self, environ, start_response, context, request_id)
-        if environ.get("PATH_INFO", "") not in policy.exclude_paths:
-            response.tracker = context.run(policy.start_measurement, "wsgi")
-        return response.run()
+        measured = environ.get("PATH_INFO", "") not in policy.exclude_paths
+        return _Request(self, environ, start_response, request_id, measured).respond()
 
     def route_name(self, environ: Environ) -> str:
         """The log-safe route template the framework left in the environ."""
@@ -80,37 +97,110 @@ class SherlockWSGIMiddleware:
         return self._names.safe(template)
 
 
-class _Response:
-    """The response iterable handed to the server: runs each step in the request's context
-    and ends the measurement when closed."""
+class _Request:
+    """One request: its id, its measurement (opened and ended in a private context) and the
+    way each step of the application borrows them. Holds no reference to the body handed to
+    the server, so that a body nobody closes can be collected and end the measurement."""
 
-    __slots__ = ("middleware", "environ", "_start_response", "context", "header", "tracker",
-                 "status", "_chunks", "_body", "_error", "_exhausted", "_done")
+    __slots__ = ("middleware", "environ", "_start_response", "context", "request_id", "span",
+                 "header", "tracker", "status", "error", "_done", "_finalizer")
 
     def __init__(self, middleware: SherlockWSGIMiddleware, environ: Environ,
-                 start_response: StartResponse, context: contextvars.Context,
-                 request_id: str) -> None:
+                 start_response: StartResponse, request_id: str, measured: bool) -> None:
         self.middleware = middleware
         self.environ = environ
         self._start_response = start_response
-        self.context = context
+        self.request_id = request_id
         self.header = (middleware._header_name, request_id) if middleware.policy.echo else None
-        self.tracker: Optional[MemoryTracker] = None
         self.status: Optional[int] = None
-        self._body: Any = None
-        self._chunks: Optional[Iterator[bytes]] = None
-        self._error: Optional[BaseException] = None
-        self._exhausted = False
+        self.error: Optional[BaseException] = None
         self._done = False
+        self._finalizer: Optional[weakref.finalize] = None
+        self.context = context = contextvars.copy_context()
+        context.run(_request_id.set, request_id)
+        self.tracker = context.run(middleware.policy.start_measurement, "wsgi") if measured \
+            else None
+        self.span = context.run(current_span)
 
-    def run(self) -> _Response:
+    def lend(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one step of the application in the caller's context, with the request's id and
+        open measurement current for that step only."""
+        span_token = lend_span(self.span)
+        id_token = _request_id.set(self.request_id)
         try:
-            self._body = self.context.run(self.middleware.app, self.environ, self.start_response)
-            self._chunks = self.context.run(iter, self._body)
+            return step(*args)
+        finally:
+            _request_id.reset(id_token)
+            return_span(span_token)
+
+    def respond(self) -> Iterable[bytes]:
+        try:
+            body = self.lend(self.middleware.app, self.environ, self.start_response)
         except BaseException as exc:
-            self._finish(exc)
+            self.finish(exc)
             raise
-        return self
+        try:
+            in_full, file_body = self._body_kind(body)
+        except Exception as internal:  # noqa: BLE001 - e.g. a hostile __instancecheck__
+            report_internal_error("wsgi body kind", internal)
+            in_full = file_body = False
+        if in_full:
+            self.finish(None)
+            return body
+        if file_body:
+            if self.tracker is not None and not self._end_at_close_of(body):
+                self.finish(None)
+            return body
+        try:
+            streamed = _Body(self, body)
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+        self._end_when_collected(streamed)
+        return streamed
+
+    def _body_kind(self, body: Iterable[bytes]) -> Tuple[bool, bool]:
+        """(produced in full, the server's own file wrapper)."""
+        if isinstance(body, (list, tuple)) or self.environ.get(STREAMED_KEY) is False:
+            return True, False
+        wrapper = self.environ.get("wsgi.file_wrapper")
+        return False, isinstance(wrapper, type) and isinstance(body, wrapper)
+
+    def _end_at_close_of(self, body: Any) -> bool:
+        """Hook the measurement's end on a file wrapper's ``close()`` without changing its type
+        (servers recognise their wrapper by type); ``False`` when it takes no attribute."""
+        original = getattr(body, "close", None)
+
+        def close() -> None:
+            try:
+                if original is not None:
+                    self.lend(original)
+            except BaseException as exc:
+                self.finish(exc)
+                raise
+            self.finish(None)
+
+        try:
+            body.close = close
+        except Exception:  # noqa: BLE001 - __slots__ or a read-only close: end it now
+            return False
+        self._end_when_collected(body)
+        return True
+
+    def _end_when_collected(self, body: object) -> None:
+        if self.tracker is None:
+            return
+        try:
+            self._finalizer = weakref.finalize(body, self.collected)
+        except TypeError:  # not weakly referenceable: it ends at close() only
+            pass
+
+    def collected(self) -> None:
+        """The body was garbage collected without being closed."""
+        try:
+            self.finish(self.error, None if self.error is not None else NOT_CLOSED)
+        except Exception as internal:  # noqa: BLE001 - runs wherever the collector runs
+            report_internal_error("wsgi unclosed response", internal)
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
         try:
@@ -123,50 +213,65 @@ class _Response:
             headers.append(self.header)
         return self._start_response(status, headers, exc_info)
 
-    def __iter__(self) -> _Response:
+    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+        if self._done or self.tracker is None:
+            return
+        self._done = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        environ = self.environ
+        try:
+            method = request_method(environ.get("REQUEST_METHOD"))
+            route = self.middleware.route_name(environ)
+        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("wsgi request name", internal)
+            method, route = OTHER_METHOD, UNMATCHED_ROUTE
+        if exc is None and self.status is not None and self.status >= 500:
+            cause = environ.get(ERROR_KEY)
+            if isinstance(cause, BaseException):
+                served = f"HTTP {self.status} ({describe_exception(cause)})"
+                problem = served if problem is None else f"{served}; {problem}"
+        watch = self.middleware.leak_watch
+        endpoint = None if watch is None else environ.get(ENDPOINT_KEY)
+        self.context.run(end_measurement, self.tracker, "wsgi", method, route, self.status,
+                         problem, exc, watch, endpoint)
+
+
+class _Body:
+    """A streamed body handed to the server: each step borrows the request's id and
+    measurement; ``close()`` ends the measurement."""
+
+    __slots__ = ("request", "_body", "_chunks", "_exhausted", "__weakref__")
+
+    def __init__(self, request: _Request, body: Iterable[bytes]) -> None:
+        self.request = request
+        self._body = body
+        self._exhausted = False
+        self._chunks: Iterator[bytes] = request.lend(iter, body)
+
+    def __iter__(self) -> _Body:
         return self
 
     def __next__(self) -> bytes:
         try:
-            return self.context.run(next, self._chunks)
+            return self.request.lend(next, self._chunks)
         except StopIteration:
             self._exhausted = True
             raise
         except BaseException as exc:
-            self._error = exc
+            self.request.error = exc
             raise
 
     def close(self) -> None:
+        request = self.request
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
-                self.context.run(close)
+                request.lend(close)
         except BaseException as exc:
-            if self._error is None:
-                self._error = exc
+            if request.error is None:
+                request.error = exc
             raise
         finally:
-            self._finish(self._error)
-
-    def _finish(self, exc: Optional[BaseException]) -> None:
-        if self._done or self.tracker is None:
-            return
-        self._done = True
-        problem = None
-        try:
-            environ = self.environ
-            method = request_method(environ.get("REQUEST_METHOD"))
-            route = self.middleware.route_name(environ)
-            if exc is None and not self._exhausted:
-                problem = _CLOSED_EARLY
-            elif exc is None and self.status is not None and self.status >= 500:
-                cause = environ.get(ERROR_KEY)
-                if isinstance(cause, BaseException):
-                    problem = f"HTTP {self.status} ({type(cause).__name__}: {cause})"
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("wsgi request name", internal)
-            method, route = "OTHER", UNMATCHED_ROUTE
-        watch = self.middleware.leak_watch
-        endpoint = None if watch is None else self.environ.get(ENDPOINT_KEY)
-        self.context.run(end_measurement, self.tracker, "wsgi", method, route, self.status,
-                         problem, exc, watch, endpoint)
+            early = not self._exhausted and request.error is None
+            request.finish(request.error, _CLOSED_EARLY if early else None)
