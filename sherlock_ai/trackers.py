@@ -121,7 +121,9 @@ class _Tracker:
 
 
 def _describe(exc: BaseException) -> str:
-    return log_safe(str(exc) or type(exc).__name__)
+    # "KeyError: 'missing'", as a traceback's last line reads; the message alone says little.
+    text = str(exc)
+    return log_safe(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 class MemoryTracker(_Tracker):

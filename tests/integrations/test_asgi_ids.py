@@ -29,7 +29,7 @@ def id_app(**options):
     async def health():
         return {"id": sherlock_ai.get_request_id()}
 
-    return instrument_app(app, **options)
+    return instrument_app(app, **{"trust_incoming_id": True, **options})
 
 
 def test_a_request_without_id_gets_a_fresh_one_echoed_and_logged(records):
