@@ -226,7 +226,11 @@ def throughput(kind: str, requests: int = 20_000, concurrency: int = 32) -> Dict
             return json.loads(done.stdout)
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def run() -> str:

@@ -7,6 +7,7 @@ from .log_records import RequestIdFilter, install_request_id_factory
 from .logging_setup import LogFileConfig, LoggingConfig, SherlockAI, get_logger, sherlock_ai
 from .measurement import Measurement
 from .request_id import (
+    carry_context,
     clear_request_id,
     generate_request_id,
     get_request_id,
@@ -59,6 +60,7 @@ __all__ = [
     "ResourceTracker",
     "SherlockAI",
     "add_sink",
+    "carry_context",
     "clear_request_id",
     "format_bytes",
     "generate_request_id",

@@ -1,28 +1,40 @@
-"""Request ids carried through ``contextvars``: threads run via ``contextvars.copy_context``
-(asyncio tasks, Starlette's threadpool, asgiref's ``sync_to_async``) see the id of the
-request that started them."""
+"""Request ids carried through ``contextvars``: asyncio tasks and code run via
+``contextvars.copy_context`` (Starlette's threadpool, ``asyncio.to_thread``, asgiref's
+``sync_to_async``) see the id of the request that started them; a ``threading.Thread`` or an
+executor does so when its function is wrapped in :func:`carry_context`."""
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from contextlib import contextmanager
-from contextvars import ContextVar
-from random import getrandbits
-from typing import Iterator, Optional
+from contextvars import ContextVar, copy_context
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 _request_id: ContextVar[str] = ContextVar("sherlock_ai_request_id", default="")
 
 MAX_REQUEST_ID_LENGTH = 128
-_VALID = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+# At least one letter or digit: "-" marks the lines written outside any request, and ids made
+# of punctuation only ("--", "...", ":") would read as that marker or as nothing.
+_VALID = re.compile(rf"(?=[._:\-]*[A-Za-z0-9])[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def generate_request_id() -> str:
-    """A fresh id: 16 lowercase hex characters (64 random bits)."""
-    return f"{getrandbits(64):016x}"
+    """A fresh id: 16 lowercase hex characters (64 bits from ``os.urandom``).
+
+    The operating system's generator, not ``random``: ids are echoed to clients, and the
+    outputs of a Mersenne Twister let a client compute the ids of other requests. Each call
+    reads the kernel anew, so forked workers never share a sequence.
+    """
+    return os.urandom(8).hex()
 
 
 def is_valid_request_id(value: object) -> bool:
-    """True for 1 to 128 characters of ``[A-Za-z0-9._:-]``: safe to log and echo as is."""
+    """True for 1 to 128 characters of ``[A-Za-z0-9._:-]`` with at least one letter or digit:
+    safe to log and echo as is, and never mistaken for ``-`` (no request)."""
     return isinstance(value, str) and _VALID.fullmatch(value) is not None
 
 
@@ -31,8 +43,8 @@ def _checked(req_id: Optional[str]) -> str:
         return generate_request_id()
     if not is_valid_request_id(req_id):
         raise ValueError(
-            "request id must be 1 to 128 characters of letters, digits and '._:-'; "
-            "pass None to generate one"
+            "request id must be 1 to 128 characters of letters, digits and '._:-', with at "
+            "least one letter or digit; pass None to generate one"
         )
     return req_id
 
@@ -62,3 +74,26 @@ def request_id_context(req_id: Optional[str] = None) -> Iterator[str]:
         yield _request_id.get()
     finally:
         _request_id.reset(token)
+
+
+def carry_context(func: F) -> F:
+    """``func`` bound to the calling context: run in a thread or an executor, it sees the
+    request id and the open measurement of the code that called ``carry_context``.
+
+    ``threading.Thread``, ``ThreadPoolExecutor`` and ``loop.run_in_executor`` start their
+    functions in an empty context (their lines would carry ``-``)::
+
+        threading.Thread(target=carry_context(work), args=(item,)).start()
+        pool.submit(carry_context(work), item)
+        pool.map(carry_context(work), items)
+
+    Each call runs in its own copy of the context captured here (what ``func`` sets stays in
+    that copy), so one wrapped function may run in several threads at once.
+    """
+    captured = copy_context()
+
+    @functools.wraps(func)
+    def in_context(*args: Any, **kwargs: Any) -> Any:
+        return captured.copy().run(func, *args, **kwargs)
+
+    return in_context  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 from . import heap, tracing
 from ._safety import report_internal_error
 from .engine import Figures, Span
-from .formatting import log_safe
+from .formatting import exception_summary, log_safe
 from .lines import safe_name
 from .measurement import ERROR, SUCCESS, Measurement
 from .options import check_flag, check_level, check_min_duration, check_name
@@ -121,11 +121,8 @@ class _Tracker:
 
 
 def _describe(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - an exception whose __str__ raises keeps its record
-        text = ""
-    return log_safe(text or type(exc).__name__)
+    # "KeyError: 'missing'", as a traceback's last line reads; the message alone says little.
+    return log_safe(exception_summary(exc))
 
 
 class MemoryTracker(_Tracker):

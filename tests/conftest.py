@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Iterator, List
 
+import process_tree
 import pytest
 
 import sherlock_ai
+
+_RUN = process_tree.mark_children()
 
 
 class RecordCollector(logging.Handler):
@@ -22,6 +25,16 @@ class RecordCollector(logging.Handler):
 
     def messages(self, prefix: str = "") -> List[str]:
         return [r.getMessage() for r in self.records if r.getMessage().startswith(prefix)]
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    """Fail the test that left a process it started (or one started by it) running."""
+    yield
+    escaped = process_tree.escaped_processes(_RUN)
+    if escaped:
+        process_tree.kill(escaped)
+        pytest.fail(f"processes {escaped} started by this test were still running after it")
 
 
 @pytest.fixture(autouse=True)

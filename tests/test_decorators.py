@@ -145,7 +145,7 @@ def test_exception_is_reraised_unchanged_and_logged_as_error(records):
     assert caught.value is boom
     (line,) = records.messages("MEMORY")
     assert "\n" not in line
-    assert line.endswith(" | Error: disk on fire\\x0aFAKE LINE")
+    assert line.endswith(" | Error: RuntimeError: disk on fire\\x0aFAKE LINE")
     assert records.records[0].levelno == logging.ERROR
     assert records.records[0].sherlock.attributes["error_type"] == "RuntimeError"
 
@@ -231,3 +231,19 @@ def test_stacked_decorators_log_both(records):
     assert len(both()) == 1000
     assert len(records.messages("PERFORMANCE")) == 1
     assert len(records.messages("MEMORY")) == 1
+
+
+def test_the_error_text_names_the_exception_type(records):
+    @monitor_memory(trace_malloc=False)
+    def lookup():
+        return {}["missing"]
+
+    @monitor_memory(trace_malloc=False)
+    def silent():
+        raise ValueError()
+
+    for fail, exc_type in ((lookup, KeyError), (silent, ValueError)):
+        with pytest.raises(exc_type):
+            fail()
+    assert [line.split(" | Error: ")[1] for line in records.messages("MEMORY")] == [
+        "KeyError: 'missing'", "ValueError"]

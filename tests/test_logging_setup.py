@@ -56,7 +56,8 @@ def test_errors_file_gets_error_lines_only(tmp_path):
     with MemoryTracker("fine"):
         pass
     (line,) = read_lines(setup.log_files["errors"])
-    assert " - MonitoringLogger - ERROR - MEMORY | " in line and line.endswith("| Error: nope")
+    assert " - MonitoringLogger - ERROR - MEMORY | " in line
+    assert line.endswith("| Error: ValueError: nope")
 
 
 def test_json_lines_carry_structured_fields(tmp_path):

@@ -84,3 +84,19 @@ def test_plain_threads_start_without_an_id_and_copied_contexts_carry_it():
         t.start()
         t.join()
     assert seen == {"plain": "", "copied": "main"}
+
+
+def test_generated_ids_do_not_follow_the_random_module():
+    # Ids are echoed to clients: a Mersenne Twister's outputs would let one predict the next.
+    import random
+
+    random.seed(20_260_101)
+    first = [generate_request_id() for _ in range(4)]
+    random.seed(20_260_101)
+    assert [generate_request_id() for _ in range(4)] != first
+
+
+@pytest.mark.parametrize("marker", ["-", "--", "...", ":", "_", "-._:"])
+def test_ids_without_a_letter_or_digit_are_refused(marker):
+    assert not is_valid_request_id(marker)
+    assert is_valid_request_id(marker + "a") and is_valid_request_id("7" + marker)

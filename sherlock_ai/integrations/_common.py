@@ -56,15 +56,19 @@ class RequestOptions:
 
     - ``header_name``: the request header read for an incoming id and the response header that
       echoes it.
-    - ``trust_incoming_id``: use a valid incoming id (1 to 128 characters of
-      ``[A-Za-z0-9._:-]``); anything else is replaced by a fresh id, never echoed or logged.
+    - ``trust_incoming_id``: use a valid incoming id (see
+      :func:`sherlock_ai.is_valid_request_id`); anything else is replaced by a fresh id, never
+      echoed or logged. Off by default: a client choosing the id can file its lines under
+      another request's id; turn it on behind a proxy that sets the header itself.
     - ``id_generator``: makes fresh ids; an id it returns that is not valid (or an exception)
       falls back to :func:`sherlock_ai.generate_request_id`.
     - ``echo_header``: send the id back in ``header_name`` (replacing one the app set).
     - ``trace_malloc``: add Traced/Peak figures; tracemalloc then runs for the middleware's
       lifetime and slows every allocation of the process.
     - ``min_duration``: requests that succeed faster than this many seconds are not logged.
-    - ``exclude_paths``: exact paths (``"/health"``) that get an id but no measurement.
+    - ``exclude_paths``: paths that get an id but no measurement: an entry ending in ``/``
+      is a prefix (``"/static/"`` matches ``/static/app.css``), any other an exact path
+      (``"/health"``).
     - ``leak_detection``: watch for routes whose requests keep retaining memory and log a
       ``LEAK SUSPECT`` warning naming the route and the line (see docs/leak-detection.md).
     - ``leak_settings``: settings of that watch (:class:`sherlock_ai.LeakWatchSettings`),
@@ -72,7 +76,7 @@ class RequestOptions:
     """
 
     header_name: str = "X-Request-ID"
-    trust_incoming_id: bool = True
+    trust_incoming_id: bool = False
     id_generator: Callable[[], str] = generate_request_id
     echo_header: bool = True
     trace_malloc: bool = False
@@ -122,14 +126,40 @@ class RequestOptions:
 def _check_paths(paths: object) -> FrozenSet[str]:
     if isinstance(paths, (str, bytes)) or not isinstance(paths, Iterable):
         raise TypeError(
-            f"exclude_paths must be an iterable of paths such as ['/health'], got {paths!r}"
+            "exclude_paths must be an iterable of paths such as ['/health', '/static/'], "
+            f"got {paths!r}"
         )
     checked = []
     for path in paths:
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"each excluded path must be a str starting with '/', got {path!r}")
+        if path == "/":
+            raise ValueError(
+                "exclude_paths entry '/' would be a prefix of every path (entries ending in '/' "
+                "are prefixes); to skip all requests, do not install the middleware"
+            )
+        if any(c in path for c in "*?[]"):
+            raise ValueError(
+                f"exclude_paths takes exact paths ('/health') and prefixes ending in '/' "
+                f"('/static/'), not patterns: got {path!r}"
+            )
         checked.append(path)
     return frozenset(checked)
+
+
+class PathExclusions:
+    """Decides whether a path is excluded: equal to an exact entry, or starting with an
+    entry that ends in ``/``."""
+
+    def __init__(self, paths: FrozenSet[str]) -> None:
+        self._exact = frozenset(p for p in paths if not p.endswith("/"))
+        self._prefixes = tuple(sorted(p for p in paths if p.endswith("/")))
+        self.empty = not paths
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        return path in self._exact or (bool(self._prefixes) and path.startswith(self._prefixes))
 
 
 class RequestPolicy:
@@ -140,7 +170,7 @@ class RequestPolicy:
         self.header_key = options.header_name.lower().encode("latin-1")
         self.environ_key = "HTTP_" + options.header_name.upper().replace("-", "_")
         self.echo = options.echo_header
-        self.exclude_paths = options.exclude_paths
+        self.exclude_paths = PathExclusions(options.exclude_paths)
         self._trust = options.trust_incoming_id
         self._generator = options.id_generator
         self._tracker_template = MemoryTracker._template(
@@ -216,17 +246,6 @@ def status_class(status: Optional[int]) -> str:
     if isinstance(status, int) and 100 <= status <= 599:
         return f"{status // 100}xx"
     return "none"
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``"{type}: {message}"``, or the type's name alone when the message is empty or the
-    exception cannot describe itself (its ``__str__`` raises)."""
-    name = type(exc).__name__
-    try:
-        message = str(exc)
-    except Exception:  # noqa: BLE001 - an exception that cannot describe itself keeps its record
-        return name
-    return f"{name}: {message}" if message else name
 
 
 def request_method(method: object) -> str:

@@ -107,7 +107,7 @@ class SherlockMiddleware:
 
     def _excluded(self, scope: Scope) -> bool:
         paths = self.policy.exclude_paths
-        if not paths:
+        if paths.empty:
             return False
         path = scope.get("path", "")
         if path in paths:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .._safety import report_internal_error
 from ..engine import current_span, lend_span, return_span
+from ..formatting import exception_summary
 from ..request_id import _request_id
 from ._common import (
     CLIENT_DISCONNECTED,
@@ -36,7 +37,6 @@ from ._common import (
     BoundedNames,
     RequestOptions,
     RequestPolicy,
-    describe_exception,
     end_measurement,
     request_method,
 )
@@ -229,7 +229,7 @@ class _Request:
         if exc is None and self.status is not None and self.status >= 500:
             cause = environ.get(ERROR_KEY)
             if isinstance(cause, BaseException):
-                served = f"HTTP {self.status} ({describe_exception(cause)})"
+                served = f"HTTP {self.status} ({exception_summary(cause)})"
                 problem = served if problem is None else f"{served}; {problem}"
         watch = self.middleware.leak_watch
         endpoint = None if watch is None else environ.get(ENDPOINT_KEY)

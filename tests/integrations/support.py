@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 import httpx
+from process_tree import stop_group
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -66,9 +66,14 @@ class ServerProcess:
         self.out, self.err = cwd / "server.out", cwd / "server.err"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
         with open(self.out, "wb") as stdout, open(self.err, "wb") as stderr:
+            # A session of its own: stop() ends the server's whole process group.
             self.proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env,
-                                         stdout=stdout, stderr=stderr)
-        self.port = self._wait_for_port(re.compile(port_pattern))
+                                         stdout=stdout, stderr=stderr, start_new_session=True)
+        try:
+            self.port = self._wait_for_port(re.compile(port_pattern))
+        except BaseException:
+            self.stop()
+            raise
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _wait_for_port(self, pattern: re.Pattern) -> int:
@@ -81,18 +86,12 @@ class ServerProcess:
             if found and _accepts(int(found.group(1))):
                 return int(found.group(1))
             time.sleep(0.05)
-        self.stop()
         raise RuntimeError(f"server did not start:\n{self.err.read_text()}")
 
     def stop(self) -> None:
-        """Ask for a graceful stop (SIGINT), kill after 20 s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Ask the server's process group for a graceful stop (SIGINT), kill what is left
+        after 20 s, and return once no process of the group is alive (workers included)."""
+        stop_group(self.proc)
 
 
 def _accepts(port: int) -> bool:

@@ -59,7 +59,7 @@ def context_app(seen):
         seen["child task"] = await task
         return {}
 
-    return instrument_app(app)
+    return instrument_app(app, trust_incoming_id=True)
 
 
 def test_a_threadpool_endpoint_sees_the_request_id(root_records):

@@ -29,7 +29,7 @@ def id_app(**options):
     async def health():
         return {"id": sherlock_ai.get_request_id()}
 
-    return instrument_app(app, **options)
+    return instrument_app(app, **{"trust_incoming_id": True, **options})
 
 
 def test_a_request_without_id_gets_a_fresh_one_echoed_and_logged(records):
@@ -122,7 +122,7 @@ def test_the_echoed_header_replaces_one_the_app_set(records):
         return PlainTextResponse("x", headers={"X-Request-ID": "app-chosen"})
 
     app = Starlette(routes=[Route("/", endpoint)])
-    app.add_middleware(SherlockMiddleware)
+    app.add_middleware(SherlockMiddleware, trust_incoming_id=True)
     exchange = run(asgi_call(app, "/", headers=[(b"x-request-id", b"client-1")]))
     assert exchange.header(b"x-request-id") == b"client-1"
     assert records.records[0].request_id == "client-1"

@@ -230,7 +230,7 @@ def test_add_middleware_sees_the_exception_but_not_the_500_starlette_builds(reco
     assert "X-Request-ID" not in response.headers
     (record,) = memory(records)
     assert record.levelname == "ERROR" and sherlock_ai.is_valid_request_id(record.request_id)
-    assert record.getMessage().endswith(" | Error: boom in handler")
+    assert record.getMessage().endswith(" | Error: RuntimeError: boom in handler")
     assert record.sherlock.attributes["error_type"] == "RuntimeError"
     assert record.sherlock.attributes["status_code"] is None
 
@@ -238,7 +238,7 @@ def test_add_middleware_sees_the_exception_but_not_the_500_starlette_builds(reco
 def test_the_json_record_carries_method_route_status_and_id(tmp_path):
     sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
         logs_dir=tmp_path, log_format_type="json", console_enabled=False))
-    app = instrument_app(items_app())
+    app = instrument_app(items_app(), trust_incoming_id=True)
     response = get(app, "/items/5", headers={"X-Request-ID": "json-1"})
     get(app, "/unavailable", headers={"X-Request-ID": "json-2"})
     sherlock_ai.SherlockAI.cleanup()
@@ -278,7 +278,7 @@ def streaming_app(events, retained, **options):
             f"background sees {sherlock_ai.get_request_id()}"))
         return StreamingResponse(chunks(), background=background)
 
-    return instrument_app(app, **options)
+    return instrument_app(app, **{"trust_incoming_id": True, **options})
 
 
 def test_a_streamed_response_is_measured_until_its_last_chunk(records):
@@ -358,7 +358,8 @@ def test_an_asgi2_application_is_served():
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": body})
 
-    response = get(SherlockMiddleware(LegacyApp), "/", headers={"X-Request-ID": "legacy-1"})
+    response = get(SherlockMiddleware(LegacyApp, trust_incoming_id=True), "/",
+                   headers={"X-Request-ID": "legacy-1"})
     assert response.content == b"legacy-1"
     assert response.headers["X-Request-ID"] == "legacy-1"
 
@@ -379,7 +380,7 @@ def test_websockets_work_and_get_an_id_and_lifespan_passes_through(records):
 
     app = FastAPI(lifespan=lifespan)
     app.add_api_websocket_route("/ws", echo)
-    with TestClient(instrument_app(app)) as client:
+    with TestClient(instrument_app(app, trust_incoming_id=True)) as client:
         with client.websocket_connect("/ws", headers={"X-Request-ID": "ws-1"}) as ws:
             ws.send_text("hello")
             assert ws.receive_text() == "hello ws-1"

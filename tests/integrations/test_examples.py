@@ -8,6 +8,8 @@ import sys
 
 import httpx
 
+import sherlock_ai
+
 from .support import ROOT, server
 
 
@@ -52,10 +54,13 @@ def test_the_flask_example_serves_and_logs_with_ids(tmp_path):
         failed = client.get("/checkout")
         exported = client.get("/export")
     assert item.json() == {"item_id": 3, "name": "item 3"}
-    assert item.headers["X-Request-ID"] == "flask-example-1"
+    # The example keeps the default trust_incoming_id=False: the client's id is replaced.
+    item_id = item.headers["X-Request-ID"]
+    assert item_id != "flask-example-1" and sherlock_ai.is_valid_request_id(item_id)
     assert failed.status_code == 500 and exported.text.startswith("id,name\n0,item 0\n")
     memory = (tmp_path / "logs" / "monitoring.log").read_text()
-    assert " - flask-example-1 - MonitoringLogger - INFO - MEMORY | GET /items/<int:item_id> " \
+    assert "flask-example-1" not in memory
+    assert f" - {item_id} - MonitoringLogger - INFO - MEMORY | GET /items/<int:item_id> " \
            "| SUCCESS" in memory
     assert f" - {failed.headers['X-Request-ID']} - MonitoringLogger - ERROR - MEMORY | " \
            "GET /checkout | ERROR" in memory

@@ -65,7 +65,7 @@ def create_app(**options) -> Flask:
     def health():
         return {"id": sherlock_ai.get_request_id()}
 
-    Sherlock(app, **options)
+    Sherlock(app, **{"trust_incoming_id": True, **options})
     return app
 
 
@@ -87,7 +87,7 @@ def test_the_extension_registers_itself_and_names_requests_by_rule(records):
 
 
 def test_the_app_factory_pattern_instruments_each_app():
-    sherlock = Sherlock(header_name="X-Trace")
+    sherlock = Sherlock(header_name="X-Trace", trust_incoming_id=True)
     first, second = flask_app("one"), flask_app("two")
     for app in (first, second):
         app.add_url_rule("/", "index", lambda: sherlock_ai.get_request_id())
@@ -144,7 +144,7 @@ def test_a_propagated_exception_passes_through_unchanged(records):
     with pytest.raises(ZeroDivisionError):
         app.test_client().get("/boom")
     (record,) = memory(records)
-    assert record.getMessage().endswith("| Error: division by zero")
+    assert record.getMessage().endswith("| Error: ZeroDivisionError: division by zero")
     assert record.sherlock.attributes["error_type"] == "ZeroDivisionError"
     assert sherlock_ai.get_request_id() == ""
 
@@ -176,7 +176,7 @@ def streaming_app(events):
                 yield f"{number},"
         return Response(stream_with_context(chunks()))
 
-    Sherlock(app)
+    Sherlock(app, trust_incoming_id=True)
     return app
 
 
@@ -218,7 +218,7 @@ def test_a_plain_wsgi_app_is_measured_and_can_name_its_route(records):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [sherlock_ai.get_request_id().encode()]
 
-    client = Client(SherlockWSGIMiddleware(wsgi_app))
+    client = Client(SherlockWSGIMiddleware(wsgi_app, trust_incoming_id=True))
     named = client.get("/orders/7", headers={"X-Request-ID": "plain-1"}, buffered=True)
     client.get("/elsewhere", buffered=True)
     assert named.text == "plain-1" and named.headers["X-Request-ID"] == "plain-1"
@@ -284,7 +284,7 @@ def test_a_threaded_server_keeps_concurrent_requests_apart(root_records, records
         log.info("end %d", n)
         return {"n": n, "id": sherlock_ai.get_request_id(), "thread": threading.get_ident()}
 
-    Sherlock(app)
+    Sherlock(app, trust_incoming_id=True)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

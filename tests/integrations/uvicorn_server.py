@@ -40,7 +40,7 @@ def build_app() -> FastAPI:
 
         return StreamingResponse(chunks())
 
-    return instrument_app(app)
+    return instrument_app(app, trust_incoming_id=True)
 
 
 def main() -> None:

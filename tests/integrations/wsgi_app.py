@@ -17,4 +17,4 @@ def read_item(item_id: int):
     return {"item_id": item_id, "id": sherlock_ai.get_request_id()}
 
 
-Sherlock(app)
+Sherlock(app, trust_incoming_id=True)

@@ -66,7 +66,7 @@ def set_up_logs(logs_dir: str, kind: str = "json") -> None:
 
 if "SHERLOCK_PROOF_LOGS" in os.environ:  # imported by gunicorn's workers
     set_up_logs(os.environ["SHERLOCK_PROOF_LOGS"])
-app = instrument_app(create_app())
+app = instrument_app(create_app(), trust_incoming_id=True)
 
 
 def main() -> None:

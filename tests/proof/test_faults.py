@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from integrations.support import server
+from process_tree import stop_group
 
 import sherlock_ai
 
@@ -90,7 +92,7 @@ def test_without_proc_a_real_server_serves_and_figures_degrade(tmp_path):
         [str(HERE.parent.parent), str(HERE.parent)])}
     out = open(proc_root / "server.err", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(wrapper + [PROOF_APP, str(logs)], stderr=out, env=env,
-                               cwd=proc_root)
+                               cwd=proc_root, start_new_session=True)
     try:
         port = None
         for _ in range(300):
@@ -105,8 +107,7 @@ def test_without_proc_a_real_server_serves_and_figures_degrade(tmp_path):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             responses = [client.get(f"/json/{n}") for n in range(30)]
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop_group(process, signal.SIGTERM)
         out.close()
     assert [r.status_code for r in responses] == [200] * 30
     records = memory_records(logs)
