@@ -65,7 +65,7 @@ def streaming_app() -> Flask:
             yield sherlock_ai.get_request_id()
         return Response(stream_with_context(chunks()))
 
-    Sherlock(app)
+    Sherlock(app, trust_incoming_id=True)
     return app
 
 
@@ -112,7 +112,7 @@ def test_preserved_contexts_and_stream_with_context_in_async_and_sync_views(reco
             yield flask.session["test"] + sherlock_ai.get_request_id()
         return Response(gen())
 
-    Sherlock(app)
+    Sherlock(app, trust_incoming_id=True)
     client = app.test_client()
     client.get("/async").close()
     assert client.get("/async").text == "flask"
@@ -162,7 +162,7 @@ def test_send_file_keeps_the_servers_file_wrapper(tmp_path, monkeypatch, records
     def report():
         return send_file(tmp_path / "report.txt")
 
-    Sherlock(app)
+    Sherlock(app, trust_incoming_id=True)
     with wsgiref_server(app, monkeypatch) as url:
         response = httpx.get(url + "/report", headers={"X-Request-ID": "report-1"})
     assert response.content == b"r" * 50_000 and response.headers["X-Request-ID"] == "report-1"

@@ -86,7 +86,7 @@ def test_wsgiref_keeps_the_content_length_of_a_list_body(monkeypatch, records):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"twelve bytes"]
 
-    with wsgiref_server(SherlockWSGIMiddleware(app), monkeypatch) as url:
+    with wsgiref_server(SherlockWSGIMiddleware(app, trust_incoming_id=True), monkeypatch) as url:
         response = httpx.get(url + "/sized", headers={"X-Request-ID": "sized-1"})
     assert response.headers["Content-Length"] == "12"
     assert response.headers["X-Request-ID"] == "sized-1" and response.text == "twelve bytes"
@@ -105,7 +105,7 @@ def test_a_file_wrapper_body_reaches_the_server_and_ends_at_close(tmp_path, monk
         returned.append(body)
         return body
 
-    with wsgiref_server(SherlockWSGIMiddleware(app), monkeypatch) as url:
+    with wsgiref_server(SherlockWSGIMiddleware(app, trust_incoming_id=True), monkeypatch) as url:
         response = httpx.get(url + "/file", headers={"X-Request-ID": "file-1"})
     assert response.content == b"x" * 70_000
     assert SendfileHandler.sendfile_bodies == returned
@@ -127,7 +127,7 @@ def stream_app(environ, start_response):
 
 def test_a_streamed_body_is_measured_until_close_with_its_id_in_each_chunk(records):
     env = {**environ("/stream"), "HTTP_X_REQUEST_ID": "stream-1"}
-    body = SherlockWSGIMiddleware(stream_app)(env, start_response)
+    body = SherlockWSGIMiddleware(stream_app, trust_incoming_id=True)(env, start_response)
     assert records.messages() == []
     assert b"".join(body) == b"0 stream-1,1 stream-1,2 stream-1,"
     assert sherlock_ai.get_request_id() == ""
