@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -118,13 +119,16 @@ def outcomes(junit: Path) -> Dict[str, Tuple[str, str]]:
     for case in ET.parse(junit).getroot().iter("testcase"):
         test_id = node_id(case)
         state, message = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error"):
-                state = "failed"
-                message = (child.get("message") or child.tag).strip().splitlines()[0][:200] \
-                    if (child.get("message") or "").strip() else child.tag
-            elif child.tag == "skipped" and state == "passed":
-                state = "skipped"
+        problems = case.findall("failure") + case.findall("error")
+        if problems:
+            state = "failed"
+            text = (problems[0].get("message") or "").strip()
+            message = text.splitlines()[0][:200] if text else problems[0].tag
+        elif case.find("skipped") is not None:
+            state = "skipped"
+        earlier = result.get(test_id)  # pytest writes a teardown error as a second entry
+        if earlier is not None and (earlier[0] == "failed" or state != "failed"):
+            continue
         result[test_id] = (state, message)
     return result
 
@@ -205,9 +209,11 @@ def check_suite(suite: str, modes: List[str], rules: Dict[Tuple[str, str], str])
     base, _, base_time = pytest_run(suite, python, src, "baseline", None)
     rows = [("baseline", base, None, base_time)]
     differences: Dict[str, Dict[str, Tuple[str, str, str]]] = {}
+    found_in_order: Dict[str, List[str]] = {}
     for mode in modes:
         found, data, took = pytest_run(suite, python, src, mode, mode)
         rows.append((mode, found, data, took))
+        found_in_order[mode] = list(found)
         differences[mode] = {
             t: (base.get(t, ("absent", ""))[0], *found.get(t, ("absent", "")))
             for t in sorted(set(base) | set(found))
@@ -246,7 +252,13 @@ def check_suite(suite: str, modes: List[str], rules: Dict[Tuple[str, str], str])
             else:
                 verdict = "UNEXPLAINED"
             clean = clean and verdict.startswith("allowed")
-            groups.setdefault((was, now, message, verdict), []).append(test_id)
+            # Ids in messages (echoed headers) would split one cause into a group per test.
+            key = (was, now, re.sub(r"[0-9a-f]{8,}", "<id>", message), verdict)
+            groups.setdefault(key, []).append(test_id)
+        if diff:
+            first = next(t for t in found_in_order[mode] if t in diff)
+            say(f"{suite}: {mode}: first difference in run order (later ones may follow from "
+                f"it): {first}\n    {diff[first][2]}")
         for (was, now, message, verdict), ids in groups.items():
             say(f"{suite}: {mode}: {was} -> {now}, {len(ids)} test(s): {verdict}"
                 f"\n    {message or '(no message)'}")

@@ -62,6 +62,16 @@ def test_internal_error_is_seen():
     asgi.report_internal_error("a test site", ValueError("boom"))
 
 
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown")
+
+
+def test_call_fails_then_teardown_errors(broken_teardown):
+    assert False, "the call"
+
+
 class TestOutcomes:
     @pytest.mark.parametrize("value", ["a b", 2])
     def test_param(self, value):
@@ -91,7 +101,7 @@ def test_plugin_counts_one_record_per_request_and_runner_reads_exact_ids(tmp_pat
     summary = tmp_path / "summary.json"
     done = _run_suite(tmp_path, PYTHONPATH=str(PEERS), SHERLOCK_PEERS_MODE="plain",
                       SHERLOCK_PEERS_OUT=str(summary))
-    assert "1 failed" in done.stdout, done.stdout + done.stderr
+    assert "2 failed" in done.stdout, done.stdout + done.stderr
 
     data = json.loads(summary.read_text())
     assert data["requests"] == 4
@@ -111,19 +121,24 @@ def test_plugin_counts_one_record_per_request_and_runner_reads_exact_ids(tmp_pat
         "tests/test_peer.py::TestOutcomes::test_param[a b]": "passed",
         "tests/test_peer.py::TestOutcomes::test_param[2]": "failed",
         "tests/test_peer.py::TestOutcomes::test_skipped": "skipped",
+        "tests/test_peer.py::test_call_fails_then_teardown_errors": "failed",
     }
+    # pytest writes the teardown error as a second entry: the call's message is the one kept.
+    assert found["tests/test_peer.py::test_call_fails_then_teardown_errors"][1] == (
+        "AssertionError: the call")
     assert found["tests/test_peer.py::TestOutcomes::test_param[2]"][1].startswith("assert 2 != 2")
 
 
 def test_echo_off_mode_sends_no_header(tmp_path: Path) -> None:
     done = _run_suite(tmp_path, PYTHONPATH=str(PEERS), SHERLOCK_PEERS_MODE="plain",
                       SHERLOCK_PEERS_ECHO="0")
-    # The three tests that look for the echoed header fail, and only they (and the one failing
+    # The three tests that look for the echoed header fail, and only they (and the ones failing
     # on purpose).
     found = peers_run.outcomes(tmp_path / "out.xml")
     assert sorted(t for t, (s, _) in found.items() if s == "failed") == [
         "tests/test_peer.py::TestOutcomes::test_param[2]",
         "tests/test_peer.py::test_bare_asgi_app_is_wrapped",
+        "tests/test_peer.py::test_call_fails_then_teardown_errors",
         "tests/test_peer.py::test_flask_app_is_instrumented",
         "tests/test_peer.py::test_starlette_app_is_instrumented",
     ], done.stdout + done.stderr
