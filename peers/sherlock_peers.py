@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import pkgutil
+import sys
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -167,7 +168,7 @@ def _watch_internal_errors() -> None:
             "test": LEDGER.test, "where": where, "error": f"{type(exc).__name__}: {exc}"[:300]})
         original(where, exc)
 
-    for name, module in list(__import__("sys").modules.items()):
+    for name, module in list(sys.modules.items()):
         if (name == "sherlock_ai" or name.startswith("sherlock_ai.")) and getattr(
                 module, "report_internal_error", None) is original:
             module.report_internal_error = report_internal_error
