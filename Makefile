@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench soak lint clean
+.PHONY: install test demo bench soak lint peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,9 @@ bench: install
 soak: install
 	$(BIN)/python -m pytest -m slow
 
+# FastAPI's, Starlette's and Flask's own suites without and with sherlock_ai (docs/peers.md).
+peers:
+	$(PYTHON) peers/run.py
+
 clean:
-	rm -rf $(VENV) logs demo-logs .pytest_cache
+	rm -rf $(VENV) logs demo-logs .pytest_cache .venv-peers peers/.work
