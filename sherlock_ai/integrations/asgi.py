@@ -8,9 +8,10 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
 
-from asgiref.compatibility import guarantee_single_callable
+from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from .._safety import report_internal_error
 from ..engine import _current as _current_span
@@ -50,7 +51,7 @@ class SherlockMiddleware:
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"SherlockMiddleware wraps an ASGI application, got {app!r}")
-        self.app = guarantee_single_callable(app)
+        self.app = _single_callable(app)
         self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
@@ -177,6 +178,15 @@ class SherlockMiddleware:
             if len(self._mounts) < _MOUNT_CACHE_LIMIT:
                 self._mounts[key] = found
         return found
+
+
+def _single_callable(app: Any) -> ASGIApp:
+    """``app`` as an ASGI 3 callable. A class whose instances are awaitable is an ASGI 3 app
+    (``cls(scope, receive, send)`` then ``await``: Starlette's ``HTTPEndpoint`` and
+    ``WebSocketEndpoint``); asgiref would take every class for an ASGI 2 app."""
+    if inspect.isclass(app) and hasattr(app, "__await__"):
+        return app  # type: ignore[no-any-return]
+    return double_to_single_callable(app) if is_double_callable(app) else app
 
 
 def _routes_with_endpoint(routes: Any, endpoint: Any) -> List[Any]:
