@@ -32,3 +32,21 @@ def log_safe(text: object, limit: int = 500) -> str:
     if len(s) > limit:
         s = s[:limit] + "...[truncated]"
     return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, or the exception's type name when that is empty or cannot be made (a
+    ``__str__`` that raises must not cost the measurement that describes it)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - any failure of the app's __str__ gets the fallback
+        return type(exc).__name__
+    return text or type(exc).__name__
+
+
+def exception_summary(exc: BaseException) -> str:
+    """``"{type name}: {message}"``, or the type name alone when the exception has no message
+    that can be made (see :func:`exception_message`)."""
+    name = type(exc).__name__
+    message = exception_message(exc)
+    return name if message == name else f"{name}: {message}"

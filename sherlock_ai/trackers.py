@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 from . import heap, tracing
 from ._safety import report_internal_error
 from .engine import Figures, Span
-from .formatting import log_safe
+from .formatting import exception_message, log_safe
 from .lines import safe_name
 from .measurement import ERROR, SUCCESS, Measurement
 from .options import check_flag, check_level, check_min_duration, check_name
@@ -121,7 +121,7 @@ class _Tracker:
 
 
 def _describe(exc: BaseException) -> str:
-    return log_safe(str(exc) or type(exc).__name__)
+    return log_safe(exception_message(exc))
 
 
 class MemoryTracker(_Tracker):

@@ -9,12 +9,15 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from .._safety import report_internal_error
 from ..engine import _current as _current_span
+from ..formatting import exception_summary
+from ..log_records import ESCAPED_REQUEST_ID
 from ..request_id import _request_id
 from ._common import (
     CLIENT_DISCONNECTED,
@@ -77,6 +80,11 @@ class SherlockMiddleware:
                                                              "http.response.start"))
             else:
                 await self._measured(scope, receive, send, request_id)
+        except BaseException as exc:
+            # The server logs it after the id below is restored: the record factory reads the
+            # request's id from the exception instead.
+            _tag_escaped(exc, request_id)
+            raise
         finally:
             _request_id.reset(token)
 
@@ -180,6 +188,14 @@ class SherlockMiddleware:
         return found
 
 
+def _tag_escaped(exc: BaseException, request_id: str) -> None:
+    try:
+        if ESCAPED_REQUEST_ID not in exc.__dict__:  # an inner request tagged it first
+            setattr(exc, ESCAPED_REQUEST_ID, request_id)
+    except Exception:  # noqa: BLE001 - an exception type that refuses attributes
+        pass
+
+
 def _single_callable(app: Any) -> ASGIApp:
     """``app`` as an ASGI 3 callable. A class whose instances are awaitable is an ASGI 3 app
     (``cls(scope, receive, send)`` then ``await``: Starlette's ``HTTPEndpoint`` and
@@ -238,7 +254,7 @@ class _Exchange:
     """One measured HTTP request: watches its messages and ends its measurement once."""
 
     __slots__ = ("middleware", "scope", "_receive", "_send", "tracker", "method", "root_path",
-                 "status", "done", "trailers", "header")
+                 "status", "done", "trailers", "header", "handled_before")
 
     def __init__(self, middleware: SherlockMiddleware, scope: Scope, receive: Receive,
                  send: Send, request_id: str) -> None:
@@ -253,6 +269,8 @@ class _Exchange:
         self.trailers = False
         policy = middleware.policy
         self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
+        # An exception the caller was already handling is not this request's cause.
+        self.handled_before = sys.exc_info()[1]
         self.tracker = policy.start_measurement("asgi")
 
     async def receive(self) -> Message:
@@ -273,6 +291,14 @@ class _Exchange:
         if self.done or not _is_last(kind, message, self.trailers):
             await self._send(message)
             return
+        problem = None
+        if self.status is not None and self.status >= 500:
+            # Starlette's ServerErrorMiddleware and exception handlers send their 5xx while
+            # handling the exception: name it, as the Flask line does.
+            cause = sys.exc_info()[1]
+            if cause is not None and cause is not self.handled_before \
+                    and not _is_http_exception(cause):
+                problem = f"HTTP {self.status} ({exception_summary(cause)})"
         try:
             await self._send(message)
         except OSError:
@@ -281,7 +307,7 @@ class _Exchange:
         except BaseException as exc:
             self.finish(exc)
             raise
-        self.finish(None)
+        self.finish(None, problem)
 
     def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
         """End the measurement (later calls do nothing)."""
@@ -296,6 +322,12 @@ class _Exchange:
         watch = self.middleware.leak_watch
         end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc,
                         watch, None if watch is None else self.scope.get("endpoint"))
+
+
+def _is_http_exception(exc: BaseException) -> bool:
+    """An ``HTTPException`` (Starlette's, FastAPI's) is the app's chosen answer, not a failure
+    to name: its 5xx reads ``HTTP 503`` as with Flask's ``abort(503)``."""
+    return any(cls.__name__ == "HTTPException" for cls in type(exc).__mro__)
 
 
 def _is_last(kind: str, message: Message, trailers: bool) -> bool:
