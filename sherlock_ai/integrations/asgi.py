@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Tuple
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
@@ -23,12 +23,12 @@ from ._common import (
     CLIENT_DISCONNECTED,
     REQUEST_ID_KEY,
     UNMATCHED_ROUTE,
-    BoundedNames,
     RequestOptions,
     RequestPolicy,
     end_measurement,
     request_method,
 )
+from .asgi_routes import RouteNames
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,7 +37,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INCOMPLETE = "the application returned without completing the response"
-_MOUNT_CACHE_LIMIT = 1024
 
 
 class SherlockMiddleware:
@@ -59,9 +58,7 @@ class SherlockMiddleware:
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
-        self._names = BoundedNames()
-        self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
-        self._routes: Dict[Tuple[int, int], Any] = {}
+        self._route_names = RouteNames()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -137,55 +134,8 @@ class SherlockMiddleware:
         return echoing_send
 
     def route_template(self, scope: Scope, root_path: str) -> str:
-        """The log-safe route template of a finished request: Starlette's routers leave the
-        matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
-        route = scope.get("route")
-        if route is None and "endpoint" in scope:
-            # Starlette before 1.0 (and other routers) leave only the matched endpoint.
-            route = self._route_of(scope)
-        path = getattr(route, "path", None)
-        mounted = scope.get("root_path", "")
-        if len(mounted) > len(root_path) and mounted.startswith(root_path):
-            prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
-            if innermost is not None and (route is None or route is innermost):
-                if getattr(innermost, "routes", None):
-                    return UNMATCHED_ROUTE  # the mounted router matched nothing
-                # A mounted app that is not a router: the mount is the route.
-                return self._names.safe(prefix + "/{path}")
-            if isinstance(path, str):
-                return self._names.safe((prefix or "<mount>") + path)
-        if not isinstance(path, str):
-            return UNMATCHED_ROUTE
-        return self._names.safe(path)
-
-    def _route_of(self, scope: Scope) -> Any:
-        """The route whose endpoint served the request, found in the router's tree (the
-        first one that matches the scope when several share the endpoint)."""
-        router, endpoint = scope.get("router"), scope["endpoint"]
-        key = (id(router), id(endpoint))
-        found = self._routes.get(key)
-        if found is not None:
-            return found
-        candidates = _routes_with_endpoint(getattr(router, "routes", ()), endpoint)
-        if len(candidates) == 1:
-            if len(self._routes) < _MOUNT_CACHE_LIMIT:
-                self._routes[key] = candidates[0]
-            return candidates[0]
-        for candidate in candidates:
-            matches = getattr(candidate, "matches", None)
-            if matches is not None and matches(scope)[0].name == "FULL":
-                return candidate
-        return candidates[0] if candidates else None
-
-    def _mount_template(self, scope: Scope, concrete: str) -> Tuple[Optional[str], Any]:
-        router = scope.get("router")
-        key = (id(router), concrete)
-        found = self._mounts.get(key)
-        if found is None:
-            found = _walk_mounts(getattr(router, "routes", ()), concrete)
-            if len(self._mounts) < _MOUNT_CACHE_LIMIT:
-                self._mounts[key] = found
-        return found
+        """The log-safe route template of a finished request (see :class:`RouteNames`)."""
+        return self._route_names.template(scope, root_path)
 
 
 def _tag_escaped(exc: BaseException, request_id: str) -> None:
@@ -203,42 +153,6 @@ def _single_callable(app: Any) -> ASGIApp:
     if inspect.isclass(app) and hasattr(app, "__await__"):
         return app  # type: ignore[no-any-return]
     return double_to_single_callable(app) if is_double_callable(app) else app
-
-
-def _routes_with_endpoint(routes: Any, endpoint: Any) -> List[Any]:
-    found = []
-    for route in routes:
-        children = getattr(route, "routes", None)
-        if getattr(route, "endpoint", None) is endpoint and children is None:
-            found.append(route)
-        elif children:
-            found += _routes_with_endpoint(children, endpoint)
-    return found
-
-
-def _walk_mounts(routes: Any, concrete: str) -> Tuple[Optional[str], Any]:
-    """The template of the mounts that matched the ``concrete`` path prefix, and the
-    innermost of them (``None, None`` when not found)."""
-    for route in routes:
-        regex = getattr(route, "path_regex", None)
-        children = getattr(route, "routes", None)
-        if children is None:
-            continue
-        if regex is None:  # a Host: its routes see the same path
-            found = _walk_mounts(children, concrete)
-            if found[0] is not None:
-                return found
-            continue
-        match = regex.match(concrete + "/")
-        if match is None or "path" not in match.groupdict():
-            continue
-        rest = match.group("path")
-        if rest == "":
-            return route.path, route
-        inner, innermost = _walk_mounts(children, "/" + rest[:-1])
-        if inner is not None:
-            return route.path + inner, innermost
-    return None, None
 
 
 def _with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
