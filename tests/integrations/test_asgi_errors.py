@@ -155,3 +155,15 @@ def test_under_uvicorn_the_traceback_in_the_errors_file_carries_the_echoed_id(tm
     assert f" - {request_id} - MonitoringLogger - ERROR - MEMORY | GET /divide/{{n}} | ERROR" \
         in memory_line
     assert memory_line.endswith("Error: HTTP 500 (ZeroDivisionError: division by zero)")
+
+
+def test_under_uvicorns_own_handlers_the_traceback_carries_the_echoed_id(tmp_path):
+    # uvicorn_log_config(): uvicorn's handlers and layout with %(request_id)s, no sherlock_ai
+    # files; the id comes from the record factory the middleware installed.
+    with server(UVICORN_SERVER, "--server-log-config", cwd=tmp_path) as uvicorn:
+        failed = httpx.get(uvicorn.url + "/divide/0", timeout=30)
+        stderr = uvicorn.err
+    request_id = failed.headers["X-Request-ID"]
+    (traceback_line,) = [line for line in stderr.read_text().splitlines()
+                         if line.endswith(" - ERROR - Exception in ASGI application")]
+    assert f" - {request_id} - uvicorn.error - " in traceback_line
