@@ -9,6 +9,9 @@ from typing import Any, Callable
 from .request_id import get_request_id
 
 NO_REQUEST_ID = "-"
+#: The attribute in which the web middleware leaves the request's id on an exception that
+#: escaped the request, for the server's traceback logged outside it.
+ESCAPED_REQUEST_ID = "__sherlock_ai_request_id__"
 
 _factory_lock = threading.Lock()
 
@@ -22,8 +25,17 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = get_request_id() or NO_REQUEST_ID
+            record.request_id = get_request_id() or _escaped_id(record) or NO_REQUEST_ID
         return True
+
+
+def _escaped_id(record: logging.LogRecord) -> object:
+    """The id of the request an exception logged with ``exc_info`` escaped from, if any."""
+    exc_info = record.exc_info
+    if exc_info and isinstance(exc_info, tuple):
+        found = getattr(exc_info[1], ESCAPED_REQUEST_ID, None)
+        return found if isinstance(found, str) else None
+    return None
 
 
 def install_request_id_factory() -> None:
@@ -39,7 +51,7 @@ def install_request_id_factory() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            record.request_id = get_request_id() or NO_REQUEST_ID
+            record.request_id = get_request_id() or _escaped_id(record) or NO_REQUEST_ID
             return record
 
         factory._sherlock_ai = True  # type: ignore[attr-defined]

@@ -8,23 +8,27 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Tuple
+import inspect
+import sys
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Tuple
 
-from asgiref.compatibility import guarantee_single_callable
+from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from .._safety import report_internal_error
 from ..engine import _current as _current_span
+from ..formatting import exception_summary
+from ..log_records import ESCAPED_REQUEST_ID
 from ..request_id import _request_id
 from ._common import (
     CLIENT_DISCONNECTED,
     REQUEST_ID_KEY,
     UNMATCHED_ROUTE,
-    BoundedNames,
     RequestOptions,
     RequestPolicy,
     end_measurement,
     request_method,
 )
+from .asgi_routes import RouteNames
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,7 +37,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INCOMPLETE = "the application returned without completing the response"
-_MOUNT_CACHE_LIMIT = 1024
 
 
 class SherlockMiddleware:
@@ -50,14 +53,12 @@ class SherlockMiddleware:
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"SherlockMiddleware wraps an ASGI application, got {app!r}")
-        self.app = guarantee_single_callable(app)
+        self.app = _single_callable(app)
         self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
-        self._names = BoundedNames()
-        self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
-        self._routes: Dict[Tuple[int, int], Any] = {}
+        self._route_names = RouteNames()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -76,6 +77,11 @@ class SherlockMiddleware:
                                                              "http.response.start"))
             else:
                 await self._measured(scope, receive, send, request_id)
+        except BaseException as exc:
+            # The server logs it after the id below is restored: the record factory reads the
+            # request's id from the exception instead.
+            _tag_escaped(exc, request_id)
+            raise
         finally:
             _request_id.reset(token)
 
@@ -128,91 +134,25 @@ class SherlockMiddleware:
         return echoing_send
 
     def route_template(self, scope: Scope, root_path: str) -> str:
-        """The log-safe route template of a finished request: Starlette's routers leave the
-        matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
-        route = scope.get("route")
-        if route is None and "endpoint" in scope:
-            # Starlette before 1.0 (and other routers) leave only the matched endpoint.
-            route = self._route_of(scope)
-        path = getattr(route, "path", None)
-        mounted = scope.get("root_path", "")
-        if len(mounted) > len(root_path) and mounted.startswith(root_path):
-            prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
-            if innermost is not None and (route is None or route is innermost):
-                if getattr(innermost, "routes", None):
-                    return UNMATCHED_ROUTE  # the mounted router matched nothing
-                # A mounted app that is not a router: the mount is the route.
-                return self._names.safe(prefix + "/{path}")
-            if isinstance(path, str):
-                return self._names.safe((prefix or "<mount>") + path)
-        if not isinstance(path, str):
-            return UNMATCHED_ROUTE
-        return self._names.safe(path)
-
-    def _route_of(self, scope: Scope) -> Any:
-        """The route whose endpoint served the request, found in the router's tree (the
-        first one that matches the scope when several share the endpoint)."""
-        router, endpoint = scope.get("router"), scope["endpoint"]
-        key = (id(router), id(endpoint))
-        found = self._routes.get(key)
-        if found is not None:
-            return found
-        candidates = _routes_with_endpoint(getattr(router, "routes", ()), endpoint)
-        if len(candidates) == 1:
-            if len(self._routes) < _MOUNT_CACHE_LIMIT:
-                self._routes[key] = candidates[0]
-            return candidates[0]
-        for candidate in candidates:
-            matches = getattr(candidate, "matches", None)
-            if matches is not None and matches(scope)[0].name == "FULL":
-                return candidate
-        return candidates[0] if candidates else None
-
-    def _mount_template(self, scope: Scope, concrete: str) -> Tuple[Optional[str], Any]:
-        router = scope.get("router")
-        key = (id(router), concrete)
-        found = self._mounts.get(key)
-        if found is None:
-            found = _walk_mounts(getattr(router, "routes", ()), concrete)
-            if len(self._mounts) < _MOUNT_CACHE_LIMIT:
-                self._mounts[key] = found
-        return found
+        """The log-safe route template of a finished request (see :class:`RouteNames`)."""
+        return self._route_names.template(scope, root_path)
 
 
-def _routes_with_endpoint(routes: Any, endpoint: Any) -> List[Any]:
-    found = []
-    for route in routes:
-        children = getattr(route, "routes", None)
-        if getattr(route, "endpoint", None) is endpoint and children is None:
-            found.append(route)
-        elif children:
-            found += _routes_with_endpoint(children, endpoint)
-    return found
+def _tag_escaped(exc: BaseException, request_id: str) -> None:
+    try:
+        if ESCAPED_REQUEST_ID not in exc.__dict__:  # an inner request tagged it first
+            setattr(exc, ESCAPED_REQUEST_ID, request_id)
+    except Exception:  # noqa: BLE001 - an exception type that refuses attributes
+        pass
 
 
-def _walk_mounts(routes: Any, concrete: str) -> Tuple[Optional[str], Any]:
-    """The template of the mounts that matched the ``concrete`` path prefix, and the
-    innermost of them (``None, None`` when not found)."""
-    for route in routes:
-        regex = getattr(route, "path_regex", None)
-        children = getattr(route, "routes", None)
-        if children is None:
-            continue
-        if regex is None:  # a Host: its routes see the same path
-            found = _walk_mounts(children, concrete)
-            if found[0] is not None:
-                return found
-            continue
-        match = regex.match(concrete + "/")
-        if match is None or "path" not in match.groupdict():
-            continue
-        rest = match.group("path")
-        if rest == "":
-            return route.path, route
-        inner, innermost = _walk_mounts(children, "/" + rest[:-1])
-        if inner is not None:
-            return route.path + inner, innermost
-    return None, None
+def _single_callable(app: Any) -> ASGIApp:
+    """``app`` as an ASGI 3 callable. A class whose instances are awaitable is an ASGI 3 app
+    (``cls(scope, receive, send)`` then ``await``: Starlette's ``HTTPEndpoint`` and
+    ``WebSocketEndpoint``); asgiref would take every class for an ASGI 2 app."""
+    if inspect.isclass(app) and hasattr(app, "__await__"):
+        return app  # type: ignore[no-any-return]
+    return double_to_single_callable(app) if is_double_callable(app) else app
 
 
 def _with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
@@ -228,7 +168,7 @@ class _Exchange:
     """One measured HTTP request: watches its messages and ends its measurement once."""
 
     __slots__ = ("middleware", "scope", "_receive", "_send", "tracker", "method", "root_path",
-                 "status", "done", "trailers", "header")
+                 "status", "done", "trailers", "header", "handled_before")
 
     def __init__(self, middleware: SherlockMiddleware, scope: Scope, receive: Receive,
                  send: Send, request_id: str) -> None:
@@ -243,6 +183,8 @@ class _Exchange:
         self.trailers = False
         policy = middleware.policy
         self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
+        # An exception the caller was already handling is not this request's cause.
+        self.handled_before = sys.exc_info()[1]
         self.tracker = policy.start_measurement("asgi")
 
     async def receive(self) -> Message:
@@ -263,6 +205,14 @@ class _Exchange:
         if self.done or not _is_last(kind, message, self.trailers):
             await self._send(message)
             return
+        problem = None
+        if self.status is not None and self.status >= 500:
+            # Starlette's ServerErrorMiddleware and exception handlers send their 5xx while
+            # handling the exception: name it, as the Flask line does.
+            cause = sys.exc_info()[1]
+            if cause is not None and cause is not self.handled_before \
+                    and not _is_http_exception(cause):
+                problem = f"HTTP {self.status} ({exception_summary(cause)})"
         try:
             await self._send(message)
         except OSError:
@@ -271,7 +221,7 @@ class _Exchange:
         except BaseException as exc:
             self.finish(exc)
             raise
-        self.finish(None)
+        self.finish(None, problem)
 
     def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
         """End the measurement (later calls do nothing)."""
@@ -286,6 +236,12 @@ class _Exchange:
         watch = self.middleware.leak_watch
         end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc,
                         watch, None if watch is None else self.scope.get("endpoint"))
+
+
+def _is_http_exception(exc: BaseException) -> bool:
+    """An ``HTTPException`` (Starlette's, FastAPI's) is the app's chosen answer, not a failure
+    to name: its 5xx reads ``HTTP 503`` as with Flask's ``abort(503)``."""
+    return any(cls.__name__ == "HTTPException" for cls in type(exc).__mro__)
 
 
 def _is_last(kind: str, message: Message, trailers: bool) -> bool:

@@ -1,16 +1,17 @@
 """Prometheus metrics of the measured web requests (``pip install "sherlock-ai[prometheus]"``).
 
 ``PrometheusExporter(registry=None).install()`` turns every measured request of the ASGI/WSGI
-middleware and the Flask extension into metrics; :func:`metrics_asgi_app` and
-:func:`metrics_wsgi_app` serve them. Labels are bounded: the method, the route template and
-the status class, never a raw path or an id. See docs/metrics.md for each metric's meaning.
+middleware and the Flask extension into metrics; :func:`metrics_asgi_app` (a route:
+``app.add_route("/metrics", metrics_asgi_app())``) and :func:`metrics_wsgi_app` serve them.
+Labels are bounded: the method, the route template and the status class, never a raw path or
+an id. See docs/metrics.md for each metric's meaning.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -189,11 +190,24 @@ def metrics_registry(registry: Optional[CollectorRegistry] = None) -> CollectorR
     return REGISTRY if registry is None else registry
 
 
-def metrics_asgi_app(registry: Optional[CollectorRegistry] = None) -> Any:
-    """An ASGI app serving the metrics (mount it at ``/metrics``)."""
+def metrics_asgi_app(registry: Optional[CollectorRegistry] = None) -> MetricsASGIApp:
+    """An ASGI app serving the metrics at any path: add it as a route,
+    ``app.add_route("/metrics", metrics_asgi_app())``, so ``/metrics`` itself answers
+    (``app.mount("/metrics", ...)`` answers ``/metrics`` with a redirect to ``/metrics/``)."""
     from prometheus_client import make_asgi_app
 
-    return make_asgi_app(metrics_registry(registry))
+    return MetricsASGIApp(make_asgi_app(metrics_registry(registry)))
+
+
+class MetricsASGIApp:
+    """prometheus_client's ASGI app as an object: Starlette's routers take an object for an
+    ASGI app but a plain function for a request handler, so ``add_route`` serves it as is."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
 
 
 def metrics_wsgi_app(registry: Optional[CollectorRegistry] = None) -> Any:

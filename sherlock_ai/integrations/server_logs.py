@@ -36,8 +36,8 @@ def uvicorn_log_config(
     """uvicorn's default logging (errors to stderr, access lines to stdout) with
     ``%(request_id)s`` in both formats: pass it as ``uvicorn.run(app, log_config=...)`` or
     ``uvicorn.Config(log_config=...)``. The id is the request's for lines logged while the
-    request runs (access lines are) and ``-`` otherwise (start-up, the traceback uvicorn logs
-    after an unhandled exception has left the middleware)."""
+    request runs (access lines are), the escaped request's id for the traceback uvicorn logs
+    after an unhandled exception has left the middleware, and ``-`` otherwise (start-up)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,

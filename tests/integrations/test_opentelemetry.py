@@ -131,3 +131,60 @@ def test_json_log_lines_carry_the_trace_and_span_ids(otel, tmp_path):
 def test_bad_settings_fail_at_set_up():
     with pytest.raises(TypeError, match="metrics must be True or False"):
         OpenTelemetryExporter(metrics="yes")
+
+
+@pytest.fixture
+def two_server_spans():
+    """OpenTelemetry's ASGI middleware around a FastAPI app whose own telemetry opens a
+    second server span inside it (FastAPI versions with native telemetry)."""
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    exporter = OpenTelemetryExporter(tracer_provider=tracer_provider, metrics=False).install()
+    yield tracer_provider, spans
+    exporter.uninstall()
+
+
+def fastapi_with_its_own_span(tracer_provider):
+    app = FastAPI(telemetry={"tracer_provider": tracer_provider, "metrics": False,
+                             "logs": False})
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int):
+        return {"item": item_id}
+
+    return app
+
+
+def get_items(served, count=2):
+    async def traffic():
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [await client.get(f"/items/{n}") for n in range(count)]
+
+    return asyncio.run(traffic())
+
+
+def test_request_attributes_go_on_the_outermost_server_span(two_server_spans):
+    tracer_provider, spans = two_server_spans
+    app = fastapi_with_its_own_span(tracer_provider)
+    served = SherlockMiddleware(OpenTelemetryMiddleware(app, tracer_provider=tracer_provider))
+    responses = get_items(served)
+    servers = server_spans(spans)
+    inner = [s for s in servers if s.instrumentation_scope.name == "fastapi"]
+    assert len(servers) == 4 and len(inner) == 2, "FastAPI opens a server span of its own"
+    for response in responses:
+        request_id = response.headers["X-Request-ID"]
+        (outer,) = [s for s in servers if s.attributes.get("sherlock.request_id") == request_id]
+        assert outer.instrumentation_scope.name == "opentelemetry.instrumentation.asgi"
+        assert outer.attributes["sherlock.memory.name"] == "GET /items/{item_id}"
+    assert not [k for s in inner for k in s.attributes if k.startswith("sherlock.")]
+
+
+def test_fastapis_own_server_span_gets_them_when_it_is_the_only_one(two_server_spans):
+    tracer_provider, spans = two_server_spans
+    responses = get_items(SherlockMiddleware(fastapi_with_its_own_span(tracer_provider)))
+    servers = server_spans(spans)
+    assert [s.instrumentation_scope.name for s in servers] == ["fastapi", "fastapi"]
+    assert [s.attributes["sherlock.request_id"] for s in servers] == [
+        r.headers["X-Request-ID"] for r in responses]

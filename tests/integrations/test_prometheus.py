@@ -10,14 +10,19 @@ from typing import Dict, Tuple
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from sherlock_ai.integrations.asgi import SherlockMiddleware
-from sherlock_ai.integrations.prometheus import PrometheusExporter, status_class
+from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
+from sherlock_ai.integrations.prometheus import (
+    PrometheusExporter,
+    metrics_asgi_app,
+    status_class,
+)
 
 from .support import HERE, server
 
@@ -56,7 +61,9 @@ def test_uvicorn_metrics_count_each_route_and_status_class(tmp_path):
                 assert (await client.get(f"/no/such/{n}")).status_code == 404
             for _ in range(150):
                 await client.post("/cart")
-            return (await client.get("/metrics/")).text
+            scrape = await client.get("/metrics")  # the documented path answers itself
+            assert scrape.status_code == 200
+            return scrape.text
 
     with server(PROM_SERVER, cwd=tmp_path) as app:
         text = asyncio.run(traffic(app.url))
@@ -122,6 +129,30 @@ def test_a_custom_registry_keeps_its_own_metrics_and_nothing_else():
     assert counts(samples(generate_latest(mine).decode())) == {("GET", "/hello", "2xx"): 5}
     assert counts(samples(generate_latest(other).decode())) == {}
     assert bystander.registry is other
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "starlette"])
+def test_the_documented_route_serves_metrics_at_the_path_itself(framework):
+    registry = CollectorRegistry()
+    if framework == "fastapi":
+        app = FastAPI()
+        app.add_route("/metrics", metrics_asgi_app(registry))  # as docs/metrics.md says
+    else:
+        app = Starlette(routes=[Route("/metrics", metrics_asgi_app(registry))])
+    exporter = PrometheusExporter(registry=registry).install()
+
+    async def scrape():
+        transport = httpx.ASGITransport(app=instrument_app(app, exclude_paths=["/metrics"]))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/metrics"), await client.get("/metrics?name[]=x")
+
+    try:
+        response, with_query = asyncio.run(scrape())
+    finally:
+        exporter.uninstall()
+    assert response.status_code == 200 and with_query.status_code == 200
+    assert "sherlock_requests_in_progress 0.0" in response.text
+    assert counts(samples(response.text)) == {}  # the excluded scrape is not counted
 
 
 def test_bad_settings_fail_at_set_up():

@@ -1,6 +1,7 @@
 """A FastAPI app under a real uvicorn on 127.0.0.1, for the server tests.
 
-    python uvicorn_server.py [--json-logs DIR] [--server-log-config] [--access-log]
+    python uvicorn_server.py [--json-logs DIR | --text-logs DIR] [--server-log-config]
+                             [--access-log]
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -31,6 +32,10 @@ def build_app() -> FastAPI:
         await asyncio.sleep(0)
         return {"item_id": item_id}
 
+    @app.get("/divide/{n}")
+    async def divide(n: int):
+        return {"result": 1 / n}
+
     @app.get("/stream")
     async def endless_stream():
         async def chunks():
@@ -46,12 +51,16 @@ def build_app() -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json-logs")
+    parser.add_argument("--text-logs")
     parser.add_argument("--server-log-config", action="store_true")
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args()
     if args.json_logs:
         sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
             logs_dir=args.json_logs, log_format_type="json", console_enabled=False))
+    if args.text_logs:
+        sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
+            logs_dir=args.text_logs, console_enabled=False))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(

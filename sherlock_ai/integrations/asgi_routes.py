@@ -1,0 +1,110 @@
+"""Route templates of finished ASGI requests, read from what Starlette's routers leave in the
+scope (``route``, ``endpoint``, ``router``, a grown ``root_path``); imports no framework."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, MutableMapping, Optional, Tuple
+
+from ._common import UNMATCHED_ROUTE, BoundedNames
+
+Scope = MutableMapping[str, Any]
+
+# Lookups are keyed by the app's routers and mounts: bounded all the same.
+_CACHE_LIMIT = 1024
+
+
+class RouteNames:
+    """Log-safe route templates (``/items/{item_id}``, ``/v1/admin/{path}``) for one
+    middleware, with the lookups of its routers cached."""
+
+    def __init__(self) -> None:
+        self._names = BoundedNames()
+        self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
+        self._routes: Dict[Tuple[int, int], Any] = {}
+
+    def template(self, scope: Scope, root_path: str) -> str:
+        """The log-safe route template of a finished request: Starlette's routers leave the
+        matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
+        route = scope.get("route")
+        if route is None and "endpoint" in scope:
+            # Starlette before 1.0 (and other routers) leave only the matched endpoint.
+            route = self._route_of(scope)
+        path = getattr(route, "path", None)
+        mounted = scope.get("root_path", "")
+        if len(mounted) > len(root_path) and mounted.startswith(root_path):
+            prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
+            if innermost is not None and (route is None or route is innermost):
+                if getattr(innermost, "routes", None):
+                    return UNMATCHED_ROUTE  # the mounted router matched nothing
+                # A mounted app that is not a router: the mount is the route.
+                return self._names.safe(prefix + "/{path}")
+            if isinstance(path, str):
+                return self._names.safe((prefix or "<mount>") + path)
+        if not isinstance(path, str):
+            return UNMATCHED_ROUTE
+        return self._names.safe(path)
+
+    def _route_of(self, scope: Scope) -> Any:
+        """The route whose endpoint served the request, found in the router's tree (the
+        first one that matches the scope when several share the endpoint)."""
+        router, endpoint = scope.get("router"), scope["endpoint"]
+        key = (id(router), id(endpoint))
+        found = self._routes.get(key)
+        if found is not None:
+            return found
+        candidates = _routes_with_endpoint(getattr(router, "routes", ()), endpoint)
+        if len(candidates) == 1:
+            if len(self._routes) < _CACHE_LIMIT:
+                self._routes[key] = candidates[0]
+            return candidates[0]
+        for candidate in candidates:
+            matches = getattr(candidate, "matches", None)
+            if matches is not None and matches(scope)[0].name == "FULL":
+                return candidate
+        return candidates[0] if candidates else None
+
+    def _mount_template(self, scope: Scope, concrete: str) -> Tuple[Optional[str], Any]:
+        router = scope.get("router")
+        key = (id(router), concrete)
+        found = self._mounts.get(key)
+        if found is None:
+            found = _walk_mounts(getattr(router, "routes", ()), concrete)
+            if len(self._mounts) < _CACHE_LIMIT:
+                self._mounts[key] = found
+        return found
+
+
+def _routes_with_endpoint(routes: Any, endpoint: Any) -> List[Any]:
+    found = []
+    for route in routes:
+        children = getattr(route, "routes", None)
+        if getattr(route, "endpoint", None) is endpoint and children is None:
+            found.append(route)
+        elif children:
+            found += _routes_with_endpoint(children, endpoint)
+    return found
+
+
+def _walk_mounts(routes: Any, concrete: str) -> Tuple[Optional[str], Any]:
+    """The template of the mounts that matched the ``concrete`` path prefix, and the
+    innermost of them (``None, None`` when not found)."""
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        children = getattr(route, "routes", None)
+        if children is None:
+            continue
+        if regex is None:  # a Host: its routes see the same path
+            found = _walk_mounts(children, concrete)
+            if found[0] is not None:
+                return found
+            continue
+        match = regex.match(concrete + "/")
+        if match is None or "path" not in match.groupdict():
+            continue
+        rest = match.group("path")
+        if rest == "":
+            return route.path, route
+        inner, innermost = _walk_mounts(children, "/" + rest[:-1])
+        if inner is not None:
+            return route.path + inner, innermost
+    return None, None
