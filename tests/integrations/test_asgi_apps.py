@@ -29,7 +29,7 @@ class Echo(WebSocketEndpoint):
 
 
 def test_a_starlette_http_endpoint_class_is_wrapped_as_an_asgi3_app(records):
-    response = get(SherlockMiddleware(Hello), "/", headers={"X-Request-ID": "endpoint-1"})
+    response = get(SherlockMiddleware(Hello, trust_incoming_id=True), "/", headers={"X-Request-ID": "endpoint-1"})
     assert response.status_code == 200 and response.text == "hello endpoint-1"
     assert response.headers["X-Request-ID"] == "endpoint-1"
     (line,) = records.messages("MEMORY")
@@ -40,7 +40,7 @@ def test_a_starlette_http_endpoint_class_is_wrapped_as_an_asgi3_app(records):
 
 
 def test_a_starlette_websocket_endpoint_class_is_wrapped_as_an_asgi3_app(records):
-    client = TestClient(SherlockMiddleware(Echo))
+    client = TestClient(SherlockMiddleware(Echo, trust_incoming_id=True))
     with client.websocket_connect("/", headers={"X-Request-ID": "ws-endpoint"}) as ws:
         ws.send_text("hi")
         assert ws.receive_text() == "hi ws-endpoint"

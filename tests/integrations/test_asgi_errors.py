@@ -123,7 +123,7 @@ def test_an_exception_handlers_500_names_the_exception_it_handles(records):
 
 
 def test_the_traceback_that_escapes_the_middleware_carries_the_request_id(root_records):
-    app = instrument_app(failing_app())
+    app = instrument_app(failing_app(), trust_incoming_id=True)
     headers = [(b"x-request-id", b"escaped-1")]
     # What a server does with an exception the app raised: log it, outside the request.
     try:
