@@ -3,6 +3,7 @@ the console and the log files show (docs/integrations.md, "Running under servers
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from typing import Iterator, List
 
 import httpx
 
-from .support import ROOT, server
+from .support import HERE, ROOT, server
 
 GUNICORN_CONF = (
     "from sherlock_ai.integrations.server_logs import (\n"
@@ -195,3 +196,16 @@ def test_flask_run_access_lines_carry_the_id_and_files_get_plain_text(tmp_path):
     console = matching(tmp_path / "server.err", '"GET /items/5 HTTP/1.1"')
     assert len(console) == 1 and " - dev-5 - werkzeug - INFO - " in console[0]
     assert "\x1b" not in text(tmp_path / "server.err")
+
+
+def test_uvicorn_run_with_log_config_none_sends_access_lines_through_sherlock_ai(tmp_path):
+    logs = tmp_path / "logs"
+    with server(str(HERE / "uvicorn_server.py"), "--json-logs", str(logs), "--access-log",
+                cwd=tmp_path) as uvicorn, httpx.Client(base_url=uvicorn.url) as client:
+        assert client.get("/items/6", headers={"X-Request-ID": "run-6"}).status_code == 200
+    records = [json.loads(line) for line in text(logs / "app.jsonl").splitlines()]
+    access = [r for r in records if r["logger"] == "uvicorn.access"]
+    assert [(r["request_id"], r["message"].split(" - ", 1)[1]) for r in access] == [
+        ("run-6", '"GET /items/6 HTTP/1.1" 200')]
+    assert any(r["logger"] == "uvicorn.error" and r["message"] == "Application startup complete."
+               for r in records)
