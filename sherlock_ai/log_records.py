@@ -84,6 +84,8 @@ def install_request_id_factory() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
+            if isinstance(record, RequestIdRecord):
+                return record  # our factory again, under another that wrapped it
             record.__dict__[_ID_KEY] = get_request_id() or NO_REQUEST_ID
             if type(record) is logging.LogRecord:
                 record.__class__ = RequestIdRecord

@@ -132,3 +132,24 @@ def test_a_handler_raising_in_emit_costs_only_its_own_output(tmp_path, capfd):
     assert [line.split(" | ")[1] for line in lines(setup.log_files["app"])] == names
     err = capfd.readouterr().err
     assert err.count("broken handler") == 1 and "sherlock_ai: monitoring failed" in err
+
+
+def test_extra_request_id_works_when_another_factory_wrapped_ours(tmp_path):
+    sherlock_ai.install_request_id_factory()
+    ours = logging.getLogRecordFactory()
+
+    def other(*args, **kwargs):  # as OpenTelemetry's logging instrumentation does
+        record = ours(*args, **kwargs)
+        record.tenant = "t1"
+        return record
+
+    logging.setLogRecordFactory(other)
+    try:
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+        with sherlock_ai.request_id_context("ctx-9"):
+            logging.getLogger("app.wrapped").warning("a", extra={"request_id": "given-9"})
+            logging.getLogger("app.wrapped").warning("b")
+    finally:
+        logging.setLogRecordFactory(ours)
+    assert [line.split(" - ")[1] for line in lines(setup.log_files["app"])] == [
+        "given-9", "ctx-9"]
