@@ -82,8 +82,9 @@ def test_a_flask_view_logging_its_own_request_id_answers_200_and_logs_it(tmp_pat
         logging.getLogger("app.flask_ids").info("order placed", extra={"request_id": "ord-42"})
         return "ok"
 
-    response = app.test_client().get("/order", headers={"X-Request-ID": "hdr-1"})
-    assert response.status_code == 200 and response.text == "ok"
+    # Closed, as a server does: an unclosed response would keep its measurement open.
+    with app.test_client().get("/order", headers={"X-Request-ID": "hdr-1"}) as response:
+        assert response.status_code == 200 and response.text == "ok"
     assert any(" - ord-42 - app.flask_ids - INFO - order placed" in line
                for line in lines(setup.log_files["app"]))
 
