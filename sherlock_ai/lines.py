@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
+from ._safety import report_internal_error
 from .formatting import format_bytes, format_change, log_safe
 from .measurement import Measurement
 
@@ -84,7 +86,32 @@ def log_sink(m: Measurement) -> None:
             logger.name, m.level, "sherlock_ai", 0, render(m), (), None, m.name
         )
         record.sherlock = m
-        logger.handle(record)
+        _handle(logger, record)
+
+
+def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
+    # Logger.handle() with each handler guarded: a handler whose emit() raises (rather than
+    # calling handleError) would otherwise stop the record before the root's files and console.
+    if logger.disabled:
+        return
+    passed = logger.filter(record)
+    if not passed:
+        return
+    if isinstance(passed, logging.LogRecord):  # Python 3.12's filters may replace the record
+        record = passed
+    found = False
+    current: Optional[logging.Logger] = logger
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if record.levelno >= handler.level:
+                try:
+                    handler.handle(record)
+                except Exception as exc:  # noqa: BLE001 - one handler costs only its output
+                    report_internal_error(f"log handler {handler!r}", exc)
+        current = current.parent if current.propagate else None
+    if not found and logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+        logging.lastResort.handle(record)
 
 
 def safe_name(name: str) -> str:

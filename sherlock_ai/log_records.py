@@ -15,18 +15,65 @@ ESCAPED_REQUEST_ID = "__sherlock_ai_request_id__"
 
 _factory_lock = threading.Lock()
 
+# Where the record factory keeps the id until a formatter asks for ``request_id``.
+_ID_KEY = "_sherlock_request_id"
+
+
+_get_message = logging.LogRecord.getMessage
+
+
+class _RequestIdDefault:
+    """``record.request_id`` for a record whose logger call gave none: the id taken when the
+    record was made. A non-data descriptor, so an instance attribute (``extra=``) wins."""
+
+    def __get__(self, record: Any, owner: Any = None) -> Any:
+        if record is None:
+            return self
+        return record.__dict__.get(_ID_KEY, NO_REQUEST_ID)
+
+
+class RequestIdRecord(logging.LogRecord):
+    """The log record made once :func:`install_request_id_factory` ran.
+
+    The id is kept under a private name, not in ``record.__dict__["request_id"]``: ``Logger.
+    makeRecord`` refuses an ``extra={"request_id": ...}`` that would overwrite an attribute
+    the factory set, so code passing its own id kept working only without a factory.
+    ``getMessage()``, which every formatter calls before it formats, puts the id where
+    ``%(request_id)s`` looks (the record's ``__dict__``) unless the caller gave one.
+    """
+
+    request_id = _RequestIdDefault()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        logging.LogRecord.__init__(self, *args, **kwargs)
+        self._sherlock_request_id = current_id(self)
+
+    def getMessage(self) -> str:
+        values = self.__dict__
+        if "request_id" not in values:
+            values["request_id"] = values.get(_ID_KEY, NO_REQUEST_ID)
+        return _get_message(self)
+
 
 class RequestIdFilter(logging.Filter):
     """Give each record passing through a ``request_id`` attribute (``"-"`` when none).
 
     Attach it to any handler (uvicorn's and gunicorn's included, e.g. through ``dictConfig``
     with ``{"()": "sherlock_ai.RequestIdFilter"}``) to use ``%(request_id)s`` in its format.
+    A ``request_id`` the logging call passed (``extra=``) is kept.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = get_request_id() or _escaped_id(record) or NO_REQUEST_ID
+        values = record.__dict__
+        if "request_id" not in values:
+            values["request_id"] = values.get(_ID_KEY) or current_id(record)
         return True
+
+
+def current_id(record: logging.LogRecord) -> str:
+    """The id a record made now carries: the current request's, else that of the request its
+    exception escaped from, else ``"-"``."""
+    return get_request_id() or _escaped_id(record) or NO_REQUEST_ID
 
 
 def _escaped_id(record: logging.LogRecord) -> object:
@@ -41,17 +88,29 @@ def _escaped_id(record: logging.LogRecord) -> object:
 def install_request_id_factory() -> None:
     """Make every log record created from now on carry ``request_id`` (idempotent).
 
-    Wraps the current record factory, so other libraries' factories keep working. The id is
-    read when the record is created, in the context of the code that logs.
+    The id is read when the record is created, in the context of the code that logs. A
+    record logged with ``extra={"request_id": value}`` keeps ``value``, as without sherlock_ai.
+    Another library's factory installed earlier keeps working: its records get the id too.
     """
     with _factory_lock:
         previous: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
-        if getattr(previous, "_sherlock_ai", False):
+        if previous is RequestIdRecord or getattr(previous, "_sherlock_ai", False):
+            return
+        if previous is logging.LogRecord:
+            logging.setLogRecordFactory(RequestIdRecord)
             return
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            record.request_id = get_request_id() or _escaped_id(record) or NO_REQUEST_ID
+            if isinstance(record, RequestIdRecord):
+                return record  # our factory again, under another that wrapped it
+            record.__dict__[_ID_KEY] = current_id(record)
+            if type(record) is logging.LogRecord:
+                record.__class__ = RequestIdRecord
+            else:
+                # A record class of its own: set the attribute, as before (``extra=
+                # {"request_id": ...}`` then conflicts, as with any attribute a factory sets).
+                record.request_id = record.__dict__[_ID_KEY]
             return record
 
         factory._sherlock_ai = True  # type: ignore[attr-defined]

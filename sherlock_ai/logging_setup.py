@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .log_records import RequestIdFilter, install_request_id_factory
@@ -97,9 +97,12 @@ class _FormatOnce(logging.Formatter):
 
 _setup_lock = threading.Lock()
 _installed: List[Tuple[logging.Logger, logging.Handler]] = []
+_undo: List[Callable[[], None]] = []
 
 
 def _remove_installed() -> None:
+    while _undo:
+        _undo.pop()()
     while _installed:
         logger, handler = _installed.pop()
         logger.removeHandler(handler)
@@ -146,6 +149,7 @@ class SherlockAI:
         install_request_id_factory()
         formatter = self._formatter()
         request_ids = RequestIdFilter()
+        every_record: List[logging.Handler] = []  # the files that collect every record
         with _setup_lock:
             _remove_installed()
             self.log_files, self.errors = {}, []
@@ -173,10 +177,18 @@ class SherlockAI:
                 handler.setLevel(self._file_levels[key])
                 self._attach(handler, formatter, request_ids, file.loggers)
                 self.log_files[key] = path
-            if self.config.console_enabled or self.errors:
+                if not file.loggers:
+                    every_record.append(handler)
+            from .server_loggers import join_servers, root_console_with_ids
+
+            # A server's console that already shows ids (gunicorn_logconfig_dict's) prints
+            # the app's lines; a second console would print each of them twice.
+            if (self.config.console_enabled and root_console_with_ids(root) is None
+                    or self.errors):
                 console = logging.StreamHandler(sys.stderr)
                 console.setLevel(self._console_level)
                 self._attach(console, formatter, request_ids, ())
+            _undo.extend(join_servers(every_record, request_ids))
         for error in self.errors:
             sys.stderr.write(f"sherlock_ai: {error}; logging to the console instead\n")
         return self
