@@ -1,5 +1,5 @@
 """A FastAPI shop under a real uvicorn on 127.0.0.1 that logs into a folder, for the report's
-tests: ``POST /cart/items`` keeps 4 KB per request, ``GET /fail`` fails.
+tests: ``POST /cart/items`` keeps 4 KB per request, ``GET /fail`` answers 503.
 
     python report_server.py LOGS_DIR log|json MAX_BYTES
 
@@ -14,6 +14,7 @@ from typing import List
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 import sherlock_ai
 from sherlock_ai import LogFileConfig, LoggingConfig
@@ -37,7 +38,7 @@ def build_app() -> FastAPI:
 
     @app.get("/fail")
     async def fail():
-        raise RuntimeError("boom")
+        return JSONResponse({"error": "out of stock"}, status_code=503)
 
     @app.get(LONG_ROUTE)
     async def history(user_id: int, order_id: int, item_id: int):

@@ -22,12 +22,14 @@ _COLUMNS: Sequence[_Column] = (
     ("p50", "right", lambda s, _: seconds(s.duration_at(0.5))),
     ("p95", "right", lambda s, _: seconds(s.duration_at(0.95))),
     ("Max", "right", lambda s, _: seconds(s.duration.high if s.duration.count else None)),
-    ("RSS change\nmean", "right", lambda s, _: change(s.rss_change.mean)),
-    ("RSS change\nmax", "right",
+    ("ΔRSS\nmean", "right", lambda s, _: change(s.rss_change.mean)),
+    ("ΔRSS\nmax", "right",
      lambda s, _: change(s.rss_change.high if s.rss_change.count else None)),
-    ("Traced\npeak max", "right", lambda s, _: size(s.traced_peak_max)),
-    ("Leak suspect", "right", lambda _, x: f"+{size(x.per_request)}/req" if x else ""),
+    ("Traced\npeak", "right", lambda s, _: size(s.traced_peak_max)),
+    ("Leak\nper req", "right", lambda _, x: f"+{size(x.per_request)}" if x else ""),
 )
+# When the table is wider than the terminal, these columns go first, in this order.
+_DROP_FIRST = ("Traced\npeak", "p50", "ΔRSS\nmax", "Errors")
 _EMPTY = ("", "-")
 
 
@@ -39,27 +41,39 @@ def site_text(suspect: Suspect) -> str:
     return f"{os.path.basename(str(top.get('file', '?')))}:{top.get('line', '?')}"
 
 
-def names_table(report: Report) -> Table:
-    """The per-name table, without the columns that would be empty on every row."""
+def names_table(report: Report, width: int = 200) -> Tuple[Table, List[str]]:
+    """The per-name table for a terminal ``width`` columns wide, without the columns that
+    would be empty on every row; and the headers of those left out for lack of width."""
     ranked = report.ranked()
     rows = [[cell(s, report.suspects.get(s.name)) for _, _, cell in _COLUMNS] for s in ranked]
     shown = [i for i in range(len(_COLUMNS)) if any(row[i] not in _EMPTY for row in rows)]
+    # A column needs its widest figure or header line, two of padding and a border.
+    need = {i: max([len(row[i]) for row in rows]
+                   + [len(line) for line in _COLUMNS[i][0].split("\n")]) + 3 for i in shown}
+    left_out: List[str] = []
+    for header in _DROP_FIRST:
+        if 1 + 15 + sum(need[i] for i in shown) <= width:
+            break
+        i = next(i for i, column in enumerate(_COLUMNS) if column[0] == header)
+        if i in shown:
+            shown.remove(i)
+            left_out.append(header.replace("\n", " "))
     table = Table(title="Requests and blocks, by total time", title_justify="left")
-    # Names wrap (folding inside a long word) instead of being cut; figures never wrap.
-    table.add_column("Name", overflow="fold", ratio=1, min_width=12)
+    # Names wrap (folding inside a long word) instead of being cut; a figure is never split.
+    table.add_column("Name", overflow="fold", min_width=12)
     for i in shown:
         header, justify, _ = _COLUMNS[i]
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for s, row in zip(ranked, rows):
         table.add_row(Text(s.name), *(row[i] for i in shown),
                       style="bold red" if s.name in report.suspects else None)
-    return table
+    return table, left_out
 
 
 def suspects_table(report: Report) -> Table:
     """The leak suspects, the largest estimate first."""
     leaks = Table(title="Leak suspects", title_justify="left")
-    leaks.add_column("Name", overflow="fold", ratio=1, min_width=12)
+    leaks.add_column("Name", overflow="fold", min_width=12)
     leaks.add_column("Retained\nper request", justify="right", no_wrap=True)
     leaks.add_column("Where", overflow="fold")
     leaks.add_column("First seen", no_wrap=True)
@@ -95,7 +109,11 @@ def summary(report: Report, stats: ReadStats) -> List[str]:
 
 def render(report: Report, stats: ReadStats, console: Console) -> None:
     """Print the per-name table, the suspects, the processes and a summary."""
-    console.print(names_table(report))
+    table, left_out = names_table(report, console.width)
+    console.print(table)
+    if left_out:
+        console.print(Text(f"Left out for the terminal's width: {', '.join(left_out)} "
+                           "(see --width, --format csv)."))
     if report.suspects:
         console.print(suspects_table(report))
     if len(report.processes) > 1:
