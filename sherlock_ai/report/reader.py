@@ -130,6 +130,7 @@ class TextLines:
     def __init__(self, log_format: Optional[str] = None) -> None:
         self.prefix = _prefix_pattern(log_format) if log_format else None
         self._second: Tuple[str, float] = ("", 0.0)
+        self._hours: Dict[str, float] = {}
 
     def parse(self, line: str, kinds: Optional[frozenset]) -> Optional[Record]:
         at, tag = locate(line)
@@ -161,13 +162,29 @@ class TextLines:
     def stamp(self, text: str) -> float:
         """A local time as ``logging`` writes it (``2025-07-05 19:19:11,123`` or ISO 8601)."""
         whole, _, fraction = text.replace(".", ",").partition(",")
+        if fraction and not fraction.isdigit():
+            # A time with a zone after its fraction: ISO 8601, not a local time.
+            return datetime.fromisoformat(text.replace(",", ".")).timestamp()
         if whole != self._second[0]:
+            self._second = (whole, self._whole_second(whole, text))
+        return self._second[1] + (float("0." + fraction) if fraction else 0.0)
+
+    def _whole_second(self, whole: str, text: str) -> float:
+        # strptime costs tens of microseconds: the local start of each hour is converted once
+        # (zone offsets change on whole hours), minutes and seconds are added to it.
+        hour, minute, second = whole[:13], whole[14:16], whole[17:19]
+        if len(whole) != 19 or whole[13] != ":" or not (minute + second).isdigit():
+            return datetime.fromisoformat(text).timestamp()
+        start = self._hours.get(hour)
+        if start is None:
             try:
-                seconds = time.mktime(time.strptime(whole, "%Y-%m-%d %H:%M:%S"))
+                start = time.mktime(time.strptime(hour, "%Y-%m-%d %H"))
             except ValueError:
                 return datetime.fromisoformat(text).timestamp()
-            self._second = (whole, seconds)
-        return self._second[1] + (float("0." + fraction) if fraction else 0.0)
+            if len(self._hours) > 10_000:
+                self._hours.clear()
+            self._hours[hour] = start
+        return start + int(minute) * 60 + int(second)
 
 
 def _prefix_pattern(log_format: str) -> re.Pattern:
