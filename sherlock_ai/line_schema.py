@@ -70,8 +70,9 @@ def parse_message(message: str, tag: str) -> Dict[str, Any]:
 
 def _measurement(kind: str, parts: List[str]) -> Dict[str, Any]:
     # The name may hold " | ": the status and duration that follow it end it.
-    end = next((i for i in range(2, len(parts) - 1)
-                if parts[i] in STATUSES and parts[i + 1].endswith("s")), 0)
+    end = 2 if parts[2] in STATUSES and parts[3].endswith("s") else next(
+        (i for i in range(3, len(parts) - 1)
+         if parts[i] in STATUSES and parts[i + 1].endswith("s")), 0)
     if not end:
         raise ValueError("no status and duration")
     out: Dict[str, Any] = {"kind": kind, "name": SEP.join(parts[1:end]), "status": parts[end],
