@@ -6,7 +6,6 @@ Every text that comes from the logs (names, file names) is HTML-escaped.
 
 from __future__ import annotations
 
-import math
 from html import escape
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -85,12 +84,15 @@ def render_html(report: Report, stats: ReadStats) -> str:
 
 def _step(report: Report) -> str:
     step = report.activity.step
+    if step < 1:
+        return f"{step * 1000:.0f} ms"
     return f"{step:g} s" if step < 120 else f"{step / 60:g} min"
 
 
 def _frame(report: Report) -> Tuple[float, float, Callable[[float], float]]:
     t0 = report.first if report.first is not None else 0.0
-    t1 = max(report.last if report.last is not None else 0.0, t0 + 1.0)
+    # To the end of the last bucket: the points stand at the middle of theirs.
+    t1 = max(report.last if report.last is not None else 0.0, t0 + 1.0) + report.activity.step
     return t0, t1, c.linear(t0, t1, c.LEFT, c.WIDTH - c.RIGHT)
 
 
@@ -178,7 +180,8 @@ def _routes_svg(report: Report) -> str:
     out = [c.svg_open("routes", height, "Memory change by name over time"),
            c.value_axis(y, ticks, change), c.time_axis(x, t0, t1, top, bottom)]
     for i, name in enumerate(chosen):
-        out.append(c.series_path(lines[name], math.inf, x, y, c.color(i), str(name),
+        out.append(c.series_path(lines[name], 3 * report.route_memory.step, x, y, c.color(i),
+                                 str(name),
                                  "class='series'",
                                  lambda p, n=name: f"{n}, {when(p[0])}: {change(p[1])}"))
     out.append("</svg>")
@@ -203,9 +206,11 @@ def _boxes_svg(names: Sequence[NameStats], pick: Callable[[NameStats], Distribut
     x = lambda v: scale(c.symlog(v, linear_below))  # noqa: E731
     out = [c.svg_open(chart, height, chart.replace("-", " "))]
     for tick in ticks:
-        out.append(f"<line class='grid' x1='{x(tick):.1f}' x2='{x(tick):.1f}' y1='0' "
-                   f"y2='{height - 22}'/><text x='{x(tick):.1f}' y='{height - 6}' "
-                   f"text-anchor='middle'>{escape(tick_label(tick))}</text>")
+        at = x(tick)
+        anchor = "end" if at > c.WIDTH - 40 else "middle"
+        out.append(f"<line class='grid' x1='{at:.1f}' x2='{at:.1f}' y1='0' "
+                   f"y2='{height - 22}'/><text x='{at:.1f}' y='{height - 6}' "
+                   f"text-anchor='{anchor}'>{escape(tick_label(tick))}</text>")
     for i, (s, d, (p5, p25, p50, p75, p95)) in enumerate(boxes):
         mid = i * row + 14
         tip = escape(f"{s.name}: {d.count} records, median {value_label(p50)}, 25-75% "

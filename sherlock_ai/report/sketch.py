@@ -110,8 +110,12 @@ class TimeBuckets:
         for i, value in enumerate(values):
             cell[i] += value
 
-    def _widen(self) -> None:
-        while len(self.slots) > self.limit:
+    def coarsen(self, step: float) -> None:
+        """Widen the buckets to at least ``step`` seconds (the resolution of the times)."""
+        self._widen(step)
+
+    def _widen(self, at_least: float = 0.0) -> None:
+        while len(self.slots) > self.limit or self.step < at_least:
             self.step *= 2
             cells: Dict[Tuple[int, object], List[float]] = {}
             for (slot, series), cell in self.cells.items():

@@ -114,6 +114,7 @@ class Report:
     first: Optional[float] = None
     last: Optional[float] = None
     filtered: int = 0
+    whole_seconds: bool = True
 
     def ranked(self) -> List[NameStats]:
         """Names by the total time spent in them, most first."""
@@ -137,6 +138,8 @@ def build_report(records: Iterable[Record], filters: Optional[Filters] = None) -
             process = processes[pid] = Process(pid)
         process.records += 1
         if stamp is not None:
+            if report.whole_seconds and stamp % 1:
+                report.whole_seconds = False
             if report.first is None or stamp < report.first:
                 report.first = stamp
             if report.last is None or stamp > report.last:
@@ -160,6 +163,11 @@ def build_report(records: Iterable[Record], filters: Optional[Filters] = None) -
             activity(stamp, pid, (1.0, request, 0.0 if rss is None else 1.0, rss or 0.0))
             if record.rss_change is not None:
                 route_memory(stamp, record.name, (record.rss_change, 1.0))
+    if report.whole_seconds:
+        # Text logs keep whole seconds: a bucket narrower than that would draw each second's
+        # records as a burst at its start.
+        report.activity.coarsen(1.0)
+        report.route_memory.coarsen(1.0)
     return report
 
 
