@@ -28,6 +28,7 @@ from sherlock_ai.line_schema import locate, parse_message
 from sherlock_ai.lines import memory_line, performance_line, resources_line, safe_name
 from sherlock_ai.measurement import Measurement
 from sherlock_ai.report import ReadStats, build_report, read_logs
+from sherlock_ai.report.html import render_html
 from sherlock_ai.report.reader import log_files, parse_size
 
 SENT = {"GET /items/{item_id}": 40, "POST /orders": 12, "GET /fail": 5}
@@ -279,3 +280,17 @@ def test_logs_written_before_lines_carried_a_pid_still_read(tmp_path):
     report, stats = report_of(tmp_path)
     assert stats.records == 1 and list(report.processes) == [None]
     assert report.names["GET /a"].rss_change.values == [0.0]
+
+
+def test_a_name_with_one_record_is_drawn_in_the_distributions(tmp_path):
+    single = ("2026-12-01 10:00:00 - 42 - - - MonitoringLogger - INFO - MEMORY | GET /once | "
+            "SUCCESS | 0.002s | Current: 50.00MB | Change: +4.00KB\n")
+    often = ("2026-12-01 10:00:01 - 42 - - - MonitoringLogger - INFO - MEMORY | GET /often | "
+             "SUCCESS | 0.001s | Current: 50.00MB | Change: +0.00B\n")
+    (tmp_path / "monitoring.log").write_text(single + often * 5, encoding="utf-8")
+    report, _ = report_of(tmp_path)
+    page = render_html(report, ReadStats())
+    for chart in ("memory-dist", "duration-dist"):
+        svg = page.split(f"data-chart='{chart}'")[1].split("</svg>")[0]
+        once = svg[svg.index("GET /once"):]
+        assert "<circle" in once[:once.index("</g>")] and "GET /often" in svg
