@@ -1,6 +1,7 @@
 """The ``sherlock-ai`` command (also ``python -m sherlock_ai``).
 
-    sherlock-ai report LOGS_DIR [--html FILE]
+    sherlock-ai report LOGS_DIR [--html FILE] [--format table|json|csv]
+                                [--since WHEN] [--until WHEN] [--route NAME] [--pid PID]
     sherlock-ai uvicorn-log-config > log.json     (then: uvicorn app:app --log-config log.json)
     sherlock-ai --version
 """
@@ -23,10 +24,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser(
         "report", help="per-route tables (and an HTML page) from sherlock_ai's log files",
-        description="Read the text and JSON logs sherlock_ai wrote in LOGS_DIR (rotated files "
-                    "included) and print per-route figures and leak suspects.")
+        description="Read the text and JSON logs sherlock_ai wrote in LOGS_DIR (rotated and "
+                    ".gz files included) and print per-route figures and leak suspects.")
     report.add_argument("logs_dir", metavar="LOGS_DIR", type=Path)
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    report.add_argument("--format", dest="output", choices=("table", "json", "csv"),
+                        default="table", help="what to print (default: table)")
+    report.add_argument("--since", metavar="WHEN", type=_moment,
+                        help="only records from then: 2026-12-01T10:00 (local time unless a "
+                             "zone is given) or a time ago: 30m, 2h, 1d")
+    report.add_argument("--until", metavar="WHEN", type=_moment, help="only records until then")
+    report.add_argument("--route", metavar="NAME", action="append", default=[],
+                        help="only this name; shell patterns work ('GET /users*'); repeatable")
+    report.add_argument("--pid", metavar="PID", type=int, action="append", default=[],
+                        help="only this process; repeatable")
+    report.add_argument("--log-format", metavar="FORMAT",
+                        help="the logging format of the text lines, when not the default")
+    report.add_argument("--width", metavar="COLUMNS", type=int,
+                        help="width of the table (default: the terminal's, 160 when piped)")
     commands.add_parser(
         "uvicorn-log-config", help="print uvicorn's logging configuration with request ids (JSON)",
         description="Print, as JSON for uvicorn's --log-config, uvicorn's default logging "
@@ -39,9 +54,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         json.dump(uvicorn_log_config(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    from .report import run_report
+    from .report import Filters, run_report
 
-    return run_report(args.logs_dir, html=args.html)
+    if args.log_format is not None and "%(message)s" not in args.log_format:
+        parser.error("--log-format must contain %(message)s")
+    filters = Filters(since=args.since, until=args.until, routes=args.route, pids=args.pid)
+    return run_report(args.logs_dir, html=args.html, output=args.output, filters=filters,
+                      log_format=args.log_format, width=args.width)
+
+
+def _moment(text: str) -> float:
+    from .report import parse_moment
+
+    try:
+        return parse_moment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

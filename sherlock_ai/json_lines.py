@@ -13,9 +13,10 @@ from .request_id import get_request_id
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``timestamp`` (UTC, ISO 8601), ``level``, ``logger``,
-    ``message``, ``request_id``, ``trace_id`` and ``span_id`` inside an OpenTelemetry span
-    (with its integration installed), the measurement's fields for MEMORY/PERFORMANCE/RESOURCES
-    records, and ``exception`` when the record has one."""
+    ``pid`` (the process that wrote it), ``message``, ``request_id``, ``trace_id`` and
+    ``span_id`` inside an OpenTelemetry span (with its integration installed), the
+    measurement's fields for MEMORY/PERFORMANCE/RESOURCES records, and ``exception`` when the
+    record has one."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: Dict[str, Any] = {
@@ -24,6 +25,7 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None)
             or get_request_id()

@@ -7,6 +7,23 @@ from typing import Optional
 
 from ._safety import report_internal_error
 from .formatting import format_bytes, format_change, log_safe
+from .line_schema import (
+    ARGS,
+    CHANGE,
+    CONCURRENT,
+    CPU,
+    CURRENT,
+    ERROR,
+    IO,
+    MEMORY,
+    MEMORY_USE,
+    NET,
+    PEAK,
+    PERFORMANCE,
+    RESOURCES,
+    THREADS,
+    TRACED,
+)
 from .measurement import Measurement
 
 MONITORING_LOGGER = "MonitoringLogger"
@@ -17,20 +34,20 @@ _performance = logging.getLogger(PERFORMANCE_LOGGER)
 
 
 def _tail(m: Measurement) -> str:
-    out = f" | Concurrent: {m.concurrent}" if m.concurrent else ""
+    out = f" | {CONCURRENT}: {m.concurrent}" if m.concurrent else ""
     if m.error is not None:
-        out += f" | Error: {m.error}"
+        out += f" | {ERROR}: {m.error}"
     return out
 
 
 def memory_line(m: Measurement) -> str:
     """``MEMORY | name | STATUS | 0.245s | Current: .. | Change: .. [| Traced: .. (Peak: ..)]``"""
     line = (
-        f"MEMORY | {m.name} | {m.status} | {m.duration:.3f}s"
-        f" | Current: {format_bytes(m.rss)} | Change: {format_change(m.rss_change)}"
+        f"{MEMORY} | {m.name} | {m.status} | {m.duration:.3f}s"
+        f" | {CURRENT}: {format_bytes(m.rss)} | {CHANGE}: {format_change(m.rss_change)}"
     )
     if m.traced is not None:
-        line += f" | Traced: {format_bytes(m.traced)} (Peak: {format_bytes(m.traced_peak)})"
+        line += f" | {TRACED}: {format_bytes(m.traced)} ({PEAK}: {format_bytes(m.traced_peak)})"
     line += _tail(m)
     sites = m.attributes.get("top_allocations")
     return line + _site_lines(sites) if sites else line
@@ -47,10 +64,10 @@ def _site_lines(sites: list) -> str:
 
 def performance_line(m: Measurement) -> str:
     """``PERFORMANCE | name | STATUS | 0.245s [| Args: ..]``"""
-    line = f"PERFORMANCE | {m.name} | {m.status} | {m.duration:.3f}s"
+    line = f"{PERFORMANCE} | {m.name} | {m.status} | {m.duration:.3f}s"
     args = m.attributes.get("args")
     if args is not None:
-        line += f" | Args: {args}"
+        line += f" | {ARGS}: {args}"
     return line + _tail(m)
 
 
@@ -58,14 +75,15 @@ def resources_line(m: Measurement) -> str:
     """``RESOURCES | name | STATUS | t | CPU: ..% | Memory: rss (change) | Threads: n [...]``"""
     a = m.attributes
     line = (
-        f"RESOURCES | {m.name} | {m.status} | {m.duration:.3f}s | CPU: {a['cpu_percent']:.1f}%"
-        f" | Memory: {format_bytes(m.rss)} ({format_change(m.rss_change)})"
-        f" | Threads: {a['threads']}"
+        f"{RESOURCES} | {m.name} | {m.status} | {m.duration:.3f}s"
+        f" | {CPU}: {a['cpu_percent']:.1f}%"
+        f" | {MEMORY_USE}: {format_bytes(m.rss)} ({format_change(m.rss_change)})"
+        f" | {THREADS}: {a['threads']}"
     )
     if "io_read" in a:
-        line += f" | I/O: R:{format_bytes(a['io_read'])} W:{format_bytes(a['io_write'])}"
+        line += f" | {IO}: R:{format_bytes(a['io_read'])} W:{format_bytes(a['io_write'])}"
     if "net_sent" in a:
-        line += f" | Net: S:{format_bytes(a['net_sent'])} R:{format_bytes(a['net_recv'])}"
+        line += f" | {NET}: S:{format_bytes(a['net_sent'])} R:{format_bytes(a['net_recv'])}"
     return line + _tail(m)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +15,21 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sherlock_ai
 from sherlock_ai import LogFileConfig, LoggingConfig
 from sherlock_ai.__main__ import main
+from sherlock_ai.formatting import format_bytes
 from sherlock_ai.integrations.asgi import instrument_app
+from sherlock_ai.leaks import LeakSuspect
+from sherlock_ai.line_schema import locate, parse_message
+from sherlock_ai.lines import memory_line, performance_line, resources_line, safe_name
+from sherlock_ai.measurement import Measurement
 from sherlock_ai.report import ReadStats, build_report, read_logs
 from sherlock_ai.report.html import render_html
 from sherlock_ai.report.reader import log_files, parse_size
-from sherlock_ai.report.stats import Report
 
 SENT = {"GET /items/{item_id}": 40, "POST /orders": 12, "GET /fail": 5}
 HOSTILE_ROUTE = "/x/<script>alert(1)</script>/{n}"
@@ -90,8 +96,12 @@ def test_counts_match_the_requests_sent(tmp_path, log_format_type):
     orders = [s for s in report.names.values() if s.name.endswith(".order")]
     assert [s.count for s in orders] == [SENT["POST /orders"]]
     items = report.names["GET /items/{item_id}"]
-    assert len(items.durations) == 40 and items.duration_at(0.5) <= items.durations[-1]
-    assert report.timeline and all(rss > 1_000_000 for _, rss in report.timeline)
+    assert items.duration.count == 40 and items.duration_at(0.5) <= items.duration.high
+    # One process wrote them all, and every line says which.
+    assert list(report.processes) == [os.getpid()]
+    rss = [cell[3] / cell[2] for points in report.activity.series().values()
+           for _, cell in points if cell[2]]
+    assert rss and all(value > 1_000_000 for value in rss)
 
 
 def test_rotated_files_are_read_once_each_and_app_log_is_not_double_counted(tmp_path):
@@ -140,7 +150,7 @@ def test_text_lines_parse_sizes_and_leak_suspects(tmp_path):
     report, stats = report_of(tmp_path)
     assert stats.records == 2 and stats.bad_lines == 1
     a = report.names["GET /a"]
-    assert a.rss_changes == [-1536.0] and a.traced_peak_max == pytest.approx(30.33 * 1024)
+    assert a.rss_change.values == [-1536.0] and a.traced_peak_max == pytest.approx(30.33 * 1024)
     suspect = report.suspects["GET /a"]
     assert suspect.per_request == pytest.approx(4.04 * 1024)
     assert suspect.sites[0]["file"] == "app.py" and suspect.sites[0]["line"] == 80
@@ -169,57 +179,8 @@ def test_html_page_is_self_contained_and_escapes_log_text(tmp_path):
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert html.escape(HOSTILE_ROUTE.replace("{n}", "")) in page
     assert "&lt;b&gt;evil.py:7" in page and "<b>evil" not in page
-    assert page.count("<svg") == 2 and "<polyline" in page
+    assert page.count("<svg") == 5 and "<polyline" in page
     assert "GET /items/{item_id}" in page and "+4.04KB" in page
-
-
-def _polyline_xs(page: str):
-    points = re.search(r"<polyline [^>]*points='([^']*)'", page).group(1).split()
-    return [float(point.split(",")[0]) for point in points]
-
-
-def test_timeline_spreads_records_of_one_second_and_shows_a_single_point():
-    # Text logs keep whole seconds: a short run logs every record in the same second.
-    same_second = Report(timeline=[(1_700_000_000.0, 50e6)] * 40 + [(1_700_000_001.0, 51e6)])
-    xs = _polyline_xs(render_html(same_second, ReadStats()))
-    assert len(set(xs)) == 41 and xs == sorted(xs) and xs[-1] - xs[0] > 500
-    # JSON logs keep milliseconds: ties spread over their millisecond, in order.
-    xs = _polyline_xs(render_html(Report(timeline=[(1_700_000_000.25, 5e6)] * 3), ReadStats()))
-    assert len(set(xs)) == 3 and xs == sorted(xs)
-    single = render_html(Report(timeline=[(1_700_000_000.0, 5e6)]), ReadStats())
-    assert "<circle" in single
-
-
-# What the browser laid out: each chart's drawn size and how many of its shapes are visible.
-MEASURE_CHARTS = """<script>
-document.body.dataset.charts = [...document.querySelectorAll("svg")].map(svg => {
-  const box = svg.getBoundingClientRect();
-  const shapes = [...svg.querySelectorAll("polyline, rect, circle, line")]
-    .filter(shape => shape.getBBox().width + shape.getBBox().height > 0).length;
-  return `${Math.round(box.width)}x${Math.round(box.height)}:${shapes}`;
-}).join(" ");
-</script>"""
-
-
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_html_page_renders_in_headless_chromium(tmp_path):
-    fastapi_run(tmp_path, "log")
-    report, stats = report_of(tmp_path)
-    page = tmp_path / "report.html"
-    # The page itself has no script; a measuring one is added to a copy for the browser.
-    page.write_text(render_html(report, stats).replace("</body>", MEASURE_CHARTS + "</body>"),
-                    encoding="utf-8")
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                          "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=60).stdout
-    assert "GET /items/{item_id}" in dom
-    charts = re.search(r'data-charts="([^"]*)"', dom)
-    assert charts is not None, dom[-2000:]
-    drawn = [re.fullmatch(r"(\d+)x(\d+):(\d+)", chart).groups()
-             for chart in charts.group(1).split()]
-    assert len(drawn) == 2, charts.group(1)
-    for width, height, shapes in drawn:
-        assert int(width) > 100 and int(height) > 50 and int(shapes) > 0, charts.group(1)
 
 
 def test_exit_codes_and_the_console_script(tmp_path):
@@ -235,3 +196,101 @@ def test_exit_codes_and_the_console_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert re.search(r"POST /orders\s+│\s+12 │", done.stdout)
     assert "GET /fail" in done.stdout
+
+
+# The writers' own output read back through the shared schema: names and error texts may hold
+# " | ", sizes are read back as format_bytes rounded them.
+_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30)
+
+
+def _rounded(n):
+    return parse_size(format_bytes(n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=_TEXT, error=st.one_of(st.none(), _TEXT), rss=st.integers(0, 2**40),
+       change=st.integers(-2**33, 2**33), traced=st.one_of(st.none(), st.integers(-2**30, 2**30)),
+       concurrent=st.integers(0, 50), duration=st.floats(0, 1e5))
+def test_schema_reads_what_the_writers_write(name, error, rss, change, traced, concurrent,
+                                             duration):
+    name = safe_name(name)
+    status = "ERROR" if error is not None else "SUCCESS"
+    m = Measurement("memory", name, status, duration, 20, error=error, rss=rss,
+                    rss_change=change, traced=traced,
+                    traced_peak=None if traced is None else abs(traced) + 10,
+                    concurrent=concurrent, attributes={"args": "a | b"})
+    for line, kind in ((memory_line(m), "memory"), (performance_line(m), "performance")):
+        at, tag = locate("2026-12-01 10:00:00 - 42 - - - MonitoringLogger - INFO - " + line)
+        fields = parse_message(line, tag)
+        assert at == 57 and fields["kind"] == kind and fields["name"] == name
+        assert fields["status"] == status and fields.get("error") == error
+        assert fields["duration"] == pytest.approx(round(duration, 3))
+        assert fields["concurrent"] == concurrent
+        if kind == "memory":
+            assert fields["rss"] == _rounded(rss) and fields["rss_change"] == _rounded(change)
+            if traced is not None:
+                assert fields["traced"] == _rounded(traced)
+                assert fields["traced_peak"] == _rounded(abs(traced) + 10)
+    m.kind = "resources"
+    m.attributes.update(cpu_percent=12.5, threads=3, io_read=1, io_write=2)
+    fields = parse_message(resources_line(m), "RESOURCES")
+    assert fields["rss"] == _rounded(rss) and fields["cpu_percent"] == 12.5
+
+
+def test_schema_reads_the_leak_watch_warning():
+    suspect = LeakSuspect("GET /a | b", 4137.0, 31, [
+        {"file": "/srv/app.py", "line": 80, "size": 128_200, "count": 31},
+        {"file": "/srv/cache.py", "line": 7, "size": 2048, "count": -2}])
+    at, tag = locate(suspect.message())
+    fields = parse_message(suspect.message(), tag)
+    assert (at, fields["name"], fields["requests"]) == (0, "GET /a | b", 31)
+    assert fields["per_request"] == _rounded(4137.0)
+    assert [(s["file"], s["line"], s["count"]) for s in fields["sites"]] == [
+        ("app.py", 80, 31), ("cache.py", 7, -2)]
+
+
+def test_a_custom_log_format_is_read_with_or_without_being_told(tmp_path):
+    custom = "[%(levelname)s] %(asctime)s pid=%(process)d rid=%(request_id)s :: %(message)s"
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_format=custom))
+
+    @sherlock_ai.monitor_memory
+    def work():
+        return [0] * 1000
+
+    for _ in range(7):
+        work()
+    sherlock_ai.SherlockAI.cleanup()
+    guessed, stats = report_of(tmp_path)
+    (name,) = guessed.names
+    assert guessed.names[name].count == 7 and stats.untimed == 0 and stats.bad_lines == 0
+    assert list(guessed.processes) == [None]
+    told = build_report(read_logs(tmp_path, ReadStats(), log_format=custom))
+    assert list(told.processes) == [os.getpid()] and told.names[name].count == 7
+    assert told.first == guessed.first
+
+
+def test_logs_written_before_lines_carried_a_pid_still_read(tmp_path):
+    (tmp_path / "monitoring.jsonl").write_text(json.dumps({
+        "timestamp": "2026-11-24T21:33:55.120+00:00", "level": "INFO",
+        "logger": "MonitoringLogger", "message": "MEMORY | GET /a | SUCCESS | 0.004s",
+        "request_id": "abc", "kind": "memory", "name": "GET /a", "status": "SUCCESS",
+        "duration": 0.004, "concurrent": 0, "rss": 50_000_000, "rss_change": 0}) + "\n",
+        encoding="utf-8")
+    report, stats = report_of(tmp_path)
+    assert stats.records == 1 and list(report.processes) == [None]
+    assert report.names["GET /a"].rss_change.values == [0.0]
+
+
+def test_a_name_with_one_record_is_drawn_in_the_distributions(tmp_path):
+    single = ("2026-12-01 10:00:00 - 42 - - - MonitoringLogger - INFO - MEMORY | GET /once | "
+            "SUCCESS | 0.002s | Current: 50.00MB | Change: +4.00KB\n")
+    often = ("2026-12-01 10:00:01 - 42 - - - MonitoringLogger - INFO - MEMORY | GET /often | "
+             "SUCCESS | 0.001s | Current: 50.00MB | Change: +0.00B\n")
+    (tmp_path / "monitoring.log").write_text(single + often * 5, encoding="utf-8")
+    report, _ = report_of(tmp_path)
+    page = render_html(report, ReadStats())
+    for chart in ("memory-dist", "duration-dist"):
+        svg = page.split(f"data-chart='{chart}'")[1].split("</svg>")[0]
+        once = svg[svg.index("GET /once"):]
+        assert "<circle" in once[:once.index("</g>")] and "GET /often" in svg

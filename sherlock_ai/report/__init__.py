@@ -1,58 +1,92 @@
-"""``sherlock-ai report``: per-route tables and charts from the logs sherlock_ai wrote.
+"""``sherlock-ai report``: per-route tables, charts and machine-readable figures from the logs
+sherlock_ai wrote.
 
 Needs the ``report`` extra (``rich``) for the terminal output; imported only by the command.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 from .reader import ReadStats, Record, read_logs
-from .stats import Report, build_report
+from .stats import Filters, Report, build_report
 
-__all__ = ["ReadStats", "Record", "Report", "build_report", "read_logs", "run_report"]
+__all__ = ["Filters", "ReadStats", "Record", "Report", "build_report", "parse_moment",
+           "read_logs", "run_report"]
+
+FORMATS = ("table", "json", "csv")
+_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def run_report(logs_dir: Path, html: Optional[str] = None) -> int:
-    """Print the report of ``logs_dir`` (and write the HTML page when asked): 0 when records
-    were found, 1 when none, 2 when the folder cannot be read or rich is missing."""
+def parse_moment(text: str) -> float:
+    """``2026-12-01T10:00`` (local time unless a zone is given), ``2026-12-01 10:00:00+00:00``,
+    or a time ago: ``90s``, ``30m``, ``2h``, ``1d``; seconds since the epoch."""
+    ago = _AGO.fullmatch(text.strip())
+    if ago:
+        return time.time() - float(ago.group(1)) * _UNIT[ago.group(2)]
+    try:
+        return datetime.fromisoformat(re.sub(r"Z$", "+00:00", text.strip())).timestamp()
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use 2026-12-01T10:00, or 30m, 2h, 1d ago)")\
+            from None
+
+
+def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table",
+               filters: Optional[Filters] = None, log_format: Optional[str] = None,
+               width: Optional[int] = None) -> int:
+    """Print the report of ``logs_dir`` as a table (or JSON, or CSV) and write the HTML page
+    when asked: 0 when records were found, 1 when none, 2 when the folder cannot be read or
+    rich is missing."""
     try:
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
     except ImportError:
         sys.stderr.write('sherlock-ai report needs rich: pip install "sherlock-ai[report]"\n')
         return 2
-    from .console import render
-
     if not logs_dir.is_dir():
         sys.stderr.write(f"sherlock-ai report: {logs_dir} is not a folder\n")
         return 2
     stats = ReadStats()
     err = Console(stderr=True)
     try:
-        with Progress("reading logs", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=not err.is_terminal) as progress:
-            from .reader import log_files
+        from .files import log_files
 
-            total = sum(path.stat().st_size for path in log_files(logs_dir))
+        total = sum(path.stat().st_size for path in log_files(logs_dir))
+        # The bar shows on a terminal, for inputs that take more than a moment.
+        with Progress("reading logs", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=err, transient=True,
+                      disable=not err.is_terminal or total < 4 * 2**20) as progress:
             task = progress.add_task("read", total=total)
             report = build_report(read_logs(logs_dir, stats,
-                                            lambda n: progress.advance(task, n)))
+                                            lambda n: progress.advance(task, n), log_format),
+                                  filters)
     except OSError as exc:
         sys.stderr.write(f"sherlock-ai report: cannot read {logs_dir}: {exc}\n")
         return 2
-    # Piped output (a file, CI, make demo's pipe) is not cut to 80 columns.
-    out = Console() if sys.stdout.isatty() else Console(width=160)
-    if stats.bad_lines:
-        err.print(f"[yellow]warning:[/] skipped {stats.bad_lines} unreadable lines, e.g.",
-                  *(repr(example) for example in stats.bad_examples), sep="\n  ",
-                  markup=True, highlight=False)
+    _warn(err, stats)
     if not stats.records:
         sys.stderr.write(f"sherlock-ai report: no sherlock_ai records in {logs_dir}\n")
         return 1
-    render(report, stats, out)
+    # Piped output (a file, CI, make demo's pipe) is not cut to 80 columns.
+    out = Console(width=width or (None if sys.stdout.isatty() else 160))
+    if output == "json":
+        from .export import as_json
+
+        sys.stdout.write(as_json(report, stats) + "\n")
+    elif output == "csv":
+        from .export import as_csv
+
+        sys.stdout.write(as_csv(report))
+    else:
+        from .console import render
+
+        render(report, stats, out)
     if html:
         from .html import write_html
 
@@ -61,5 +95,16 @@ def run_report(logs_dir: Path, html: Optional[str] = None) -> int:
         except OSError as exc:
             sys.stderr.write(f"sherlock-ai report: cannot write {html}: {exc}\n")
             return 2
-        out.print(f"HTML report written to {html}", markup=False, highlight=False)
+        # Machine-readable stdout stays one document: the note goes to stderr.
+        (out if output == "table" else err).print(f"HTML report written to {html}",
+                                                  markup=False, highlight=False)
     return 0
+
+
+def _warn(err, stats: ReadStats) -> None:
+    if stats.bad_lines:
+        err.print(f"[yellow]warning:[/] skipped {stats.bad_lines} unreadable lines, e.g.",
+                  *(repr(example) for example in stats.bad_examples), sep="\n  ",
+                  markup=True, highlight=False)
+    for bad in stats.bad_files:
+        err.print(f"[yellow]warning:[/] stopped reading {bad}", markup=True, highlight=False)

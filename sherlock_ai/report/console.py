@@ -1,64 +1,122 @@
-"""The report in the terminal: rich tables, a summary and the leak suspects."""
+"""The report in the terminal: rich tables that fit its width, the suspects, the processes
+and a summary of what was read."""
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
-from typing import Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..formatting import format_bytes, format_change
 from .reader import ReadStats
-from .stats import Report, Suspect
+from .stats import NameStats, Report, Suspect
+from .units import change, seconds, size, when
 
-
-def seconds(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.3f}s"
+# (header, justify, cell of a name's row); columns whose every cell is empty are left out.
+_Column = Tuple[str, str, Callable[[NameStats, Optional[Suspect]], str]]
+_COLUMNS: Sequence[_Column] = (
+    ("Count", "right", lambda s, _: str(s.count)),
+    ("Errors", "right", lambda s, _: str(s.errors) if s.errors else ""),
+    ("p50", "right", lambda s, _: seconds(s.duration_at(0.5))),
+    ("p95", "right", lambda s, _: seconds(s.duration_at(0.95))),
+    ("Max", "right", lambda s, _: seconds(s.duration.high if s.duration.count else None)),
+    ("ΔRSS\nmean", "right", lambda s, _: change(s.rss_change.mean)),
+    ("ΔRSS\nmax", "right",
+     lambda s, _: change(s.rss_change.high if s.rss_change.count else None)),
+    ("Traced\npeak", "right", lambda s, _: size(s.traced_peak_max)),
+    ("Leak\nper req", "right", lambda _, x: f"+{size(x.per_request)}" if x else ""),
+)
+# When the table is wider than the terminal, these columns go first, in this order.
+_DROP_FIRST = ("Traced\npeak", "p50", "ΔRSS\nmax", "Errors")
+_EMPTY = ("", "-")
 
 
 def site_text(suspect: Suspect) -> str:
+    """The top allocation site of a suspect, ``file.py:LINE`` (``-`` when none)."""
     if not suspect.sites:
         return "-"
     top = suspect.sites[0]
     return f"{os.path.basename(str(top.get('file', '?')))}:{top.get('line', '?')}"
 
 
-def when(stamp: Optional[float]) -> str:
-    return "-" if stamp is None else datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+def names_table(report: Report, width: int = 200) -> Tuple[Table, List[str]]:
+    """The per-name table for a terminal ``width`` columns wide, without the columns that
+    would be empty on every row; and the headers of those left out for lack of width."""
+    ranked = report.ranked()
+    rows = [[cell(s, report.suspects.get(s.name)) for _, _, cell in _COLUMNS] for s in ranked]
+    shown = [i for i in range(len(_COLUMNS)) if any(row[i] not in _EMPTY for row in rows)]
+    # A column needs its widest figure or header line, two of padding and a border.
+    need = {i: max([len(row[i]) for row in rows]
+                   + [len(line) for line in _COLUMNS[i][0].split("\n")]) + 3 for i in shown}
+    left_out: List[str] = []
+    for header in _DROP_FIRST:
+        if 1 + 15 + sum(need[i] for i in shown) <= width:
+            break
+        i = next(i for i, column in enumerate(_COLUMNS) if column[0] == header)
+        if i in shown:
+            shown.remove(i)
+            left_out.append(header.replace("\n", " "))
+    table = Table(title="Requests and blocks, by total time", title_justify="left")
+    # Names wrap (folding inside a long word) instead of being cut; a figure is never split.
+    table.add_column("Name", overflow="fold", min_width=12)
+    for i in shown:
+        header, justify, _ = _COLUMNS[i]
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for s, row in zip(ranked, rows):
+        table.add_row(Text(s.name), *(row[i] for i in shown),
+                      style="bold red" if s.name in report.suspects else None)
+    return table, left_out
+
+
+def suspects_table(report: Report) -> Table:
+    """The leak suspects, the largest estimate first."""
+    leaks = Table(title="Leak suspects", title_justify="left")
+    leaks.add_column("Name", overflow="fold", min_width=12)
+    leaks.add_column("Retained\nper request", justify="right", no_wrap=True)
+    leaks.add_column("Where", overflow="fold")
+    leaks.add_column("First seen", no_wrap=True)
+    leaks.add_column("Warnings", justify="right", no_wrap=True)
+    for suspect in sorted(report.suspects.values(), key=lambda s: -s.per_request):
+        leaks.add_row(Text(suspect.name), f"+{size(suspect.per_request)}",
+                      Text(site_text(suspect)), when(suspect.first_seen), str(suspect.warnings))
+    return leaks
+
+
+def processes_table(report: Report) -> Table:
+    """One row per process that wrote the records (``-``: lines without a pid)."""
+    table = Table(title="Processes", title_justify="left")
+    for header in ("PID", "Records", "From", "To", "RSS max"):
+        table.add_column(header, justify="right" if header != "From" else "left", no_wrap=True)
+    for process in sorted(report.processes.values(), key=lambda p: (p.first or 0, p.pid or 0)):
+        table.add_row("-" if process.pid is None else str(process.pid), str(process.records),
+                      when(process.first), when(process.last), size(process.rss_max))
+    return table
+
+
+def summary(report: Report, stats: ReadStats) -> List[str]:
+    """What was read, filtered and skipped."""
+    out = [f"{stats.records} records from {len(stats.files)} files ({size(stats.bytes)}), "
+           f"{when(report.first)} to {when(report.last)}. RSS figures are the whole process's."]
+    if report.filtered:
+        out.append(f"{report.filtered} records left out by the filters.")
+    if stats.untimed:
+        out.append(f"{stats.untimed} records carry no time stamp this report could read "
+                   "(they count in the table, not on the time axis).")
+    return out
 
 
 def render(report: Report, stats: ReadStats, console: Console) -> None:
-    """Print the per-name table, the suspects and a summary of what was read."""
-    table = Table(title="Requests and blocks, by total time", title_justify="left")
-    for header in ("Name", "Count", "Errors", "p50", "p95", "Max"):
-        table.add_column(header, justify="left" if header == "Name" else "right")
-    for header in ("RSS change mean", "RSS change max", "Traced peak max", "Leak suspect"):
-        table.add_column(header, justify="right")
-    for s in report.ranked():
-        suspect = report.suspects.get(s.name)
-        table.add_row(
-            Text(s.name), str(s.count), str(s.errors) if s.errors else "",
-            seconds(s.duration_at(0.5)), seconds(s.duration_at(0.95)),
-            seconds(s.durations[-1] if s.durations else None),
-            format_change(s.rss_change_mean) if s.rss_changes else "-",
-            format_change(s.rss_change_max) if s.rss_changes else "-",
-            format_bytes(s.traced_peak_max) if s.traced_peak_max is not None else "-",
-            f"+{format_bytes(suspect.per_request)}/request" if suspect else "",
-            style="bold red" if suspect else None,
-        )
+    """Print the per-name table, the suspects, the processes and a summary."""
+    table, left_out = names_table(report, console.width)
     console.print(table)
+    if left_out:
+        console.print(Text(f"Left out for the terminal's width: {', '.join(left_out)} "
+                           "(see --width, --format csv)."))
     if report.suspects:
-        leaks = Table(title="Leak suspects", title_justify="left")
-        for header in ("Name", "Retained per request", "Where", "First seen", "Warnings"):
-            leaks.add_column(header)
-        for suspect in sorted(report.suspects.values(), key=lambda s: -s.per_request):
-            leaks.add_row(Text(suspect.name), f"+{format_bytes(suspect.per_request)}",
-                          Text(site_text(suspect)), when(suspect.first_seen), str(suspect.warnings))
-        console.print(leaks)
-    console.print(Text(
-        f"{stats.records} records from {len(stats.files)} files ({format_bytes(stats.bytes)}), "
-        f"{when(report.first)} to {when(report.last)}. RSS figures are the whole process's."
-    ))
+        console.print(suspects_table(report))
+    if len(report.processes) > 1:
+        console.print(processes_table(report))
+    for line in summary(report, stats):
+        console.print(Text(line))

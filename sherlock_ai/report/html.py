@@ -1,30 +1,37 @@
-"""The report as one self-contained HTML page: inline SVG charts, no script, no network.
+"""The report as one self-contained HTML page: inline SVG charts stretched to the page width,
+values on hover (SVG titles), no script, no network; it prints as it shows.
 
 Every text that comes from the logs (names, file names) is HTML-escaped.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..formatting import format_bytes, format_change
-from .console import seconds, site_text, when
+from . import charts as c
+from .console import site_text, summary
 from .reader import ReadStats
-from .stats import NameStats, Report, percentile
+from .sketch import Distribution
+from .stats import NameStats, Report
+from .units import change, seconds, size, when
 
-WIDTH, HEIGHT, PAD = 900, 260, 56
-BOX_ROWS = 12
+BOX_ROWS = 20
+ROUTE_LINES = 8
 
 _STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em 2em;color:#222}
+svg.chart{display:block;width:100%;height:auto;margin:.5em 0 1.5em}
+svg text{font:12px system-ui,sans-serif;fill:#444}
+.grid{stroke:#e3e3e3}.axis{stroke:#999}.hit{fill:transparent}.hit:hover{fill:#000}
+.legend span{margin-right:1.2em;white-space:nowrap}
+.legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em}
 table{border-collapse:collapse;margin:1em 0}
 th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}
-th:first-child,td:first-child{text-align:left}
+th:first-child,td:first-child{text-align:left;overflow-wrap:anywhere}
 tr.leak td{color:#b00020;font-weight:600}
-svg text{font:11px system-ui,sans-serif;fill:#444}
 .note{color:#666}
+@media print{body{margin:0}svg.chart{break-inside:avoid}.hit{display:none}}
 """
 
 
@@ -36,116 +43,209 @@ def write_html(report: Report, stats: ReadStats, path: str) -> None:
 
 def render_html(report: Report, stats: ReadStats) -> str:
     """The whole page."""
-    parts = [
+    activity = report.activity.series()
+    pids = sorted(activity, key=lambda pid: (activity[pid][0][0], str(pid)))
+    keys = [(f"pid {pid}" if pid is not None else "no pid in the lines", c.color(i))
+            for i, pid in enumerate(pids)]
+    return "".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>sherlock_ai report</title><style>", _STYLE, "</style></head><body>",
         "<h1>sherlock_ai report</h1>",
-        f"<p class='note'>{stats.records} records from {len(stats.files)} files, "
-        f"{escape(when(report.first))} to {escape(when(report.last))}; "
-        f"{stats.bad_lines} unreadable lines skipped.</p>",
-        "<h2>Process RSS over time</h2>",
-        "<p class='note'>Current (RSS) at the end of each measured block: the whole process, "
-        "every request's memory included. Red lines: first warning of each leak suspect.</p>",
-        _timeline_svg(report),
+        *(f"<p class='note'>{escape(line)}</p>" for line in summary(report, stats)),
+        f"<p class='note'>{stats.bad_lines} unreadable lines skipped.</p>",
+        "<h2>Process memory (RSS) over time</h2>",
+        "<p class='note'>Mean RSS at the end of the measured blocks, per time bucket of "
+        f"{_step(report)}, one line per process; a line stops where its process logged "
+        "nothing for a while (idle, or restarted). Dashed red: leak-suspect warnings.</p>",
+        c.legend(keys), _rss_svg(report, pids),
+        "<h2>Records per second</h2>",
+        "<p class='note'>Web requests (names starting with an HTTP method) per second, all "
+        "processes together; grey: other measured blocks.</p>", _rate_svg(report),
+        "<h2>Memory change by name over time</h2>",
+        f"<p class='note'>Running total of the RSS change of each name's records (the "
+        f"{ROUTE_LINES} names with the largest total): a leak is a line that keeps rising. "
+        "RSS is process-wide, so concurrent requests share each other's changes.</p>",
+        _routes_svg(report),
+        "<h2>Memory change per record, by name</h2>",
+        "<p class='note'>Box: 25th to 75th percentile, thick line: median, whiskers: 5th to "
+        "95th percentile; a dot is a name with one record. Logarithmic scale on both sides of "
+        "zero, so that small and large changes both show.</p>",
+        _boxes_svg(report.ranked(), lambda s: s.rss_change, 1024.0, c.size_label, change,
+                   "memory-dist"),
+        "<h2>Duration, by name</h2>",
+        "<p class='note'>Same boxes, logarithmic scale.</p>",
+        _boxes_svg(report.ranked(), lambda s: s.duration, 0.001, seconds, seconds,
+                   "duration-dist"),
         "<h2>Leak suspects</h2>", _suspects_table(report),
-        "<h2>Memory change per request, by name</h2>",
-        "<p class='note'>Box: 25th to 75th percentile, line: median, whiskers: 5th to 95th "
-        "percentile of each measurement's RSS change.</p>",
-        _boxes_svg(report.ranked()),
         "<h2>All names</h2>", _names_table(report),
         "</body></html>",
-    ]
-    return "".join(parts)
+    ])
 
 
-def _scale(value: float, low: float, high: float, start: float, end: float) -> float:
-    if high <= low:
-        return (start + end) / 2
-    return start + (value - low) / (high - low) * (end - start)
+def _step(report: Report) -> str:
+    step = report.activity.step
+    if step < 1:
+        return f"{step * 1000:.0f} ms"
+    return f"{step:g} s" if step < 120 else f"{step / 60:g} min"
 
 
-def _timeline_svg(report: Report) -> str:
-    points = report.timeline
-    if not points:
+def _frame(report: Report) -> Tuple[float, float, Callable[[float], float]]:
+    t0 = report.first if report.first is not None else 0.0
+    # To the end of the last bucket: the points stand at the middle of theirs.
+    t1 = max(report.last if report.last is not None else 0.0, t0 + 1.0) + report.activity.step
+    return t0, t1, c.linear(t0, t1, c.LEFT, c.WIDTH - c.RIGHT)
+
+
+def _rss_svg(report: Report, pids: Sequence[object]) -> str:
+    activity = report.activity.series()
+    half = report.activity.step / 2
+    lines: Dict[object, List[c.Point]] = {
+        pid: [(t + half, cell[3] / cell[2]) for t, cell in activity[pid] if cell[2]]
+        for pid in pids}
+    values = [v for points in lines.values() for _, v in points]
+    if not values:
         return "<p>No RSS figures in these logs.</p>"
-    first, last = points[0][0], points[-1][0]
-    times = _spread_ties([t for t, _ in points])
-    t0, t1 = times[0], times[-1]
-    low, high = min(r for _, r in points), max(r for _, r in points)
-    x = lambda t: _scale(t, t0, t1, PAD, WIDTH - 10)  # noqa: E731
-    y = lambda r: _scale(r, low, high, HEIGHT - 30, 10)  # noqa: E731
-    path = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, (_, r) in zip(times, points))
-    out = [f"<svg width='{WIDTH}' height='{HEIGHT}' "
-           "role='img' aria-label='Process RSS over time'>",
-           f"<polyline fill='none' stroke='#1565c0' stroke-width='1.5' points='{path}'/>",
-           f"<text x='4' y='14'>{escape(format_bytes(high))}</text>",
-           f"<text x='4' y='{HEIGHT - 30}'>{escape(format_bytes(low))}</text>",
-           f"<text x='{PAD}' y='{HEIGHT - 8}'>{escape(_clock(first))}</text>",
-           f"<text x='{WIDTH - 70}' y='{HEIGHT - 8}'>{escape(_clock(last))}</text>"]
-    if len(points) == 1:
-        out.append(f"<circle cx='{x(t0):.1f}' cy='{y(low):.1f}' r='3' fill='#1565c0'/>")
-    for suspect in report.suspects.values():
-        at = x(min(max(suspect.first_seen, t0), t1))
-        out.append(f"<line x1='{at:.1f}' x2='{at:.1f}' y1='10' y2='{HEIGHT - 30}' "
-                   "stroke='#b00020' stroke-dasharray='4 3'/>")
-        out.append(f"<text x='{at + 4:.1f}' y='24' style='fill:#b00020'>"
-                   f"{escape(suspect.name)}</text>")
+    height, top, bottom = 340, 12, 310
+    t0, t1, x = _frame(report)
+    ticks = c.size_ticks(min(values), max(values))
+    low, high = min(values + ticks[:1]), max(values + ticks[-1:])
+    y = c.linear(low, high, bottom, top)
+    gap = 3 * report.activity.step
+    out = [c.svg_open("rss", height, "Process RSS over time"), c.value_axis(y, ticks, c.size),
+           c.time_axis(x, t0, t1, top, bottom)]
+    for i, pid in enumerate(pids):
+        if lines[pid]:
+            label = f"pid {pid}" if pid is not None else "no pid"
+            out.append(c.series_path(
+                lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
+                lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
+    for stamp, name, pid in report.events:
+        at = x(stamp)
+        out.append(f"<line class='event' x1='{at:.1f}' x2='{at:.1f}' y1='{top}' y2='{bottom}' "
+                   f"stroke='#b00020' stroke-width='1.5' stroke-dasharray='5 3'><title>"
+                   f"{escape(f'leak suspect {name} (pid {pid}), {when(stamp)}')}</title></line>")
     out.append("</svg>")
     return "".join(out)
 
 
-def _spread_ties(times: List[float]) -> List[float]:
-    """Sorted time stamps with each run of equal ones spread evenly, in order, over the time
-    they stand for (a second for the whole seconds of text logs, else a millisecond): a short
-    run logged in text would otherwise draw every point at one x."""
-    out: List[float] = []
-    i = 0
-    while i < len(times):
-        j = i
-        while j < len(times) and times[j] == times[i]:
-            j += 1
-        step = (1.0 if float(times[i]).is_integer() else 0.001) / (j - i)
-        out += [times[i] + k * step for k in range(j - i)]
-        i = j
-    return out
+def _rate_svg(report: Report) -> str:
+    totals: Dict[float, List[float]] = {}
+    for points in report.activity.series().values():
+        for t, cell in points:
+            total = totals.setdefault(t, [0.0, 0.0])
+            total[0] += cell[1]
+            total[1] += cell[0] - cell[1]
+    if not totals:
+        return "<p>No time stamps in these logs.</p>"
+    step = report.activity.step
+    height, top, bottom = 170, 10, 140
+    t0, t1, x = _frame(report)
+    high = max(sum(v) for v in totals.values()) / step
+    ticks = [i * c.nice_step(high, 3) for i in range(5) if i * c.nice_step(high, 3) <= high]
+    y = c.linear(0, max(high, ticks[-1]), bottom, top)
+    width = max(x(t0 + step) - x(t0) - 0.5, 0.8)
+    out = [c.svg_open("rate", height, "Records per second"),
+           c.value_axis(y, ticks, lambda v: f"{v:g}/s"), c.time_axis(x, t0, t1, top, bottom)]
+    for t, (requests, others) in sorted(totals.items()):
+        at = x(t)
+        for value, base, fill, what in ((requests, 0.0, "#1565c0", "requests"),
+                                        (others, requests, "#9e9e9e", "other records")):
+            if value:
+                y0, y1 = y(base / step), y((base + value) / step)
+                out.append(f"<rect x='{at:.1f}' y='{y1:.1f}' width='{width:.1f}' "
+                           f"height='{max(y0 - y1, 0.8):.1f}' fill='{fill}'><title>"
+                           f"{escape(when(t))}: {value / step:.3g} {what}/s</title></rect>")
+    out.append("</svg>")
+    return "".join(out)
 
 
-def _clock(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp).strftime("%H:%M:%S")
+def _routes_svg(report: Report) -> str:
+    series = report.route_memory.series()
+    totals = {name: sum(cell[0] for _, cell in points) for name, points in series.items()}
+    chosen = sorted(totals, key=lambda name: -abs(totals[name]))[:ROUTE_LINES]
+    if not chosen:
+        return "<p>No memory figures in these logs.</p>"
+    t0, t1, x = _frame(report)
+    lines: Dict[object, List[c.Point]] = {}
+    for name in chosen:
+        running, points = 0.0, []
+        for t, cell in series[name]:
+            running += cell[0]
+            points.append((min(t + report.route_memory.step, t1), running))
+        lines[name] = points
+    values = [v for points in lines.values() for _, v in points] + [0.0]
+    height, top, bottom = 320, 12, 290
+    ticks = c.size_ticks(min(values), max(values))
+    y = c.linear(min(values + ticks[:1]), max(values + ticks[-1:]), bottom, top)
+    out = [c.svg_open("routes", height, "Memory change by name over time"),
+           c.value_axis(y, ticks, change), c.time_axis(x, t0, t1, top, bottom)]
+    for i, name in enumerate(chosen):
+        out.append(c.series_path(lines[name], 3 * report.route_memory.step, x, y, c.color(i),
+                                 str(name),
+                                 "class='series'",
+                                 lambda p, n=name: f"{n}, {when(p[0])}: {change(p[1])}"))
+    out.append("</svg>")
+    return c.legend([(str(name), c.color(i)) for i, name in enumerate(chosen)]) + "".join(out)
 
 
-def _boxes_svg(names: Sequence[NameStats]) -> str:
-    rows = [s for s in names if len(s.rss_changes) >= 2][:BOX_ROWS]
+def _boxes_svg(names: Sequence[NameStats], pick: Callable[[NameStats], Distribution],
+               linear_below: float, tick_label: Callable[[float], str],
+               value_label: Callable[[Optional[float]], str], chart: str) -> str:
+    rows = [(s, pick(s)) for s in names if pick(s).count][:BOX_ROWS]
     if not rows:
-        return "<p>Not enough memory figures for distributions.</p>"
-    boxes: List[Tuple[NameStats, List[float]]] = []
-    for s in rows:
-        quantiles = [percentile(s.rss_changes, q) for q in (0.05, 0.25, 0.5, 0.75, 0.95)]
-        boxes.append((s, [float(v) for v in quantiles if v is not None]))
-    low = min(min(q[0], 0.0) for _, q in boxes)
-    high = max(max(q[-1], 0.0) for _, q in boxes)
-    left, row = 260, 26
-    height = row * len(boxes) + 30
-    x = lambda v: _scale(v, low, high, left, WIDTH - 20)  # noqa: E731
-    out = [f"<svg width='{WIDTH}' height='{height}' "
-           "role='img' aria-label='Memory change per request'>",
-           f"<line x1='{x(0):.1f}' x2='{x(0):.1f}' y1='0' y2='{height - 20}' stroke='#bbb'/>"]
-    for i, (s, (p5, p25, p50, p75, p95)) in enumerate(boxes):
+        return "<p>No figures for distributions.</p>"
+    boxes = [(s, d, [d.quantile(q) or 0.0 for q in (0.05, 0.25, 0.5, 0.75, 0.95)])
+             for s, d in rows]
+    low = min(min(q[0] for _, _, q in boxes), 0.0)
+    high = max(max(q[-1] for _, _, q in boxes), 0.0)
+    ticks = _log_ticks(low, high, linear_below)
+    left, row = 330, 26
+    height = row * len(boxes) + 34
+    scale = c.linear(c.symlog(min(low, ticks[0]), linear_below),
+                     c.symlog(max(high, ticks[-1]), linear_below), left, c.WIDTH - c.RIGHT)
+    x = lambda v: scale(c.symlog(v, linear_below))  # noqa: E731
+    out = [c.svg_open(chart, height, chart.replace("-", " "))]
+    for tick in ticks:
+        at = x(tick)
+        anchor = "end" if at > c.WIDTH - 40 else "middle"
+        out.append(f"<line class='grid' x1='{at:.1f}' x2='{at:.1f}' y1='0' "
+                   f"y2='{height - 22}'/><text x='{at:.1f}' y='{height - 6}' "
+                   f"text-anchor='{anchor}'>{escape(tick_label(tick))}</text>")
+    for i, (s, d, (p5, p25, p50, p75, p95)) in enumerate(boxes):
         mid = i * row + 14
-        out.append(f"<text x='4' y='{mid + 4}'>{escape(_short(s.name))}</text>")
+        tip = escape(f"{s.name}: {d.count} records, median {value_label(p50)}, 25-75% "
+                     f"{value_label(p25)} to {value_label(p75)}, 5-95% {value_label(p5)} to "
+                     f"{value_label(p95)}, max {value_label(d.high)}")
+        out.append(f"<g class='box'><title>{tip}</title>"
+                   f"<text x='4' y='{mid + 4}'>{escape(_short(s.name))}</text>")
+        if d.count == 1:
+            out.append(f"<circle cx='{x(p50):.1f}' cy='{mid}' r='4' fill='#0d47a1'/></g>")
+            continue
         out.append(f"<line x1='{x(p5):.1f}' x2='{x(p95):.1f}' y1='{mid}' y2='{mid}' "
-                   "stroke='#555'/>")
-        out.append(f"<rect x='{x(p25):.1f}' y='{mid - 7}' width='{max(x(p75) - x(p25), 1):.1f}'"
-                   " height='14' fill='#90caf9' stroke='#1565c0'/>")
-        out.append(f"<line x1='{x(p50):.1f}' x2='{x(p50):.1f}' y1='{mid - 7}' y2='{mid + 7}' "
-                   "stroke='#0d47a1' stroke-width='2'/>")
-    out.append(f"<text x='{left}' y='{height - 4}'>{escape(format_change(low))}</text>")
-    out.append(f"<text x='{WIDTH - 90}' y='{height - 4}'>{escape(format_change(high))}</text>")
+                   "stroke='#555'/><rect x='{:.1f}' y='{}' width='{:.1f}' height='14' "
+                   "fill='#90caf9' stroke='#1565c0'/>".format(
+                       x(p25), mid - 7, max(x(p75) - x(p25), 1.5))
+                   + f"<line x1='{x(p50):.1f}' x2='{x(p50):.1f}' y1='{mid - 8}' "
+                   f"y2='{mid + 8}' stroke='#0d47a1' stroke-width='2.5'/></g>")
     out.append("</svg>")
-    return "".join(out)
+    more = len([s for s in names if pick(s).count]) - len(rows)
+    note = f"<p class='note'>{more} more names in the table below.</p>" if more > 0 else ""
+    return "".join(out) + note
 
 
-def _short(name: str, limit: int = 40) -> str:
+def _log_ticks(low: float, high: float, unit: float) -> List[float]:
+    """0 and powers of 32 (sizes) or 10 (times) of ``unit`` on each side, within range."""
+    base = 32 if unit >= 1024 else 10
+    out = [0.0]
+    for sign, end in ((1, high), (-1, -low)):
+        value = unit
+        while value <= end * base and len(out) < 16:
+            out.append(sign * value)
+            value *= base
+    return sorted(out)
+
+
+def _short(name: str, limit: int = 48) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
@@ -153,7 +253,7 @@ def _suspects_table(report: Report) -> str:
     if not report.suspects:
         return "<p>None in these logs.</p>"
     rows = "".join(
-        f"<tr class='leak'><td>{escape(s.name)}</td><td>+{escape(format_bytes(s.per_request))}"
+        f"<tr class='leak'><td>{escape(s.name)}</td><td>+{escape(size(s.per_request))}"
         f"</td><td>{escape(site_text(s))}</td><td>{escape(when(s.first_seen))}</td>"
         f"<td>{s.warnings}</td></tr>"
         for s in sorted(report.suspects.values(), key=lambda s: -s.per_request)
@@ -168,12 +268,10 @@ def _names_table(report: Report) -> str:
         "Traced peak max"))
     rows = []
     for s in report.ranked():
-        cells = [s.name, str(s.count), str(s.errors), seconds(s.duration_at(0.5)),
-                 seconds(s.duration_at(0.95)), seconds(s.durations[-1] if s.durations else None),
-                 format_change(s.rss_change_mean) if s.rss_changes else "-",
-                 format_change(s.rss_change_max) if s.rss_changes else "-",
-                 format_bytes(s.traced_peak_max) if s.traced_peak_max is not None else "-"]
+        d, m = s.duration, s.rss_change
+        cells = [s.name, str(s.count), str(s.errors), seconds(d.quantile(0.5)),
+                 seconds(d.quantile(0.95)), seconds(d.high if d.count else None),
+                 change(m.mean), change(m.high if m.count else None), size(s.traced_peak_max)]
         css = " class='leak'" if s.name in report.suspects else ""
-        rows.append(f"<tr{css}>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+        rows.append(f"<tr{css}>" + "".join(f"<td>{escape(x)}</td>" for x in cells) + "</tr>")
     return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
-

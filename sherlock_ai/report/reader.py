@@ -1,9 +1,12 @@
-"""Reading the logs sherlock_ai writes: which files, in which order, and what each line holds.
+"""Reading the records sherlock_ai wrote, one at a time, from text and JSON lines.
 
-Text lines are read in the default format (``%(asctime)s - %(request_id)s - %(name)s -
-%(levelname)s - %(message)s``); JSON lines in the format of :class:`sherlock_ai.JsonFormatter`.
-Records of other loggers, tracebacks and continuation lines are not sherlock_ai's and are
-passed over; a line that should be sherlock_ai's but cannot be read is counted as bad.
+Text lines: our message (``MEMORY | ...``) is found wherever the log format puts it and read
+through :mod:`sherlock_ai.line_schema`; what comes before it is read for the time, the pid and
+the request id: the default format of this version and of earlier ones (without a pid) field by
+field, a format given with ``log_format`` exactly, any other by finding a time stamp in it.
+JSON lines: by their fields (:class:`sherlock_ai.JsonFormatter`), or by their ``message`` when
+another JSON formatter wrote them. Records of other loggers, tracebacks and continuation lines
+are passed over; a line that should be ours but cannot be read is counted as bad.
 """
 
 from __future__ import annotations
@@ -16,186 +19,208 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
+from ..line_schema import KIND_OF_TAG, locate, parse_message, parse_size
+from .files import is_json, log_files, read_lines, wanted_kinds
 
-_SIZE = re.compile(r"^([+-]?)(\d+(?:\.\d+)?)(B|KB|MB|GB|TB|PB)$")
-_UNIT = {"B": 0, "KB": 10, "MB": 20, "GB": 30, "TB": 40, "PB": 50}
-_TEXT_RECORD = re.compile(
-    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[,.]\d+)?) - (?P<rid>\S+) - (?P<logger>\S+)"
-    r" - (?P<level>[A-Z]+) - (?P<msg>.*)$"
-)
-_FIGURES = r"(?P<name>.*?) \| (?P<status>SUCCESS|ERROR) \| (?P<duration>\d+(?:\.\d+)?)s"
-_MESSAGES = {
-    "memory": re.compile(
-        r"^MEMORY \| " + _FIGURES + r" \| Current: (?P<rss>\S+) \| Change: (?P<rss_change>\S+)"
-        r"(?: \| Traced: (?P<traced>\S+) \(Peak: (?P<traced_peak>\S+)\))?"
-    ),
-    "performance": re.compile(r"^PERFORMANCE \| " + _FIGURES),
-    "resources": re.compile(
-        r"^RESOURCES \| " + _FIGURES + r" \| CPU: [^|]*\| Memory: (?P<rss>\S+)"
-        r" \((?P<rss_change>\S+)\)"
-    ),
-    "leak_suspect": re.compile(
-        r"^LEAK SUSPECT \| (?P<name>.*?) \| \+(?P<per_request>\S+)/request \| (?P<evidence>.*)$"
-    ),
-}
-_PREFIXES = {"MEMORY |": "memory", "PERFORMANCE |": "performance", "RESOURCES |": "resources",
-             "LEAK SUSPECT |": "leak_suspect"}
-_SITE = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) \+(?P<size>\S+)")
-_ROTATED = re.compile(r"^(?P<stem>[^.]+)\.(?P<ext>log|jsonl)(?:\.(?P<n>\d+))?$")
-# Which files hold which logger's records; app.* holds every logger's.
-_SOURCES = {"monitoring": MONITORING_LOGGER, "performance": PERFORMANCE_LOGGER}
+__all__ = ["ReadStats", "Record", "log_files", "parse_size", "read_logs"]
+
+_KINDS = frozenset(KIND_OF_TAG.values())
+_STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?")
+_FIELD = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
+_CAPTURE = {"asctime": r"(?P<asctime>.+?)", "process": r"(?P<process>\d+)",
+            "request_id": r"(?P<request_id>\S*?)"}
 
 
-@dataclass
 class Record:
-    """One sherlock_ai line: its kind (memory, performance, resources, leak_suspect), name,
-    time (seconds since the epoch) and figures (bytes, seconds; ``None`` when not shown)."""
+    """One of our records: its kind (memory, performance, resources, leak_suspect), name,
+    time (seconds since the epoch, ``None`` when the line shows none), pid (``None`` in logs
+    written before lines carried one) and figures (bytes, seconds; ``None`` when not shown)."""
 
-    kind: str
-    name: str
-    timestamp: float
-    request_id: str = "-"
-    status: str = "SUCCESS"
-    duration: Optional[float] = None
-    rss: Optional[float] = None
-    rss_change: Optional[float] = None
-    traced_peak: Optional[float] = None
-    per_request: Optional[float] = None
-    sites: List[Dict[str, Any]] = field(default_factory=list)
+    __slots__ = ("kind", "name", "timestamp", "pid", "request_id", "status", "duration", "rss",
+                 "rss_change", "traced_peak", "per_request", "requests", "sites")
+
+    def __init__(self, kind: str, name: str, timestamp: Optional[float],
+                 pid: Optional[int] = None, request_id: str = "-") -> None:
+        self.kind, self.name, self.timestamp, self.pid = kind, name, timestamp, pid
+        self.request_id = request_id
+        self.status = "SUCCESS"
+        self.duration: Optional[float] = None
+        self.rss: Optional[float] = None
+        self.rss_change: Optional[float] = None
+        self.traced_peak: Optional[float] = None
+        self.per_request: Optional[float] = None
+        self.requests: Optional[int] = None
+        self.sites: List[Dict[str, Any]] = []
+
+    def fill(self, fields: Dict[str, Any]) -> Record:
+        """Take the figures of ``fields`` (a parsed message or a JSON object)."""
+        get = fields.get
+        if self.kind == "leak_suspect":
+            self.per_request = float(fields["per_request"])
+            self.requests = get("requests")
+            self.sites = [dict(s) for s in get("sites") or () if isinstance(s, dict)]
+            return self
+        self.status = str(fields["status"])
+        self.duration = float(fields["duration"])
+        for key in ("rss", "rss_change", "traced_peak"):
+            value = get(key)
+            if value is not None:
+                setattr(self, key, float(value))
+        return self
 
 
 @dataclass
 class ReadStats:
-    """What reading found: files, their bytes, sherlock_ai records and lines skipped."""
+    """What reading found: files, their bytes on disk, our records, lines skipped, files that
+    could not be read, and records without a time stamp."""
 
     files: List[Path] = field(default_factory=list)
     bytes: int = 0
     records: int = 0
     bad_lines: int = 0
     bad_examples: List[str] = field(default_factory=list)
+    bad_files: List[str] = field(default_factory=list)
+    untimed: int = 0
 
-
-def parse_size(text: str) -> Optional[float]:
-    """``"512.00MB"`` -> bytes; ``"n/a"`` -> ``None``; anything else raises ``ValueError``."""
-    if text == "n/a":
-        return None
-    found = _SIZE.match(text)
-    if found is None:
-        raise ValueError(f"not a size: {text!r}")
-    sign, number, unit = found.groups()
-    value = float(number) * (1 << _UNIT[unit])
-    return -value if sign == "-" else value
-
-
-def log_files(logs_dir: Path) -> List[Path]:
-    """The files to read, oldest rotation first, so that no record is read twice:
-    ``monitoring.*`` and ``performance.*`` when present, ``app.*`` only for the loggers whose
-    own files are missing (``errors.*`` holds nothing the others do not)."""
-    found: Dict[str, List[Tuple[int, Path]]] = {}
-    for path in logs_dir.iterdir():
-        match = _ROTATED.match(path.name)
-        if match and path.is_file():
-            found.setdefault(match["stem"], []).append((int(match["n"] or 0), path))
-    chosen = [stem for stem in _SOURCES if stem in found]
-    if len(chosen) < len(_SOURCES) and "app" in found:
-        chosen.append("app")
-    files: List[Path] = []
-    for stem in chosen:
-        files += [path for _, path in sorted(found[stem], key=lambda item: -item[0])]
-    return files
-
-
-def wanted_loggers(files: List[Path]) -> Dict[Path, Optional[frozenset]]:
-    """For each file, the loggers whose records to keep (``None``: all of sherlock_ai's)."""
-    own = {_ROTATED.match(p.name)["stem"] for p in files}  # type: ignore[index]
-    missing = frozenset(logger for stem, logger in _SOURCES.items() if stem not in own)
-    return {p: (missing if p.name.startswith("app.") else None) for p in files}
+    def bad(self, path: Path, line: str) -> None:
+        self.bad_lines += 1
+        if len(self.bad_examples) < 3:
+            self.bad_examples.append(f"{path.name}: {line[:120]}")
 
 
 def read_logs(logs_dir: Path, stats: ReadStats,
-              progress: Optional[Callable[[int], None]] = None) -> Iterator[Record]:
-    """Every sherlock_ai record in ``logs_dir``; ``progress`` is told the bytes read."""
+              progress: Optional[Callable[[int], None]] = None,
+              log_format: Optional[str] = None) -> Iterator[Record]:
+    """Every record of ours in ``logs_dir``, streamed; ``progress`` is told the bytes read.
+    ``log_format``: the ``logging`` format the text lines were written with, when it is not
+    a default one (its ``%(asctime)s``, ``%(process)d`` and ``%(request_id)s`` are read)."""
     files = log_files(logs_dir)
-    keep = wanted_loggers(files)
+    keep = wanted_kinds(files)
     stats.files = files
+    text = TextLines(log_format)
+
+    def told(n: int) -> None:
+        stats.bytes += n
+        if progress is not None:
+            progress(n)
+
     for path in files:
-        parse = _parse_json if ".jsonl" in path.name else _parse_text
-        with open(path, "rb") as stream:
-            for raw in stream:
-                stats.bytes += len(raw)
-                if progress is not None:
-                    progress(len(raw))
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not line.strip():
-                    continue
+        parse = _parse_json if is_json(path) else text.parse
+        kinds = keep[path]
+        try:
+            for line in read_lines(path, told):
                 try:
-                    record = parse(line, keep[path])
+                    record = parse(line, kinds)
                 except (ValueError, KeyError, TypeError, AttributeError):
-                    stats.bad_lines += 1
-                    if len(stats.bad_examples) < 3:
-                        stats.bad_examples.append(f"{path.name}: {line[:120]}")
+                    stats.bad(path, line)
                     continue
                 if record is not None:
                     stats.records += 1
+                    if record.timestamp is None:
+                        stats.untimed += 1
                     yield record
+        except (OSError, EOFError) as exc:
+            # A truncated or corrupt .gz: what was read counts, the rest is reported.
+            stats.bad_files.append(f"{path.name}: {exc}")
 
 
-def _parse_text(line: str, loggers: Optional[frozenset]) -> Optional[Record]:
-    head = _TEXT_RECORD.match(line)
-    if head is None or (loggers is not None and head["logger"] not in loggers):
+class TextLines:
+    """Reads text lines; remembers the last second it converted (a second holds many lines)."""
+
+    def __init__(self, log_format: Optional[str] = None) -> None:
+        self.prefix = _prefix_pattern(log_format) if log_format else None
+        self._second: Tuple[str, float] = ("", 0.0)
+        self._hours: Dict[str, float] = {}
+
+    def parse(self, line: str, kinds: Optional[frozenset]) -> Optional[Record]:
+        at, tag = locate(line)
+        if at < 0 or (kinds is not None and KIND_OF_TAG[tag] not in kinds):
+            return None
+        fields = parse_message(line[at:], tag)
+        stamp, pid, request_id = self._prefix(line[:at])
+        return Record(fields["kind"], fields["name"], stamp, pid, request_id).fill(fields)
+
+    def _prefix(self, prefix: str) -> Tuple[Optional[float], Optional[int], str]:
+        if self.prefix is not None:
+            found = self.prefix.fullmatch(prefix)
+            if found is None:
+                raise ValueError("the line does not follow the given log format")
+            parts = found.groupdict()
+            pid = parts.get("process")
+            return (self.stamp(parts["asctime"]) if "asctime" in parts else None,
+                    int(pid) if pid else None, parts.get("request_id") or "-")
+        parts = prefix.split(" - ")
+        # This version's default: time - pid - request id - logger - level - ; earlier ones
+        # had no pid. ("- - -" is a line without a request id.)
+        if len(parts) == 6 and parts[1].isdigit() and not parts[5]:
+            return self.stamp(parts[0]), int(parts[1]), parts[2]
+        if len(parts) == 5 and not parts[4]:
+            return self.stamp(parts[0]), None, parts[1]
+        found = _STAMP.search(prefix)
+        return (self.stamp(found.group()) if found else None), None, "-"
+
+    def stamp(self, text: str) -> float:
+        """A local time as ``logging`` writes it (``2025-07-05 19:19:11,123`` or ISO 8601)."""
+        whole, _, fraction = text.replace(".", ",").partition(",")
+        if fraction and not fraction.isdigit():
+            # A time with a zone after its fraction: ISO 8601, not a local time.
+            return datetime.fromisoformat(text.replace(",", ".")).timestamp()
+        if whole != self._second[0]:
+            self._second = (whole, self._whole_second(whole, text))
+        return self._second[1] + (float("0." + fraction) if fraction else 0.0)
+
+    def _whole_second(self, whole: str, text: str) -> float:
+        # strptime costs tens of microseconds: the local start of each hour is converted once
+        # (zone offsets change on whole hours), minutes and seconds are added to it.
+        hour, minute, second = whole[:13], whole[14:16], whole[17:19]
+        if len(whole) != 19 or whole[13] != ":" or not (minute + second).isdigit():
+            return datetime.fromisoformat(text).timestamp()
+        start = self._hours.get(hour)
+        if start is None:
+            try:
+                start = time.mktime(time.strptime(hour, "%Y-%m-%d %H"))
+            except ValueError:
+                return datetime.fromisoformat(text).timestamp()
+            if len(self._hours) > 10_000:
+                self._hours.clear()
+            self._hours[hour] = start
+        return start + int(minute) * 60 + int(second)
+
+
+def _prefix_pattern(log_format: str) -> re.Pattern:
+    """A pattern for what ``log_format`` writes before ``%(message)s``."""
+    head, found, _ = log_format.partition("%(message)s")
+    if not found:
+        raise ValueError("log_format has no %(message)s")
+    out, last = [], 0
+    for field_ in _FIELD.finditer(head):
+        out.append(re.escape(head[last:field_.start()]))
+        out.append(_CAPTURE.get(field_.group(1), ".*?"))
+        last = field_.end()
+    out.append(re.escape(head[last:]))
+    return re.compile("".join(out), re.S)
+
+
+def _parse_json(line: str, kinds: Optional[frozenset]) -> Optional[Record]:
+    if not line.strip():
         return None
-    message = head["msg"]
-    kind = next((k for prefix, k in _PREFIXES.items() if message.startswith(prefix)), None)
-    if kind is None:
-        return None
-    found = _MESSAGES[kind].match(message)
-    if found is None:
-        raise ValueError("a sherlock_ai line that does not parse")
-    parts = found.groupdict()
-    stamp = head["ts"].replace(",", ".")
-    record = Record(kind, parts["name"], _local_time(stamp), request_id=head["rid"])
-    if kind == "leak_suspect":
-        record.per_request = parse_size(parts["per_request"])
-        record.sites = [{"file": s["file"], "line": int(s["line"]), "size": parse_size(s["size"])}
-                        for s in _SITE.finditer(parts["evidence"])]
-        return record
-    record.status = parts["status"]
-    record.duration = float(parts["duration"])
-    for key in ("rss", "rss_change", "traced_peak"):
-        if parts.get(key) is not None:
-            setattr(record, key, parse_size(parts[key]))
-    return record
-
-
-def _local_time(stamp: str) -> float:
-    # logging writes local time without a zone, as the machine that wrote it saw it.
-    whole, _, fraction = stamp.partition(".")
-    seconds = time.mktime(time.strptime(whole, "%Y-%m-%d %H:%M:%S"))
-    return seconds + (float("0." + fraction) if fraction else 0.0)
-
-
-def _parse_json(line: str, loggers: Optional[frozenset]) -> Optional[Record]:
     data = json.loads(line)
     if not isinstance(data, dict):
         raise ValueError("a JSON line that is not an object")
     kind = data.get("kind")
-    if kind not in _MESSAGES or (loggers is not None and data.get("logger") not in loggers):
+    if kind not in _KINDS:
+        # Another JSON formatter: our message is in its "message".
+        message = data.get("message")
+        at, tag = locate(message) if isinstance(message, str) else (-1, "")
+        if at != 0:
+            return None
+        data = {**data, **parse_message(message, tag)}
+        kind = data["kind"]
+    if kinds is not None and kind not in kinds:
         return None
-    record = Record(kind, str(data["name"]), _iso_time(data["timestamp"]),
-                    request_id=str(data.get("request_id", "-")))
-    if kind == "leak_suspect":
-        record.per_request = float(data["per_request"])
-        record.sites = [dict(site) for site in data.get("sites", []) if isinstance(site, dict)]
-        return record
-    record.status = str(data["status"])
-    record.duration = float(data["duration"])
-    for key in ("rss", "rss_change", "traced_peak"):
-        value = data.get(key)
-        if value is not None:
-            setattr(record, key, float(value))
-    return record
-
-
-def _iso_time(stamp: Any) -> float:
-    return datetime.fromisoformat(str(stamp)).timestamp()
+    stamp = data.get("timestamp")
+    pid = data.get("pid")
+    return Record(kind, str(data["name"]),
+                  datetime.fromisoformat(str(stamp)).timestamp() if stamp else None,
+                  int(pid) if pid is not None else None,
+                  str(data.get("request_id", "-"))).fill(data)

@@ -25,7 +25,7 @@ from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
 from sherlock_ai.log_records import install_request_id_factory
 
-JSON_KEYS = {"timestamp", "level", "logger", "message", "request_id", "kind", "name",
+JSON_KEYS = {"timestamp", "level", "logger", "pid", "message", "request_id", "kind", "name",
              "status", "duration", "concurrent", "rss", "rss_change", "method", "route",
              "status_code", "error", "error_type"}
 ids = st.one_of(st.binary(max_size=300), st.binary(min_size=5_000, max_size=10_000),

@@ -1,0 +1,120 @@
+"""The layout of sherlock_ai's own log messages, shared by the code that writes them
+(:mod:`sherlock_ai.lines`, the leak watch's warning) and the report that reads them back.
+
+A message is ``TAG | name | STATUS | 0.245s | Label: value | Label: value ...``; a LEAK SUSPECT
+message is ``LEAK SUSPECT | name | +4.04KB/request | file.py:80 +125.19KB (+31 blocks), ...
+over 31 requests``. Sizes are :func:`sherlock_ai.formatting.format_bytes` figures. Whatever a
+log format puts before the message (time, pid, request id, logger) is not part of it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+SEP = " | "
+MEMORY, PERFORMANCE, RESOURCES, LEAK_SUSPECT = "MEMORY", "PERFORMANCE", "RESOURCES", "LEAK SUSPECT"
+KIND_OF_TAG = {MEMORY: "memory", PERFORMANCE: "performance", RESOURCES: "resources",
+               LEAK_SUSPECT: "leak_suspect"}
+STATUSES = ("SUCCESS", "ERROR")
+# Labels of the "Label: value" fields, in the order the writers put them.
+CURRENT, CHANGE, TRACED, PEAK = "Current", "Change", "Traced", "Peak"
+CPU, MEMORY_USE, THREADS, IO, NET = "CPU", "Memory", "Threads", "I/O", "Net"
+ARGS, CONCURRENT, ERROR = "Args", "Concurrent", "Error"
+_LABELS = (CURRENT, CHANGE, TRACED, CPU, MEMORY_USE, THREADS, IO, NET, ARGS, CONCURRENT, ERROR)
+
+_SIZE = re.compile(r"([+-]?)(\d+(?:\.\d+)?)(B|KB|MB|GB|TB|PB)")
+_SHIFT = {"B": 0, "KB": 10, "MB": 20, "GB": 30, "TB": 40, "PB": 50}
+_SITE = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) \+(?P<size>\S+) \((?P<count>[+-]\d+) blocks\)")
+_OVER = re.compile(r" over (\d+) requests$")
+
+
+class NotOurs(ValueError):
+    """A message that starts with one of our tags but does not follow its layout."""
+
+
+def parse_size(text: str) -> Optional[float]:
+    """``"512.00MB"`` -> bytes; ``"n/a"`` -> ``None``; anything else raises ``ValueError``."""
+    if text == "n/a":
+        return None
+    found = _SIZE.fullmatch(text)
+    if found is None:
+        raise ValueError(f"not a size: {text!r}")
+    sign, number, unit = found.groups()
+    value = float(number) * (1 << _SHIFT[unit])
+    return -value if sign == "-" else value
+
+
+_TAG_SEARCH = re.compile(r"(?<![\w])(MEMORY|PERFORMANCE|RESOURCES|LEAK SUSPECT) \| ")
+
+
+def locate(line: str) -> Tuple[int, str]:
+    """Where our message starts in ``line`` and its tag, or ``(-1, "")`` when it has none."""
+    found = _TAG_SEARCH.search(line)
+    return (found.start(), found.group(1)) if found else (-1, "")
+
+
+def parse_message(message: str, tag: str) -> Dict[str, Any]:
+    """The fields of one of our messages (``tag`` from :func:`locate`): ``kind``, ``name`` and,
+    by kind, ``status``, ``duration``, ``rss``, ``rss_change``, ``traced``, ``traced_peak``,
+    ``concurrent``, ``error``, or ``per_request``, ``requests``, ``sites``. Raises
+    :class:`NotOurs` when the message does not follow the layout."""
+    parts = message.split(SEP)
+    try:
+        if tag == LEAK_SUSPECT:
+            return _leak(parts)
+        return _measurement(KIND_OF_TAG[tag], parts)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise NotOurs(f"a {tag} message that does not parse: {exc}") from None
+
+
+def _measurement(kind: str, parts: List[str]) -> Dict[str, Any]:
+    # The name may hold " | ": the status and duration that follow it end it.
+    end = 2 if parts[2] in STATUSES and parts[3].endswith("s") else next(
+        (i for i in range(3, len(parts) - 1)
+         if parts[i] in STATUSES and parts[i + 1].endswith("s")), 0)
+    if not end:
+        raise ValueError("no status and duration")
+    out: Dict[str, Any] = {"kind": kind, "name": SEP.join(parts[1:end]), "status": parts[end],
+                           "duration": float(parts[end + 1][:-1])}
+    fields: Dict[str, str] = {}
+    label = ""
+    for part in parts[end + 2:]:
+        head, colon, value = part.partition(": ")
+        # Args and Error are free text that may hold " | "; Error is last, so it takes the rest.
+        if colon and head in _LABELS and label != ERROR:
+            label = head
+            fields[label] = value
+        elif label:
+            fields[label] += SEP + part
+        else:
+            raise ValueError(f"unexpected field {part!r}")
+    if kind == "memory":
+        out["rss"] = parse_size(fields[CURRENT])
+        out["rss_change"] = parse_size(fields[CHANGE])
+        if TRACED in fields:
+            traced, _, peak = fields[TRACED].partition(f" ({PEAK}: ")
+            out["traced"] = parse_size(traced)
+            out["traced_peak"] = parse_size(peak.rstrip(")"))
+    elif kind == "resources":
+        rss, _, change = fields[MEMORY_USE].partition(" (")
+        out["rss"], out["rss_change"] = parse_size(rss), parse_size(change.rstrip(")"))
+        out["cpu_percent"] = float(fields[CPU].rstrip("%"))
+    out["concurrent"] = int(fields.get(CONCURRENT, 0))
+    if ERROR in fields:
+        out["error"] = fields[ERROR]
+    return out
+
+
+def _leak(parts: List[str]) -> Dict[str, Any]:
+    end = next((i for i in range(2, len(parts))
+                if parts[i].startswith("+") and parts[i].endswith("/request")), 0)
+    if not end:
+        raise ValueError("no per-request figure")
+    evidence = SEP.join(parts[end + 1:])
+    over = _OVER.search(evidence)
+    sites = [{"file": s["file"], "line": int(s["line"]), "size": parse_size(s["size"]),
+              "count": int(s["count"])} for s in _SITE.finditer(evidence)]
+    return {"kind": "leak_suspect", "name": SEP.join(parts[1:end]),
+            "per_request": parse_size(parts[end][1:-len("/request")]),
+            "requests": int(over.group(1)) if over else None, "sites": sites}

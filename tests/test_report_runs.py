@@ -1,0 +1,211 @@
+"""sherlock-ai report on the logs of a real uvicorn server restarted twice into one folder, with
+rotation and gzip-compressed backups: processes kept apart, filters, JSON and CSV read back
+against the records, the terminal table at 80 and 200 columns, the page in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List
+
+import httpx
+import pytest
+from integrations.support import server
+
+from sherlock_ai.__main__ import main
+from sherlock_ai.report import ReadStats, build_report, read_logs
+
+TESTS = Path(__file__).resolve().parent
+LONG = "GET /users/{user_id}/orders/{order_id}/items/{item_id}/history"
+SENT = {"GET /items/{item_id}": 30, "POST /cart/items": 20, "GET /fail": 4, LONG: 3}
+
+
+def serve_twice(root: Path, fmt: str) -> List[int]:
+    """Two runs of the server into ``root / "logs"``, a gap between them; their pids."""
+    logs = root / "logs"
+    pids = []
+    for run in range(2):
+        cwd = root / f"run{run}"
+        cwd.mkdir()
+        with server(str(TESTS / "report_server.py"), str(logs), fmt, "6000", cwd=cwd) as srv, \
+                httpx.Client(base_url=srv.url, timeout=30) as client:
+            pids.append(srv.proc.pid)
+            for n in range(SENT["GET /items/{item_id}"]):
+                assert client.get(f"/items/{n}").status_code == 200
+            for _ in range(SENT["POST /cart/items"]):
+                assert client.post("/cart/items").status_code == 200
+            for _ in range(SENT["GET /fail"]):
+                assert client.get("/fail").status_code == 503
+            for n in range(SENT[LONG]):
+                assert client.get(f"/users/{n}/orders/1/items/2/history").status_code == 200
+        time.sleep(2.5)
+    # logrotate's compress: the older backups as .gz next to the plain ones.
+    for path in sorted(logs.glob("*.[2-9]")):
+        with open(path, "rb") as plain, gzip.open(f"{path}.gz", "wb") as packed:
+            shutil.copyfileobj(plain, packed)
+        path.unlink()
+    return pids
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    return root / "logs", serve_twice(root, "log")
+
+
+@pytest.fixture(scope="module")
+def json_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("json")
+    return root / "logs", serve_twice(root, "json")
+
+
+def run_json(capsys, *argv: str) -> dict:
+    assert main(["report", *argv, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("run", ["text_run", "json_run"])
+def test_restarts_are_kept_apart_and_every_backup_read_once(request, run):
+    logs, pids = request.getfixturevalue(run)
+    assert list(logs.glob("monitoring.*.gz")) and list(logs.glob("monitoring.*.1"))
+    stats = ReadStats()
+    report = build_report(read_logs(logs, stats))
+    assert stats.bad_lines == 0 and not stats.bad_files
+    assert {name: report.names[name].count for name in SENT} == {
+        name: 2 * count for name, count in SENT.items()}
+    assert sorted(report.processes, key=pids.index) == pids
+    per_process = sum(SENT.values())
+    assert [report.processes[pid].records for pid in pids] == [per_process, per_process]
+    first, second = (report.processes[pid] for pid in pids)
+    assert first.last < second.first
+    assert set(report.activity.series()) == set(pids)
+
+
+def test_filters_by_process_time_and_route(capsys, text_run):
+    logs, pids = text_run
+    only_first = run_json(capsys, str(logs), "--pid", str(pids[0]))
+    assert [p["pid"] for p in only_first["processes"]] == [pids[0]]
+    assert {r["name"]: r["count"] for r in only_first["routes"]} == SENT
+    restart = run_json(capsys, str(logs))["processes"][1]["first"]
+    after = run_json(capsys, str(logs), "--since", restart)
+    assert [p["pid"] for p in after["processes"]] == [pids[1]]
+    before = run_json(capsys, str(logs), "--until", only_first["processes"][0]["last"])
+    assert [p["pid"] for p in before["processes"]] == [pids[0]]
+    items = run_json(capsys, str(logs), "--route", "GET /items*", "--route", "GET /fail")
+    assert {r["name"]: r["count"] for r in items["routes"]} == {
+        "GET /items/{item_id}": 60, "GET /fail": 8}
+    assert items["filtered"] == items["records"] - 68
+
+
+def _records(logs: Path) -> Dict[str, List[dict]]:
+    """The JSON records of the monitoring files, by name, read with nothing of ours."""
+    out: Dict[str, List[dict]] = defaultdict(list)
+    for path in logs.iterdir():
+        if path.name.startswith("monitoring."):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as lines:
+                for line in lines:
+                    record = json.loads(line)
+                    out[record["name"]].append(record)
+    return out
+
+
+def test_json_and_csv_read_back_match_the_records(capsys, json_run):
+    logs, pids = json_run
+    truth = _records(logs)
+    doc = run_json(capsys, str(logs))
+    assert main(["report", str(logs), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    by_name = {r["name"]: r for r in doc["routes"]}
+    assert [r["name"] for r in rows] == [r["name"] for r in doc["routes"]]
+    for name in SENT:
+        records, row, line = truth[name], by_name[name], next(r for r in rows if r["name"] == name)
+        changes = [r["rss_change"] for r in records]
+        durations = sorted(r["duration"] for r in records)
+        assert row["count"] == len(records) == int(line["count"])
+        assert row["errors"] == sum(r["status"] == "ERROR" for r in records) == int(line["errors"])
+        assert row["duration_max"] == durations[-1] == float(line["duration_max"])
+        assert row["duration_p50"] == durations[math.ceil(len(durations) / 2) - 1]
+        assert row["rss_change_mean"] == pytest.approx(sum(changes) / len(changes))
+        assert float(line["rss_change_max"]) == max(changes)
+    totals = [r["duration_total"] for r in doc["routes"]]
+    assert totals == sorted(totals, reverse=True)
+    assert [p["pid"] for p in doc["processes"]] == pids
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_terminal_table_fits_and_wraps_names(capsys, text_run, width):
+    logs, _ = text_run
+    assert main(["report", str(logs), "--width", str(width)]) == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= width for line in out.splitlines())
+    # No column is cut off at the right edge.
+    assert all(line.endswith(("│", "┃", "┓", "┩", "┘")) for line in out.splitlines()
+               if line.startswith(("│", "┃", "┏", "┡", "└")))
+    table = out.split("Processes")[0]
+    # Every character of the long name is there, in the Name column's wrapped lines (a wrap
+    # at a space drops the space).
+    names = "".join(line.split("│")[1].strip() for line in table.splitlines()
+                    if line.startswith("│"))
+    assert LONG.replace(" ", "") in names.replace(" ", "")
+    if width == 200:
+        assert LONG in table
+    # Tracing was off and no leak was reported: those columns are left out.
+    assert "Traced" not in table and "Leak" not in table and "Errors" in table
+    assert not re.search(r"\d\.\d\dB\b|\+0B|\+0\.00", table)
+    assert re.search(r"Processes", out)
+
+
+# What the browser laid out: per chart its width, its shapes with a size (hover targets left
+# out) and its series' pids; and the page's width.
+MEASURE = """<script>
+document.body.dataset.charts = [...document.querySelectorAll("svg.chart")].map(svg => {
+  const box = svg.getBoundingClientRect();
+  const shapes = [...svg.querySelectorAll("polyline, rect, circle, line")]
+    .filter(s => !s.classList.contains("hit") && s.getBBox().width + s.getBBox().height > 0);
+  const pids = [...svg.querySelectorAll("[data-pid]")].map(g => g.dataset.pid).join(",");
+  return `${svg.dataset.chart}:${Math.round(box.width)}:${shapes.length}:${pids || "-"}`;
+}).join(" ") + " page:" + document.body.clientWidth;
+</script>"""
+
+
+def _laid_out(tmp_path: Path, logs: Path, *argv: str) -> Dict[str, tuple]:
+    page = tmp_path / "report.html"
+    assert main(["report", str(logs), "--html", str(page), *argv]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert "<script" not in html and not re.search(r"(src|href)\s*=", html, re.I)
+    page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--window-size=1400,1000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=90).stdout
+    found = re.search(r'data-charts="([^"]*)"', dom)
+    assert found is not None, dom[-2000:]
+    *charts, page_width = found.group(1).split()
+    width = int(page_width.split(":")[1])
+    out = {}
+    for chart in charts:
+        name, drawn, shapes, pids = chart.split(":")
+        out[name] = (int(drawn), int(shapes), [] if pids == "-" else pids.split(","))
+        assert int(drawn) >= width - 2 and int(shapes) > 0, chart
+    return out
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_html_page_in_headless_chromium(tmp_path, capsys, text_run):
+    logs, pids = text_run
+    charts = _laid_out(tmp_path, logs)
+    assert set(charts) == {"rss", "rate", "routes", "memory-dist", "duration-dist"}
+    assert charts["rss"][2] == [str(pid) for pid in pids]
+    # A filter changes what is drawn: one process, one series.
+    charts = _laid_out(tmp_path, logs, "--pid", str(pids[1]))
+    assert charts["rss"][2] == [str(pids[1])]
+    capsys.readouterr()
