@@ -15,10 +15,7 @@ from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .log_records import RequestIdFilter, install_request_id_factory
 from .options import check_level
 
-# The process id tells apart the workers and restarts that write into one folder.
-DEFAULT_FORMAT = (
-    "%(asctime)s - %(process)d - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
-)
+DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
 DEFAULT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
