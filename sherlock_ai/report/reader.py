@@ -2,8 +2,8 @@
 
 Text lines: our message (``MEMORY | ...``) is found wherever the log format puts it and read
 through :mod:`sherlock_ai.line_schema`; what comes before it is read for the time, the pid and
-the request id: the default format of this version and of earlier ones (without a pid) field by
-field, a format given with ``log_format`` exactly, any other by finding a time stamp in it.
+the request id: the default format (no pid) and the same with ``%(process)d`` after the time
+field by field, a format given with ``log_format`` exactly, any other by finding a time stamp in it.
 JSON lines: by their fields (:class:`sherlock_ai.JsonFormatter`), or by their ``message`` when
 another JSON formatter wrote them. Records of other loggers, tracebacks and continuation lines
 are passed over; a line that should be ours but cannot be read is counted as bad.
@@ -150,8 +150,8 @@ class TextLines:
             return (self.stamp(parts["asctime"]) if "asctime" in parts else None,
                     int(pid) if pid else None, parts.get("request_id") or "-")
         parts = prefix.split(" - ")
-        # This version's default: time - pid - request id - logger - level - ; earlier ones
-        # had no pid. ("- - -" is a line without a request id.)
+        # The default: time - request id - logger - level - ; or with the pid after the time
+        # (the documented way to tell workers apart). ("- - -" is a line without a request id.)
         if len(parts) == 6 and parts[1].isdigit() and not parts[5]:
             return self.stamp(parts[0]), int(parts[1]), parts[2]
         if len(parts) == 5 and not parts[4]:
