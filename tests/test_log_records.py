@@ -75,7 +75,7 @@ def test_records_keep_the_id_of_their_creation_through_copies_and_pickles():
 def test_a_flask_view_logging_its_own_request_id_answers_200_and_logs_it(tmp_path):
     setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
     app = Flask("own_ids")
-    Sherlock(app)
+    Sherlock(app, trust_incoming_id=True)
 
     @app.get("/order")
     def order():
@@ -99,7 +99,7 @@ def test_a_fastapi_route_logging_its_own_request_id_answers_200_and_logs_it(tmp_
         return {"ok": True}
 
     async def call() -> httpx.Response:
-        transport = httpx.ASGITransport(app=instrument_app(app))
+        transport = httpx.ASGITransport(app=instrument_app(app, trust_incoming_id=True))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             return await client.get("/order", headers={"X-Request-ID": "hdr-2"})
 
