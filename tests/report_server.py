@@ -47,13 +47,18 @@ def build_app() -> FastAPI:
     return app
 
 
+WITH_PID = "%(asctime)s - %(process)d - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
+
+
 def main() -> None:
     logs, fmt, max_bytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
     files = {stem: LogFileConfig(stem, max_bytes=max_bytes, backup_count=50, loggers=loggers)
              for stem, loggers in (("app", ()), ("monitoring", ("MonitoringLogger",)),
                                    ("performance", ("PerformanceLogger",)))}
+    # Processes that share a logs folder put their pid in text lines (docs/report.md).
     sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=logs, log_format_type=fmt,
-                                          console_enabled=False, log_files=files))
+                                          log_format=WITH_PID, console_enabled=False,
+                                          log_files=files))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(instrument_app(build_app()), log_config=None, access_log=False,
