@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 import tracemalloc
 import weakref
@@ -33,7 +32,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 from . import tracing
 from ._safety import report_internal_error
 from .formatting import format_bytes, log_safe
-from .heap import Site, group_sizes
+from .heap import Site, group_sizes, site_path
 from .leak_attribution import EndpointIndex, code_ranges
 from .leak_estimator import Estimate, Evidence, LeakCriteria, WindowFit, fit_window, pool
 from .lines import MONITORING_LOGGER
@@ -144,6 +143,13 @@ class LeakSuspect:
     def __repr__(self) -> str:
         return f"LeakSuspect({self.name!r}, per_request={self.per_request:.0f})"
 
+    @property
+    def site(self) -> str:
+        """The largest growing site as ``path:line`` (path relative to the project), or ``""``."""
+        if not self.sites:
+            return ""
+        return f"{self.sites[0]['file']}:{self.sites[0]['line']}"
+
     def as_dict(self) -> Dict[str, Any]:
         """The structured fields of the WARNING's JSON line."""
         return {
@@ -155,7 +161,7 @@ class LeakSuspect:
     def message(self) -> str:
         """``LEAK SUSPECT | GET /route | +4.04KB/request | file.py:LINE +size (+n blocks)...``"""
         evidence = ", ".join(
-            f"{log_safe(os.path.basename(site['file']), limit=100)}:{site['line']}"
+            f"{log_safe(site['file'], limit=200)}:{site['line']}"
             f" +{format_bytes(site['size'])} ({site['count']:+d} blocks)"
             for site in self.sites
         )
@@ -505,7 +511,7 @@ class LeakWatch:
                 self._primary_route[endpoint_id],
                 sum(estimate.per_request for _, estimate in found),
                 max(estimate.requests for _, estimate in found),
-                [{"file": log_safe(site[0]), "line": site[1], "size": estimate.growth,
+                [{"file": log_safe(site_path(site[0])), "line": site[1], "size": estimate.growth,
                   "count": estimate.blocks} for site, estimate in found[:_SITES_SHOWN]],
             )
             suspects[endpoint_id] = suspect

@@ -235,7 +235,8 @@ def test_the_leaking_route_is_found_its_line_named_and_no_clean_route_flagged(re
     (suspect,) = traffic.watch.suspects()
     assert suspect.per_request == pytest.approx(app.RETAINED_PER_REQUEST, rel=0.25)
     top = suspect.sites[0]
-    assert (top["file"], top["line"]) == (app.__file__, line_of(app.__file__, "LEAKS"))
+    # Named relative to its sys.path entry (this tests folder), not by an absolute path.
+    assert (top["file"], top["line"]) == ("leak_handlers.py", line_of(app.__file__, "LEAKS"))
     warnings = leak_records(records)
     assert warnings and all(r.sherlock.name == app.LEAKING_ROUTE for r in warnings)
     assert all(r.levelno == logging.WARNING and r.name == "MonitoringLogger" for r in warnings)
@@ -261,6 +262,44 @@ def test_the_warning_line_and_its_json_record(records):
     assert site["size"] == pytest.approx(line["per_request"] * line["requests"], rel=0.25)
 
 
+PACKAGE_LEAK = """\
+import asyncio
+
+KEPT = []
+
+
+async def add(n):
+    await asyncio.sleep(0)
+    KEPT.append(bytes(4096))  # PACKAGE_LEAKS
+    return n
+"""
+
+
+def test_a_site_in_a_package_is_named_by_its_path_from_the_sys_path_entry(
+        tmp_path, monkeypatch, records):
+    package = tmp_path / "shop" / "cart"
+    package.mkdir(parents=True)
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text(PACKAGE_LEAK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)  # the project folder is elsewhere: sys.path decides
+    import shop.cart
+
+    try:
+        routes = [("POST /cart", shop.cart.add)] + list(app.ROUTES[1:])
+        drive(LeakWatch(), 1_000, seed=4, routes=routes)
+    finally:
+        sys.modules.pop("shop.cart", None)
+        sys.modules.pop("shop", None)
+    first = leak_records(records)[0]
+    line = line_of(str(package / "__init__.py"), "PACKAGE_LEAKS")
+    assert f" | shop/cart/__init__.py:{line} +" in first.getMessage()
+    record = json.loads(JsonFormatter().format(first))
+    assert (record["sites"][0]["file"], record["sites"][0]["line"]) == (
+        "shop/cart/__init__.py", line)
+    assert first.sherlock.site == f"shop/cart/__init__.py:{line}"
+
+
 def test_a_route_with_little_traffic_is_found_by_pooling_more_windows():
     # The leaking route gets 1 request in 51; its evidence spans as many windows as it takes.
     routes = [app.ROUTES[0]] + list(app.ROUTES[1:]) * 5 + list(app.ROUTES[1:6])
@@ -281,7 +320,8 @@ def test_a_leak_in_shared_code_is_found_through_deeper_tracebacks():
     assert set(traffic.first_flagged) == {app.HELPER_LEAKING_ROUTE}
     (suspect,) = traffic.watch.suspects()
     top = suspect.sites[0]
-    assert (top["file"], top["line"]) == (app.__file__, line_of(app.__file__, "LEAKS_IN_HELPER"))
+    assert (top["file"], top["line"]) == ("leak_handlers.py",
+                                          line_of(app.__file__, "LEAKS_IN_HELPER"))
     assert suspect.per_request == pytest.approx(app.HELPER_RETAINED_PER_REQUEST, rel=0.25)
 
 
@@ -428,11 +468,11 @@ def test_bad_settings_fail_at_construction_saying_what_is_accepted(settings, err
 
 def test_suspect_as_dict_is_the_json_fields():
     suspect = LeakSuspect("GET /items/{item_id}", 4137.0, 40,
-                          [{"file": "/srv/app.py", "line": 7, "size": 165480, "count": 40}])
+                          [{"file": "app.py", "line": 7, "size": 165480, "count": 40}])
     assert suspect.as_dict() == {
         "kind": "leak_suspect", "name": "GET /items/{item_id}", "method": "GET",
         "route": "/items/{item_id}", "per_request": 4137.0, "requests": 40,
-        "sites": [{"file": "/srv/app.py", "line": 7, "size": 165480, "count": 40}],
+        "sites": [{"file": "app.py", "line": 7, "size": 165480, "count": 40}],
     }
     assert suspect.message() == (
         "LEAK SUSPECT | GET /items/{item_id} | +4.04KB/request | "
