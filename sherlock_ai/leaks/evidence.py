@@ -86,17 +86,23 @@ class EvidenceStore:
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
-        windows = list(self.windows)[-self.windows_pooled:]
+        if not seen:
+            return {}
+        # Windows before the site first grew say nothing about it (a leak that starts later
+        # is not diluted by the quiet windows before it).
+        first = min(seen)
+        kept = [w for w in self.windows if w.number >= first]
+        windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
             return {}
         recent = max(1, self.criteria.min_requests // 4)
         estimates = attribute(windows, seen, candidates, recent)
-        if len(self.windows) > len(windows) and any(
+        if len(kept) > len(windows) and any(
                 e.requests < self.criteria.min_requests or self.candidates.min_t <= e.t_value
                 < self.criteria.min_t for e in estimates.values()):
             # A route with little traffic, or one not yet clear of the noise (a second route
             # at a shared site): pool every window kept (up to 8 times as many).
-            estimates = attribute(list(self.windows), seen, candidates, recent)
+            estimates = attribute(kept, seen, candidates, recent)
         return estimates
 
     def _may_leak(self, windows: List[WindowCounts], seen: Dict[int, SiteWindow]) -> bool:
