@@ -31,6 +31,8 @@ _MAX_CANDIDATES = 16
 _KEEP_T = 4.0
 # Dropped routes that together reduce the residual this much (an F statistic) stay in.
 _JOINT_F = 4.0
+# Count series this correlated belong to routes served together.
+_TWIN = 0.999
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -190,6 +192,10 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     b = [0.0] * len(routes)
     for k, i in enumerate(active):
         b[i] = slopes[k]
+    # A route whose counts moved in lockstep with another candidate's cannot be told from
+    # it: nothing is pinned on either.
+    twinned = {i for i in active for j in range(len(routes)) if j != i and
+               gram[i][j] >= _TWIN * math.sqrt(gram[i][i] * gram[j][j]) > 0}
     kept = [site.get(w.number, empty) for w in windows]
     growth = sum(s.growth for s in kept)
     blocks = sum(s.blocks for s in kept)
@@ -200,6 +206,8 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     latest = _latest_share(windows, site, {routes[i]: b[i] for i in active}, recent_requests)
     out: Dict[int, Estimate] = {}
     for k, i in enumerate(active):
+        if i in twinned:
+            continue
         t_value = t_values[k]
         route = routes[i]
         share = b[i] * requests[route] / explained if explained > 0 else 0.0
@@ -217,8 +225,7 @@ def _ols(gram: List[List[float]], cross: List[float], yy: float, points: int,
     while active:
         inverse = invert([[gram[i][j] for j in active] for i in active])
         if inverse is None:
-            del active[-1]
-            continue
+            return None  # routes whose counts moved in lockstep: no split to be had
         slopes = [_dot(row, [cross[j] for j in active]) for row in inverse]
         if any(v <= 0 for v in slopes):
             active[:] = [i for i, v in zip(active, slopes) if v > 0]
