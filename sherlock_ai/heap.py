@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import importlib
 import os
+import sys
 import tracemalloc
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
@@ -56,6 +57,34 @@ def file_kind(filename: str) -> int:
         if len(_kinds) < _KIND_CACHE_LIMIT:
             _kinds[filename] = kind
     return kind
+
+
+_names: Dict[str, str] = {}
+
+
+def site_path(filename: str) -> str:
+    """How a site's file is named in lines, records, metrics and reports: relative to the
+    longest ``sys.path`` entry that holds it (``shop/cart/__init__.py``), else to the current
+    directory (the project) when it is under it, else as given. Base names alone are
+    ambiguous in any package; absolute paths are long and differ per machine."""
+    name = _names.get(filename)
+    if name is not None:
+        return name
+    name = filename
+    if not filename.startswith("<"):
+        path = os.path.abspath(filename)
+        roots = [os.path.abspath(entry or os.curdir) for entry in sys.path
+                 if isinstance(entry, str)] + [os.path.abspath(os.curdir)]
+        best = ""
+        for root in roots:
+            prefix = root.rstrip(os.sep) + os.sep
+            if path.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        if best:
+            name = path[len(best):].replace(os.sep, "/")
+    if len(_names) < _KIND_CACHE_LIMIT:
+        _names[filename] = name
+    return name
 
 
 def allocation_site(traceback: tracemalloc.Traceback) -> Optional[Site]:

@@ -1,10 +1,10 @@
-"""Which endpoint an allocation belongs to: the lines of each endpoint's code, and a lookup
-from a tracemalloc traceback to (allocation site, endpoint).
+"""Which routes' code an allocation was made in: the lines of each endpoint's code, and a
+lookup from a tracemalloc traceback to (allocation site, frame in endpoint code).
 
-An allocation belongs to an endpoint when a frame of its traceback lies within the endpoint
-function's lines (nested functions and comprehensions included). With one frame per traceback
-only allocations made on the endpoint's own lines are found; deeper tracebacks reach through
-helper functions up to the endpoint.
+This is the *prior* of the leak watch's attribution: a line of one route's own endpoint runs
+only in that route's requests, so growth there is that route's. Code shared by several
+routes (and code outside every endpoint: helpers, libraries) names no single route; there the
+per-route request counts decide (:mod:`sherlock_ai.leaks.attribution`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .heap import Site, allocation_site
 
@@ -80,39 +80,51 @@ def code_ranges(endpoint: Any) -> List[LineRange]:
     return ranges
 
 
-class EndpointIndex:
-    """Endpoint ids by the lines of their code. Not thread-safe: build a new one (cheap, done
-    when a route is first seen) and swap it in, readers keep the one they took."""
+#: Route ids whose endpoints share one piece of code.
+Routes = Tuple[int, ...]
 
-    def __init__(self, by_file: Optional[Dict[str, Tuple[Tuple[int, int, Hashable], ...]]] = None):
+
+class EndpointIndex:
+    """Route ids by the lines of their endpoints' code. Routes whose endpoints share code (a
+    factory's functions, one class or view under several URL rules) share its lines: the code
+    alone cannot tell them apart. Not thread-safe: build a new one (cheap, done when a route
+    is first seen with its endpoint) and swap it in; readers keep the one they took."""
+
+    def __init__(self, by_file: Optional[Dict[str, Tuple[Tuple[int, int, Routes], ...]]] = None):
         self._by_file = dict(by_file or {})
 
-    def with_endpoint(self, endpoint_id: Hashable, ranges: List[LineRange]) -> EndpointIndex:
-        """A copy that also knows ``endpoint_id``'s code."""
+    def with_endpoint(self, route_id: int, ranges: List[LineRange]) -> EndpointIndex:
+        """A copy that also knows that ``route_id`` is served by code on ``ranges``."""
         by_file = dict(self._by_file)
         for filename, first, last in ranges:
-            spans = by_file.get(filename, ()) + ((first, last, endpoint_id),)
+            spans = list(by_file.get(filename, ()))
+            for i, (f, la, routes) in enumerate(spans):
+                if (f, la) == (first, last):
+                    if route_id not in routes:
+                        spans[i] = (f, la, routes + (route_id,))
+                    break
+            else:
+                spans.append((first, last, (route_id,)))
             # Innermost first: a function nested in another endpoint's function is its own.
             by_file[filename] = tuple(sorted(spans, key=lambda s: s[1] - s[0]))
         return EndpointIndex(by_file)
 
-    def endpoint_at(self, filename: str, lineno: int) -> Optional[Hashable]:
-        """The endpoint whose code holds this line, if any."""
-        for first, last, endpoint_id in self._by_file.get(filename, ()):
+    def routes_at(self, filename: str, lineno: int) -> Optional[Routes]:
+        """The routes whose endpoint code holds this line, if any."""
+        for first, last, routes in self._by_file.get(filename, ()):
             if first <= lineno <= last:
-                return endpoint_id
+                return routes
         return None
 
-    def key_of(self, traceback: Any) -> Optional[Tuple[Site, Optional[Hashable]]]:
-        """``(allocation site, endpoint id or None)`` of a traceback; ``None`` for
-        monitoring's own allocations."""
+    def key_of(self, traceback: Any) -> Optional[Tuple[Site, Optional[Site]]]:
+        """``(allocation site, the newest frame in endpoint code or None)`` of a traceback;
+        ``None`` for monitoring's own allocations."""
         site = allocation_site(traceback)
         if site is None:
             return None
         by_file = self._by_file
         for frame in reversed(traceback):  # newest first
-            if frame.filename in by_file:
-                endpoint_id = self.endpoint_at(frame.filename, frame.lineno)
-                if endpoint_id is not None:
-                    return site, endpoint_id
+            if frame.filename in by_file and \
+                    self.routes_at(frame.filename, frame.lineno) is not None:
+                return site, (frame.filename, frame.lineno)
         return site, None

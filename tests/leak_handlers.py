@@ -125,3 +125,84 @@ ROUTES: Tuple[Tuple[str, Handler], ...] = (
 #: The same traffic with the leak in shared code called by one endpoint instead.
 HELPER_LEAKING_ROUTE = "POST /audit"
 ROUTES_WITH_HELPER_LEAK = ((HELPER_LEAKING_ROUTE, audit),) + ROUTES[1:]
+
+
+# -- routes that share code: the code cannot name the route, the counts can ---------------
+
+FACTORY_RETAINED: List[bytes] = []
+
+
+def make_route(i: int, leaks: bool) -> Handler:
+    """Ten routes made by one factory: distinct functions sharing one code object."""
+
+    async def handler(n: int) -> int:
+        rows = [str(k) * 3 for k in range(40 + i)]
+        await asyncio.sleep(0)
+        if leaks:
+            FACTORY_RETAINED.append(bytes(LEAK_SIZE))  # FACTORY_LEAKS
+        await asyncio.sleep(0)
+        return len(rows) + n
+
+    return handler
+
+
+FACTORY_LEAKING_ROUTE = "GET /route7"
+FACTORY_ROUTES: Tuple[Tuple[str, Handler], ...] = tuple(
+    (f"GET /route{i}", make_route(i, leaks=i == 7)) for i in range(10))
+FACTORY_RETAINED_PER_REQUEST = sys.getsizeof(bytes(LEAK_SIZE)) + 8
+
+JOURNAL: List[bytes] = []
+
+
+def record(event: dict, keep: bool = False) -> int:
+    """A helper three routes call; only one of them passes ``keep``."""
+    line = json.dumps(event)
+    if keep:
+        JOURNAL.append(bytes(HELPER_LEAK_SIZE))  # FLAG_LEAKS
+    return len(line)
+
+
+def flag_route(name: str, keep: bool) -> Handler:
+    async def handler(n: int) -> int:
+        await asyncio.sleep(0)
+        size = record({"route": name, "n": n}, keep=keep)
+        await asyncio.sleep(0)
+        return size
+
+    handler.__name__ = name
+    return handler
+
+
+FLAG_LEAKING_ROUTE = "POST /checkout"
+ROUTES_WITH_FLAG_LEAK = (
+    (FLAG_LEAKING_ROUTE, flag_route("checkout", True)),
+    ("POST /cart", flag_route("cart", False)),
+    ("POST /wishlist", flag_route("wishlist", False)),
+) + ROUTES[1:8]
+
+SHARED: List[bytes] = []
+
+
+def keep_bytes(size: int) -> None:
+    SHARED.append(bytes(size))  # SHARED_LEAKS
+
+
+def sized_route(size: int) -> Handler:
+    async def handler(n: int) -> int:
+        await asyncio.sleep(0)
+        if size:
+            keep_bytes(size)
+        await asyncio.sleep(0)
+        return n
+
+    return handler
+
+
+#: Two routes keep at one line, 2 KB and 6 KB per request.
+SHARED_SITE_SIZES = {"POST /small": 2048, "POST /large": 6144}
+ROUTES_SHARING_A_SITE = tuple((key, sized_route(size)) for key, size in
+                              SHARED_SITE_SIZES.items()) + ROUTES[1:9]
+
+
+def retained_per_request(size: int) -> int:
+    return sys.getsizeof(bytes(size)) + 8

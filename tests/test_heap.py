@@ -14,7 +14,7 @@ import pytest
 
 import sherlock_ai
 from sherlock_ai import JsonFormatter, MemoryTracker, monitor_memory, tracing
-from sherlock_ai.heap import MONITORING, file_kind
+from sherlock_ai.heap import MONITORING, file_kind, site_path
 
 BLOCK = 10_000
 BYTES_OBJECT = sys.getsizeof(bytes(BLOCK))  # the object header included
@@ -249,3 +249,15 @@ def test_bad_top_allocations_fail_at_set_up_saying_what_is_accepted(kwargs, erro
         MemoryTracker("bad", **kwargs)
     with pytest.raises(error, match=words):
         monitor_memory(**kwargs)
+
+
+def test_site_paths_are_relative_to_the_longest_sys_path_entry_or_the_project(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lib = tmp_path / "venv" / "lib"
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.syspath_prepend(str(tmp_path / "venv"))
+    assert site_path(str(lib / "shop" / "cart" / "__init__.py")) == "shop/cart/__init__.py"
+    assert site_path(str(tmp_path / "app" / "views.py")) == "app/views.py"  # the project
+    assert site_path("/nowhere/else/app.py") == "/nowhere/else/app.py"
+    assert site_path("<frozen runpy>") == "<frozen runpy>"

@@ -38,7 +38,10 @@ def site_text(suspect: Suspect) -> str:
     if not suspect.sites:
         return "-"
     top = suspect.sites[0]
-    return f"{os.path.basename(str(top.get('file', '?')))}:{top.get('line', '?')}"
+    name = str(top.get('file', '?'))
+    # Older records carry absolute paths (newer ones a path relative to the project).
+    name = os.path.basename(name) if os.path.isabs(name) else name
+    return f"{name}:{top.get('line', '?')}"
 
 
 def names_table(report: Report, width: int = 200) -> Tuple[Table, List[str]]:

@@ -1,7 +1,12 @@
 """Ten routes, one of which keeps about 4 KB per request, with leak detection on: served by a
 real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
 
-    python leak_server.py fastapi|flask LOGS_DIR [SETTINGS_JSON]
+    python leak_server.py fastapi|flask|factory|methodview|endpoint LOGS_DIR [SETTINGS_JSON]
+
+``factory``, ``methodview`` and ``endpoint`` are apps whose routes share code: ten FastAPI
+routes made by one factory (only ``/route7`` keeps memory), a Flask ``MethodView`` under
+four URL rules and a Starlette ``HTTPEndpoint`` under four routes (only ``/shelf/c`` keeps
+memory), each among clean routes.
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -31,6 +36,97 @@ def keep() -> int:
 def work(i: int) -> int:
     # Each route allocates and frees about as much as the leak, so size alone tells nothing.
     return len([str(n) * 4 for n in range(120 + i)])
+
+
+FACTORY_ROUTES = [f"/route{i}" for i in range(10)]
+FACTORY_LEAKING_ROUTE = "/route7"
+SHELF_ROUTES = [f"/shelf/{x}" for x in "abcd"] + [f"/catalog/{i}" for i in range(6)]
+SHELF_LEAKING_ROUTE = "/shelf/c"
+#: The paths each mode's traffic picks from.
+PATHS = {"fastapi": ROUTES, "flask": ROUTES, "factory": FACTORY_ROUTES,
+         "methodview": SHELF_ROUTES, "endpoint": SHELF_ROUTES}
+
+
+def factory_app(settings: Dict[str, Any]) -> Any:
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    app = FastAPI()
+
+    def make(i: int) -> Any:
+        async def handler() -> dict:
+            await asyncio.sleep(0)
+            if i == 7:
+                RETAINED.append(bytes(LEAK_SIZE))  # FACTORY_LEAKS
+            return {"route": i, "n": work(i)}
+
+        return handler
+
+    for i in range(10):
+        app.add_api_route(f"/route{i}", make(i))
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
+def shelf(which: str) -> dict:
+    if which == "c":
+        RETAINED.append(bytes(LEAK_SIZE))  # SHELF_LEAKS
+    return {"shelf": which, "n": work(3)}
+
+
+def methodview_app(settings: Dict[str, Any]) -> Any:
+    from flask import Flask
+    from flask.views import MethodView
+
+    from sherlock_ai.integrations.flask import Sherlock
+
+    app = Flask("shelves")
+
+    class Shelf(MethodView):
+        def get(self, which: str) -> dict:
+            time.sleep(0.0002)
+            return shelf(which)
+
+    view = Shelf.as_view("shelf")
+    for which in "abcd":
+        app.add_url_rule(f"/shelf/{which}", view_func=view, defaults={"which": which})
+
+    def clean_route(i: int) -> None:
+        def clean() -> dict:
+            time.sleep(0.0002)
+            return {"route": i, "n": work(i)}
+
+        app.add_url_rule(f"/catalog/{i}", f"clean_{i}", clean)
+
+    for i in range(6):
+        clean_route(i)
+    Sherlock(app, leak_detection=True, leak_settings=settings)
+    return app
+
+
+def endpoint_app(settings: Dict[str, Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.endpoints import HTTPEndpoint
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from sherlock_ai.integrations.asgi import SherlockMiddleware
+
+    class Shelf(HTTPEndpoint):
+        async def get(self, request: Any) -> Any:
+            await asyncio.sleep(0)
+            return JSONResponse(shelf(request.url.path.rsplit("/", 1)[-1]))
+
+    def clean_route(i: int) -> Route:
+        async def clean(request: Any) -> Any:
+            await asyncio.sleep(0)
+            return JSONResponse({"route": i, "n": work(i)})
+
+        return Route(f"/catalog/{i}", clean)
+
+    routes = [Route(f"/shelf/{which}", Shelf) for which in "abcd"]
+    app = Starlette(routes=routes + [clean_route(i) for i in range(6)])
+    return SherlockMiddleware(app, leak_detection=True, leak_settings=settings)
 
 
 def fastapi_app(settings: Dict[str, Any]) -> Any:
@@ -93,19 +189,21 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    if framework == "fastapi":
+    asgi_apps = {"fastapi": fastapi_app, "factory": factory_app, "endpoint": endpoint_app}
+    if framework in asgi_apps:
         import uvicorn
 
         # Keep-alive connections outlive the run: no idle close racing a reuse.
-        config = uvicorn.Config(fastapi_app(settings), log_config=None, access_log=False,
-                                timeout_keep_alive=300)
+        config = uvicorn.Config(asgi_apps[framework](settings), log_config=None,
+                                access_log=False, timeout_keep_alive=300)
         print(f"LISTENING {port}", file=sys.stderr, flush=True)
         uvicorn.Server(config).run(sockets=[sock])
         return
     from werkzeug.serving import make_server
 
     sock.close()
-    server = make_server("127.0.0.1", port, flask_app(settings), threaded=True)
+    wsgi_app = methodview_app(settings) if framework == "methodview" else flask_app(settings)
+    server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
     print(f"LISTENING {port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -8,24 +8,31 @@ import json
 import random
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 import httpx
 import pytest
 
-from .leak_server import LEAK_SIZE, LEAKING_ROUTE, ROUTES
+from .leak_server import LEAK_SIZE, LEAKING_ROUTE, PATHS, ROUTES
 from .support import HERE, server
 
 LEAK_SERVER = str(HERE / "leak_server.py")
 # What each request of the leaking route keeps: one bytes object of LEAK_SIZE bytes.
 RETAINED_PER_REQUEST = sys.getsizeof(b"c" * LEAK_SIZE)
-LEAK_LINE = next(n for n, line in enumerate(Path(LEAK_SERVER).read_text().splitlines(), 1)
-                 if "# LEAKS_HERE" in line)
 
 
-async def random_traffic(url: str, count: int, seed: int, concurrency: int = 8) -> List[int]:
+def line_of(marker: str) -> int:
+    return next(n for n, line in enumerate(Path(LEAK_SERVER).read_text().splitlines(), 1)
+                if line.rstrip().endswith(f"# {marker}"))
+
+
+LEAK_LINE = line_of("LEAKS_HERE")
+
+
+async def random_traffic(url: str, count: int, seed: int, concurrency: int = 8,
+                         paths: Sequence[str] = ROUTES) -> List[int]:
     rng = random.Random(seed)
-    plan = [rng.choice(ROUTES) for _ in range(count)]
+    plan = [rng.choice(paths) for _ in range(count)]
     queue: asyncio.Queue = asyncio.Queue()
     for path in plan:
         queue.put_nowait(path)
@@ -52,21 +59,23 @@ def serve_and_drive(tmp_path: Path, framework: str, count: int, seed: int,
                     settings: str = "{}") -> List[dict]:
     logs = tmp_path / "logs"
     with server(LEAK_SERVER, framework, str(logs), settings, cwd=tmp_path) as app:
-        statuses = asyncio.run(random_traffic(app.url, count, seed))
+        statuses = asyncio.run(random_traffic(app.url, count, seed, paths=PATHS[framework]))
     assert statuses.count(200) == count
     return suspects_on_disk(logs)
 
 
-def assert_the_leak_is_named(suspects: List[dict], method: str = "GET") -> None:
+def assert_the_leak_is_named(suspects: List[dict], method: str = "GET",
+                             route: str = LEAKING_ROUTE, line: int = LEAK_LINE) -> None:
     assert suspects, "the leaking route was not flagged"
-    assert {s["name"] for s in suspects} == {f"{method} {LEAKING_ROUTE}"}
+    assert {s["name"] for s in suspects} == {f"{method} {route}"}
     first = suspects[0]
     assert first["level"] == "WARNING" and first["logger"] == "MonitoringLogger"
-    assert first["message"].startswith(f"LEAK SUSPECT | {method} {LEAKING_ROUTE} | +")
+    assert first["message"].startswith(f"LEAK SUSPECT | {method} {route} | +")
     assert first["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
     top = first["sites"][0]
-    assert (Path(top["file"]).name, top["line"]) == ("leak_server.py", LEAK_LINE)
-    assert f"leak_server.py:{LEAK_LINE}" in first["message"]
+    # The server runs as a script: its folder is its sys.path entry.
+    assert (top["file"], top["line"]) == ("leak_server.py", line)
+    assert f" | leak_server.py:{line} +" in first["message"]
 
 
 def test_uvicorn_the_leaking_route_is_flagged_within_1000_requests(tmp_path):
@@ -88,3 +97,33 @@ def test_uvicorn_clean_routes_are_not_flagged_in_20000_requests(tmp_path):
     assert {s["name"] for s in suspects} == {f"GET {LEAKING_ROUTE}"}
     assert all(s["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
                for s in suspects)
+
+
+# -- routes that share code: the counts name the route ---------------------------------------
+
+
+def test_uvicorn_factory_routes_the_one_that_retains_is_flagged_within_1000_requests(tmp_path):
+    assert_the_leak_is_named(serve_and_drive(tmp_path, "factory", 1_000, seed=5),
+                             route="/route7", line=line_of("FACTORY_LEAKS"))
+
+
+@pytest.mark.slow
+def test_uvicorn_factory_routes_no_other_route_flagged_in_20000_requests(tmp_path):
+    suspects = serve_and_drive(tmp_path, "factory", 20_000, seed=6)
+    assert {s["name"] for s in suspects} == {"GET /route7"}
+    assert all(s["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
+               for s in suspects)
+
+
+def test_flask_methodview_under_four_rules_the_rule_that_retains_is_flagged(tmp_path):
+    assert_the_leak_is_named(serve_and_drive(tmp_path, "methodview", 2_000, seed=7),
+                             route="/shelf/c", line=line_of("SHELF_LEAKS"))
+
+
+@pytest.mark.xfail(reason="known defect: Starlette's own endpoints.py:26 grows about 85 bytes "
+                          "per request of the four HTTPEndpoint routes, and the fit pins it on "
+                          "one of them (about 340 bytes per request) instead of 'not "
+                          "attributable'; /shelf/c itself is found", strict=False)
+def test_starlette_httpendpoint_under_four_routes_the_route_that_retains_is_flagged(tmp_path):
+    assert_the_leak_is_named(serve_and_drive(tmp_path, "endpoint", 2_000, seed=8),
+                             route="/shelf/c", line=line_of("SHELF_LEAKS"))

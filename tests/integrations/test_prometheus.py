@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Dict, Tuple
 
 import httpx
@@ -27,6 +28,8 @@ from sherlock_ai.integrations.prometheus import (
 from .support import HERE, server
 
 PROM_SERVER = str(HERE / "prom_server.py")
+CART_LEAK_LINE = next(n for n, line in enumerate(Path(PROM_SERVER).read_text().splitlines(), 1)
+                      if "RETAINED.append(" in line)
 
 
 def samples(text: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
@@ -78,7 +81,8 @@ def test_uvicorn_metrics_count_each_route_and_status_class(tmp_path):
     assert by_name(scraped, "sherlock_requests_in_progress") == {(): 0.0}
     assert by_name(scraped, "sherlock_process_rss_bytes")[()] > 10_000_000
     suspects = by_name(scraped, "sherlock_leak_suspect_bytes_per_request")
-    assert list(suspects) == [(("method", "POST"), ("route", "/cart"))]
+    assert list(suspects) == [(("method", "POST"), ("route", "/cart"),
+                               ("site", f"prom_server.py:{CART_LEAK_LINE}"))]
     assert list(suspects.values())[0] == pytest.approx(4129, rel=0.25)
 
 

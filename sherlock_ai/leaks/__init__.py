@@ -1,0 +1,33 @@
+"""Leak watch: which route keeps memory after its requests end, how much per request, and the
+line that allocates it, in a live service with concurrent requests.
+
+How it works (details and limits in docs/leak-detection.md):
+
+1. Requests are counted per route as they finish. Tracing is off most of the time.
+2. Every so often a *window* opens: tracemalloc traces (1 frame by default) for
+   ``window_requests`` requests, and the heap is snapshotted every ``snapshot_every`` of them.
+   A snapshot taken while tracing holds exactly what the window allocated and is still alive.
+3. Each snapshot is grouped by allocation site. Per site, its retained size is fitted, with
+   non-negative slopes, on the routes' request counts (:mod:`.attribution`): a site that
+   grows by 4 KB for every request of one route and not otherwise is that route's, whatever
+   code it sits in. When the site is in the code of one route's endpoint, only that route
+   is considered (the code is the prior); code shared by several routes leaves the choice to
+   the counts among them; code outside every endpoint, to the counts of all routes.
+4. A (site, route) that looks like a leak is confirmed by an immediate second window that
+   runs a full garbage collection before its last snapshot.
+5. A confirmed route is logged once as a WARNING on ``MonitoringLogger``, and again only when
+   its estimate changes by more than a quarter.
+
+The parts: :mod:`.settings`, :mod:`.routes` (route ids, counters, endpoint code),
+:mod:`.windows` (when to work, tracing leases, snapshots), :mod:`.evidence` (per-window data
+and flags), :mod:`.attribution` (the fit), :mod:`.suspects` (what is logged and when) and
+:mod:`.watch` (the request path that ties them together).
+"""
+
+from .routes import OVERFLOW_ROUTE
+from .settings import LeakWatchSettings
+from .suspects import LeakSuspect
+from .watch import LeakWatch, active_watches
+
+__all__ = ["OVERFLOW_ROUTE", "LeakSuspect", "LeakWatch", "LeakWatchSettings",
+           "active_watches"]

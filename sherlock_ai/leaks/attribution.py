@@ -1,0 +1,272 @@
+"""Which routes make a site grow, and by how much per request: a non-negative least-squares
+fit of the site's retained size on the routes' request counts.
+
+Within a tracing window the heap is snapshotted at several points. At each point a growing
+site's retained size ``y`` is, up to the memory of requests still in flight (bounded, it does
+not grow), the sum over routes of ``bytes per request x finished requests``. So per site::
+
+    y[w, k] = a[w] + sum over routes r of b[r] * x[w, k, r] + noise
+
+with one intercept ``a[w]`` per window (tracing restarts, levels are not comparable) and
+``b[r] >= 0`` (a route cannot un-leak). The fit uses centred values per window, so only
+sums of products are kept. Routes whose counts moved together cannot be told apart: their
+``b`` are then uncertain and their t-values low, which the criteria turn into "not flagged"
+rather than a wrong name.
+
+Nothing here touches tracemalloc: the functions take plain numbers, so they are tested on
+synthetic series.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from ..leak_estimator import Estimate
+
+_SWEEPS = 200
+_MAX_CANDIDATES = 16
+# A route stays in the fit while its slope stands this far out of the noise.
+_KEEP_T = 4.0
+# Dropped routes that together reduce the residual this much (an F statistic) stay in.
+_JOINT_F = 4.0
+# Count series this correlated belong to routes served together.
+_TWIN = 0.999
+
+
+def centred(values: Sequence[float]) -> List[float]:
+    """``values`` minus their mean."""
+    mean = sum(values) / len(values) if values else 0.0
+    return [v - mean for v in values]
+
+
+@dataclass
+class WindowCounts:
+    """One window's per-route request counts: centred cumulative counts at each point
+    (routes that served requests in it only) and the requests each route finished."""
+
+    number: int
+    points: int
+    dx: Dict[int, List[float]]
+    requests: Dict[int, int]
+
+
+@dataclass
+class SiteWindow:
+    """One site's sizes in one window: centred ``dy``, their sum of squares, the growth in
+    bytes and blocks from the first point to the last, and how many of the size's changes
+    between consecutive points were rises."""
+
+    dy: List[float]
+    yy: float
+    growth: int
+    blocks: int
+    steps: int
+    rises: int
+
+
+def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
+    """Reduce a site's sizes (and block counts) at a window's points."""
+    dy = centred(sizes)
+    steps = rises = 0
+    for before, after in zip(sizes, sizes[1:]):
+        if after != before:
+            steps += 1
+            rises += after > before
+    return SiteWindow(dy, sum(v * v for v in dy), sizes[-1] - sizes[0],
+                      blocks[-1] - blocks[0], steps, rises)
+
+
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b))
+
+
+def nnls(gram: List[List[float]], cross: List[float]) -> List[float]:
+    """``b >= 0`` minimising ``b'Gb - 2c'b`` (cyclic coordinate descent, then the exact
+    least-squares solution on the positive set)."""
+    n = len(cross)
+    b = [0.0] * n
+    for _ in range(_SWEEPS):
+        change = 0.0
+        for i in range(n):
+            if gram[i][i] <= 0:
+                continue
+            rest = sum(gram[i][j] * b[j] for j in range(n) if j != i)
+            new = max(0.0, (cross[i] - rest) / gram[i][i])
+            change = max(change, abs(new - b[i]))
+            b[i] = new
+        if change <= 1e-9 * (1.0 + max(b)):
+            break
+    active = [i for i in range(n) if b[i] > 0]
+    while active:
+        inverse = invert([[gram[i][j] for j in active] for i in active])
+        if inverse is None:
+            break
+        exact = [_dot(row, [cross[j] for j in active]) for row in inverse]
+        if all(v > 0 for v in exact):
+            for i, v in zip(active, exact):
+                b[i] = v
+            break
+        active = [i for i, v in zip(active, exact) if v > 0]
+        for i in range(n):
+            if i not in active:
+                b[i] = 0.0
+    return b
+
+
+def invert(matrix: List[List[float]]) -> Optional[List[List[float]]]:
+    """The inverse of a small symmetric matrix (Gauss-Jordan), ``None`` when singular."""
+    n = len(matrix)
+    a = [list(row) + [1.0 if i == j else 0.0 for j in range(n)] for i, row in enumerate(matrix)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) <= 1e-12 * max(1.0, abs(matrix[col][col])):
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        p = a[col][col]
+        a[col] = [v / p for v in a[col]]
+        for r in range(n):
+            if r != col and a[r][col] != 0:
+                f = a[r][col]
+                a[r] = [v - f * w for v, w in zip(a[r], a[col])]
+    return [row[n:] for row in a]
+
+
+def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+              candidates: Optional[Sequence[int]], recent_requests: int = 1
+              ) -> Dict[int, Estimate]:
+    """Per route, the pooled estimate of what it retains at one site over ``windows``
+    (``site`` holds the site's reduction per window number; a window it is missing from saw
+    no change). ``candidates``: the routes that may be blamed (``None``: every route that
+    served requests in the windows). Only routes with a positive share are returned."""
+    empty = SiteWindow([], 0.0, 0, 0, 0, 0)
+    routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
+        else [r for r in candidates if any(r in w.dx for w in windows)]
+    if not routes:
+        return {}
+
+    def cross_of(r: int) -> float:
+        return sum(_dot(w.dx[r], site.get(w.number, empty).dy)
+                   for w in windows if r in w.dx and w.number in site)
+
+    def gram_of(r: int, q: int) -> float:
+        return sum(_dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
+
+    cross_all = {r: cross_of(r) for r in routes}
+    if len(routes) > _MAX_CANDIDATES:
+        # Screen by correlation with the site's growth: many routes, few points.
+        def score(r: int) -> float:
+            g = gram_of(r, r)
+            return cross_all[r] / math.sqrt(g) if g > 0 else 0.0
+        routes = sorted(routes, key=score, reverse=True)[:_MAX_CANDIDATES]
+    gram = [[gram_of(r, q) for q in routes] for r in routes]
+    cross = [cross_all[r] for r in routes]
+    b = nnls(gram, cross)
+    active = [i for i in range(len(routes)) if b[i] > 0]
+    yy = sum(site[w.number].yy for w in windows if w.number in site)
+    points = sum(w.points for w in windows) - len(windows)
+    # Backward elimination: routes whose share is lost in the noise leave the fit one by one
+    # (weakest first), so that they do not blur the estimate of the routes that do retain.
+    first = _ols(gram, cross, yy, points, active)
+    if first is None:
+        return {}
+    full = (list(active),) + first
+    slopes, t_values, rss = first
+    while len(active) > 1:
+        weakest = min(range(len(active)), key=lambda k: t_values[k])
+        if t_values[weakest] >= _KEEP_T:
+            break
+        del active[weakest]
+        fit = _ols(gram, cross, yy, points, active)
+        if fit is None:
+            return {}
+        slopes, t_values, rss = fit
+    dropped = len(full[0]) - len(active)
+    full_dof = points - len(full[0])
+    if dropped and full_dof > 0 and full[3] > 0 and \
+            (rss - full[3]) / dropped / (full[3] / full_dof) > _JOINT_F:
+        # The dropped routes matter together (growth spread over several routes whose
+        # counts move alike): pinning it on the few left would be a guess. Keep the split.
+        active, slopes, t_values = full[0], full[1], full[2]
+    b = [0.0] * len(routes)
+    for k, i in enumerate(active):
+        b[i] = slopes[k]
+    # A route whose counts moved in lockstep with another candidate's cannot be told from
+    # it: nothing is pinned on either.
+    twinned = {i for i in active for j in range(len(routes)) if j != i and
+               gram[i][j] >= _TWIN * math.sqrt(gram[i][i] * gram[j][j]) > 0}
+    kept = [site.get(w.number, empty) for w in windows]
+    growth = sum(s.growth for s in kept)
+    blocks = sum(s.blocks for s in kept)
+    steps = sum(s.steps for s in kept)
+    rise_share = sum(s.rises for s in kept) / steps if steps else 0.0
+    requests = {routes[i]: sum(w.requests.get(routes[i], 0) for w in windows) for i in active}
+    explained = sum(b[i] * requests[routes[i]] for i in active)
+    latest = _latest_share(windows, site, {routes[i]: b[i] for i in active}, recent_requests)
+    out: Dict[int, Estimate] = {}
+    for k, i in enumerate(active):
+        if i in twinned:
+            continue
+        t_value = t_values[k]
+        route = routes[i]
+        share = b[i] * requests[route] / explained if explained > 0 else 0.0
+        out[route] = Estimate(b[i], t_value, requests[route], round(growth * share),
+                              round(blocks * share), rise_share, len(windows), latest)
+    return out
+
+
+def _ols(gram: List[List[float]], cross: List[float], yy: float, points: int,
+         active: List[int]) -> Optional[tuple]:
+    """Least squares on the ``active`` routes (the list is narrowed to those with positive
+    slopes): their slopes, t-values and residual sum of squares (``None`` when none is
+    left)."""
+    active[:] = [i for i in active if gram[i][i] > 0]
+    while active:
+        inverse = invert([[gram[i][j] for j in active] for i in active])
+        if inverse is None:
+            return None  # routes whose counts moved in lockstep: no split to be had
+        slopes = [_dot(row, [cross[j] for j in active]) for row in inverse]
+        if any(v <= 0 for v in slopes):
+            active[:] = [i for i, v in zip(active, slopes) if v > 0]
+            continue
+        rss = max(yy - sum(v * cross[i] for v, i in zip(slopes, active)), 0.0)
+        dof = points - len(active)
+        t_values = []
+        for k, v in enumerate(slopes):
+            variance = rss / dof * inverse[k][k] if dof > 0 else math.inf
+            t_values.append(v / math.sqrt(variance) if variance > 0 else
+                            (math.inf if dof > 0 else 0.0))
+        return slopes, t_values, rss
+    return None
+
+
+def _latest_share(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                  slopes: Dict[int, float], recent_requests: int) -> float:
+    """The most recent windows' growth (enough of them to span ``recent_requests`` requests
+    of the blamed routes) against what the slopes predict for their requests."""
+    growth = 0
+    expected = 0.0
+    spanned = 0
+    for w in reversed(windows):
+        s = site.get(w.number)
+        growth += s.growth if s is not None else 0
+        expected += sum(b * w.requests.get(r, 0) for r, b in slopes.items())
+        spanned += sum(w.requests.get(r, 0) for r in slopes)
+        if spanned >= recent_requests:
+            break
+    return growth / expected if expected > 0 else 0.0
+
+
+def window_counts(number: int, counts: Sequence[Sequence[int]]) -> WindowCounts:
+    """A window's :class:`WindowCounts` from the per-route counts at each point."""
+    points = len(counts)
+    width = max((len(c) for c in counts), default=0)
+    dx: Dict[int, List[float]] = {}
+    requests: Dict[int, int] = {}
+    for r in range(width):
+        column = [c[r] if r < len(c) else 0 for c in counts]
+        if column[-1] != column[0]:
+            dx[r] = centred(column)
+            requests[r] = column[-1] - column[0]
+    return WindowCounts(number, points, dx, requests)

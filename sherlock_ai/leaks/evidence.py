@@ -1,0 +1,132 @@
+"""The leak watch's evidence: per window the routes' request counts and the growing sites'
+sizes, and per (site, route) whether the pooled evidence says "leak"."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Deque, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+
+from ..heap import Site, Sizes
+from ..leak_attribution import EndpointIndex
+from ..leak_estimator import Estimate, LeakCriteria
+from .attribution import SiteWindow, WindowCounts, attribute, site_window, window_counts
+
+#: ``(allocation site, newest frame in endpoint code or None)``.
+Key = Tuple[Site, Optional[Site]]
+_KEYS_LIMIT = 10_000
+
+
+class EvidenceStore:
+    """Recent windows (up to ``8 * windows``) and, per key, its sizes in them."""
+
+    def __init__(self, windows: int, criteria: LeakCriteria) -> None:
+        self.windows_pooled = windows
+        self.criteria = criteria
+        self.candidates = criteria.for_candidates()
+        self.windows: Deque[WindowCounts] = deque(maxlen=8 * windows)
+        self.sites: Dict[Hashable, Dict[int, SiteWindow]] = {}
+        #: (key, route id) -> (estimate, the route's share of the site's growth).
+        self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
+
+    def add_window(self, number: int, counts: Sequence[Sequence[int]],
+                   sizes: Sequence[Sizes]) -> None:
+        """Record a window: ``counts[k]`` per-route finished requests and ``sizes[k]`` the
+        retained ``[size, blocks]`` per key at point ``k``."""
+        self.windows.append(window_counts(number, counts))
+        keys: Set[Hashable] = set()
+        for point in sizes:
+            keys.update(point)
+        for key in keys:
+            values = [point.get(key, (0, 0)) for point in sizes]
+            ys = [v[0] for v in values]
+            if min(ys) == max(ys):
+                continue  # no change: no evidence either way
+            self.sites.setdefault(key, {})[number] = site_window(ys, [v[1] for v in values])
+        self._prune()
+
+    def weigh(self, index: EndpointIndex, blamable: Callable[[int], bool],
+              confirming: bool) -> bool:
+        """Update the flags from the latest window; whether candidates need a confirming
+        window (flags are raised only by one: it collects garbage before its last point)."""
+        if not self.windows:
+            return False
+        latest = self.windows[-1].number
+        keys = {key for key, seen in self.sites.items() if latest in seen}
+        keys.update(key for key, _ in self.flagged)
+        needed = False
+        for key in keys:
+            estimates = self._estimate(key, index)
+            total = sum(e.per_request * e.requests for e in estimates.values())
+            for route_id in [r for k, r in self.flagged if k == key and r not in estimates]:
+                del self.flagged[(key, route_id)]
+            for route_id, estimate in estimates.items():
+                if not blamable(route_id):
+                    continue
+                flag = (key, route_id)
+                share = estimate.per_request * estimate.requests / total if total > 0 else 0.0
+                if flag in self.flagged:
+                    # Staying flagged takes the candidates' criteria: one noisy window does
+                    # not retract a real leak.
+                    if estimate.is_leak(self.candidates):
+                        self.flagged[flag] = (estimate, share)
+                    else:
+                        del self.flagged[flag]
+                elif confirming and estimate.is_leak(self.criteria):
+                    self.flagged[flag] = (estimate, share)
+                elif estimate.is_leak(self.candidates):
+                    needed = True
+        return needed
+
+    def by_site(self) -> Dict[Tuple[Site, int], Tuple[Estimate, float]]:
+        """The flags as (site, route id)."""
+        return {(key[0], route_id): value  # type: ignore[index]
+                for (key, route_id), value in self.flagged.items()}
+
+    def _estimate(self, key: Hashable, index: EndpointIndex) -> Dict[int, Estimate]:
+        seen = self.sites.get(key, {})
+        frame = key[1]  # type: ignore[index]
+        candidates = None if frame is None else index.routes_at(*frame)
+        if not seen:
+            return {}
+        # Windows before the site first grew say nothing about it (a leak that starts later
+        # is not diluted by the quiet windows before it).
+        first = min(seen)
+        kept = [w for w in self.windows if w.number >= first]
+        windows = kept[-self.windows_pooled:]
+        if not self._may_leak(windows, seen):
+            return {}
+        recent = max(1, self.criteria.min_requests // 4)
+        estimates = attribute(windows, seen, candidates, recent)
+        if len(kept) > len(windows) and any(
+                e.requests < self.criteria.min_requests or self.candidates.min_t <= e.t_value
+                < self.criteria.min_t for e in estimates.values()):
+            # A route with little traffic, or one not yet clear of the noise (a second route
+            # at a shared site): pool every window kept (up to 8 times as many).
+            estimates = attribute(kept, seen, candidates, recent)
+        return estimates
+
+    def _may_leak(self, windows: List[WindowCounts], seen: Dict[int, SiteWindow]) -> bool:
+        """A cheap test before the fit: the site grew, mostly by rises."""
+        kept = [seen[w.number] for w in windows if w.number in seen]
+        steps = sum(s.steps for s in kept)
+        if not steps:
+            return False
+        growth = sum(s.growth for s in kept)
+        c = self.candidates
+        return (sum(s.rises for s in kept) / steps >= c.min_rise_share
+                and growth >= c.min_bytes_per_request * c.min_requests)
+
+    def _prune(self) -> None:
+        oldest = self.windows[0].number
+        flagged = {key for key, _ in self.flagged}
+        for key in list(self.sites):
+            seen = self.sites[key]
+            for number in [n for n in seen if n < oldest]:
+                del seen[number]
+            if not seen and key not in flagged:
+                del self.sites[key]
+        if len(self.sites) > _KEYS_LIMIT:
+            by_age = sorted(self.sites, key=lambda k: max(self.sites[k], default=-1))
+            for key in by_age[: len(self.sites) - _KEYS_LIMIT]:
+                if key not in flagged:
+                    del self.sites[key]

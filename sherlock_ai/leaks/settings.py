@@ -1,0 +1,75 @@
+"""The leak watch's settings, checked when a watch is created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict
+
+from ..options import from_keywords
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LeakWatchSettings:
+    """Settings of a :class:`LeakWatch`, checked when it is created.
+
+    - ``trace_share``: share of requests traced in the long run (0 < share <= 1). The cost:
+      a traced request runs several times slower (tracemalloc taxes every allocation), so the
+      mean cost grows by about ``trace_share`` times that tax. Lower is cheaper and slower to
+      notice a leak that starts later; windows to confirm a suspect come on top.
+    - ``window_requests``: requests per tracing window.
+    - ``snapshot_every``: requests between two snapshots in a window (at least 3 per window).
+    - ``warmup_requests``: requests before the first window (start-up allocations settle).
+    - ``min_bytes_per_request``: smallest retention per request that is reported.
+    - ``min_requests``: requests of a route that the evidence must span.
+    - ``frames``: traceback frames per traced allocation (1 names the allocating line; the
+      request counts name the route).
+    - ``confirm_frames``: accepted for compatibility and no longer used: routes are told
+      apart by their request counts, without windows of deeper tracebacks.
+    - ``max_routes``: routes counted separately; later ones share :data:`OVERFLOW_ROUTE`.
+    - ``evidence_windows``: how many recent windows an estimate pools (more, up to 8 times
+      as many, for a route whose requests in them are fewer than ``min_requests``).
+    """
+
+    trace_share: float = 0.25
+    window_requests: int = 150
+    snapshot_every: int = 25
+    warmup_requests: int = 100
+    min_bytes_per_request: int = 256
+    min_requests: int = 20
+    frames: int = 1
+    confirm_frames: int = 8
+    max_routes: int = 1000
+    evidence_windows: int = 4
+
+    def __post_init__(self) -> None:
+        share = self.trace_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ValueError(f"trace_share must be a number in (0, 1], got {share!r}")
+        _check_int("snapshot_every", self.snapshot_every, 1)
+        _check_int("window_requests", self.window_requests, 3 * self.snapshot_every
+                   if isinstance(self.snapshot_every, int) else 3)
+        for name in ("warmup_requests", "confirm_frames"):
+            _check_int(name, getattr(self, name), 0)
+        for name in ("min_bytes_per_request", "min_requests", "frames", "max_routes",
+                     "evidence_windows"):
+            _check_int(name, getattr(self, name), 1)
+        if self.confirm_frames and self.confirm_frames <= self.frames:
+            raise ValueError(
+                f"confirm_frames must be 0 (never look deeper) or more than frames "
+                f"({self.frames}), got {self.confirm_frames}"
+            )
+
+    @classmethod
+    def from_kwargs(cls, settings: Dict[str, Any]) -> LeakWatchSettings:
+        """Settings from keyword arguments, refusing unknown names with the accepted ones."""
+        return from_keywords(cls, settings, "LeakWatch setting(s)")
+
+    @property
+    def pause_requests(self) -> int:
+        """Untraced requests between two scheduled windows."""
+        return round(self.window_requests * (1 - self.trace_share) / self.trace_share)

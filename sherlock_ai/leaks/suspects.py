@@ -1,0 +1,112 @@
+"""Leak suspects: what a confirmed route looks like, and when its WARNING is logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Tuple
+
+from ..formatting import format_bytes, log_safe
+from ..heap import Site, site_path
+from ..leak_estimator import Estimate
+from ..lines import MONITORING_LOGGER
+
+_logger = logging.getLogger(MONITORING_LOGGER)
+_REPEAT_CHANGE = 0.25
+_SITES_SHOWN = 5
+# A site whose growth this route explains less than this share of is shown with its share.
+_WHOLE = 0.995
+
+
+class LeakSuspect:
+    """A route whose requests keep leaving memory behind.
+
+    ``per_request``: bytes retained per request (the fitted slopes, summed over its sites);
+    ``requests``: the route's requests the evidence spans; ``sites``: the growing allocation
+    sites, largest first, as ``{"file", "line", "size", "count", "share"}``: the file's path
+    relative to the project or its ``sys.path`` entry, the bytes and blocks this route's
+    requests added there over those requests, and the share of the site's growth that is
+    this route's (below 1 when other routes retain at the same line).
+    """
+
+    __slots__ = ("name", "method", "route", "per_request", "requests", "sites")
+
+    def __init__(self, name: str, per_request: float, requests: int,
+                 sites: List[Dict[str, Any]]) -> None:
+        self.name = name
+        method, _, route = name.partition(" ")
+        self.method, self.route = (method, route) if route else ("", name)
+        self.per_request = per_request
+        self.requests = requests
+        self.sites = sites
+
+    def __repr__(self) -> str:
+        return f"LeakSuspect({self.name!r}, per_request={self.per_request:.0f})"
+
+    @property
+    def site(self) -> str:
+        """The largest growing site as ``path:line`` (path relative to the project), or ``""``."""
+        if not self.sites:
+            return ""
+        return f"{self.sites[0]['file']}:{self.sites[0]['line']}"
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The structured fields of the WARNING's JSON line."""
+        return {
+            "kind": "leak_suspect", "name": self.name, "method": self.method,
+            "route": self.route, "per_request": float(self.per_request),
+            "requests": self.requests, "sites": [dict(site) for site in self.sites],
+        }
+
+    def message(self) -> str:
+        """``LEAK SUSPECT | GET /route | +4.04KB/request | path.py:LINE +size (+n blocks)...``,
+        a site shared with other routes as ``(+n blocks, 25% of its growth)``."""
+        parts = []
+        for site in self.sites:
+            share = site.get("share", 1.0)
+            shared = f", {share:.0%} of its growth" if share < _WHOLE else ""
+            parts.append(f"{log_safe(site['file'], limit=200)}:{site['line']}"
+                         f" +{format_bytes(site['size'])} ({site['count']:+d} blocks{shared})")
+        return (
+            f"LEAK SUSPECT | {log_safe(self.name, limit=200)}"
+            f" | +{format_bytes(self.per_request)}/request"
+            f" | {', '.join(parts)} over {self.requests} requests"
+        )
+
+
+class SuspectBook:
+    """The current suspects, built from the flagged (site, route) estimates; logs a route
+    once, and again only when its estimate moves by more than a quarter."""
+
+    def __init__(self) -> None:
+        self.suspects: Dict[int, LeakSuspect] = {}
+        self._logged: Dict[int, float] = {}
+
+    def update(self, flagged: Dict[Tuple[Site, int], Tuple[Estimate, float]],
+               names: List[str]) -> None:
+        """``flagged`` maps (site, route id) to the estimate and the route's share of the
+        site's growth; ``names`` are the route keys by id."""
+        by_route: Dict[int, List[Tuple[Site, Estimate, float]]] = {}
+        for (site, route_id), (estimate, share) in flagged.items():
+            by_route.setdefault(route_id, []).append((site, estimate, share))
+        suspects: Dict[int, LeakSuspect] = {}
+        for route_id, found in by_route.items():
+            found.sort(key=lambda item: -item[1].per_request)
+            suspect = LeakSuspect(
+                names[route_id],
+                sum(estimate.per_request for _, estimate, _ in found),
+                max(estimate.requests for _, estimate, _ in found),
+                [{"file": log_safe(site_path(site[0])), "line": site[1],
+                  "size": estimate.growth, "count": estimate.blocks,
+                  "share": round(share, 3)}
+                 for site, estimate, share in found[:_SITES_SHOWN]],
+            )
+            suspects[route_id] = suspect
+            logged = self._logged.get(route_id)
+            if logged is None or abs(suspect.per_request - logged) > _REPEAT_CHANGE * logged:
+                self._logged[route_id] = suspect.per_request
+                _logger.warning(suspect.message(), extra={"sherlock": suspect})
+        self.suspects = suspects
+
+    def ordered(self) -> List[LeakSuspect]:
+        """Largest retention per request first."""
+        return sorted(self.suspects.values(), key=lambda s: -s.per_request)
