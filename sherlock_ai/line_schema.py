@@ -25,8 +25,18 @@ _LABELS = (CURRENT, CHANGE, TRACED, CPU, MEMORY_USE, THREADS, IO, NET, ARGS, CON
 
 _SIZE = re.compile(r"([+-]?)(\d+(?:\.\d+)?)(B|KB|MB|GB|TB|PB)")
 _SHIFT = {"B": 0, "KB": 10, "MB": 20, "GB": 30, "TB": 40, "PB": 50}
-_SITE = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) \+(?P<size>\S+) \((?P<count>[+-]\d+) blocks\)")
+# A site another route shares reads "(+31 blocks, 25% of its growth)".
+_SITE = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) \+(?P<size>\S+) \((?P<count>[+-]\d+) blocks"
+                   r"(?:, (?P<share>\d+)% of its growth)?\)")
 _OVER = re.compile(r" over (\d+) requests$")
+
+
+def _site(found: re.Match[str]) -> Dict[str, Any]:
+    site: Dict[str, Any] = {"file": found["file"], "line": int(found["line"]),
+                            "size": parse_size(found["size"]), "count": int(found["count"])}
+    if found["share"] is not None:
+        site["share"] = int(found["share"]) / 100
+    return site
 
 
 class NotOurs(ValueError):
@@ -113,8 +123,7 @@ def _leak(parts: List[str]) -> Dict[str, Any]:
         raise ValueError("no per-request figure")
     evidence = SEP.join(parts[end + 1:])
     over = _OVER.search(evidence)
-    sites = [{"file": s["file"], "line": int(s["line"]), "size": parse_size(s["size"]),
-              "count": int(s["count"])} for s in _SITE.finditer(evidence)]
+    sites = [_site(found) for found in _SITE.finditer(evidence)]
     return {"kind": "leak_suspect", "name": SEP.join(parts[1:end]),
             "per_request": parse_size(parts[end][1:-len("/request")]),
             "requests": int(over.group(1)) if over else None, "sites": sites}

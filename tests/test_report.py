@@ -239,14 +239,14 @@ def test_schema_reads_what_the_writers_write(name, error, rss, change, traced, c
 
 def test_schema_reads_the_leak_watch_warning():
     suspect = LeakSuspect("GET /a | b", 4137.0, 31, [
-        {"file": "/srv/app.py", "line": 80, "size": 128_200, "count": 31},
-        {"file": "/srv/cache.py", "line": 7, "size": 2048, "count": -2}])
+        {"file": "shop/app.py", "line": 80, "size": 128_200, "count": 31},
+        {"file": "shop/cache.py", "line": 7, "size": 2048, "count": -2, "share": 0.25}])
     at, tag = locate(suspect.message())
     fields = parse_message(suspect.message(), tag)
     assert (at, fields["name"], fields["requests"]) == (0, "GET /a | b", 31)
     assert fields["per_request"] == _rounded(4137.0)
-    assert [(s["file"], s["line"], s["count"]) for s in fields["sites"]] == [
-        ("app.py", 80, 31), ("cache.py", 7, -2)]
+    assert [(s["file"], s["line"], s["count"], s.get("share")) for s in fields["sites"]] == [
+        ("shop/app.py", 80, 31, None), ("shop/cache.py", 7, -2, 0.25)]
 
 
 def test_a_custom_log_format_is_read_with_or_without_being_told(tmp_path):
