@@ -156,10 +156,10 @@ def reset() -> None:
     for sink in list(sinks._sinks):
         if sink is not sherlock_ai.log_sink:
             sinks.remove_sink(sink)
-    from sherlock_ai.integrations import _common
+    from sherlock_ai.integrations import observers
 
-    for observer in list(_common._observers):
-        _common.remove_request_observer(observer)
+    for observer in observers.request_observers():
+        observers.remove_request_observer(observer)
 
 
 class FreshEachRound:

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Any, Awaitable, Callable, MutableMapping, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    MutableMapping,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
@@ -23,12 +35,15 @@ from ._common import (
     CLIENT_DISCONNECTED,
     REQUEST_ID_KEY,
     UNMATCHED_ROUTE,
-    RequestOptions,
     RequestPolicy,
     end_measurement,
     request_method,
 )
 from .asgi_routes import RouteNames
+from .options import RequestKeywords, RequestOptions, resolve_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,7 +57,10 @@ _INCOMPLETE = "the application returned without completing the response"
 class SherlockMiddleware:
     """Give each HTTP request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
 
-    Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` as keywords.
+    Options: ``options=RequestOptions(...)``, the fields of
+    :class:`~sherlock_ai.integrations.RequestOptions` as keywords, or both (keywords replace
+    those fields); checked here, once, and kept as :attr:`options`.
+
     Each request is measured from its start until the last byte of its response body is
     handed to the server (or the client disconnects) and logged as one MEMORY line named
     ``"{METHOD} {route template}"``. The id is set for the whole request, background tasks
@@ -50,11 +68,14 @@ class SherlockMiddleware:
     the accept message) but no measurement; lifespan passes through untouched.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, *, options: Optional[RequestOptions] = None,
+                 **keywords: Unpack[RequestKeywords]) -> None:
         if not callable(app):
             raise TypeError(f"SherlockMiddleware wraps an ASGI application, got {app!r}")
         self.app = _single_callable(app)
-        self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
+        #: The checked options this middleware runs with.
+        self.options = resolve_options(options, keywords)
+        self.policy = RequestPolicy(self.options)
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
@@ -252,27 +273,47 @@ def _is_last(kind: str, message: Message, trailers: bool) -> bool:
     return kind == "http.response.pathsend" and not trailers
 
 
-def instrument_app(app: Any, **options: Any) -> Any:
+class _StarletteLike(Protocol):
+    def build_middleware_stack(self) -> ASGIApp: ...
+
+
+App = TypeVar("App", bound=_StarletteLike)
+
+
+@overload
+def instrument_app(app: App, *, options: Optional[RequestOptions] = None,
+                   **keywords: Unpack[RequestKeywords]) -> App: ...
+
+
+@overload
+def instrument_app(app: ASGIApp, *, options: Optional[RequestOptions] = None,
+                   **keywords: Unpack[RequestKeywords]) -> SherlockMiddleware: ...
+
+
+def instrument_app(app: Union[_StarletteLike, ASGIApp], *,
+                   options: Optional[RequestOptions] = None,
+                   **keywords: Unpack[RequestKeywords]) -> Union[_StarletteLike, ASGIApp]:
     """Make :class:`SherlockMiddleware` the outermost layer of ``app`` and return the app to
     serve.
 
     For Starlette and FastAPI apps the middleware goes outside ``ServerErrorMiddleware`` (by
     wrapping ``app.build_middleware_stack``), so the 500 answered for an unhandled exception
     carries the id header and is measured as ERROR; ``app`` itself is returned, instrumented
-    in place. Any other ASGI app is returned wrapped. Options are checked now.
+    in place. Any other ASGI app is returned wrapped. Options as for
+    :class:`SherlockMiddleware`, checked now, once.
     """
+    checked = resolve_options(options, keywords)
     build = getattr(app, "build_middleware_stack", None)
     if not callable(build):
-        return SherlockMiddleware(app, **options)
+        return SherlockMiddleware(app, options=checked)  # type: ignore[arg-type]
     if getattr(app, "_sherlock_ai_instrumented", False):
         raise RuntimeError("instrument_app() was already called for this app")
-    RequestOptions.from_kwargs(options)
 
     def build_instrumented_stack() -> ASGIApp:
-        return SherlockMiddleware(build(), **options)
+        return SherlockMiddleware(build(), options=checked)
 
-    app.build_middleware_stack = build_instrumented_stack
-    app._sherlock_ai_instrumented = True
+    app.build_middleware_stack = build_instrumented_stack  # type: ignore[method-assign,union-attr]
+    app._sherlock_ai_instrumented = True  # type: ignore[union-attr]
     if getattr(app, "middleware_stack", None) is not None:
-        app.middleware_stack = build_instrumented_stack()
+        app.middleware_stack = build_instrumented_stack()  # type: ignore[union-attr]
     return app

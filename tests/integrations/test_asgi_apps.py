@@ -29,7 +29,8 @@ class Echo(WebSocketEndpoint):
 
 
 def test_a_starlette_http_endpoint_class_is_wrapped_as_an_asgi3_app(records):
-    response = get(SherlockMiddleware(Hello, trust_incoming_id=True), "/", headers={"X-Request-ID": "endpoint-1"})
+    response = get(SherlockMiddleware(Hello, trust_incoming_id=True), "/",
+                   headers={"X-Request-ID": "endpoint-1"})
     assert response.status_code == 200 and response.text == "hello endpoint-1"
     assert response.headers["X-Request-ID"] == "endpoint-1"
     (line,) = records.messages("MEMORY")
