@@ -75,8 +75,3 @@ def set_traceback_frames(frames: int) -> None:
 def leases() -> int:
     """How many leases are held now (for tests and diagnostics)."""
     return _leases
-
-
-def owned() -> bool:
-    """Whether sherlock_ai started the running tracemalloc."""
-    return _owned
