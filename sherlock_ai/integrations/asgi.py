@@ -27,10 +27,10 @@ from typing import (
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from .._safety import report_internal_error
-from ..engine import _current as _current_span
+from ..engine import current_span, restore_span
 from ..formatting import exception_summary
 from ..log_records import ESCAPED_REQUEST_ID
-from ..request_id import _request_id
+from ..request_id import request_id_var
 from ._common import (
     CLIENT_DISCONNECTED,
     REQUEST_ID_KEY,
@@ -89,7 +89,7 @@ class SherlockMiddleware:
             return
         request_id = self.policy.request_id(self._incoming_id(scope))
         scope[REQUEST_ID_KEY] = request_id
-        token = _request_id.set(request_id)
+        token = request_id_var.set(request_id)
         try:
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
@@ -104,10 +104,10 @@ class SherlockMiddleware:
             _tag_escaped(exc, request_id)
             raise
         finally:
-            _request_id.reset(token)
+            request_id_var.reset(token)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        outer_span = _current_span.get()
+        outer_span = current_span()
         exchange = _Exchange(self, scope, receive, send, request_id)
         try:
             await self.app(scope, exchange.receive, exchange.send)
@@ -122,8 +122,7 @@ class SherlockMiddleware:
         finally:
             # A response streamed from a child task ends the measurement in that task's
             # context copy, which cannot restore this one: do it here.
-            if _current_span.get() is not outer_span:
-                _current_span.set(outer_span)
+            restore_span(outer_span)
 
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header

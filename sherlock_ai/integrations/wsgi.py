@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 from .._safety import report_internal_error
 from ..engine import current_span, lend_span, return_span
 from ..formatting import exception_summary
-from ..request_id import _request_id
+from ..request_id import request_id_var
 from ._common import (
     CLIENT_DISCONNECTED,
     ENDPOINT_KEY,
@@ -124,7 +124,7 @@ class _Request:
         self._done = False
         self._finalizer: Optional[weakref.finalize] = None
         self.context = context = contextvars.copy_context()
-        context.run(_request_id.set, request_id)
+        context.run(request_id_var.set, request_id)
         self.tracker = context.run(middleware.policy.start_measurement, "wsgi") if measured \
             else None
         self.span = context.run(current_span)
@@ -133,11 +133,11 @@ class _Request:
         """Run one step of the application in the caller's context, with the request's id and
         open measurement current for that step only."""
         span_token = lend_span(self.span)
-        id_token = _request_id.set(self.request_id)
+        id_token = request_id_var.set(self.request_id)
         try:
             return step(*args)
         finally:
-            _request_id.reset(id_token)
+            request_id_var.reset(id_token)
             return_span(span_token)
 
     def respond(self) -> Iterable[bytes]:
