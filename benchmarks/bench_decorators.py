@@ -40,21 +40,21 @@ def _route_logs_to_devnull() -> None:
 STDLIB_BASELINE = "logging, dataclasses, threading, re, typing"
 
 
-def import_time_ms() -> Dict[str, float]:
+def import_time_ms(interpreters: int = 9) -> Dict[str, float]:
     """Median time of ``import sherlock_ai`` and of importing the standard modules it builds
-    on (the baseline), in 9 fresh interpreters each, taking turns; sherlock_ai's bytecode is
-    compiled first, as a pip install does."""
+    on (the baseline), in ``interpreters`` fresh interpreters each, taking turns;
+    sherlock_ai's bytecode is compiled first, as a pip install does."""
     compileall.compile_dir(str(ROOT / "sherlock_ai"), quiet=1)
     timed = "import time; t = time.perf_counter(); import {}; print(time.perf_counter() - t)"
     runs: Dict[str, List[float]] = {"sherlock_ai": [], "baseline": []}
-    for _ in range(9):
+    for _ in range(interpreters):
         for key, modules in (("sherlock_ai", "sherlock_ai"), ("baseline", STDLIB_BASELINE)):
             out = subprocess.check_output([sys.executable, "-c", timed.format(modules)], text=True)
             runs[key].append(float(out) * 1000)
     return {key: statistics.median(values) for key, values in runs.items()}
 
 
-def measure() -> dict:
+def measure(calls_per_case: int, repeat: int, interpreters: int) -> dict:
     _route_logs_to_devnull()
     log = logging.getLogger("MonitoringLogger")
 
@@ -70,35 +70,35 @@ def measure() -> dict:
         "@log_performance": log_performance(nothing),
         "@monitor_resources": monitor_resources(nothing),
     }
-    calls = [(nothing, 20_000), (lambda: log.info(line), 20_000)] + [
-        (func, 5_000 if "resources" in name else 20_000) for name, func in cases.items()]
-    bare, baseline, *measured = per_call_interleaved_us(calls)
+    calls = [(nothing, calls_per_case), (lambda: log.info(line), calls_per_case)] + [
+        (func, calls_per_case // 4 if "resources" in name else calls_per_case)
+        for name, func in cases.items()]
+    bare, baseline, *measured = per_call_interleaved_us(calls, repeat)
     rows = {name: us - bare for name, us in zip(cases, measured)}
-    return {"baseline": baseline, "rows": rows, "import_ms": import_time_ms()}
+    return {"baseline": baseline, "rows": rows, "import_ms": import_time_ms(interpreters)}
 
 
-def run() -> str:
-    """The markdown section for docs/performance.md."""
-    out = measure()
+def run(quick: bool = False) -> Dict[str, str]:
+    """The figures of the section (templates/bench_decorators.md)."""
+    repeat, interpreters = (2, 3) if quick else (7, 9)
+    out = measure(2_000 if quick else 20_000, repeat, interpreters)
     imports = out["import_ms"]
     base = out["baseline"]
-    body = table(
+    per_call = table(
         ["case", "µs per call", "× logger.info", "target"],
         [("plain `logger.info` (baseline)", base, 1.0, "")]
         + [(f"`{name}`", us, us / base, f"≤ {TARGETS[name]}×" if name in TARGETS else "")
            for name, us in out["rows"].items()],
     )
-    return (
-        "## Decorators, per call\n\n"
-        "Cost added to a call of an empty function, against one `logger.info` through the same\n"
-        "formatting handler (the specification's text format, written to /dev/null), both\n"
-        "measured in the same run (best of 7 repeats).\n\n"
-        f"{body}\n\n`import sherlock_ai`: {imports['sherlock_ai']:.1f} ms, against "
-        f"{imports['baseline']:.1f} ms for `import {STDLIB_BASELINE}` (the standard modules it "
-        "builds on), medians of 9 fresh interpreters each, in the same run (target: under "
-        "40 ms).\n"
-    )
+    return {
+        "repeats": str(repeat),
+        "per_call": per_call,
+        "import_ms": f"{imports['sherlock_ai']:.1f}",
+        "baseline_import_ms": f"{imports['baseline']:.1f}",
+        "stdlib_modules": STDLIB_BASELINE,
+        "interpreters": str(interpreters),
+    }
 
 
 if __name__ == "__main__":
-    print(run())
+    print(run(quick="--quick" in sys.argv))

@@ -208,7 +208,8 @@ def first_window_end(settings: Dict[str, Any]) -> int:
     return watch.settings.warmup_requests + watch.settings.window_requests
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False) -> Dict[str, str]:
+    """The figures of the section (templates/bench_leaks.md)."""
     # The lines the runs provoke are expected; keep them off the console.
     monitoring = logging.getLogger("MonitoringLogger")
     monitoring.addHandler(logging.NullHandler())
@@ -237,25 +238,9 @@ def run(quick: bool = False) -> str:
     speed_table = table(
         ["setting", "trace_share", "requests per period", "requests to flag (leak from start)",
          "requests to flag (leak starts after a window)", "longest pause (ms)"], rows)
-    return (
-        "## Leak watch\n\n"
-        "Mean in-process cost of a request to a ten-route FastAPI app (handlers that await),\n"
-        f"over {requests:,} random requests, measured in the same run: the bare app, the app\n"
-        "wrapped the way the middleware calls the leak watch but with a watch that does\n"
-        "nothing (the baseline), and the real watch. Tracing windows make some requests\n"
-        "several times slower; the mean spreads that over all requests. Each figure is the\n"
-        "lower of two passes over all cases, the second in reverse order.\n\n"
-        f"{cost_table}\n\n"
-        "The same through the real middleware (its own measurement and log line included, the\n"
-        "lines going nowhere), with and without `leak_detection=True`:\n\n"
-        f"{middleware_table}\n\n"
-        f"Low-cost setting: `LeakWatch({low_cost})`.\n\n"
-        "Requests until a route keeping 4 KB per request (one of ten, random traffic at\n"
-        "concurrency 8) is flagged, counted from the leak's start, and the longest time one\n"
-        "`request_finished` call took (a window's snapshot or its analysis; it holds up the\n"
-        "event loop):\n\n"
-        f"{speed_table}\n"
-    )
+    return {"requests": f"{requests:,}", "cost": cost_table,
+            "through_middleware": middleware_table, "low_cost": low_cost,
+            "requests_to_flag": speed_table}
 
 
 if __name__ == "__main__":

@@ -156,10 +156,10 @@ def reset() -> None:
     for sink in list(sinks._sinks):
         if sink is not sherlock_ai.log_sink:
             sinks.remove_sink(sink)
-    from sherlock_ai.integrations import _common
+    from sherlock_ai.integrations import observers
 
-    for observer in list(_common._observers):
-        _common.remove_request_observer(observer)
+    for observer in observers.request_observers():
+        observers.remove_request_observer(observer)
 
 
 class FreshEachRound:
@@ -183,7 +183,7 @@ class FreshEachRound:
         await self.app(scope, receive, send)
 
 
-def in_process() -> List[Tuple[str, float]]:
+def in_process(number: int, rounds: int) -> List[Tuple[str, float]]:
     rows = cases()
     measured_cases = []
     for _, setup, wrap in rows:
@@ -192,7 +192,7 @@ def in_process() -> List[Tuple[str, float]]:
             measured_cases.append((app, _then(setup, app.start), _then(app.stop, reset)))
         else:
             measured_cases.append((app, setup, reset))
-    measured = asgi_interleaved_us(measured_cases, "/items/1")
+    measured = asgi_interleaved_us(measured_cases, "/items/1", number, rounds)
     return [(label, us) for (label, _, _), us in zip(rows, measured)]
 
 
@@ -233,8 +233,11 @@ def throughput(kind: str, requests: int = 20_000, concurrency: int = 32) -> Dict
                 server.wait()
 
 
-def run() -> str:
-    rows = in_process()
+def run(quick: bool = False) -> Dict[str, str]:
+    """The figures of the section (templates/bench_middleware.md)."""
+    number, rounds = (300, 2) if quick else (3_000, 7)
+    served, concurrency = (2_000 if quick else 20_000), 32
+    rows = in_process(number, rounds)
     bare = rows[0][1]
     cid_added = rows[1][1] - bare
     table_rows = [(label, us, us - bare, "" if i == 0 else f"{(us - bare) / cid_added:.2f}x")
@@ -242,37 +245,28 @@ def run() -> str:
     floor = rows[2][1] - bare
     ours = rows[4][1] - bare
     no_line = rows[6][1] - bare
-    serve = [(kind, throughput(kind)) for kind in ("bare", "correlation-id", "sherlock")]
+    serve = [(kind, throughput(kind, served, concurrency))
+             for kind in ("bare", "correlation-id", "sherlock")]
     base_rps = serve[0][1]["requests_per_s"]
     serve_rows = [(kind, r["requests_per_s"], f"{r['requests_per_s'] / base_rps:.2f}",
                    r["p50_ms"], r["p99_ms"], r["errors"]) for kind, r in serve]
-    return "\n".join([
-        "## Web middleware (ASGI)",
-        "",
-        "In-process cost of one request to a one-route Starlette app (no network), best of 7 "
-        "rounds of 3,000 requests, the cases taking turns in each round. \"Added\" is the cost "
-        "over the bare app; the last column divides it by what asgi-correlation-id adds (an id "
-        "and a header, no measurement, no log line).",
-        "",
-        table(["app", "µs / request", "added µs", "added vs asgi-correlation-id"], table_rows),
-        "",
-        f"Target of the web integrations issue: at most {TARGET_RATIO:.0f}x asgi-correlation-id's "
-        f"added cost with RSS and one log line; measured {ours / cid_added:.2f}x (one file), "
-        f"against {floor / cid_added:.2f}x for the hand-written floor, which does nothing but "
-        "assign an id, read RSS twice and write one line through a plain "
-        "`logging.FileHandler`. The line is most of it: the no-line row "
-        f"({no_line / cid_added:.2f}x) is the whole measurement (id, header, two RSS reads, "
-        "tracker, route name); creating, formatting and writing one record through Python's "
-        "logging costs the rest, and the default set-up writes it to two files.",
-        "",
-        "Throughput under a real uvicorn on 127.0.0.1 (one worker), 20,000 requests from 32 "
-        "keep-alive connections of a separate load process (same 2-core machine):",
-        "",
-        table(["app", "requests / s", "vs bare", "p50 ms", "p99 ms", "errors"], serve_rows),
-        "",
-    ])
+    return {
+        "rounds": str(rounds),
+        "requests_per_round": f"{number:,}",
+        "in_process": table(["app", "µs / request", "added µs", "added vs asgi-correlation-id"],
+                            table_rows),
+        "target": f"{TARGET_RATIO:.0f}",
+        "ours": f"{ours / cid_added:.2f}",
+        "floor": f"{floor / cid_added:.2f}",
+        "no_line": f"{no_line / cid_added:.2f}",
+        "served_requests": f"{served:,}",
+        "concurrency": str(concurrency),
+        "cores": str(os.cpu_count()),
+        "throughput": table(["app", "requests / s", "vs bare", "p50 ms", "p99 ms", "errors"],
+                            serve_rows),
+    }
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    print(run())
+    print(run(quick="--quick" in sys.argv))

@@ -19,10 +19,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
+
+from benchmarks.common import table
 
 ROUTES = [f"GET /api/v1/resource{i}/{{item_id}}" for i in range(19)] + ["POST /cart/items"]
 SIZES = (100_000, 1_000_000)
+QUICK_SIZES = (10_000,)
 DAY = 86_400.0
 
 
@@ -69,10 +72,11 @@ def read(folder: str) -> Tuple[float, float, int, int]:
     return elapsed, cpu, stats.records, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run() -> str:
-    rows: List[str] = []
+def run(quick: bool = False) -> Dict[str, str]:
+    """The figures of the section (templates/bench_report.md)."""
+    rows: List[Tuple[str, ...]] = []
     for fmt in ("log", "json"):
-        for records in SIZES:
+        for records in (QUICK_SIZES if quick else SIZES):
             with tempfile.TemporaryDirectory() as folder:
                 generate(Path(folder), records, fmt)
                 size = sum(p.stat().st_size for p in Path(folder).iterdir())
@@ -82,18 +86,12 @@ def run() -> str:
                     capture_output=True, text=True, check=True,
                     cwd=Path(__file__).resolve().parent.parent).stdout
             elapsed, cpu, count, peak = json.loads(out)
-            rows.append(f"| {'text' if fmt == 'log' else 'JSON'} | {count:,} | "
-                        f"{size / 2**20:.0f} MB | {cpu:.1f} s | {elapsed:.1f} s | "
-                        f"{count / cpu / 1000:.0f}k | {peak / 2**20:.0f} MB |")
-    return "\n".join([
-        "## The report on a day of logs", "",
-        "`benchmarks/bench_report.py`: generated MEMORY records of 20 routes and 3 processes "
-        "over a day, a fifth of them in a gzip-compressed backup, read in a fresh process "
-        "(CPU and wall time of `build_report(read_logs(...))`, records per CPU second, peak "
-        "RSS of that process).", "",
-        "| lines | records | on disk | CPU time | wall time | records/s | peak RSS |",
-        "|---|---|---|---|---|---|---|", *rows, ""])
+            rows.append(("text" if fmt == "log" else "JSON", f"{count:,}",
+                         f"{size / 2**20:.0f} MB", f"{cpu:.1f} s", f"{elapsed:.1f} s",
+                         f"{count / cpu / 1000:.0f}k", f"{peak / 2**20:.0f} MB"))
+    return {"sizes": table(["lines", "records", "on disk", "CPU time", "wall time",
+                            "records/s", "peak RSS"], rows)}
 
 
 if __name__ == "__main__":
-    print(run())
+    print(run(quick="--quick" in sys.argv))

@@ -11,12 +11,14 @@ import logging
 import os
 import sys
 import tracemalloc
-from typing import Any, List
+from typing import Any, Dict, List, Sequence
 
 from benchmarks.common import asgi_per_request_us, per_call_us, table
 
 HEAP_SIZES = (10_000, 100_000, 1_000_000)
 ROUTE_COUNTS = (10, 100, 1_000)
+QUICK_HEAP_SIZES = (10_000, 50_000)
+QUICK_ROUTE_COUNTS = (10, 100)
 
 
 def _quiet_logs() -> None:
@@ -26,7 +28,7 @@ def _quiet_logs() -> None:
     root.setLevel(logging.INFO)
 
 
-def heap_rows() -> List[tuple]:
+def heap_rows(sizes: Sequence[int]) -> List[tuple]:
     from sherlock_ai import monitor_memory
 
     def nothing() -> None:
@@ -38,7 +40,7 @@ def heap_rows() -> List[tuple]:
     tracemalloc.start()
     try:
         keep: List[Any] = []
-        for size in HEAP_SIZES:
+        for size in sizes:
             keep.extend(object() for _ in range(size - len(keep)))
             bare = per_call_us(nothing, number=2_000, repeat=3)
             traced_us = per_call_us(traced, number=2_000, repeat=3)
@@ -61,11 +63,11 @@ def routes_app(count: int) -> Any:
     return Starlette(routes=[Route(f"/r{n}/{{item_id}}", item) for n in range(count)])
 
 
-def route_rows() -> List[tuple]:
+def route_rows(counts: Sequence[int]) -> List[tuple]:
     from sherlock_ai.integrations.asgi import SherlockMiddleware
 
     rows = []
-    for count in ROUTE_COUNTS:
+    for count in counts:
         last = f"/r{count - 1}/7"  # the router tries every route before this one
         bare = asgi_per_request_us(routes_app(count), last, number=1_000, repeat=3)
         ours = asgi_per_request_us(SherlockMiddleware(routes_app(count)), last, number=1_000,
@@ -74,30 +76,19 @@ def route_rows() -> List[tuple]:
     return rows
 
 
-def run() -> str:
+def run(quick: bool = False) -> Dict[str, str]:
+    """The figures of the section (templates/bench_scaling.md)."""
     _quiet_logs()
-    heap = heap_rows()
-    routes = route_rows()
-    return "\n".join([
-        "## How costs grow",
-        "",
-        "`@monitor_memory` on an empty function while tracemalloc traces N live objects "
-        "(1 frame). Tracing's per-call cost does not depend on the heap; `top_allocations` "
-        "takes two snapshots per call, each proportional to the live traced blocks, so keep "
-        "it for investigations, not for hot paths.",
-        "",
-        table(["live traced objects", "bare call µs", "traced µs", "top_allocations=5 µs",
-               "top vs traced"], heap),
-        "",
-        "The middleware on a Starlette app with N routes, requesting the last route (the "
-        "router tries all the others first). The middleware's own cost does not grow with the "
-        "number of routes: it reads the matched route from the scope.",
-        "",
-        table(["routes", "bare app µs", "with SherlockMiddleware µs", "added µs"], routes),
-        "",
-    ])
+    heap = heap_rows(QUICK_HEAP_SIZES if quick else HEAP_SIZES)
+    routes = route_rows(QUICK_ROUTE_COUNTS if quick else ROUTE_COUNTS)
+    return {
+        "heap": table(["live traced objects", "bare call µs", "traced µs",
+                       "top_allocations=5 µs", "top vs traced"], heap),
+        "routes": table(["routes", "bare app µs", "with SherlockMiddleware µs", "added µs"],
+                        routes),
+    }
 
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    print(run())
+    print(run(quick="--quick" in sys.argv))

@@ -6,7 +6,9 @@ frame and on at 12 frames, in the same run. Run: ``python -m benchmarks.bench_tr
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
+from typing import Dict
 
 from benchmarks.common import asgi_per_request_us, per_call_us, table
 
@@ -28,15 +30,17 @@ def _allocations() -> None:
     sum(len(r["name"]) for r in rows)
 
 
-def measure() -> list:
+def measure(quick: bool = False) -> list:
     app = _fastapi_app()
     results = []
     for label, frames in (("off", 0), ("on, 1 frame", 1), ("on, 12 frames", 12)):
         if frames:
             tracemalloc.start(frames)
         try:
-            request = asgi_per_request_us(app, "/items/7", number=2_000, repeat=3)
-            loop = per_call_us(_allocations, number=500, repeat=5)
+            request = asgi_per_request_us(app, "/items/7", number=200 if quick else 2_000,
+                                          repeat=1 if quick else 3)
+            loop = per_call_us(_allocations, number=50 if quick else 500,
+                               repeat=1 if quick else 5)
         finally:
             if frames:
                 tracemalloc.stop()
@@ -44,23 +48,16 @@ def measure() -> list:
     return results
 
 
-def run() -> str:
-    results = measure()
+def run(quick: bool = False) -> Dict[str, str]:
+    """The figures of the section (templates/bench_tracemalloc.md)."""
+    results = measure(quick)
     base_request, base_loop = results[0][1], results[0][2]
-    body = table(
+    return {"tracemalloc": table(
         ["tracemalloc", "FastAPI request (µs)", "× off", "allocation loop (µs)", "× off"],
         [(label, req, req / base_request, loop, loop / base_loop)
          for label, req, loop in results],
-    )
-    return (
-        "## What tracemalloc costs\n\n"
-        "An in-process FastAPI request (path parameter, JSON response, no middleware) and a loop\n"
-        "building 200 small dicts, with tracing off and on, measured in the same run. The\n"
-        "specification's \"~10-20% overhead\" does not hold: tracing taxes every allocation of\n"
-        "the whole process, and the tax grows with the number of frames kept.\n\n"
-        f"{body}\n"
-    )
+    )}
 
 
 if __name__ == "__main__":
-    print(run())
+    print(run(quick="--quick" in sys.argv))

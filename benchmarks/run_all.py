@@ -1,7 +1,10 @@
-"""Run every ``benchmarks/bench_*.py`` and write their sections to docs/performance.md.
+"""Run every ``benchmarks/bench_*.py`` and write docs/performance.md from their figures and the
+templates in ``benchmarks/templates/`` (see :mod:`benchmarks.page`): ``make bench`` is the one
+way that page changes.
 
-Each benchmark module has ``run() -> str`` returning a markdown section whose figures are
-ratios against a baseline measured in the same run. ``python -m benchmarks.run_all [--only NAME]``
+``python -m benchmarks.run_all [--only NAME] [--quick] [--output PATH]``. ``--quick`` runs
+reduced sizes (rough figures, a check that everything runs and renders) and writes only to
+``--output``; ``--only`` prints one section and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,21 +20,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HEADER = """# Performance
+from benchmarks import page  # noqa: E402 - after the path set-up above
 
-Measured by `make bench` (`python -m benchmarks.run_all`), which rewrites this page. Each
-figure is compared with a baseline measured in the same run on the same machine, so the ratios
-travel better than the microseconds. Do not read the absolute numbers as promises for your
-hardware.
-
-Machine of this run: {machine}.
-"""
+DOCS_PAGE = ROOT / "docs" / "performance.md"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", help="run one benchmark module, e.g. bench_decorators")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write the docs")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, rough figures")
+    parser.add_argument("--output", type=Path, help="where to write the page "
+                        "(default docs/performance.md; --quick writes only here)")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write the page")
     args = parser.parse_args()
     names = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
     if args.only:
@@ -40,17 +40,20 @@ def main() -> None:
     for name in names:
         started = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        section = importlib.import_module(f"benchmarks.{name}").run()
-        print(section, flush=True)
+        figures = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        text = page.section(name, figures)
+        print(text, flush=True)
         print(f"  ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
-        sections.append(section)
-    if args.no_write or args.only:
+        sections.append(text)
+    output = args.output if args.output is not None else None if args.quick else DOCS_PAGE
+    if args.no_write or args.only or output is None:
         return
     machine = (f"{os.cpu_count()} cores, {platform.machine()}, Python "
                f"{platform.python_version()}, {platform.system()}, {time.strftime('%Y-%m-%d')}")
-    text = HEADER.format(machine=machine) + "\n" + "\n".join(sections)
-    (ROOT / "docs" / "performance.md").write_text(text, encoding="utf-8")
-    print("wrote docs/performance.md", file=sys.stderr)
+    if args.quick:
+        machine += " (quick run: reduced sizes, rough figures)"
+    output.write_text(page.page(machine, sections), encoding="utf-8")
+    print(f"wrote {output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from .formatting import log_safe
 from .heap import check_top_allocations
 from .lines import safe_name
 from .options import check_flag, check_level, check_min_duration
-from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker, _Tracker
+from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker, Tracker
 
 F = TypeVar("F", bound=Callable[..., Any])
-TrackerFactory = Callable[[tuple, dict], _Tracker]
+TrackerFactory = Callable[[tuple, dict], Tracker]
 
 
 def qualified_name(func: Callable[..., Any]) -> str:
@@ -171,7 +171,7 @@ def log_performance(
     def decorate(f: F) -> F:
         template = PerformanceTimer._template(qualified_name(f), settings)
 
-        def make(args: tuple, kwargs: dict) -> _Tracker:
+        def make(args: tuple, kwargs: dict) -> Tracker:
             timer = PerformanceTimer._from(template)
             if with_args:
                 timer.attributes = {"args": _format_args(args, kwargs)}

@@ -107,6 +107,13 @@ def current_span() -> Optional[Span]:
     return _current.get()
 
 
+def restore_span(span: Optional[Span]) -> None:
+    """Make ``span`` current again in this context, where work that ended in another context
+    (a response streamed from a child task) could not reset it."""
+    if _current.get() is not span:
+        _current.set(span)
+
+
 def lend_span(span: Optional[Span]) -> Token:
     """Make ``span`` the current span of this context for one step of work that belongs to it
     but runs outside the context that opened it (a chunk of a streamed response, iterated by

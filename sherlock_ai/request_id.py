@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
-_request_id: ContextVar[str] = ContextVar("sherlock_ai_request_id", default="")
+#: The current request id (``""`` outside any request). Integrations set it with a token and
+#: reset it right after the work it belongs to; user code calls the functions below.
+request_id_var: ContextVar[str] = ContextVar("sherlock_ai_request_id", default="")
 
 MAX_REQUEST_ID_LENGTH = 128
 # At least one letter or digit: "-" marks the lines written outside any request, and ids made
@@ -52,28 +54,28 @@ def _checked(req_id: Optional[str]) -> str:
 def set_request_id(req_id: Optional[str] = None) -> str:
     """Set the current context's request id (a fresh one when ``None``) and return it."""
     value = _checked(req_id)
-    _request_id.set(value)
+    request_id_var.set(value)
     return value
 
 
 def get_request_id() -> str:
     """The current context's request id, ``""`` when none is set."""
-    return _request_id.get()
+    return request_id_var.get()
 
 
 def clear_request_id() -> None:
     """Forget the current context's request id."""
-    _request_id.set("")
+    request_id_var.set("")
 
 
 @contextmanager
 def request_id_context(req_id: Optional[str] = None) -> Iterator[str]:
     """Set a request id for the block and restore the previous one afterwards."""
-    token = _request_id.set(_checked(req_id))
+    token = request_id_var.set(_checked(req_id))
     try:
-        yield _request_id.get()
+        yield request_id_var.get()
     finally:
-        _request_id.reset(token)
+        request_id_var.reset(token)
 
 
 def carry_context(func: F) -> F:

@@ -8,7 +8,7 @@ the logs; the engine skips the closing RSS read when no such sink is registered.
 from __future__ import annotations
 
 import threading
-from typing import Callable, List, Tuple
+from typing import Callable, Tuple
 
 from ._safety import report_internal_error
 from .measurement import Measurement
@@ -39,11 +39,6 @@ def remove_sink(sink: Sink) -> None:
     with _lock:
         _sinks = tuple(s for s in _sinks if s is not sink)
         _eager = tuple(s for s in _eager if s is not sink)
-
-
-def registered_sinks() -> List[Sink]:
-    """The sinks in the order they receive measurements."""
-    return list(_sinks)
 
 
 def has_eager_sinks() -> bool:

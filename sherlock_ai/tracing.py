@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 import tracemalloc
 
+from .options import check_frames
+
 LOCK = threading.Lock()
 
 _leases = 0
@@ -49,8 +51,7 @@ def hold_tracing(frames: int = 1) -> None:
     When this call starts it, tracemalloc keeps at least ``frames`` frames per allocation;
     when it already runs, its frame count is left as it is.
     """
-    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
-        raise ValueError(f"frames must be a positive int, got {frames!r}")
+    check_frames(frames)
     with LOCK:
         acquire(frames)
 
@@ -68,16 +69,9 @@ def set_traceback_frames(frames: int) -> None:
     every allocation of the process.
     """
     global _frames
-    if not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"frames must be a positive int, got {frames!r}")
-    _frames = frames
+    _frames = check_frames(frames)
 
 
 def leases() -> int:
     """How many leases are held now (for tests and diagnostics)."""
     return _leases
-
-
-def owned() -> bool:
-    """Whether sherlock_ai started the running tracemalloc."""
-    return _owned

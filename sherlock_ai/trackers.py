@@ -18,13 +18,16 @@ from .formatting import exception_summary, log_safe
 from .lines import safe_name
 from .measurement import ERROR, SUCCESS, Measurement
 from .options import check_flag, check_level, check_min_duration, check_name
-from .request_id import _request_id
+from .request_id import request_id_var
 from .resources import ResourceWindow
 from .sinks import dispatch
 from .sinks import has_eager_sinks as _eager
 
 
-class _Tracker:
+class Tracker:
+    """What the three trackers share: the name, the threshold and the line at the end (the
+    base of the classes below, used by the decorators; not exported)."""
+
     kind = ""
 
     def __init__(self, name: str, min_duration: float = 0.0, *, log_level: str = "INFO") -> None:
@@ -52,7 +55,7 @@ class _Tracker:
                 "_started": False, "_marked_error": None, "_keep_quiet": False}
 
     @classmethod
-    def _from(cls, template: Dict[str, Any]) -> _Tracker:
+    def _from(cls, template: Dict[str, Any]) -> Tracker:
         """A tracker built from a :meth:`_template` without validating again (the
         decorators' per-call path)."""
         tracker = cls.__new__(cls)
@@ -65,7 +68,7 @@ class _Tracker:
             return self.min_duration
         return -1.0
 
-    def __enter__(self) -> _Tracker:
+    def __enter__(self) -> Tracker:
         self.measurement = None
         try:
             self._start()
@@ -84,7 +87,7 @@ class _Tracker:
                 report_internal_error(f"{type(self).__name__} finish", internal)
         return False
 
-    async def __aenter__(self) -> _Tracker:
+    async def __aenter__(self) -> Tracker:
         return self.__enter__()
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
@@ -104,13 +107,13 @@ class _Tracker:
             if duration < self.min_duration and not self._keep_quiet and not _eager():
                 return
             m = Measurement(
-                self.kind, self.name, SUCCESS, duration, self.level, _request_id.get(), None,
+                self.kind, self.name, SUCCESS, duration, self.level, request_id_var.get(), None,
                 rss, rss_change, traced, traced_peak, concurrent,
                 duration < self.min_duration, self.attributes,
             )
         else:
             m = Measurement(
-                self.kind, self.name, ERROR, duration, logging.ERROR, _request_id.get(),
+                self.kind, self.name, ERROR, duration, logging.ERROR, request_id_var.get(),
                 marked if exc is None else _describe(exc), rss, rss_change, traced,
                 traced_peak, concurrent, False, self.attributes,
             )
@@ -125,7 +128,7 @@ def _describe(exc: BaseException) -> str:
     return log_safe(exception_summary(exc))
 
 
-class MemoryTracker(_Tracker):
+class MemoryTracker(Tracker):
     """Measure a block's memory: RSS at its end and its change, plus, with ``trace_malloc``,
     the Python allocations it left alive (Traced) and its own peak (Peak).
 
@@ -190,7 +193,7 @@ class MemoryTracker(_Tracker):
                 or self._marked_error is not None or _eager())
 
 
-class PerformanceTimer(_Tracker):
+class PerformanceTimer(Tracker):
     """Time a block with a monotonic clock; logs ``PERFORMANCE | {name} | {STATUS} | {t}s``
     on ``PerformanceLogger`` unless it succeeded faster than ``min_duration`` seconds."""
 
@@ -206,7 +209,7 @@ class PerformanceTimer(_Tracker):
         self._emit(exc, (perf_counter() - self._t0, None, None, None, None, 0))
 
 
-class ResourceTracker(_Tracker):
+class ResourceTracker(Tracker):
     """Measure a block's CPU (this process's CPU time over the block's wall time), RSS and its
     change, thread count, storage I/O of this process and, when asked, machine-wide network
     bytes. Logs ``RESOURCES | {name} | ...`` on ``MonitoringLogger``."""

@@ -5,6 +5,8 @@
 - WSGI (any WSGI app): :mod:`sherlock_ai.integrations.wsgi` (``SherlockWSGIMiddleware``).
 - Flask: :mod:`sherlock_ai.integrations.flask` (``Sherlock``).
 - uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
+- Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``); request
+  observers: :mod:`sherlock_ai.integrations.observers` (``RequestObserver``).
 
 Importing this package imports no web framework; the classes above are loaded on first use.
 """
@@ -14,16 +16,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._common import (
-    OTHER_METHOD,
-    REQUEST_ID_KEY,
-    ROUTE_KEY,
-    UNMATCHED_ROUTE,
-    RequestObserver,
-    RequestOptions,
-    add_request_observer,
-    remove_request_observer,
-)
+from ._common import OTHER_METHOD, REQUEST_ID_KEY, ROUTE_KEY, UNMATCHED_ROUTE
+from .observers import RequestObserver, add_request_observer, remove_request_observer
+from .options import RequestKeywords, RequestOptions
 
 _LAZY = {
     "SherlockMiddleware": "asgi",
@@ -48,6 +43,7 @@ __all__ = [
     "OTHER_METHOD",
     "REQUEST_ID_KEY",
     "ROUTE_KEY",
+    "RequestKeywords",
     "RequestObserver",
     "RequestOptions",
     "Sherlock",

@@ -10,25 +10,40 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Any, Awaitable, Callable, MutableMapping, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    MutableMapping,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from .._safety import report_internal_error
-from ..engine import _current as _current_span
+from ..engine import current_span, restore_span
 from ..formatting import exception_summary
 from ..log_records import ESCAPED_REQUEST_ID
-from ..request_id import _request_id
+from ..request_id import request_id_var
 from ._common import (
     CLIENT_DISCONNECTED,
     REQUEST_ID_KEY,
     UNMATCHED_ROUTE,
-    RequestOptions,
     RequestPolicy,
     end_measurement,
     request_method,
 )
 from .asgi_routes import RouteNames
+from .options import RequestKeywords, RequestOptions, resolve_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,7 +57,10 @@ _INCOMPLETE = "the application returned without completing the response"
 class SherlockMiddleware:
     """Give each HTTP request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
 
-    Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` as keywords.
+    Options: ``options=RequestOptions(...)``, the fields of
+    :class:`~sherlock_ai.integrations.RequestOptions` as keywords, or both (keywords replace
+    those fields); checked here, once, and kept as :attr:`options`.
+
     Each request is measured from its start until the last byte of its response body is
     handed to the server (or the client disconnects) and logged as one MEMORY line named
     ``"{METHOD} {route template}"``. The id is set for the whole request, background tasks
@@ -50,11 +68,14 @@ class SherlockMiddleware:
     the accept message) but no measurement; lifespan passes through untouched.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, *, options: Optional[RequestOptions] = None,
+                 **keywords: Unpack[RequestKeywords]) -> None:
         if not callable(app):
             raise TypeError(f"SherlockMiddleware wraps an ASGI application, got {app!r}")
         self.app = _single_callable(app)
-        self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
+        #: The checked options this middleware runs with.
+        self.options = resolve_options(options, keywords)
+        self.policy = RequestPolicy(self.options)
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
@@ -68,7 +89,7 @@ class SherlockMiddleware:
             return
         request_id = self.policy.request_id(self._incoming_id(scope))
         scope[REQUEST_ID_KEY] = request_id
-        token = _request_id.set(request_id)
+        token = request_id_var.set(request_id)
         try:
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
@@ -83,10 +104,10 @@ class SherlockMiddleware:
             _tag_escaped(exc, request_id)
             raise
         finally:
-            _request_id.reset(token)
+            request_id_var.reset(token)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        outer_span = _current_span.get()
+        outer_span = current_span()
         exchange = _Exchange(self, scope, receive, send, request_id)
         try:
             await self.app(scope, exchange.receive, exchange.send)
@@ -101,8 +122,7 @@ class SherlockMiddleware:
         finally:
             # A response streamed from a child task ends the measurement in that task's
             # context copy, which cannot restore this one: do it here.
-            if _current_span.get() is not outer_span:
-                _current_span.set(outer_span)
+            restore_span(outer_span)
 
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header
@@ -252,27 +272,47 @@ def _is_last(kind: str, message: Message, trailers: bool) -> bool:
     return kind == "http.response.pathsend" and not trailers
 
 
-def instrument_app(app: Any, **options: Any) -> Any:
+class _StarletteLike(Protocol):
+    def build_middleware_stack(self) -> ASGIApp: ...
+
+
+App = TypeVar("App", bound=_StarletteLike)
+
+
+@overload
+def instrument_app(app: App, *, options: Optional[RequestOptions] = None,
+                   **keywords: Unpack[RequestKeywords]) -> App: ...
+
+
+@overload
+def instrument_app(app: ASGIApp, *, options: Optional[RequestOptions] = None,
+                   **keywords: Unpack[RequestKeywords]) -> SherlockMiddleware: ...
+
+
+def instrument_app(app: Union[_StarletteLike, ASGIApp], *,
+                   options: Optional[RequestOptions] = None,
+                   **keywords: Unpack[RequestKeywords]) -> Union[_StarletteLike, ASGIApp]:
     """Make :class:`SherlockMiddleware` the outermost layer of ``app`` and return the app to
     serve.
 
     For Starlette and FastAPI apps the middleware goes outside ``ServerErrorMiddleware`` (by
     wrapping ``app.build_middleware_stack``), so the 500 answered for an unhandled exception
     carries the id header and is measured as ERROR; ``app`` itself is returned, instrumented
-    in place. Any other ASGI app is returned wrapped. Options are checked now.
+    in place. Any other ASGI app is returned wrapped. Options as for
+    :class:`SherlockMiddleware`, checked now, once.
     """
+    checked = resolve_options(options, keywords)
     build = getattr(app, "build_middleware_stack", None)
     if not callable(build):
-        return SherlockMiddleware(app, **options)
+        return SherlockMiddleware(app, options=checked)  # type: ignore[arg-type]
     if getattr(app, "_sherlock_ai_instrumented", False):
         raise RuntimeError("instrument_app() was already called for this app")
-    RequestOptions.from_kwargs(options)
 
     def build_instrumented_stack() -> ASGIApp:
-        return SherlockMiddleware(build(), **options)
+        return SherlockMiddleware(build(), options=checked)
 
-    app.build_middleware_stack = build_instrumented_stack
-    app._sherlock_ai_instrumented = True
+    app.build_middleware_stack = build_instrumented_stack  # type: ignore[method-assign,union-attr]
+    app._sherlock_ai_instrumented = True  # type: ignore[union-attr]
     if getattr(app, "middleware_stack", None) is not None:
-        app.middleware_stack = build_instrumented_stack()
+        app.middleware_stack = build_instrumented_stack()  # type: ignore[union-attr]
     return app

@@ -3,13 +3,19 @@ Flask route rule (``GET /items/<int:item_id>``)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from flask import Flask, current_app, request, request_finished
 
 from .._safety import report_internal_error
-from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY, RequestOptions
+from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
+from .options import RequestKeywords, RequestOptions, resolve_options
 from .wsgi import SherlockWSGIMiddleware
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..leaks import LeakWatch
 
 EXTENSION_NAME = "sherlock_ai"
 
@@ -18,7 +24,10 @@ class Sherlock:
     """Measure every request of a Flask app: ``Sherlock(app, **options)`` or, with an app
     factory, ``sherlock = Sherlock(**options)`` then ``sherlock.init_app(app)``.
 
-    Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` (checked here).
+    Options as for :class:`~sherlock_ai.integrations.asgi.SherlockMiddleware`
+    (``options=RequestOptions(...)`` and/or its fields as keywords), checked here, once, and
+    kept as :attr:`options`: every app set up with this extension gets a middleware with
+    that same object.
     ``init_app`` wraps ``app.wsgi_app`` with :class:`SherlockWSGIMiddleware` and registers a
     ``teardown_request`` hook (it runs on every outcome) that hands the matched rule, and the
     exception behind a 500, to the middleware, and a ``request_finished`` signal receiver that
@@ -30,10 +39,11 @@ class Sherlock:
     one of the app set up last (``app.extensions["sherlock_ai_leak_watch"]`` for any app).
     """
 
-    def __init__(self, app: Optional[Flask] = None, **options: Any) -> None:
-        RequestOptions.from_kwargs(options)
-        self.options = dict(options)
-        self.leak_watch: Any = None
+    def __init__(self, app: Optional[Flask] = None, *,
+                 options: Optional[RequestOptions] = None,
+                 **keywords: Unpack[RequestKeywords]) -> None:
+        self.options = resolve_options(options, keywords)
+        self.leak_watch: Optional[LeakWatch] = None
         if app is not None:
             self.init_app(app)
 
@@ -41,7 +51,7 @@ class Sherlock:
         """Instrument ``app`` and register the extension as ``app.extensions["sherlock_ai"]``."""
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError("sherlock_ai's Flask extension is already set up for this app")
-        middleware = SherlockWSGIMiddleware(app.wsgi_app, **self.options)
+        middleware = SherlockWSGIMiddleware(app.wsgi_app, options=self.options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
         request_finished.connect(_hand_streaming_to_middleware, app)

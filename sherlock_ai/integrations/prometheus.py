@@ -18,12 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .. import sinks
 from ..measurement import Measurement
-from ._common import (
-    RequestObserver,
-    add_request_observer,
-    remove_request_observer,
-    status_class,
-)
+from ._common import status_class
+from .observers import RequestObserver, add_request_observer, remove_request_observer
 
 LABELS = ("method", "route", "status_class")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextvars
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .._safety import report_internal_error
 from ..engine import current_span, lend_span, return_span
 from ..formatting import exception_summary
-from ..request_id import _request_id
+from ..request_id import request_id_var
 from ._common import (
     CLIENT_DISCONNECTED,
     ENDPOINT_KEY,
@@ -35,11 +35,14 @@ from ._common import (
     STREAMED_KEY,
     UNMATCHED_ROUTE,
     BoundedNames,
-    RequestOptions,
     RequestPolicy,
     end_measurement,
     request_method,
 )
+from .options import RequestKeywords, RequestOptions, resolve_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Environ = dict
 Headers = List[Tuple[str, str]]
@@ -53,8 +56,9 @@ NOT_CLOSED = "the response was never closed (measured until it was garbage colle
 class SherlockWSGIMiddleware:
     """Give each request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
 
-    Accepts the options of :class:`~sherlock_ai.integrations.RequestOptions` as keywords.
-    A request is measured from the application call until:
+    Options as for :class:`~sherlock_ai.integrations.asgi.SherlockMiddleware`
+    (``options=RequestOptions(...)`` and/or its fields as keywords), checked here, once, and
+    kept as :attr:`options`. A request is measured from the application call until:
 
     - the application returned, for a body produced in full: a list or tuple, or a body the
       framework reports as not streamed (``environ["sherlock_ai.streamed"] = False``; the
@@ -69,14 +73,16 @@ class SherlockWSGIMiddleware:
     ``environ["sherlock_ai.request_id"]``.
     """
 
-    def __init__(self, app: WSGIApp, **options: Any) -> None:
+    def __init__(self, app: WSGIApp, *, options: Optional[RequestOptions] = None,
+                 **keywords: Unpack[RequestKeywords]) -> None:
         if not callable(app):
             raise TypeError(f"SherlockWSGIMiddleware wraps a WSGI application, got {app!r}")
         self.app = app
-        self.policy = RequestPolicy(RequestOptions.from_kwargs(options))
+        #: The checked options this middleware runs with.
+        self.options = resolve_options(options, keywords)
+        self.policy = RequestPolicy(self.options)
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
-        self._header_name = self.policy.options.header_name
         self._names = BoundedNames()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -111,13 +117,14 @@ class _Request:
         self.environ = environ
         self._start_response = start_response
         self.request_id = request_id
-        self.header = (middleware._header_name, request_id) if middleware.policy.echo else None
+        policy = middleware.policy
+        self.header = (policy.header_name, request_id) if policy.echo else None
         self.status: Optional[int] = None
         self.error: Optional[BaseException] = None
         self._done = False
         self._finalizer: Optional[weakref.finalize] = None
         self.context = context = contextvars.copy_context()
-        context.run(_request_id.set, request_id)
+        context.run(request_id_var.set, request_id)
         self.tracker = context.run(middleware.policy.start_measurement, "wsgi") if measured \
             else None
         self.span = context.run(current_span)
@@ -126,11 +133,11 @@ class _Request:
         """Run one step of the application in the caller's context, with the request's id and
         open measurement current for that step only."""
         span_token = lend_span(self.span)
-        id_token = _request_id.set(self.request_id)
+        id_token = request_id_var.set(self.request_id)
         try:
             return step(*args)
         finally:
-            _request_id.reset(id_token)
+            request_id_var.reset(id_token)
             return_span(span_token)
 
     def respond(self) -> Iterable[bytes]:

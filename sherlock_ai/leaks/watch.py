@@ -43,11 +43,17 @@ class LeakWatch:
     template}"``; ``endpoint`` is the function that serves the route (``None`` when unknown:
     its request counts still name it). Either may be given only at the end:
     ``watch.request_finished(handle, route_key=..., endpoint=...)``. Safe to call from any
-    thread or task; neither call ever raises. Keyword settings: :class:`LeakWatchSettings`.
+    thread or task; neither call ever raises. Settings: :class:`LeakWatchSettings`, as keywords
+    or ``settings=LeakWatchSettings(...)``.
     """
 
-    def __init__(self, **settings: Any) -> None:
-        self.settings = s = LeakWatchSettings.from_kwargs(settings)
+    def __init__(self, settings: Optional[LeakWatchSettings] = None, **keywords: Any) -> None:
+        if settings is None:
+            settings = LeakWatchSettings.from_kwargs(keywords)
+        elif keywords or not isinstance(settings, LeakWatchSettings):
+            raise TypeError("LeakWatch takes settings=LeakWatchSettings(...) or keyword "
+                            f"settings, not both; got settings={settings!r}")
+        self.settings = s = settings
         self.criteria = LeakCriteria(min_bytes_per_request=s.min_bytes_per_request,
                                      min_requests=s.min_requests)
         self._gate = Gate(s.warmup_requests)

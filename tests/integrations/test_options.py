@@ -127,3 +127,102 @@ def test_importing_the_integrations_package_imports_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.fixture()
+def checks(monkeypatch):
+    """Counts how many times options and leak settings are checked."""
+    from sherlock_ai import LeakWatchSettings
+
+    counted = {"options": 0, "leak settings": 0}
+    for cls, key in ((RequestOptions, "options"), (LeakWatchSettings, "leak settings")):
+        original = cls.__post_init__
+
+        def counting(self, original=original, key=key):
+            counted[key] += 1
+            original(self)
+
+        monkeypatch.setattr(cls, "__post_init__", counting)
+    return counted
+
+
+LEAKS = {"leak_detection": True, "leak_settings": {"warmup_requests": 10_000}}
+
+
+def test_each_integration_checks_its_options_once(checks):
+    SherlockMiddleware(_asgi_app, min_duration=0.5, **LEAKS)
+    assert checks == {"options": 1, "leak settings": 1}
+    app = instrument_app(Starlette(), min_duration=0.5, **LEAKS)
+    app.build_middleware_stack()
+    assert checks == {"options": 2, "leak settings": 2}
+    SherlockWSGIMiddleware(_wsgi_app, min_duration=0.5, **LEAKS)
+    assert checks == {"options": 3, "leak settings": 3}
+    sherlock = Sherlock(min_duration=0.5, **LEAKS)
+    sherlock.init_app(Flask("once-a"))
+    sherlock.init_app(Flask("once-b"))
+    assert checks == {"options": 4, "leak settings": 4}
+
+
+def test_the_checked_options_object_is_what_every_layer_keeps():
+    options = RequestOptions(header_name="X-Trace", exclude_paths=["/health"], **LEAKS)
+    assert SherlockMiddleware(_asgi_app, options=options).options is options
+    assert SherlockWSGIMiddleware(_wsgi_app, options=options).options is options
+    app = instrument_app(Starlette(), options=options)
+    assert app.build_middleware_stack().options is options
+    sherlock = Sherlock(options=options)
+    flask_app = Flask("kept")
+    sherlock.init_app(flask_app)
+    assert sherlock.options is options and flask_app.wsgi_app.options is options
+    watch = flask_app.wsgi_app.leak_watch
+    assert watch is not None and watch.settings is options.leak_settings
+    assert options.leak_settings.warmup_requests == 10_000
+
+
+def test_keywords_replace_fields_of_a_given_options_object():
+    base = RequestOptions(header_name="X-Trace", min_duration=1)
+    middleware = SherlockMiddleware(_asgi_app, options=base, min_duration=0.25)
+    assert middleware.options.header_name == "X-Trace"
+    assert middleware.options.min_duration == 0.25 and base.min_duration == 1.0
+    with pytest.raises(TypeError, match="unknown option.s. header; accepted: header_name"):
+        SherlockWSGIMiddleware(_wsgi_app, options=base, header="X-Id")
+    with pytest.raises(ValueError, match="min_duration must be >= 0"):
+        Sherlock(options=base, min_duration=-1)
+
+
+def test_options_must_be_a_request_options():
+    for make in (lambda: SherlockMiddleware(_asgi_app, options={"header_name": "X-Id"}),
+                 lambda: instrument_app(Starlette(), options={"header_name": "X-Id"}),
+                 lambda: Sherlock(options="X-Id")):
+        with pytest.raises(TypeError, match="options must be a RequestOptions"):
+            make()
+
+
+def test_the_keyword_names_and_types_are_those_of_the_options():
+    from dataclasses import fields
+
+    from sherlock_ai.integrations import RequestKeywords
+
+    keywords = {name: getattr(kind, "__forward_arg__", kind)
+                for name, kind in RequestKeywords.__annotations__.items()}
+    assert keywords == {f.name: f.type for f in fields(RequestOptions)}
+
+
+def test_the_old_import_paths_of_options_and_observers_keep_working():
+    from sherlock_ai.integrations import RequestObserver as public_observer
+    from sherlock_ai.integrations import _common, observers, options
+
+    assert _common.RequestOptions is options.RequestOptions is RequestOptions
+    assert _common.RequestObserver is observers.RequestObserver is public_observer
+    assert _common.add_request_observer is observers.add_request_observer
+
+
+def test_a_leak_watch_takes_checked_settings_or_keywords_not_both():
+    from sherlock_ai import LeakWatch, LeakWatchSettings
+
+    settings = LeakWatchSettings(trace_share=0.01)
+    assert LeakWatch(settings=settings).settings is settings
+    assert LeakWatch(trace_share=0.01).settings == settings
+    with pytest.raises(TypeError, match="not both"):
+        LeakWatch(settings=settings, trace_share=0.5)
+    with pytest.raises(TypeError, match="not both"):
+        LeakWatch(settings={"trace_share": 0.5})

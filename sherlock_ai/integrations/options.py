@@ -1,0 +1,120 @@
+"""The options of the web integrations: :class:`RequestOptions` holds their defaults and checks
+them once; :class:`RequestKeywords` gives their names and types to keyword arguments.
+
+Every integration takes ``options=RequestOptions(...)``, keywords, or both (keywords then
+replace those fields), and keeps the one checked object that :func:`resolve_options` returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Mapping,
+    Optional,
+    TypedDict,
+    Union,
+)
+
+from ..options import (
+    check_exclude_paths,
+    check_flag,
+    check_header_name,
+    check_id_generator,
+    check_known,
+    check_leak_settings,
+    check_min_duration,
+    from_keywords,
+)
+from ..request_id import generate_request_id
+
+if TYPE_CHECKING:
+    from ..leaks import LeakWatchSettings
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """The options every integration accepts, checked when the object is created.
+
+    - ``header_name``: the request header read for an incoming id and the response header that
+      echoes it.
+    - ``trust_incoming_id``: use a valid incoming id (see
+      :func:`sherlock_ai.is_valid_request_id`); anything else is replaced by a fresh id, never
+      echoed or logged. Off by default: a client choosing the id can file its lines under
+      another request's id; turn it on behind a proxy that sets the header itself.
+    - ``id_generator``: makes fresh ids; an id it returns that is not valid (or an exception)
+      falls back to :func:`sherlock_ai.generate_request_id`.
+    - ``echo_header``: send the id back in ``header_name`` (replacing one the app set).
+    - ``trace_malloc``: add Traced/Peak figures; tracemalloc then runs for the middleware's
+      lifetime and slows every allocation of the process.
+    - ``min_duration``: requests that succeed faster than this many seconds are not logged.
+    - ``exclude_paths``: paths that get an id but no measurement: an entry ending in ``/``
+      is a prefix (``"/static/"`` matches ``/static/app.css``), any other an exact path
+      (``"/health"``). Any iterable of paths; kept as a frozenset.
+    - ``leak_detection``: watch for routes whose requests keep retaining memory and log a
+      ``LEAK SUSPECT`` warning naming the route and the line (see docs/leak-detection.md).
+    - ``leak_settings``: settings of that watch, as a :class:`sherlock_ai.LeakWatchSettings`
+      or a mapping of its fields, e.g. ``{"trace_share": 0.01}`` for the low-cost setting;
+      kept as a ``LeakWatchSettings``.
+    """
+
+    header_name: str = "X-Request-ID"
+    trust_incoming_id: bool = False
+    id_generator: Callable[[], str] = generate_request_id
+    echo_header: bool = True
+    trace_malloc: bool = False
+    min_duration: float = 0.0
+    exclude_paths: Iterable[str] = frozenset()
+    leak_detection: bool = False
+    leak_settings: Union[LeakWatchSettings, Mapping[str, Any], None] = None
+
+    def __post_init__(self) -> None:
+        check_header_name(self.header_name)
+        check_flag("trust_incoming_id", self.trust_incoming_id)
+        check_id_generator(self.id_generator)
+        check_flag("echo_header", self.echo_header)
+        check_flag("trace_malloc", self.trace_malloc)
+        object.__setattr__(self, "min_duration", check_min_duration(self.min_duration))
+        object.__setattr__(self, "exclude_paths", check_exclude_paths(self.exclude_paths))
+        check_flag("leak_detection", self.leak_detection)
+        object.__setattr__(self, "leak_settings",
+                           check_leak_settings(self.leak_settings, self.leak_detection))
+
+    @classmethod
+    def from_kwargs(cls, options: Mapping[str, Any]) -> RequestOptions:
+        """Options from keyword arguments, refusing unknown names with the accepted ones."""
+        return from_keywords(cls, options, "option(s)")
+
+
+class RequestKeywords(TypedDict, total=False):
+    """The fields of :class:`RequestOptions` as keyword arguments of the integrations (their
+    defaults are those of ``RequestOptions``)."""
+
+    header_name: str
+    trust_incoming_id: bool
+    id_generator: Callable[[], str]
+    echo_header: bool
+    trace_malloc: bool
+    min_duration: float
+    exclude_paths: Iterable[str]
+    leak_detection: bool
+    leak_settings: Union[LeakWatchSettings, Mapping[str, Any], None]
+
+
+def resolve_options(
+    options: Optional[RequestOptions], keywords: Mapping[str, Any]
+) -> RequestOptions:
+    """The checked options of an integration: ``options`` (the defaults when ``None``) with
+    ``keywords`` replacing its fields. ``options`` itself when no keyword is given."""
+    if options is None:
+        return RequestOptions.from_kwargs(keywords)
+    if not isinstance(options, RequestOptions):
+        raise TypeError(f"options must be a RequestOptions, got {options!r}")
+    if not keywords:
+        return options
+    check_known(RequestOptions, keywords, "option(s)")
+    return dataclasses.replace(options, **keywords)
