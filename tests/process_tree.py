@@ -100,10 +100,21 @@ def stop_group(proc: subprocess.Popen, first_signal: int = signal.SIGINT,
             raise RuntimeError(f"processes {group_members(pgid)} of group {pgid} survived SIGKILL")
 
 
-def kill(pids: List[int]) -> None:
-    """SIGKILL each of ``pids`` (those already gone are ignored)."""
+def kill(pids: List[int], timeout: float = 10.0) -> None:
+    """SIGKILL each of ``pids`` (those already gone are ignored) and wait until none is alive:
+    the signal is delivered asynchronously, so a check right after ``kill`` can still see it."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return _stat(pid)[0] != "Z"
+    except (OSError, ValueError):
+        return False  # gone (or no /proc: nothing more to wait for)
