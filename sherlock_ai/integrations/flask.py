@@ -3,13 +3,15 @@ Flask route rule (``GET /items/<int:item_id>``)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import types
+import weakref
+from typing import Any, Iterable, Optional
 
 from flask import Flask, current_app, request, request_finished
 
 from .._safety import report_internal_error
 from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY, RequestOptions
-from .wsgi import SherlockWSGIMiddleware
+from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse
 
 EXTENSION_NAME = "sherlock_ai"
 
@@ -24,7 +26,10 @@ class Sherlock:
     exception behind a 500, to the middleware, and a ``request_finished`` signal receiver that
     tells it whether the final response is streamed (``Response.is_streamed``): a response
     produced in full is measured until the app returned it, a streamed one until the server
-    closes it (see :class:`SherlockWSGIMiddleware`). The extension keeps no reference to an app.
+    closes it (see :class:`SherlockWSGIMiddleware`). The extension keeps no reference to an app,
+    and the middleware holds the app's own ``wsgi_app`` weakly, so that an instrumented app is
+    freed when nothing else refers to it, as a bare one is (a ``wsgi_app`` another middleware
+    wrapped before is held as it is).
 
     With ``leak_detection=True`` each app gets its own watch: ``sherlock.leak_watch`` is the
     one of the app set up last (``app.extensions["sherlock_ai_leak_watch"]`` for any app).
@@ -41,7 +46,12 @@ class Sherlock:
         """Instrument ``app`` and register the extension as ``app.extensions["sherlock_ai"]``."""
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError("sherlock_ai's Flask extension is already set up for this app")
-        middleware = SherlockWSGIMiddleware(app.wsgi_app, **self.options)
+        wrapped: Any = app.wsgi_app
+        if isinstance(wrapped, types.MethodType) and wrapped.__self__ is app:
+            # app.wsgi_app -> middleware -> bound method -> app would be a reference cycle:
+            # the app would outlive its last reference until the cycle collector ran.
+            wrapped = _WeakAppMethod(wrapped)
+        middleware = SherlockWSGIMiddleware(wrapped, **self.options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
         request_finished.connect(_hand_streaming_to_middleware, app)
@@ -49,6 +59,27 @@ class Sherlock:
         if middleware.leak_watch is not None:
             self.leak_watch = middleware.leak_watch
             app.extensions[EXTENSION_NAME + "_leak_watch"] = middleware.leak_watch
+
+
+class _WeakAppMethod:
+    """The app's own ``wsgi_app``, held without keeping the app alive."""
+
+    __slots__ = ("_method", "_name")
+
+    def __init__(self, method: types.MethodType) -> None:
+        self._method = weakref.WeakMethod(method)
+        self._name = repr(method.__self__)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        method = self._method()
+        if method is None:
+            raise ReferenceError(
+                f"the Flask app {self._name} was freed while its wsgi_app is still served: "
+                "keep a reference to the Flask app (serve the app, or keep it in a variable)")
+        return method(environ, start_response)
+
+    def __repr__(self) -> str:
+        return f"<wsgi_app of {self._name}, held weakly>"
 
 
 def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
