@@ -10,6 +10,7 @@ from typing import Any, Iterable, Optional
 from flask import Flask, current_app, request, request_finished
 
 from .._safety import report_internal_error
+from ..formatting import exception_summary
 from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY, RequestOptions
 from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse
 
@@ -89,7 +90,12 @@ def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
         environ[ROUTE_KEY] = rule.rule
         environ[ENDPOINT_KEY] = current_app.view_functions.get(rule.endpoint)
     if exc is not None:
-        environ[ERROR_KEY] = exc
+        # Its text, not the exception: the frames of its traceback reach the response body,
+        # and a body the server never closes must stay collectable to end its measurement.
+        try:
+            environ[ERROR_KEY] = exception_summary(exc)
+        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("flask error summary", internal)
 
 
 def _hand_streaming_to_middleware(sender: Flask, response: Any, **extra: Any) -> None:

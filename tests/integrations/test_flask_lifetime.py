@@ -100,3 +100,25 @@ def test_the_wsgi_app_of_a_freed_app_says_so(no_cycle_collector):
     del app
     with pytest.raises(ReferenceError, match="keep a reference to the Flask app"):
         wsgi(EnvironBuilder("/items/3").get_environ(), lambda *args: None)
+
+
+def test_an_unclosed_error_page_is_collected_and_measured(records):
+    # The exception behind a 500 has a traceback whose frames reach the response body: kept in
+    # the environ, it kept the body alive forever, so its measurement never ended.
+    app = _app()
+    app.testing = False
+    app.logger.disabled = True
+
+    @app.get("/boom")
+    def boom() -> str:
+        return str(1 / 0)
+
+    Sherlock(app)
+    response = app.test_client().get("/boom")  # the stock client does not close it
+    assert response.status_code == 500
+    del response
+    gc.collect()
+    (message,) = records.messages()
+    assert message.startswith("MEMORY | GET /boom | ERROR | ")
+    assert message.endswith("Error: HTTP 500 (ZeroDivisionError: division by zero); the response "
+                            "was never closed (measured until it was garbage collected)")
