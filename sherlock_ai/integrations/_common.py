@@ -42,7 +42,9 @@ UNMATCHED_ROUTE = "<unmatched>"
 REQUEST_ID_KEY = "sherlock_ai.request_id"
 #: Where a WSGI framework puts the matched route template (the Flask extension does).
 ROUTE_KEY = "sherlock_ai.route"
-#: Where a WSGI framework puts the exception it turned into a 5xx response.
+#: Where a WSGI framework puts the exception it turned into a 5xx response, or its log-safe
+#: summary (``exception_summary``): the Flask extension puts the summary, since the exception's
+#: traceback would keep a response body alive.
 ERROR_KEY = "sherlock_ai.error"
 #: Where a WSGI framework puts the function that served the request (for the leak watch).
 ENDPOINT_KEY = "sherlock_ai.endpoint"

@@ -3,14 +3,17 @@ Flask route rule (``GET /items/<int:item_id>``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+import types
+import weakref
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from flask import Flask, current_app, request, request_finished
 
 from .._safety import report_internal_error
+from ..formatting import exception_summary
 from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
 from .options import RequestKeywords, RequestOptions, resolve_options
-from .wsgi import SherlockWSGIMiddleware
+from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -33,7 +36,10 @@ class Sherlock:
     exception behind a 500, to the middleware, and a ``request_finished`` signal receiver that
     tells it whether the final response is streamed (``Response.is_streamed``): a response
     produced in full is measured until the app returned it, a streamed one until the server
-    closes it (see :class:`SherlockWSGIMiddleware`). The extension keeps no reference to an app.
+    closes it (see :class:`SherlockWSGIMiddleware`). The extension keeps no reference to an app,
+    and the middleware holds the app's own ``wsgi_app`` weakly, so that an instrumented app is
+    freed when nothing else refers to it, as a bare one is (a ``wsgi_app`` another middleware
+    wrapped before is held as it is).
 
     With ``leak_detection=True`` each app gets its own watch: ``sherlock.leak_watch`` is the
     one of the app set up last (``app.extensions["sherlock_ai_leak_watch"]`` for any app).
@@ -51,7 +57,12 @@ class Sherlock:
         """Instrument ``app`` and register the extension as ``app.extensions["sherlock_ai"]``."""
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError("sherlock_ai's Flask extension is already set up for this app")
-        middleware = SherlockWSGIMiddleware(app.wsgi_app, options=self.options)
+        wrapped: Any = app.wsgi_app
+        if isinstance(wrapped, types.MethodType) and wrapped.__self__ is app:
+            # app.wsgi_app -> middleware -> bound method -> app would be a reference cycle:
+            # the app would outlive its last reference until the cycle collector ran.
+            wrapped = _WeakAppMethod(wrapped)
+        middleware = SherlockWSGIMiddleware(wrapped, options=self.options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
         request_finished.connect(_hand_streaming_to_middleware, app)
@@ -61,6 +72,27 @@ class Sherlock:
             app.extensions[EXTENSION_NAME + "_leak_watch"] = middleware.leak_watch
 
 
+class _WeakAppMethod:
+    """The app's own ``wsgi_app``, held without keeping the app alive."""
+
+    __slots__ = ("_method", "_name")
+
+    def __init__(self, method: types.MethodType) -> None:
+        self._method = weakref.WeakMethod(method)
+        self._name = repr(method.__self__)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        method = self._method()
+        if method is None:
+            raise ReferenceError(
+                f"the Flask app {self._name} was freed while its wsgi_app is still served: "
+                "keep a reference to the Flask app (serve the app, or keep it in a variable)")
+        return method(environ, start_response)
+
+    def __repr__(self) -> str:
+        return f"<wsgi_app of {self._name}, held weakly>"
+
+
 def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
     environ = request.environ
     rule = request.url_rule
@@ -68,7 +100,12 @@ def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
         environ[ROUTE_KEY] = rule.rule
         environ[ENDPOINT_KEY] = current_app.view_functions.get(rule.endpoint)
     if exc is not None:
-        environ[ERROR_KEY] = exc
+        # Its text, not the exception: the frames of its traceback reach the response body,
+        # and a body the server never closes must stay collectable to end its measurement.
+        try:
+            environ[ERROR_KEY] = exception_summary(exc)
+        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("flask error summary", internal)
 
 
 def _hand_streaming_to_middleware(sender: Flask, response: Any, **extra: Any) -> None:

@@ -236,7 +236,9 @@ class _Request:
         if exc is None and self.status is not None and self.status >= 500:
             cause = environ.get(ERROR_KEY)
             if isinstance(cause, BaseException):
-                served = f"HTTP {self.status} ({exception_summary(cause)})"
+                cause = exception_summary(cause)
+            if isinstance(cause, str):
+                served = f"HTTP {self.status} ({cause})"
                 problem = served if problem is None else f"{served}; {problem}"
         watch = self.middleware.leak_watch
         endpoint = None if watch is None else environ.get(ENDPOINT_KEY)
