@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterator, List
 
 import process_tree
@@ -25,6 +26,15 @@ class RecordCollector(logging.Handler):
 
     def messages(self, prefix: str = "") -> List[str]:
         return [r.getMessage() for r in self.records if r.getMessage().startswith(prefix)]
+
+    def wait_for(self, count: int, prefix: str = "MEMORY | ", timeout: float = 10.0) -> List[str]:
+        """The messages starting with ``prefix`` once there are ``count`` of them (lines of
+        collected responses are written by a thread of their own), or those there are after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages(prefix)) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.messages(prefix)
 
 
 @pytest.fixture(autouse=True)

@@ -39,6 +39,7 @@ from ._common import (
     end_measurement,
     request_method,
 )
+from .collected import end_when_collected
 from .options import RequestKeywords, RequestOptions, resolve_options
 
 if TYPE_CHECKING:
@@ -198,16 +199,13 @@ class _Request:
         if self.tracker is None:
             return
         try:
-            self._finalizer = weakref.finalize(body, self.collected)
+            self._finalizer = end_when_collected(body, self.collected)
         except TypeError:  # not weakly referenceable: it ends at close() only
             pass
 
     def collected(self) -> None:
-        """The body was garbage collected without being closed."""
-        try:
-            self.finish(self.error, None if self.error is not None else NOT_CLOSED)
-        except Exception as internal:  # noqa: BLE001 - runs wherever the collector runs
-            report_internal_error("wsgi unclosed response", internal)
+        """The body was garbage collected without being closed (run on the finisher thread)."""
+        self.finish(self.error, None if self.error is not None else NOT_CLOSED)
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
         try:

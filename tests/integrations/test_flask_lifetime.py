@@ -118,7 +118,7 @@ def test_an_unclosed_error_page_is_collected_and_measured(records):
     assert response.status_code == 500
     del response
     gc.collect()
-    (message,) = records.messages()
+    (message,) = records.wait_for(1)
     assert message.startswith("MEMORY | GET /boom | ERROR | ")
     assert message.endswith("Error: HTTP 500 (ZeroDivisionError: division by zero); the response "
                             "was never closed (measured until it was garbage collected)")

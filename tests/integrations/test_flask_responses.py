@@ -76,7 +76,7 @@ def test_a_streamed_response_read_but_never_closed_ends_when_collected(records):
     assert memory_lines(records) == [] and not no_other_block_is_open()
     del response
     gc.collect()
-    (line,) = memory_lines(records)
+    (line,) = records.wait_for(1)
     assert line.startswith("MEMORY | GET /stream | ERROR | ")
     assert line.endswith("| Error: " + NOT_CLOSED)
     assert no_other_block_is_open()
@@ -127,7 +127,7 @@ def test_preserved_contexts_and_stream_with_context_in_async_and_sync_views(reco
     response.close()
     assert not flask.has_request_context()
     gc.collect()
-    lines = memory_lines(records)
+    lines = records.wait_for(5)
     assert sorted(line.split(" | ")[1] for line in lines) == ["GET /async"] * 4 + ["GET /sync"]
     assert no_other_block_is_open()
 

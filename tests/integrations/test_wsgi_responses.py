@@ -5,6 +5,9 @@ unclosed ones when garbage collected; servers keep ``Content-Length`` and their 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 import wsgiref.simple_server
 from contextlib import contextmanager
@@ -16,6 +19,8 @@ import pytest
 import sherlock_ai
 from sherlock_ai import MemoryTracker
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
+
+from .support import ROOT
 
 NOT_CLOSED = "the response was never closed (measured until it was garbage collected)"
 
@@ -146,7 +151,7 @@ def test_a_streamed_body_never_closed_ends_when_collected(read, records):
     assert records.messages() == [] and not no_other_block_is_open()
     del body
     gc.collect()
-    (line,) = records.messages("MEMORY | ")
+    (line,) = records.wait_for(1)
     assert line.startswith("MEMORY | GET <unmatched> | ERROR | ")
     assert line.endswith("| Error: " + NOT_CLOSED)
     assert no_other_block_is_open()
@@ -159,7 +164,7 @@ def test_unclosed_streams_do_not_accumulate_in_the_engine(records):
         next(body)
     del body
     gc.collect()
-    assert len(records.messages("MEMORY | ")) == 50
+    assert len(records.wait_for(50)) == 50
     assert no_other_block_is_open()
 
 
@@ -192,3 +197,51 @@ def test_an_undescribable_exception_raised_mid_stream_keeps_its_record(records):
     (line,) = records.messages("MEMORY | ")
     assert line.startswith("MEMORY | GET <unmatched> | ERROR | ")
     assert line.endswith("| Error: Unprintable")
+
+
+COLLECTED_UNDER_THE_LOCK = """
+import gc, logging, sys
+from sherlock_ai import tracing
+from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
+
+lines = []
+handler = logging.Handler()
+handler.emit = lambda record: lines.append(record.getMessage())
+logging.getLogger("MonitoringLogger").addHandler(handler)
+logging.getLogger("MonitoringLogger").setLevel(logging.INFO)
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return iter([b"a", b"b"])
+
+environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/cycle", "wsgi.input": sys.stdin}
+body = SherlockWSGIMiddleware(app)(environ, lambda status, headers, exc_info=None: None)
+next(body)
+cycle = [body]
+cycle.append(cycle)  # only the cycle collector frees it
+del body, cycle
+# The collector runs wherever an allocation triggers it: here, inside a critical section of
+# the engine (the tracing lock is held while a span opens or closes).
+with tracing.LOCK:
+    gc.collect()
+gc.collect()
+import time
+deadline = time.monotonic() + 20
+while not lines and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("collected without deadlock", flush=True)
+print(*lines, sep=chr(10), flush=True)
+"""
+
+
+def test_a_body_collected_while_the_engine_holds_its_lock_does_not_deadlock(tmp_path):
+    # Ending the measurement inside the weakref callback re-entered the engine's lock (not
+    # re-entrant) and hung the thread for ever; a subprocess keeps a hang out of this run.
+    done = subprocess.run([sys.executable, "-c", COLLECTED_UNDER_THE_LOCK], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    said, line = done.stdout.splitlines()
+    assert said == "collected without deadlock"
+    assert line.startswith("MEMORY | GET <unmatched> | ERROR | ")
+    assert line.endswith("| Error: " + NOT_CLOSED)
