@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -88,10 +89,11 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"server did not start:\n{self.err.read_text()}")
 
-    def stop(self) -> None:
-        """Ask the server's process group for a graceful stop (SIGINT), kill what is left
-        after 20 s, and return once no process of the group is alive (workers included)."""
-        stop_group(self.proc)
+    def stop(self, first_signal: int = signal.SIGINT) -> None:
+        """Ask the server's process group for a graceful stop (SIGINT, or gunicorn's SIGTERM),
+        kill what is left after 20 s, and return once no process of the group is alive
+        (workers included)."""
+        stop_group(self.proc, first_signal)
 
 
 def _accepts(port: int) -> bool:
@@ -103,15 +105,15 @@ def _accepts(port: int) -> bool:
 
 
 @contextmanager
-def server(*argv: str, cwd: Path,
-           port_pattern: str = r"LISTENING (\d+)") -> Iterator[ServerProcess]:
+def server(*argv: str, cwd: Path, port_pattern: str = r"LISTENING (\d+)",
+           stop_signal: int = signal.SIGINT) -> Iterator[ServerProcess]:
     """Run ``python {argv}`` (scripts of this folder are importable) in ``cwd``; its output
     must name the port it bound on 127.0.0.1. Stopped at the end."""
     proc = ServerProcess(list(argv), cwd, port_pattern)
     try:
         yield proc
     finally:
-        proc.stop()
+        proc.stop(stop_signal)
 
 
 class RawExchange:

@@ -139,7 +139,8 @@ def test_gunicorn_with_the_documented_config_prints_each_line_once(tmp_path):
     (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
     with workers_reaped(tmp_path / "server.err"), \
             server("-m", "gunicorn", "-c", "gunicorn_conf.py", "served_flask_app:app",
-                   cwd=tmp_path, port_pattern=GUNICORN_PORT) as gunicorn, \
+                   cwd=tmp_path, port_pattern=GUNICORN_PORT,
+                   stop_signal=signal.SIGTERM) as gunicorn, \
             httpx.Client(base_url=gunicorn.url) as client:
         assert client.get("/items/1", headers={"X-Request-ID": "guni-1"}).status_code == 200
         wait_for(tmp_path / "server.out", '"GET /items/1 HTTP/1.1"')
