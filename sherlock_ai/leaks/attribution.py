@@ -194,8 +194,8 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         # The dropped routes matter together (growth spread over several routes whose
         # counts move alike): pinning it on the few left would be a guess. Keep the split.
         active, slopes, t_values = full[0], full[1], full[2]
-    if _spread_fits_as_well(gram, cross, yy, points, active, rss, floor,
-                            [list(range(len(routes))), full[0]]):
+    if _spread_fits_as_well(windows, site, routes, gram, cross, yy, points, active, rss,
+                            floor, [list(range(len(routes))), full[0]]):
         return {}
     b = [0.0] * len(routes)
     for k, i in enumerate(active):
@@ -224,18 +224,21 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     return out
 
 
-def _spread_fits_as_well(gram: List[List[float]], cross: List[float], yy: float, points: int,
-                         active: List[int], rss: float, floor: float,
+def _spread_fits_as_well(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                         routes: List[int], gram: List[List[float]], cross: List[float],
+                         yy: float, points: int, active: List[int], rss: float, floor: float,
                          groups: Sequence[Sequence[int]]) -> bool:
-    """Whether one common rate over any of ``groups`` (sets of route indexes larger than
-    ``active``) explains the site about as well as the ``active`` routes' slopes (residual
-    ``rss``). Growth that follows every request alike (a server's or library's per-request
-    memory) fits a sum of many routes' counts better than any one route's noisy count, and
-    one of several routes' counts fits it well by chance: such growth is not attributable."""
+    """Whether growth spread evenly over any of ``groups`` (sets of route indexes larger than
+    ``active``) at a common rate below ``floor`` explains the site about as well as the
+    ``active`` routes' slopes (residual ``rss``). The spread is fitted on the group's summed
+    counts and their square (growth that fills like a cache turning over rises fast, then
+    slower). Growth that follows every request alike fits a sum of many routes' counts, and
+    one of several routes' counts can match it by chance: such growth is not attributable."""
     dof = points - len(active)
     if dof <= 0:
         return False
     chosen = set(active)
+    empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     for group in groups:
         members = [i for i in group if gram[i][i] > 0]
         if not chosen < set(members):
@@ -245,6 +248,24 @@ def _spread_fits_as_well(gram: List[List[float]], cross: List[float], yy: float,
         if g <= 0 or c <= 0 or c / g >= floor:
             continue
         spread_rss = max(yy - c * c / g, 0.0)
+        # The same with the square of the group's count (one shape shared by the windows).
+        m = [[0.0, 0.0], [0.0, 0.0]]
+        v = [0.0, 0.0]
+        ids = {routes[i] for i in members}
+        for w in windows:
+            total = [0.0] * w.points
+            for r in ids & set(w.dx):
+                total = [a + b for a, b in zip(total, w.dx[r])]
+            square = centred([t * t for t in total])
+            dy = site.get(w.number, empty).dy or [0.0] * w.points
+            for a, xa in enumerate((total, square)):
+                v[a] += _dot(xa, dy)
+                for b, xb in enumerate((total, square)):
+                    m[a][b] += _dot(xa, xb)
+        inverse = invert(m)
+        if inverse is not None:
+            coef = [_dot(row, v) for row in inverse]
+            spread_rss = min(spread_rss, max(yy - _dot(coef, v), 0.0))
         if rss <= 0:
             if spread_rss <= 0:
                 return True
