@@ -33,6 +33,9 @@ _KEEP_T = 4.0
 _JOINT_F = 4.0
 # Count series this correlated belong to routes served together.
 _TWIN = 0.999
+# The routes kept must fit this much better (an F statistic) than the site's growth spread
+# evenly over the routes that could share it, or nothing is pinned on them.
+_EVEN_F = 4.0
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -134,12 +137,14 @@ def invert(matrix: List[List[float]]) -> Optional[List[List[float]]]:
 
 
 def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
-              candidates: Optional[Sequence[int]], recent_requests: int = 1
-              ) -> Dict[int, Estimate]:
+              candidates: Optional[Sequence[int]], recent_requests: int = 1,
+              floor: float = 0.0) -> Dict[int, Estimate]:
     """Per route, the pooled estimate of what it retains at one site over ``windows``
     (``site`` holds the site's reduction per window number; a window it is missing from saw
     no change). ``candidates``: the routes that may be blamed (``None``: every route that
-    served requests in the windows). Only routes with a positive share are returned."""
+    served requests in the windows). Only routes with a positive share are returned. When the
+    growth spread evenly over several routes, below ``floor`` bytes per request, fits about as
+    well as the routes the fit keeps, nothing is returned (not attributable)."""
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
         else [r for r in candidates if any(r in w.dx for w in windows)]
@@ -189,6 +194,9 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         # The dropped routes matter together (growth spread over several routes whose
         # counts move alike): pinning it on the few left would be a guess. Keep the split.
         active, slopes, t_values = full[0], full[1], full[2]
+    if _spread_fits_as_well(windows, site, routes, gram, cross, yy, points, active, rss,
+                            floor, [list(range(len(routes))), full[0]]):
+        return {}
     b = [0.0] * len(routes)
     for k, i in enumerate(active):
         b[i] = slopes[k]
@@ -214,6 +222,57 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         out[route] = Estimate(b[i], t_value, requests[route], round(growth * share),
                               round(blocks * share), rise_share, len(windows), latest)
     return out
+
+
+def _spread_fits_as_well(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                         routes: List[int], gram: List[List[float]], cross: List[float],
+                         yy: float, points: int, active: List[int], rss: float, floor: float,
+                         groups: Sequence[Sequence[int]]) -> bool:
+    """Whether growth spread evenly over any of ``groups`` (sets of route indexes larger than
+    ``active``) at a common rate below ``floor`` explains the site about as well as the
+    ``active`` routes' slopes (residual ``rss``). The spread is fitted on the group's summed
+    counts and their square (growth that fills like a cache turning over rises fast, then
+    slower). Growth that follows every request alike fits a sum of many routes' counts, and
+    one of several routes' counts can match it by chance: such growth is not attributable."""
+    dof = points - len(active)
+    if dof <= 0:
+        return False
+    chosen = set(active)
+    empty = SiteWindow([], 0.0, 0, 0, 0, 0)
+    for group in groups:
+        members = [i for i in group if gram[i][i] > 0]
+        if not chosen < set(members):
+            continue
+        g = sum(gram[i][j] for i in members for j in members)
+        c = sum(cross[i] for i in members)
+        if g <= 0 or c <= 0 or c / g >= floor:
+            continue
+        spread_rss = max(yy - c * c / g, 0.0)
+        # The same with the square of the group's count (one shape shared by the windows).
+        m = [[0.0, 0.0], [0.0, 0.0]]
+        v = [0.0, 0.0]
+        ids = {routes[i] for i in members}
+        for w in windows:
+            total = [0.0] * w.points
+            for r in ids & set(w.dx):
+                total = [a + b for a, b in zip(total, w.dx[r])]
+            square = centred([t * t for t in total])
+            dy = site.get(w.number, empty).dy or [0.0] * w.points
+            for a, xa in enumerate((total, square)):
+                v[a] += _dot(xa, dy)
+                for b, xb in enumerate((total, square)):
+                    m[a][b] += _dot(xa, xb)
+        inverse = invert(m)
+        if inverse is not None:
+            coef = [_dot(row, v) for row in inverse]
+            spread_rss = min(spread_rss, max(yy - _dot(coef, v), 0.0))
+        if rss <= 0:
+            if spread_rss <= 0:
+                return True
+            continue
+        if (spread_rss - rss) / (rss / dof) <= _EVEN_F:
+            return True
+    return False
 
 
 def _ols(gram: List[List[float]], cross: List[float], yy: float, points: int,

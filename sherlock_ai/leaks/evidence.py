@@ -96,13 +96,15 @@ class EvidenceStore:
         if not self._may_leak(windows, seen):
             return {}
         recent = max(1, self.criteria.min_requests // 4)
-        estimates = attribute(windows, seen, candidates, recent)
+        estimates = attribute(windows, seen, candidates, recent,
+                              self.criteria.min_bytes_per_request)
         if len(kept) > len(windows) and any(
                 e.requests < self.criteria.min_requests or self.candidates.min_t <= e.t_value
                 < self.criteria.min_t for e in estimates.values()):
             # A route with little traffic, or one not yet clear of the noise (a second route
             # at a shared site): pool every window kept (up to 8 times as many).
-            estimates = attribute(kept, seen, candidates, recent)
+            estimates = attribute(kept, seen, candidates, recent,
+                                  self.criteria.min_bytes_per_request)
         return estimates
 
     def _may_leak(self, windows: List[WindowCounts], seen: Dict[int, SiteWindow]) -> bool:
