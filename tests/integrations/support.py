@@ -22,6 +22,17 @@ from process_tree import stop_group
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
+# The documented gunicorn.conf.py (docs/integrations.md).
+GUNICORN_CONF = (
+    "from sherlock_ai.integrations.server_logs import (\n"
+    "    GUNICORN_ACCESS_LOG_FORMAT, gunicorn_logconfig_dict)\n"
+    "bind = '127.0.0.1:0'\n"
+    "workers = 1\n"
+    "logconfig_dict = gunicorn_logconfig_dict()\n"
+    "access_log_format = GUNICORN_ACCESS_LOG_FORMAT\n"
+)
+GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
+
 
 class RootRecords(logging.Handler):
     """Every record that reaches the root logger, as it was created."""

@@ -16,17 +16,7 @@ from typing import Iterator, List
 
 import httpx
 
-from .support import HERE, ROOT, server
-
-GUNICORN_CONF = (
-    "from sherlock_ai.integrations.server_logs import (\n"
-    "    GUNICORN_ACCESS_LOG_FORMAT, gunicorn_logconfig_dict)\n"
-    "bind = '127.0.0.1:0'\n"
-    "workers = 1\n"
-    "logconfig_dict = gunicorn_logconfig_dict()\n"
-    "access_log_format = GUNICORN_ACCESS_LOG_FORMAT\n"
-)
-GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
+from .support import GUNICORN_CONF, GUNICORN_PORT, HERE, ROOT, server
 
 
 def text(path: Path) -> str:
@@ -61,17 +51,6 @@ def assert_gone(pids: List[int]) -> None:
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"processes still running: {alive}"
-
-
-def stop_gracefully(proc: subprocess.Popen) -> None:
-    # gunicorn's graceful stop: on SIGINT its master can exit before a uvicorn worker did,
-    # leaving the worker behind (its stop is reaped below all the same).
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager
@@ -162,11 +141,10 @@ def test_gunicorn_with_uvicorn_workers_prints_each_line_once(tmp_path):
     with workers_reaped(tmp_path / "server.err"), \
             server("-m", "gunicorn", "-c", "gunicorn_conf.py", "-k",
                    "uvicorn.workers.UvicornWorker", "served_fastapi_app:app", cwd=tmp_path,
-                   port_pattern=GUNICORN_PORT) as gunicorn, \
+                   port_pattern=GUNICORN_PORT, stop_signal=signal.SIGTERM) as gunicorn, \
             httpx.Client(base_url=gunicorn.url) as client:
         assert client.get("/items/4", headers={"X-Request-ID": "uvw-4"}).status_code == 200
         wait_for(tmp_path / "server.out", '"GET /items/4 HTTP/1.1"')
-        stop_gracefully(gunicorn.proc)
     out, err = tmp_path / "server.out", tmp_path / "server.err"
     both = matching(out, "uvw-4") + matching(err, "uvw-4")
     assert len([line for line in both if " - uvw-4 - app.served - INFO - item 4" in line]) == 1

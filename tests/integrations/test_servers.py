@@ -16,6 +16,7 @@ import sherlock_ai
 from sherlock_ai.integrations.server_logs import GUNICORN_ACCESS_LOG_FORMAT
 
 from .support import HERE, server
+from .test_server_logs import GUNICORN_CONF, GUNICORN_PORT
 
 UVICORN_SERVER = str(HERE / "uvicorn_server.py")
 
@@ -103,16 +104,9 @@ def test_uvicorn_access_lines_carry_the_request_id(tmp_path):
 
 
 def test_gunicorn_access_lines_carry_the_request_id(tmp_path):
-    (tmp_path / "gunicorn_conf.py").write_text(
-        "from sherlock_ai.integrations.server_logs import (\n"
-        "    GUNICORN_ACCESS_LOG_FORMAT, gunicorn_logconfig_dict)\n"
-        "bind = '127.0.0.1:0'\n"
-        "workers = 1\n"
-        "logconfig_dict = gunicorn_logconfig_dict()\n"
-        "access_log_format = GUNICORN_ACCESS_LOG_FORMAT\n"
-    )
+    (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
     with server("-m", "gunicorn", "-c", "gunicorn_conf.py", "wsgi_app:app", cwd=tmp_path,
-                port_pattern=r"Listening at: http://127\.0\.0\.1:(\d+)") as gunicorn, \
+                port_pattern=GUNICORN_PORT) as gunicorn, \
             httpx.Client(base_url=gunicorn.url) as client:
         trusted = client.get("/items/1", headers={"X-Request-ID": "guni-1"})
         fresh = client.get("/items/2")
