@@ -12,7 +12,7 @@ from time import perf_counter
 from typing import Any, Dict, Optional
 
 from . import heap, tracing
-from ._safety import report_internal_error
+from ._safety import guarded, report_internal_error
 from .engine import Figures, Span
 from .formatting import exception_summary, log_safe
 from .lines import safe_name
@@ -68,6 +68,8 @@ class Tracker:
             return self.min_duration
         return -1.0
 
+    # __enter__/__exit__ run on every tracked call: they keep a plain try/except (free in
+    # Python 3.11 until something raises) rather than a `with guarded(...)`.
     def __enter__(self) -> Tracker:
         self.measurement = None
         try:
@@ -178,11 +180,12 @@ class MemoryTracker(Tracker):
         if self.top_allocations:
             before, self._heap_before = self._heap_before, None
             try:
-                if self._kept(exc, figures[0]):
-                    sites = heap.top_growth(before or {}, heap.site_sizes(), self.top_allocations)
-                    self.attributes = {**(self.attributes or {}), "top_allocations": sites}
-            except Exception as internal:  # noqa: BLE001 - e.g. tracing stopped by the user
-                report_internal_error("MemoryTracker top_allocations", internal)
+                # Guarded: e.g. tracing stopped by the user between the two snapshots.
+                with guarded("MemoryTracker top_allocations"):
+                    if self._kept(exc, figures[0]):
+                        sites = heap.top_growth(before or {}, heap.site_sizes(),
+                                                self.top_allocations)
+                        self.attributes = {**(self.attributes or {}), "top_allocations": sites}
             finally:
                 tracing.release_tracing()
         self._emit(exc, figures)

@@ -171,6 +171,7 @@ def remember_server_roots(tracer_provider: Any) -> bool:
             """Remembers the request's outermost server span (see ``_request_span``)."""
 
             def on_start(self, span: Any, parent_context: Any = None) -> None:
+                # A plain try, not guarded(): this runs for every span the app starts.
                 try:
                     _remember(span)
                 except Exception as exc:  # noqa: BLE001 - never break the app's tracing
