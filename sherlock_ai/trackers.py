@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional
 
 from . import heap, tracing
 from ._safety import guarded, report_internal_error
+from .consumers import measurement_finished as dispatch
+from .consumers import wants_all as _eager
 from .engine import Figures, Span
 from .formatting import exception_summary, log_safe
 from .lines import safe_name
@@ -20,8 +22,6 @@ from .measurement import ERROR, SUCCESS, Measurement
 from .options import check_flag, check_level, check_min_duration, check_name
 from .request_id import request_id_var
 from .resources import ResourceWindow
-from .sinks import dispatch
-from .sinks import has_eager_sinks as _eager
 
 
 class Tracker:

@@ -14,6 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
 
 from .._safety import report_internal_error
+from ..consumers import RequestEnd, request_ended
 from ..lines import safe_name
 from ..log_records import install_request_id_factory
 from ..request_id import generate_request_id, is_valid_request_id
@@ -22,7 +23,6 @@ from ..trackers import MemoryTracker
 from .observers import (  # noqa: F401 - RequestObserver and its functions used to live here
     RequestObserver,
     add_request_observer,
-    notify_finished,
     notify_started,
     remove_request_observer,
 )
@@ -193,8 +193,8 @@ def end_measurement(
     endpoint: Optional[Callable[..., Any]] = None,
 ) -> None:
     """Name the request's measurement ``"{method} {route}"``, attach its method, route and
-    status code, report 5xx responses and ``problem`` as ERROR, end it, tell observers, and
-    count the request in ``leak_watch`` (served by the function ``endpoint``) when given."""
+    status code, report 5xx responses and ``problem`` as ERROR, end it, and tell the consumers
+    (then ``leak_watch``, counting the request as served by the function ``endpoint``)."""
     name = f"{method} {route}"
     try:
         tracker.name = name
@@ -206,7 +206,20 @@ def end_measurement(
     except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
         report_internal_error(f"{protocol} request name", internal)
     tracker.__exit__(None if exc is None else type(exc), exc, None)
-    notify_finished(protocol, tracker.measurement)
-    if leak_watch is not None:
-        # After the tracker ends: a window's snapshot work stays out of the request's figures.
-        leak_watch.request_finished(leak_watch.request_started(name, endpoint))
+    # After the tracker ends: a leak window's snapshot work stays out of the request's figures.
+    request_ended(RequestEnd(protocol, name, endpoint, tracker.measurement),
+                  () if leak_watch is None else (_LeakCount(leak_watch).request_ended,))
+
+
+class _LeakCount:
+    """A middleware's leak watch as a consumer of its own requests' ends."""
+
+    __slots__ = ("watch", "site")
+
+    def __init__(self, watch: LeakWatch) -> None:
+        self.watch = watch
+        self.site = "LeakWatch.request_finished"
+
+    def request_ended(self, end: RequestEnd) -> None:
+        watch = self.watch
+        watch.request_finished(watch.request_started(end.name, end.endpoint))

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional
 
 from opentelemetry import metrics, trace
 
-from .. import sinks
+from .. import consumers
 from .._safety import report_internal_error
 from ..measurement import Measurement
 from ._common import status_class
@@ -101,17 +101,20 @@ class OpenTelemetryExporter:
                 if self.span_attributes:
                     remember_server_roots(self.tracer_provider or trace.get_tracer_provider())
                 install_trace_context_factory()
-                sinks.add_sink(self, wants_all=self._histograms is not None)
+                # One consumer of measurements; the histograms count every request.
+                self.wants_all = self._histograms is not None
+                consumers.add_consumer(self)
                 self._installed = True
         return self
 
     def uninstall(self) -> None:
         """Stop exporting (log records keep their trace ids)."""
         with self._lock:
-            sinks.remove_sink(self)
+            consumers.remove_consumer(self)
             self._installed = False
 
-    def __call__(self, m: Measurement) -> None:
+    def finished(self, m: Measurement) -> None:
+        """Put a finished measurement on its span and in the histograms."""
         route = m.attributes.get("route")
         if self.span_attributes and not m.below_threshold:
             span = trace.get_current_span()
@@ -130,6 +133,8 @@ class OpenTelemetryExporter:
                 self._histograms["rss_growth"].record(max(m.rss_change, 0), labels)
             if m.traced_peak is not None:
                 self._histograms["traced_peak"].record(m.traced_peak, labels)
+
+    __call__ = finished  # still a plain sink for code that adds it with add_sink
 
 
 def _request_span(current: Any) -> Any:

@@ -16,10 +16,10 @@ from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .. import sinks
+from .. import consumers
 from ..measurement import Measurement
 from ._common import status_class
-from .observers import RequestObserver, add_request_observer, remove_request_observer
+from .observers import RequestObserver
 
 LABELS = ("method", "route", "status_class")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -39,8 +39,11 @@ class PrometheusExporter(RequestObserver):
 
     ``registry``: where the metrics are registered (default: prometheus_client's global
     registry). ``duration_buckets`` (seconds) and ``memory_buckets`` (bytes) set the
-    histograms' upper bounds. Nothing is recorded until :meth:`install`.
+    histograms' upper bounds. Nothing is recorded until :meth:`install`, which registers it
+    as one consumer (:mod:`sherlock_ai.consumers`) of measurements and requests.
     """
+
+    wants_all = True  # the histograms count every request, logged or not
 
     def __init__(
         self,
@@ -94,20 +97,18 @@ class PrometheusExporter(RequestObserver):
         """Start recording measured requests (idempotent)."""
         with self._lock:
             if not self._installed:
-                sinks.add_sink(self, wants_all=True)
-                add_request_observer(self)
+                consumers.add_consumer(self)
                 self._installed = True
         return self
 
     def uninstall(self) -> None:
         """Stop recording (the metrics keep their values)."""
         with self._lock:
-            sinks.remove_sink(self)
-            remove_request_observer(self)
+            consumers.remove_consumer(self)
             self._installed = False
 
-    # A sink: every finished measurement. Only web requests carry method and route.
-    def __call__(self, m: Measurement) -> None:
+    # Every finished measurement. Only web requests carry method and route.
+    def finished(self, m: Measurement) -> None:
         attributes = m.attributes
         route = attributes.get("route")
         if route is None or m.kind != "memory":
@@ -126,6 +127,8 @@ class PrometheusExporter(RequestObserver):
             if self._since_refresh >= _SUSPECT_REFRESH:
                 self._since_refresh = 0
                 self._refresh_suspects()
+
+    __call__ = finished  # still a plain sink for code that adds it with add_sink
 
     def request_started(self, protocol: str) -> None:
         self.in_progress.inc()
