@@ -145,7 +145,7 @@ def cases() -> List[Tuple[str, Callable[[], None], Callable[[Any], Any]]]:
 
 def reset() -> None:
     import sherlock_ai
-    from sherlock_ai import sinks
+    from sherlock_ai import consumers
 
     sherlock_ai.SherlockAI.cleanup()
     logging.getLogger("MonitoringLogger").setLevel(logging.NOTSET)
@@ -153,13 +153,13 @@ def reset() -> None:
     for handler in list(floor.handlers):
         floor.removeHandler(handler)
         handler.close()
-    for sink in list(sinks._sinks):
-        if sink is not sherlock_ai.log_sink:
-            sinks.remove_sink(sink)
     from sherlock_ai.integrations import observers
 
     for observer in observers.request_observers():
         observers.remove_request_observer(observer)
+    for consumer in list(consumers.registry):
+        if getattr(consumer, "finished", None) is not sherlock_ai.log_sink:
+            consumers.remove_consumer(consumer)
 
 
 class FreshEachRound:

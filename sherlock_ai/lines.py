@@ -125,6 +125,7 @@ def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
             if record.levelno >= handler.level:
                 try:
                     handler.handle(record)
+                # A plain try, not guarded(): this runs for every handler of every line.
                 except Exception as exc:  # noqa: BLE001 - one handler costs only its output
                     report_internal_error(f"log handler {handler!r}", exc)
         current = current.parent if current.propagate else None

@@ -9,7 +9,7 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from ._safety import report_internal_error
+from ._safety import guarded
 from .formatting import format_bytes
 from .rss import current_rss, peak_rss
 
@@ -42,24 +42,20 @@ def _thread_count() -> int:
 
 def _io_bytes() -> Optional[Tuple[int, int]]:
     """Bytes this process read and wrote at the storage layer, or None when unreadable."""
-    try:
+    with guarded("resources.io_counters"):
         io = _psutil_process().io_counters()
         return int(io.read_bytes), int(io.write_bytes)
-    except Exception as exc:  # noqa: BLE001
-        report_internal_error("resources.io_counters", exc)
-        return None
+    return None
 
 
 def _net_bytes() -> Optional[Tuple[int, int]]:
     """Bytes sent and received by the whole machine (all processes), or None."""
-    try:
+    with guarded("resources.net_io_counters"):
         import psutil
 
         net = psutil.net_io_counters()
         return int(net.bytes_sent), int(net.bytes_recv)
-    except Exception as exc:  # noqa: BLE001
-        report_internal_error("resources.net_io_counters", exc)
-        return None
+    return None
 
 
 @dataclass(frozen=True)

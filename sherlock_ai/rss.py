@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Optional
 
-from ._safety import report_internal_error
+from ._safety import guarded, report_internal_error
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _fd: Optional[int] = None
@@ -91,11 +91,9 @@ def peak_rss() -> Optional[int]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(peak) if sys.platform == "darwin" else int(peak) * 1024
     except Exception:  # noqa: BLE001 - no resource module (Windows): ask psutil
-        try:
+        with guarded("rss.peak"):
             import psutil
 
             info = psutil.Process().memory_info()
             return int(getattr(info, "peak_wset", info.rss))
-        except Exception as exc:  # noqa: BLE001
-            report_internal_error("rss.peak", exc)
-            return None
+        return None

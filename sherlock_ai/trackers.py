@@ -12,7 +12,9 @@ from time import perf_counter
 from typing import Any, Dict, Optional
 
 from . import heap, tracing
-from ._safety import report_internal_error
+from ._safety import guarded, report_internal_error
+from .consumers import measurement_finished as dispatch
+from .consumers import wants_all as _eager
 from .engine import Figures, Span
 from .formatting import exception_summary, log_safe
 from .lines import safe_name
@@ -20,8 +22,6 @@ from .measurement import ERROR, SUCCESS, Measurement
 from .options import check_flag, check_level, check_min_duration, check_name
 from .request_id import request_id_var
 from .resources import ResourceWindow
-from .sinks import dispatch
-from .sinks import has_eager_sinks as _eager
 
 
 class Tracker:
@@ -68,6 +68,8 @@ class Tracker:
             return self.min_duration
         return -1.0
 
+    # __enter__/__exit__ run on every tracked call: they keep a plain try/except (free in
+    # Python 3.11 until something raises) rather than a `with guarded(...)`.
     def __enter__(self) -> Tracker:
         self.measurement = None
         try:
@@ -100,25 +102,26 @@ class Tracker:
         raise NotImplementedError
 
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
-        duration, rss, rss_change, traced, traced_peak, concurrent = figures
+        duration = figures.duration
         marked, self._marked_error = self._marked_error, None
         # GeneratorExit is a generator closed early by its consumer, not a failure.
         if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
             if duration < self.min_duration and not self._keep_quiet and not _eager():
                 return
-            m = Measurement(
-                self.kind, self.name, SUCCESS, duration, self.level, request_id_var.get(), None,
-                rss, rss_change, traced, traced_peak, concurrent,
-                duration < self.min_duration, self.attributes,
-            )
+            status, level, error = SUCCESS, self.level, None
         else:
-            m = Measurement(
-                self.kind, self.name, ERROR, duration, logging.ERROR, request_id_var.get(),
-                marked if exc is None else _describe(exc), rss, rss_change, traced,
-                traced_peak, concurrent, False, self.attributes,
-            )
-            if exc is not None:
-                m.attributes["error_type"] = type(exc).__name__
+            status, level = ERROR, logging.ERROR
+            error = marked if exc is None else _describe(exc)
+        m = Measurement(
+            kind=self.kind, name=self.name, status=status, duration=duration, level=level,
+            request_id=request_id_var.get(), error=error, rss=figures.rss,
+            rss_change=figures.rss_change, traced=figures.traced,
+            traced_peak=figures.traced_peak, concurrent=figures.concurrent,
+            below_threshold=status is SUCCESS and duration < self.min_duration,
+            attributes=self.attributes,
+        )
+        if exc is not None and status is ERROR:
+            m.attributes["error_type"] = type(exc).__name__
         self.measurement = m
         dispatch(m)
 
@@ -178,11 +181,12 @@ class MemoryTracker(Tracker):
         if self.top_allocations:
             before, self._heap_before = self._heap_before, None
             try:
-                if self._kept(exc, figures[0]):
-                    sites = heap.top_growth(before or {}, heap.site_sizes(), self.top_allocations)
-                    self.attributes = {**(self.attributes or {}), "top_allocations": sites}
-            except Exception as internal:  # noqa: BLE001 - e.g. tracing stopped by the user
-                report_internal_error("MemoryTracker top_allocations", internal)
+                # Guarded: e.g. tracing stopped by the user between the two snapshots.
+                with guarded("MemoryTracker top_allocations"):
+                    if self._kept(exc, figures.duration):
+                        sites = heap.top_growth(before or {}, heap.site_sizes(),
+                                                self.top_allocations)
+                        self.attributes = {**(self.attributes or {}), "top_allocations": sites}
             finally:
                 tracing.release_tracing()
         self._emit(exc, figures)
@@ -206,7 +210,7 @@ class PerformanceTimer(Tracker):
         self._t0 = perf_counter()
 
     def _finish(self, exc: Optional[BaseException]) -> None:
-        self._emit(exc, (perf_counter() - self._t0, None, None, None, None, 0))
+        self._emit(exc, Figures(perf_counter() - self._t0, None, None, None, None, 0))
 
 
 class ResourceTracker(Tracker):

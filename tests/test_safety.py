@@ -133,3 +133,34 @@ def test_request_id_and_tracker_state_are_clean_after_errors():
         int("not a number")
     assert sherlock_ai.get_request_id() == ""
     assert sherlock_ai.tracing.leases() == 0
+
+
+def test_guarded_reports_an_exception_once_per_site_and_goes_on(capfd):
+    from sherlock_ai._safety import guarded
+
+    after = []
+    for _ in range(3):
+        with guarded("test guarded site"):
+            raise LookupError("inside the guard")
+        after.append(True)
+    assert after == [True, True, True]
+    err = capfd.readouterr().err
+    assert err.count("test guarded site") == 1 and "LookupError: inside the guard" in err
+
+
+@pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit, GeneratorExit])
+def test_guarded_lets_what_is_not_an_exception_through(kind, capfd):
+    from sherlock_ai._safety import guarded
+
+    with pytest.raises(kind), guarded("test guarded passthrough"):
+        raise kind()
+    assert "test guarded passthrough" not in capfd.readouterr().err
+
+
+def test_guarded_call_returns_the_value_or_the_default(capfd):
+    from sherlock_ai._safety import guarded_call
+
+    assert guarded_call("test guarded call", int, "7") == 7
+    assert guarded_call("test guarded call", int, "x", default=-1) == -1
+    assert guarded_call("test guarded call", int, "y") is None
+    assert capfd.readouterr().err.count("test guarded call") == 1

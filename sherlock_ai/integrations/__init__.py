@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._common import OTHER_METHOD, REQUEST_ID_KEY, ROUTE_KEY, UNMATCHED_ROUTE
+from ._common import OTHER_METHOD, REQUEST_ID_KEY, ROUTE_KEY, UNMATCHED_ROUTE, status_class
 from .observers import RequestObserver, add_request_observer, remove_request_observer
 from .options import RequestKeywords, RequestOptions
 
@@ -54,5 +54,6 @@ __all__ = [
     "gunicorn_logconfig_dict",
     "instrument_app",
     "remove_request_observer",
+    "status_class",
     "uvicorn_log_config",
 ]

@@ -8,21 +8,20 @@ are imported here too, where they used to live).
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
 
 from .._safety import report_internal_error
+from ..consumers import RequestEnd, request_ended
 from ..lines import safe_name
 from ..log_records import install_request_id_factory
 from ..request_id import generate_request_id, is_valid_request_id
+from ..request_measurement import OpenRequest, RequestMeter
 from ..tracing import hold_tracing, release_tracing
-from ..trackers import MemoryTracker
 from .observers import (  # noqa: F401 - RequestObserver and its functions used to live here
     RequestObserver,
     add_request_observer,
-    notify_finished,
     notify_started,
     remove_request_observer,
 )
@@ -53,7 +52,6 @@ ENDPOINT_KEY = "sherlock_ai.endpoint"
 STREAMED_KEY = "sherlock_ai.streamed"
 
 CLIENT_DISCONNECTED = "client disconnected before the response was complete"
-PROVISIONAL_NAME = "HTTP request"
 
 # Names and cached lookups are bounded: their keys come from the application's routes, but a
 # router that reports unusual templates must not grow memory without end.
@@ -87,11 +85,8 @@ class RequestPolicy:
         self.exclude_paths = PathExclusions(options.exclude_paths)
         self._trust = options.trust_incoming_id
         self._generator = options.id_generator
-        self._tracker_template = MemoryTracker._template(
-            PROVISIONAL_NAME,
-            {"min_duration": options.min_duration, "level": logging.INFO,
-             "trace_malloc": options.trace_malloc},
-        )
+        self._meter = RequestMeter(min_duration=options.min_duration,
+                                   trace_malloc=options.trace_malloc)
         self._lease = _TracingLease() if options.trace_malloc else None
         self.leak_watch = _leak_watch(options)
         install_request_id_factory()
@@ -114,16 +109,15 @@ class RequestPolicy:
         )
         return generate_request_id()
 
-    def start_measurement(self, protocol: str) -> MemoryTracker:
-        """Enter a fresh tracker for one request (named when it ends, see
-        :func:`end_measurement`) and tell the observers."""
+    def start_measurement(self, protocol: str) -> OpenRequest:
+        """Open one request's measurement (named when it ends, see :func:`end_measurement`)
+        and tell the consumers."""
         if self._lease is not None:
             try:
                 self._lease.hold(self)
             except Exception as exc:  # noqa: BLE001 - the request goes on without tracing
                 report_internal_error("tracemalloc lease", exc)
-        tracker: MemoryTracker = MemoryTracker._from(self._tracker_template)  # type: ignore
-        tracker.__enter__()
+        tracker = self._meter.open()
         notify_started(protocol)
         return tracker
 
@@ -184,7 +178,7 @@ class BoundedNames:
 
 
 def end_measurement(
-    tracker: MemoryTracker,
+    tracker: OpenRequest,
     protocol: str,
     method: str,
     route: str,
@@ -195,20 +189,32 @@ def end_measurement(
     endpoint: Optional[Callable[..., Any]] = None,
 ) -> None:
     """Name the request's measurement ``"{method} {route}"``, attach its method, route and
-    status code, report 5xx responses and ``problem`` as ERROR, end it, tell observers, and
-    count the request in ``leak_watch`` (served by the function ``endpoint``) when given."""
+    status code, report 5xx responses and ``problem`` as ERROR, end it, and tell the consumers
+    (then ``leak_watch``, counting the request as served by the function ``endpoint``)."""
     name = f"{method} {route}"
+    if problem is None and exc is None and status is not None and status >= 500:
+        problem = f"HTTP {status}"
     try:
-        tracker.name = name
-        tracker.attributes = {"method": method, "route": route, "status_code": status}
-        if problem is not None:
-            tracker.mark_error(problem)
-        elif exc is None and status is not None and status >= 500:
-            tracker.mark_error(f"HTTP {status}")
+        measurement = tracker.finish(
+            name, {"method": method, "route": route, "status_code": status}, problem, exc)
     except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+        # Raised while naming it (the measurement has ended all the same).
         report_internal_error(f"{protocol} request name", internal)
-    tracker.__exit__(None if exc is None else type(exc), exc, None)
-    notify_finished(protocol, tracker.measurement)
-    if leak_watch is not None:
-        # After the tracker ends: a window's snapshot work stays out of the request's figures.
-        leak_watch.request_finished(leak_watch.request_started(name, endpoint))
+        measurement = tracker.measurement
+    # After the tracker ends: a leak window's snapshot work stays out of the request's figures.
+    request_ended(RequestEnd(protocol, name, endpoint, measurement),
+                  () if leak_watch is None else (_LeakCount(leak_watch).request_ended,))
+
+
+class _LeakCount:
+    """A middleware's leak watch as a consumer of its own requests' ends."""
+
+    __slots__ = ("watch", "site")
+
+    def __init__(self, watch: LeakWatch) -> None:
+        self.watch = watch
+        self.site = "LeakWatch.request_finished"
+
+    def request_ended(self, end: RequestEnd) -> None:
+        watch = self.watch
+        watch.request_finished(watch.request_started(end.name, end.endpoint))

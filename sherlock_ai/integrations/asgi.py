@@ -248,6 +248,7 @@ class _Exchange:
         if self.done:
             return
         self.done = True
+        # A plain try, not guarded(): once per request, and free until something raises.
         try:
             route = self.middleware.route_template(self.scope, self.root_path)
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored

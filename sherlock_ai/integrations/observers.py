@@ -1,11 +1,14 @@
-"""Request observers: told when a measured request starts and ends (an "in progress" gauge)."""
+"""Request observers: told when a measured request starts and ends (an "in progress" gauge).
+
+The public ``add_request_observer`` API over :mod:`sherlock_ai.consumers`, the one event path.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
-from .._safety import report_internal_error
+from .. import consumers
 from ..measurement import Measurement
 
 
@@ -27,14 +30,24 @@ class RequestObserver:
         """A measured request's measurement ended."""
 
 
+class _ObserverConsumer:
+    """A request observer as a consumer of :mod:`sherlock_ai.consumers` (only its two
+    methods, bound once: no extra call per request)."""
+
+    __slots__ = ("observer", "request_started", "request_finished")
+
+    def __init__(self, observer: RequestObserver) -> None:
+        self.observer = observer
+        self.request_started = observer.request_started
+        self.request_finished = observer.request_finished
+
+
 _observers_lock = threading.Lock()
-# Replaced whole, so the request path iterates it without a lock.
-_observers: Tuple[RequestObserver, ...] = ()
+_adapters: List[_ObserverConsumer] = []
 
 
 def add_request_observer(observer: RequestObserver) -> None:
     """Start telling ``observer`` about measured requests (idempotent)."""
-    global _observers
     for method in ("request_started", "request_finished"):
         if not callable(getattr(observer, method, None)):
             raise TypeError(
@@ -42,35 +55,24 @@ def add_request_observer(observer: RequestObserver) -> None:
                 f"request_finished(protocol, measurement) methods, got {observer!r}"
             )
     with _observers_lock:
-        if observer not in _observers:
-            _observers = _observers + (observer,)
+        if not any(a.observer is observer for a in _adapters):
+            adapter = _ObserverConsumer(observer)
+            _adapters.append(adapter)
+            consumers.add_consumer(adapter)
 
 
 def remove_request_observer(observer: RequestObserver) -> None:
     """Stop telling ``observer``; unknown observers are ignored."""
-    global _observers
     with _observers_lock:
-        _observers = tuple(o for o in _observers if o is not observer)
+        for adapter in [a for a in _adapters if a.observer is observer]:
+            _adapters.remove(adapter)
+            consumers.remove_consumer(adapter)
 
 
 def request_observers() -> Tuple[RequestObserver, ...]:
     """The observers told now, in the order they are told."""
-    return _observers
+    return tuple(a.observer for a in _adapters)
 
 
-def notify_started(protocol: str) -> None:
-    """Call every observer's ``request_started``."""
-    for observer in _observers:
-        try:
-            observer.request_started(protocol)
-        except Exception as exc:  # noqa: BLE001
-            report_internal_error("request observer start", exc)
-
-
-def notify_finished(protocol: str, measurement: Optional[Measurement]) -> None:
-    """Call every observer's ``request_finished``."""
-    for observer in _observers:
-        try:
-            observer.request_finished(protocol, measurement)
-        except Exception as exc:  # noqa: BLE001
-            report_internal_error("request observer finish", exc)
+#: Tell every consumer that a measured request began (the name observers have always used).
+notify_started = consumers.request_started

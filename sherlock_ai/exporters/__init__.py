@@ -1,0 +1,10 @@
+"""Exporters: consumers that turn measured requests into metrics and span attributes.
+
+- Prometheus: :mod:`sherlock_ai.exporters.prometheus` (``PrometheusExporter``,
+  ``pip install "sherlock-ai[prometheus]"``).
+- OpenTelemetry: :mod:`sherlock_ai.exporters.opentelemetry` (``OpenTelemetryExporter``,
+  ``pip install "sherlock-ai[opentelemetry]"``).
+
+Each registers itself as one consumer (:mod:`sherlock_ai.consumers`). Importing this package
+imports no backend; their old paths under :mod:`sherlock_ai.integrations` keep working.
+"""

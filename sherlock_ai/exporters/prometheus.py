@@ -1,0 +1,216 @@
+"""Prometheus metrics of the measured web requests (``pip install "sherlock-ai[prometheus]"``).
+
+``PrometheusExporter(registry=None).install()`` turns every measured request of the ASGI/WSGI
+middleware and the Flask extension into metrics; :func:`metrics_asgi_app` (a route:
+``app.add_route("/metrics", metrics_asgi_app())``) and :func:`metrics_wsgi_app` serve them.
+Labels are bounded: the method, the route template and the status class, never a raw path or
+an id. See docs/metrics.md for each metric's meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
+
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from .. import consumers
+from ..integrations import status_class
+from ..integrations.observers import RequestObserver
+from ..measurement import Measurement
+
+LABELS = ("method", "route", "status_class")
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Powers of four from 4 KiB to 1 GiB: RSS moves in pages, and leaks show in the upper buckets.
+MEMORY_BUCKETS = tuple(float(4 ** n * 1024) for n in range(1, 11))
+# How often, in requests, a worker in multiprocess mode refreshes its leak-suspect gauge.
+_SUSPECT_REFRESH = 100
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client's multiprocess mode is on (``PROMETHEUS_MULTIPROC_DIR``)."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class PrometheusExporter(RequestObserver):
+    """Request metrics for Prometheus, fed by sherlock_ai's measurements.
+
+    ``registry``: where the metrics are registered (default: prometheus_client's global
+    registry). ``duration_buckets`` (seconds) and ``memory_buckets`` (bytes) set the
+    histograms' upper bounds. Nothing is recorded until :meth:`install`, which registers it
+    as one consumer (:mod:`sherlock_ai.consumers`) of measurements and requests.
+    """
+
+    wants_all = True  # the histograms count every request, logged or not
+
+    def __init__(
+        self,
+        registry: Optional[CollectorRegistry] = None,
+        *,
+        duration_buckets: Sequence[float] = DURATION_BUCKETS,
+        memory_buckets: Sequence[float] = MEMORY_BUCKETS,
+    ) -> None:
+        self.registry = REGISTRY if registry is None else registry
+        if not isinstance(self.registry, CollectorRegistry):
+            raise TypeError(f"registry must be a prometheus_client CollectorRegistry, got "
+                            f"{registry!r}")
+        duration_buckets = _check_buckets("duration_buckets", duration_buckets)
+        memory_buckets = _check_buckets("memory_buckets", memory_buckets)
+        reg = self.registry
+        self.duration = Histogram(
+            "sherlock_request_duration_seconds",
+            "Time from the request's start to the last byte of its response.",
+            LABELS, buckets=duration_buckets, registry=reg)
+        self.rss_growth = Histogram(
+            "sherlock_request_rss_growth_bytes",
+            "Growth of the process's RSS over the request (0 when it shrank); process-wide.",
+            LABELS, buckets=memory_buckets, registry=reg)
+        self.traced_peak = Histogram(
+            "sherlock_request_traced_peak_bytes",
+            "Most Python memory (tracemalloc) the request had allocated at once; only with "
+            "trace_malloc.", LABELS, buckets=memory_buckets, registry=reg)
+        self.in_progress = Gauge(
+            "sherlock_requests_in_progress", "Measured requests that have not ended yet.",
+            registry=reg, multiprocess_mode="livesum")
+        self.process_rss = Gauge(
+            "sherlock_process_rss_bytes",
+            "The process's RSS at the end of its latest measured request.",
+            registry=reg, multiprocess_mode="liveall")
+        self._multiprocess = multiprocess_mode()
+        if self._multiprocess:
+            self.suspects_gauge: Optional[Gauge] = Gauge(
+                "sherlock_leak_suspect_bytes_per_request",
+                "Bytes a leak-suspect route retains per request (leak detection).",
+                ("method", "route", "site"), registry=reg, multiprocess_mode="livemax")
+            self._suspects = None
+        else:
+            self.suspects_gauge = None
+            self._suspects = _SuspectCollector()
+            reg.register(self._suspects)
+        self._lock = threading.Lock()
+        self._installed = False
+        self._since_refresh = 0
+
+    def install(self) -> PrometheusExporter:
+        """Start recording measured requests (idempotent)."""
+        with self._lock:
+            if not self._installed:
+                consumers.add_consumer(self)
+                self._installed = True
+        return self
+
+    def uninstall(self) -> None:
+        """Stop recording (the metrics keep their values)."""
+        with self._lock:
+            consumers.remove_consumer(self)
+            self._installed = False
+
+    # Every finished measurement. Only web requests carry method and route.
+    def finished(self, m: Measurement) -> None:
+        attributes = m.attributes
+        route = attributes.get("route")
+        if route is None or m.kind != "memory":
+            return
+        labels = (attributes.get("method", "OTHER"), route,
+                  status_class(attributes.get("status_code")))
+        self.duration.labels(*labels).observe(m.duration)
+        if m.rss_change is not None:
+            self.rss_growth.labels(*labels).observe(max(m.rss_change, 0))
+        if m.traced_peak is not None:
+            self.traced_peak.labels(*labels).observe(m.traced_peak)
+        if m.rss is not None:
+            self.process_rss.set(m.rss)
+        if self.suspects_gauge is not None:
+            self._since_refresh += 1
+            if self._since_refresh >= _SUSPECT_REFRESH:
+                self._since_refresh = 0
+                self._refresh_suspects()
+
+    __call__ = finished  # still a plain sink for code that adds it with add_sink
+
+    def request_started(self, protocol: str) -> None:
+        self.in_progress.inc()
+
+    def request_finished(self, protocol: str, measurement: Optional[Measurement]) -> None:
+        self.in_progress.dec()
+
+    def _refresh_suspects(self) -> None:
+        gauge = self.suspects_gauge
+        for suspect in _all_suspects():
+            gauge.labels(suspect.method, suspect.route, suspect.site).set(suspect.per_request)  # type: ignore
+
+
+def _check_buckets(name: str, buckets: Sequence[float]) -> Sequence[float]:
+    try:
+        values = [float(b) for b in buckets]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of numbers, got {buckets!r}") from None
+    if not values or values != sorted(set(values)) or values[0] < 0:
+        raise ValueError(f"{name} must be increasing, non-negative and not empty, got "
+                         f"{buckets!r}")
+    return values
+
+
+def _all_suspects() -> Iterable[Any]:
+    from ..leaks import active_watches  # only services with leak detection hold watches
+
+    for watch in active_watches():
+        yield from watch.suspects()
+
+
+class _SuspectCollector:
+    """``sherlock_leak_suspect_bytes_per_request`` read from the live leak watches at scrape
+    time (no cost per request)."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "sherlock_leak_suspect_bytes_per_request",
+            "Bytes a leak-suspect route retains per request (leak detection).",
+            labels=("method", "route", "site"))
+        for suspect in _all_suspects():
+            family.add_metric((suspect.method, suspect.route, suspect.site), suspect.per_request)
+        yield family
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+
+def metrics_registry(registry: Optional[CollectorRegistry] = None) -> CollectorRegistry:
+    """The registry a /metrics endpoint serves: in multiprocess mode, a fresh one that
+    aggregates every worker's files; else ``registry`` or the global one."""
+    if multiprocess_mode():
+        from prometheus_client import multiprocess
+
+        aggregated = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregated)
+        return aggregated
+    return REGISTRY if registry is None else registry
+
+
+def metrics_asgi_app(registry: Optional[CollectorRegistry] = None) -> MetricsASGIApp:
+    """An ASGI app serving the metrics at any path: add it as a route,
+    ``app.add_route("/metrics", metrics_asgi_app())``, so ``/metrics`` itself answers
+    (``app.mount("/metrics", ...)`` answers ``/metrics`` with a redirect to ``/metrics/``)."""
+    from prometheus_client import make_asgi_app
+
+    return MetricsASGIApp(make_asgi_app(metrics_registry(registry)))
+
+
+class MetricsASGIApp:
+    """prometheus_client's ASGI app as an object: Starlette's routers take an object for an
+    ASGI app but a plain function for a request handler, so ``add_route`` serves it as is."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def metrics_wsgi_app(registry: Optional[CollectorRegistry] = None) -> Any:
+    """A WSGI app serving the metrics (e.g. with werkzeug's DispatcherMiddleware)."""
+    from prometheus_client import make_wsgi_app
+
+    return make_wsgi_app(metrics_registry(registry))
