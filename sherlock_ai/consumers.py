@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Tuple
 from ._safety import report_internal_error
 from .measurement import Measurement
 
-HOOKS = ("finished", "request_started", "request_finished", "request_ended")
+HOOKS = ("finished", "request_started", "request_finished", "request_ended", "memory_event")
 
 
 class RequestEnd:
@@ -63,6 +63,9 @@ class Consumer:
     def request_ended(self, request: RequestEnd) -> None:
         """A measured request ended (with its name and endpoint)."""
 
+    def memory_event(self, event: Any) -> None:
+        """The memory guard told an event (a budget warning, a shed request, a limit state)."""
+
 
 def _hooks(consumer: object, hook: str) -> Optional[Callable[..., None]]:
     """``consumer``'s bound ``hook`` when it defines one of its own, else ``None``."""
@@ -86,6 +89,7 @@ class Registry:
         self.started: Tuple[Callable[[str], None], ...] = ()
         self.request_finished: Tuple[Callable[[str, Optional[Measurement]], None], ...] = ()
         self.request_ended: Tuple[Callable[[RequestEnd], None], ...] = ()
+        self.memory_event: Tuple[Callable[[Any], None], ...] = ()
 
     def add(self, consumer: object) -> None:
         """Start telling ``consumer`` (idempotent; a second add refreshes its ``wants_all``)."""
@@ -117,6 +121,7 @@ class Registry:
         self.started = bound("request_started", consumers)
         self.request_finished = bound("request_finished", consumers)
         self.request_ended = bound("request_ended", consumers)
+        self.memory_event = bound("memory_event", consumers)
 
 
 #: Every consumer of this process (the log line is added when sherlock_ai is imported).
@@ -165,6 +170,15 @@ def request_ended(end: RequestEnd, local: Tuple[Callable[[RequestEnd], None], ..
                 hook(end)
             except Exception as exc:  # noqa: BLE001
                 report_internal_error(_site(hook), exc)
+
+
+def memory_event(event: Any) -> None:
+    """Tell every consumer about an event of the memory guard."""
+    for hook in registry.memory_event:
+        try:
+            hook(event)
+        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error(_site(hook), exc)
 
 
 def _site(hook: Callable[..., Any]) -> str:

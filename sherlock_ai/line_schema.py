@@ -3,7 +3,9 @@
 
 A message is ``TAG | name | STATUS | 0.245s | Label: value | Label: value ...``; a LEAK SUSPECT
 message is ``LEAK SUSPECT | name | +4.04KB/request | file.py:80 +125.19KB (+31 blocks), ...
-over 31 requests``. Sizes are :func:`sherlock_ai.formatting.format_bytes` figures. Whatever a
+over 31 requests``; the memory guard's are ``MEMORY BUDGET | POST /export | +182.40MB > 50.00MB |
+RSS change`` and ``MEMORY LIMIT | {state} | RSS 812.00MB > 800.00MB | ...`` (docs/memory-guard.md).
+Sizes are :func:`sherlock_ai.formatting.format_bytes` figures. Whatever a
 log format puts before the message (time, pid, request id, logger) is not part of it.
 """
 
@@ -14,8 +16,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 SEP = " | "
 MEMORY, PERFORMANCE, RESOURCES, LEAK_SUSPECT = "MEMORY", "PERFORMANCE", "RESOURCES", "LEAK SUSPECT"
+MEMORY_BUDGET, MEMORY_LIMIT = "MEMORY BUDGET", "MEMORY LIMIT"
 KIND_OF_TAG = {MEMORY: "memory", PERFORMANCE: "performance", RESOURCES: "resources",
-               LEAK_SUSPECT: "leak_suspect"}
+               LEAK_SUSPECT: "leak_suspect", MEMORY_BUDGET: "memory_budget",
+               MEMORY_LIMIT: "rss_limit"}
+#: What a MEMORY BUDGET line compared: its ``measure`` field -> the line's last field.
+MEASURE_LABELS = {"rss_change": "RSS change", "traced_peak": "Traced peak"}
 STATUSES = ("SUCCESS", "ERROR")
 # Labels of the "Label: value" fields, in the order the writers put them.
 CURRENT, CHANGE, TRACED, PEAK = "Current", "Change", "Traced", "Peak"
@@ -55,7 +61,8 @@ def parse_size(text: str) -> Optional[float]:
     return -value if sign == "-" else value
 
 
-_TAG_SEARCH = re.compile(r"(?<![\w])(MEMORY|PERFORMANCE|RESOURCES|LEAK SUSPECT) \| ")
+_TAG_SEARCH = re.compile(
+    r"(?<![\w])(MEMORY BUDGET|MEMORY LIMIT|MEMORY|PERFORMANCE|RESOURCES|LEAK SUSPECT) \| ")
 
 
 def locate(line: str) -> Tuple[int, str]:
@@ -67,12 +74,17 @@ def locate(line: str) -> Tuple[int, str]:
 def parse_message(message: str, tag: str) -> Dict[str, Any]:
     """The fields of one of our messages (``tag`` from :func:`locate`): ``kind``, ``name`` and,
     by kind, ``status``, ``duration``, ``rss``, ``rss_change``, ``traced``, ``traced_peak``,
-    ``concurrent``, ``error``, or ``per_request``, ``requests``, ``sites``. Raises
-    :class:`NotOurs` when the message does not follow the layout."""
+    ``concurrent``, ``error``, or ``per_request``, ``requests``, ``sites``, or the memory
+    guard's fields (see :func:`_guard`). Raises :class:`NotOurs` when the
+    message does not follow the layout."""
     parts = message.split(SEP)
     try:
         if tag == LEAK_SUSPECT:
             return _leak(parts)
+        if tag == MEMORY_BUDGET:
+            return _budget(parts)
+        if tag == MEMORY_LIMIT:
+            return _limit(parts)
         return _measurement(KIND_OF_TAG[tag], parts)
     except (ValueError, IndexError, KeyError) as exc:
         raise NotOurs(f"a {tag} message that does not parse: {exc}") from None
@@ -127,3 +139,64 @@ def _leak(parts: List[str]) -> Dict[str, Any]:
     return {"kind": "leak_suspect", "name": SEP.join(parts[1:end]),
             "per_request": parse_size(parts[end][1:-len("/request")]),
             "requests": int(over.group(1)) if over else None, "sites": sites}
+
+
+_COMPARED = re.compile(r"(?P<measured>[+-]\S+) > (?P<budget>\S+)")
+_RSS_VS = re.compile(r"RSS (?P<rss>\S+) (?P<op>[<>]) (?P<limit>\S+)")
+_GREW = re.compile(r"(?P<route>.+?) (?P<size>[+-]\S+) \((?P<count>\d+) requests\)(?:, |$)")
+_TOP = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) (?P<size>[+-]\S+)(?:, |$)")
+_SHED = re.compile(r"shed (\d+) requests")
+_RECYCLE = re.compile(r"pid (\d+) exits after (\d+) in-flight requests")
+_RETRY = re.compile(r"503 with Retry-After: (\d+)")
+_LIMIT_STATES = {"crossed": "crossed", "back under": "back_under", "shedding": "shedding",
+                 "recycling": "recycling"}
+
+
+def _budget(parts: List[str]) -> Dict[str, Any]:
+    """``MEMORY BUDGET | POST /export | +182.40MB > 50.00MB | RSS change``"""
+    measure = {label: key for key, label in MEASURE_LABELS.items()}[parts[-1]]
+    compared = _COMPARED.fullmatch(parts[-2])
+    if compared is None or len(parts) < 4:
+        raise ValueError("no 'measured > budget' figures")
+    name = SEP.join(parts[1:-2])
+    method, _, route = name.partition(" ")
+    return {"kind": "memory_budget", "name": name, "method": method, "route": route or name,
+            "measured_bytes": parse_size(compared["measured"]),
+            "budget_bytes": parse_size(compared["budget"]), "measure": measure}
+
+
+def _limit(parts: List[str]) -> Dict[str, Any]:
+    """``MEMORY LIMIT | {state} | RSS x >/< limit | ...`` (the five states of the guard)."""
+    head = parts[1]
+    shed = _SHED.fullmatch(head)
+    state = "shed_stopped" if shed else _LIMIT_STATES[head]
+    figures = _RSS_VS.fullmatch(parts[2])
+    if figures is None:
+        raise ValueError("no 'RSS x > limit' figures")
+    out: Dict[str, Any] = {"kind": "rss_limit", "name": state, "state": state,
+                           "rss_bytes": parse_size(figures["rss"]),
+                           "limit_bytes": parse_size(figures["limit"])}
+    rest = parts[3:]
+    if state == "crossed":
+        out["action"] = rest[0].partition("action: ")[2]
+        grown = rest[1].partition("grew most: ")[2]
+        out["grew_most"] = [] if grown == "none" else [
+            {"route": g["route"], "bytes": parse_size(g["size"]), "requests": int(g["count"])}
+            for g in _GREW.finditer(grown)]
+        if len(rest) > 2:
+            out["top_sites"] = [
+                {"file": t["file"], "line": int(t["line"]), "size": parse_size(t["size"])}
+                for t in _TOP.finditer(rest[2].partition("top sites: ")[2])]
+    elif state == "shedding":
+        out["action"] = "shed"
+        out["retry_after"] = int(_RETRY.fullmatch(rest[0]).group(1))  # type: ignore[union-attr]
+    elif state == "shed_stopped":
+        out["action"] = "shed"
+        out["shed_requests"] = int(shed.group(1))  # type: ignore[union-attr]
+    elif state == "recycling":
+        found = _RECYCLE.fullmatch(rest[0])
+        if found is None:
+            raise ValueError("no pid and in-flight count")
+        out["action"] = "recycle"
+        out["pid"], out["in_flight"] = int(found.group(1)), int(found.group(2))
+    return out

@@ -36,17 +36,24 @@ class OpenRequest(MemoryTracker):
             self.__exit__(None if exc is None else type(exc), exc, None)
         return self.measurement
 
+    def _skip_rss_below(self, exc: Optional[BaseException]) -> float:
+        # A meter that keeps every measurement (the memory guard's) reads every closing RSS.
+        return -1.0 if self._keep_quiet else super()._skip_rss_below(exc)
+
 
 class RequestMeter:
     """Opens request measurements with settings checked once (by the integration's options)."""
 
     __slots__ = ("_template",)
 
-    def __init__(self, *, min_duration: float, trace_malloc: bool) -> None:
+    def __init__(self, *, min_duration: float, trace_malloc: bool, keep_all: bool = False) -> None:
+        """``keep_all``: keep (and read the closing RSS of) the successes faster than
+        ``min_duration`` too; they still write no line (``below_threshold``)."""
         self._template = OpenRequest._template(
             PROVISIONAL_NAME,
             {"min_duration": min_duration, "level": logging.INFO, "trace_malloc": trace_malloc},
         )
+        self._template["_keep_quiet"] = keep_all
 
     def open(self) -> OpenRequest:
         """Start measuring a request in the current context."""

@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
 
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from .. import consumers
@@ -78,6 +78,14 @@ class PrometheusExporter(RequestObserver):
             "sherlock_process_rss_bytes",
             "The process's RSS at the end of its latest measured request.",
             registry=reg, multiprocess_mode="liveall")
+        self.budget_warnings = Counter(
+            "sherlock_memory_budget_exceeded",
+            "Requests whose memory went over their memory_budget (memory guard).",
+            ("method", "route"), registry=reg)
+        self.shed_requests = Counter(
+            "sherlock_requests_shed",
+            "Requests answered 503 while the process was over its rss_limit (memory guard).",
+            ("method", "route"), registry=reg)
         self._multiprocess = multiprocess_mode()
         if self._multiprocess:
             self.suspects_gauge: Optional[Gauge] = Gauge(
@@ -135,6 +143,13 @@ class PrometheusExporter(RequestObserver):
 
     def request_finished(self, protocol: str, measurement: Optional[Measurement]) -> None:
         self.in_progress.dec()
+
+    def memory_event(self, event: Any) -> None:
+        kind = getattr(event, "event", None)
+        if kind == "memory_budget":
+            self.budget_warnings.labels(event.method, event.route).inc()
+        elif kind == "request_shed":
+            self.shed_requests.labels(event.method, event.route).inc()
 
     def _refresh_suspects(self) -> None:
         gauge = self.suspects_gauge

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
 from .._safety import report_internal_error
 from ..consumers import RequestEnd, request_ended
@@ -28,6 +28,7 @@ from .observers import (  # noqa: F401 - RequestObserver and its functions used 
 from .options import RequestOptions
 
 if TYPE_CHECKING:
+    from ..guard import MemoryGuard
     from ..leaks import LeakWatch, LeakWatchSettings
 
 #: The methods a request name may carry; any other token a client sends becomes OTHER_METHOD.
@@ -52,6 +53,8 @@ ENDPOINT_KEY = "sherlock_ai.endpoint"
 STREAMED_KEY = "sherlock_ai.streamed"
 
 CLIENT_DISCONNECTED = "client disconnected before the response was complete"
+
+EndHook = Callable[[RequestEnd], None]
 
 # Names and cached lookups are bounded: their keys come from the application's routes, but a
 # router that reports unusual templates must not grow memory without end.
@@ -85,10 +88,14 @@ class RequestPolicy:
         self.exclude_paths = PathExclusions(options.exclude_paths)
         self._trust = options.trust_incoming_id
         self._generator = options.id_generator
-        self._meter = RequestMeter(min_duration=options.min_duration,
-                                   trace_malloc=options.trace_malloc)
-        self._lease = _TracingLease() if options.trace_malloc else None
         self.leak_watch = _leak_watch(options)
+        #: The memory guard of ``memory_budget`` / ``rss_limit``, else ``None``.
+        self.guard = _memory_guard(options)
+        # The guard compares every request's figures, the fast successes' included.
+        self._meter = RequestMeter(min_duration=options.min_duration,
+                                   trace_malloc=options.trace_malloc,
+                                   keep_all=self.guard is not None)
+        self._lease = _TracingLease() if options.trace_malloc else None
         install_request_id_factory()
 
     def request_id(self, incoming: Optional[str]) -> str:
@@ -119,7 +126,25 @@ class RequestPolicy:
                 report_internal_error("tracemalloc lease", exc)
         tracker = self._meter.open()
         notify_started(protocol)
+        if self.guard is not None:
+            self.guard.request_started()
         return tracker
+
+    def ended_hooks(self, leak_watch: Optional[LeakWatch]) -> Tuple[EndHook, ...]:
+        """The integration's own ``request_ended`` hooks: its leak watch, then its guard."""
+        hooks: Tuple[EndHook, ...] = () if leak_watch is None \
+            else (_LeakCount(leak_watch).request_ended,)
+        return hooks if self.guard is None else hooks + (self.guard.request_ended,)
+
+
+def _memory_guard(options: RequestOptions) -> Optional[MemoryGuard]:
+    """The options' memory guard, or ``None`` when neither a budget nor a limit is set."""
+    if options.memory_budget is None and options.rss_limit is None:
+        return None
+    from ..guard import MemoryGuard  # imported only by services that turn it on
+
+    return MemoryGuard(options.memory_budget, options.rss_limit,  # type: ignore[arg-type]
+                       options.on_rss_limit)
 
 
 def _leak_watch(options: RequestOptions) -> Optional[LeakWatch]:
@@ -187,10 +212,12 @@ def end_measurement(
     exc: Optional[BaseException],
     leak_watch: Optional[LeakWatch] = None,
     endpoint: Optional[Callable[..., Any]] = None,
+    policy: Optional[RequestPolicy] = None,
 ) -> None:
     """Name the request's measurement ``"{method} {route}"``, attach its method, route and
     status code, report 5xx responses and ``problem`` as ERROR, end it, and tell the consumers
-    (then ``leak_watch``, counting the request as served by the function ``endpoint``)."""
+    (then ``leak_watch``, counting the request as served by the function ``endpoint``, and
+    ``policy``'s memory guard)."""
     name = f"{method} {route}"
     if problem is None and exc is None and status is not None and status >= 500:
         problem = f"HTTP {status}"
@@ -202,8 +229,11 @@ def end_measurement(
         report_internal_error(f"{protocol} request name", internal)
         measurement = tracker.measurement
     # After the tracker ends: a leak window's snapshot work stays out of the request's figures.
-    request_ended(RequestEnd(protocol, name, endpoint, measurement),
-                  () if leak_watch is None else (_LeakCount(leak_watch).request_ended,))
+    if policy is not None and policy.guard is not None:
+        local = policy.ended_hooks(leak_watch)
+    else:
+        local = () if leak_watch is None else (_LeakCount(leak_watch).request_ended,)
+    request_ended(RequestEnd(protocol, name, endpoint, measurement), local)
 
 
 class _LeakCount:

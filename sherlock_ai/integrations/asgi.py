@@ -41,6 +41,7 @@ from ._common import (
 )
 from .asgi_routes import RouteNames
 from .options import RequestKeywords, RequestOptions, resolve_options
+from .shedding import shed_asgi, shed_route
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -80,6 +81,7 @@ class SherlockMiddleware:
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
         self._route_names = RouteNames()
+        self._guard = self.policy.guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -96,6 +98,9 @@ class SherlockMiddleware:
             elif self._excluded(scope):
                 await self.app(scope, receive, self._echoing(send, request_id,
                                                              "http.response.start"))
+            elif self._guard is not None and self._guard.shedding and self._guard.should_shed(
+                    request_method(scope.get("method")), lambda: shed_route(scope)):
+                await shed_asgi(send, self._header, request_id if self.policy.echo else None)
             else:
                 await self._measured(scope, receive, send, request_id)
         except BaseException as exc:
@@ -256,7 +261,8 @@ class _Exchange:
             route = UNMATCHED_ROUTE
         watch = self.middleware.leak_watch
         end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc,
-                        watch, None if watch is None else self.scope.get("endpoint"))
+                        watch, None if watch is None else self.scope.get("endpoint"),
+                        self.middleware.policy)
 
 
 def _is_http_exception(exc: BaseException) -> bool:

@@ -63,6 +63,8 @@ class Sherlock:
             # the app would outlive its last reference until the cycle collector ran.
             wrapped = _WeakAppMethod(wrapped)
         middleware = SherlockWSGIMiddleware(wrapped, options=self.options)
+        if middleware.policy.guard is not None:
+            middleware.route_of_environ = _RuleOf(app)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
         request_finished.connect(_hand_streaming_to_middleware, app)
@@ -91,6 +93,26 @@ class _WeakAppMethod:
 
     def __repr__(self) -> str:
         return f"<wsgi_app of {self._name}, held weakly>"
+
+
+class _RuleOf:
+    """The rule Flask's URL map matches for a request not routed yet (a request the memory
+    guard sheds), holding the app weakly."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Flask) -> None:
+        self._app = weakref.ref(app)
+
+    def __call__(self, environ: Environ) -> Optional[str]:
+        app = self._app()
+        if app is None:
+            return None
+        try:
+            rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
+        except Exception:  # noqa: BLE001 - no match, a redirect, a bad method: no route label
+            return None
+        return rule.rule
 
 
 def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:

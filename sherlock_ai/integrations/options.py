@@ -20,6 +20,7 @@ from typing import (
     Union,
 )
 
+from ..guard.sizes import Share, check_memory_budget, check_on_rss_limit, check_rss_limit
 from ..options import (
     check_exclude_paths,
     check_flag,
@@ -60,6 +61,17 @@ class RequestOptions:
     - ``leak_settings``: settings of that watch, as a :class:`sherlock_ai.LeakWatchSettings`
       or a mapping of its fields, e.g. ``{"trace_share": 0.01}`` for the low-cost setting;
       kept as a ``LeakWatchSettings``.
+    - ``memory_budget``: a request whose memory grows more than this (bytes, or a size such as
+      ``"50MB"``; RSS change, or traced peak with ``trace_malloc``) gets one ``MEMORY BUDGET``
+      warning; or a mapping of route templates (``"/export"``, ``"POST /export"``) to budgets,
+      for those routes only. Kept in bytes. See docs/memory-guard.md.
+    - ``rss_limit``: the process's RSS limit: bytes, a size such as ``"800MB"``, or a share
+      such as ``"80%"`` of what the process may use (cgroup limit, else physical memory; read
+      once, when the middleware is set up). Kept as bytes or a ``Share``.
+    - ``on_rss_limit``: what crossing ``rss_limit`` does: ``"log"`` (a warning naming the
+      routes that grew most), ``"shed"`` (503 with ``Retry-After`` until RSS is back under,
+      excluded paths still served) or ``"recycle"`` (the worker finishes its requests and
+      exits; its server starts a new one).
     """
 
     header_name: str = "X-Request-ID"
@@ -71,6 +83,9 @@ class RequestOptions:
     exclude_paths: Iterable[str] = frozenset()
     leak_detection: bool = False
     leak_settings: Union[LeakWatchSettings, Mapping[str, Any], None] = None
+    memory_budget: Union[int, str, Mapping[str, Union[int, str]], None] = None
+    rss_limit: Union[int, str, Share, None] = None
+    on_rss_limit: str = "log"
 
     def __post_init__(self) -> None:
         check_header_name(self.header_name)
@@ -83,6 +98,9 @@ class RequestOptions:
         check_flag("leak_detection", self.leak_detection)
         object.__setattr__(self, "leak_settings",
                            check_leak_settings(self.leak_settings, self.leak_detection))
+        object.__setattr__(self, "memory_budget", check_memory_budget(self.memory_budget))
+        object.__setattr__(self, "rss_limit", check_rss_limit(self.rss_limit))
+        check_on_rss_limit(self.on_rss_limit, self.rss_limit)
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> RequestOptions:
@@ -103,6 +121,9 @@ class RequestKeywords(TypedDict, total=False):
     exclude_paths: Iterable[str]
     leak_detection: bool
     leak_settings: Union[LeakWatchSettings, Mapping[str, Any], None]
+    memory_budget: Union[int, str, Mapping[str, Union[int, str]], None]
+    rss_limit: Union[int, str, Share, None]
+    on_rss_limit: str
 
 
 def resolve_options(

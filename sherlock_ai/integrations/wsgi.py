@@ -41,6 +41,7 @@ from ._common import (
 )
 from .collected import end_when_collected
 from .options import RequestKeywords, RequestOptions, resolve_options
+from .shedding import shed_wsgi
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -85,6 +86,9 @@ class SherlockWSGIMiddleware:
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._names = BoundedNames()
+        #: Finds the route template of a request the app has not routed yet, for the metrics of
+        #: shed requests (``None``: they count as ``<unmatched>``).
+        self.route_of_environ: Optional[Callable[[Environ], Optional[str]]] = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if REQUEST_ID_KEY in environ:
@@ -94,7 +98,19 @@ class SherlockWSGIMiddleware:
         request_id = policy.request_id(environ.get(policy.environ_key))
         environ[REQUEST_ID_KEY] = request_id
         measured = environ.get("PATH_INFO", "") not in policy.exclude_paths
+        guard = policy.guard
+        if measured and guard is not None and guard.shedding and guard.should_shed(
+                request_method(environ.get("REQUEST_METHOD")), lambda: self.shed_route(environ)):
+            return shed_wsgi(start_response, policy.header_name if policy.echo else None,
+                             request_id)
         return _Request(self, environ, start_response, request_id, measured).respond()
+
+    def shed_route(self, environ: Environ) -> str:
+        """The route template of a request shed before the app saw it: what
+        :attr:`route_of_environ` finds (the Flask extension sets it), else ``<unmatched>``."""
+        find = self.route_of_environ
+        template = None if find is None else find(environ)
+        return self._names.safe(template) if isinstance(template, str) else UNMATCHED_ROUTE
 
     def route_name(self, environ: Environ) -> str:
         """The log-safe route template the framework left in the environ."""
@@ -241,7 +257,7 @@ class _Request:
         watch = self.middleware.leak_watch
         endpoint = None if watch is None else environ.get(ENDPOINT_KEY)
         self.context.run(end_measurement, self.tracker, "wsgi", method, route, self.status,
-                         problem, exc, watch, endpoint)
+                         problem, exc, watch, endpoint, self.middleware.policy)
 
 
 class _Body:
