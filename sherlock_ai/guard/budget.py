@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Union
 
-from ..measurement import Measurement
+from ..engine.measurement import Measurement
 from .events import BudgetEvent
 from .sizes import budget_for
 

@@ -1,7 +1,7 @@
 """The memory guard's events: the text of their ``MEMORY BUDGET`` and ``MEMORY LIMIT`` lines,
 their structured fields (``as_dict``, the JSON line's fields) and how they are told: logged on
 ``MonitoringLogger`` and handed to the consumers' ``memory_event`` hook (the Prometheus
-counters). The layout is parsed back by :mod:`sherlock_ai.line_schema`."""
+counters). The layout is parsed back by :mod:`sherlock_ai.logs.schema`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 from typing import Any, Dict, List, Optional
 
 from .. import consumers
-from ..formatting import format_bytes, format_change, log_safe
-from ..line_schema import MEASURE_LABELS, MEMORY_BUDGET, MEMORY_LIMIT
+from ..logs.formatting import format_bytes, format_change, log_safe
+from ..logs.schema import MEASURE_LABELS, MEMORY_BUDGET, MEMORY_LIMIT
 
 _logger = logging.getLogger("MonitoringLogger")
 

@@ -9,7 +9,7 @@ import threading
 from typing import Any, Mapping, Optional, Union
 
 from ..consumers import RequestEnd
-from ..formatting import format_bytes
+from ..logs.formatting import format_bytes
 from .budget import Budgets
 from .events import ShedEvent, tell
 from .limits import memory_limit

@@ -17,7 +17,7 @@ import tracemalloc
 from typing import Any, Dict, List, Optional
 
 from .._safety import guarded
-from ..rss import current_rss
+from ..engine.rss import current_rss
 from .events import LimitEvent, tell
 from .supervisor import exit_gracefully
 
@@ -123,7 +123,7 @@ def _top_sites() -> Optional[List[Dict[str, Any]]]:
     if not tracemalloc.is_tracing():
         return None
     with guarded("memory guard top sites"):
-        from ..heap import site_sizes, top_growth
+        from ..engine.heap import site_sizes, top_growth
 
         return top_growth({}, site_sizes(), SHOWN) or None
     return None
