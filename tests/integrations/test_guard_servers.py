@@ -1,0 +1,131 @@
+"""The memory guard under real servers on 127.0.0.1: a worker over its RSS limit is recycled
+(gunicorn sync and uvicorn workers, uvicorn --workers) without one failed request; a worker
+without a supervisor says so and only logs; shedding answers 503 with Retry-After and serves
+again once the memory is released."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+from .support import HERE, server
+
+GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
+UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
+RECYCLING = re.compile(r"^(\d+) WARNING MEMORY LIMIT \| recycling \| RSS (\S+) > (\S+) \| "
+                       r"pid (\d+) exits after (\d+) in-flight requests$", re.M)
+
+
+def gunicorn(worker_class: str, app: str, workers: int = 2):
+    return ["-m", "gunicorn", "-k", worker_class, "-w", str(workers), "-b", "127.0.0.1:0",
+            "--graceful-timeout", "10", "--chdir", str(HERE), f"guard_server:{app}"]
+
+
+UVICORN_WORKERS = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+                   "--app-dir", str(HERE), "guard_server:asgi_app"]
+UVICORN_PLAIN = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "--app-dir", str(HERE),
+                 "guard_server:asgi_app"]
+
+
+@pytest.fixture
+def guard_env(tmp_path, monkeypatch):
+    log = tmp_path / "guard.log"
+    log.touch()
+    monkeypatch.setenv("GUARD_LOG", str(log))
+    return log
+
+
+def fresh_get(url: str) -> httpx.Response:
+    # A new connection per request: a keep-alive connection to a worker that is leaving is
+    # closed by the server, and a client would have to retry on it.
+    with httpx.Client(timeout=30) as client:
+        return client.get(url, headers={"Connection": "close"})
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(gunicorn("sync", "flask_app"), id="gunicorn-2-sync-workers"),
+    pytest.param(gunicorn("uvicorn.workers.UvicornWorker", "asgi_app"),
+                 id="gunicorn-2-uvicorn-workers"),
+    pytest.param(UVICORN_WORKERS, id="uvicorn-2-workers"),
+])
+def test_a_worker_over_its_rss_limit_is_recycled_without_a_failed_request(
+        argv, tmp_path, guard_env, monkeypatch):
+    monkeypatch.setenv("GUARD_ACTION", "recycle")
+    monkeypatch.setenv("GUARD_MARGIN", str(40 << 20))  # about five /grow requests per worker
+    port = UVICORN_PORT if argv[1] == "uvicorn" else GUNICORN_PORT
+    statuses, pids = [], []
+    with server(*argv, cwd=tmp_path, port_pattern=port) as app:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(statuses) < 80:
+            response = fresh_get(app.url + "/grow")
+            statuses.append(response.status_code)
+            pids.append(int(response.text) if response.status_code == 200 else None)
+            recycled = {int(m.group(4)) for m in RECYCLING.finditer(guard_env.read_text())}
+            # Done once a recycled worker's successor has served a request.
+            if recycled and len(set(pids)) > 2 and pids[-1] not in recycled:
+                break
+    log = guard_env.read_text()
+    assert statuses and set(statuses) == {200}, statuses
+    recycled_lines = list(RECYCLING.finditer(log))
+    assert recycled_lines, log
+    first = recycled_lines[0]
+    # The line is the worker's own (its pid in the log format) and says why.
+    assert first.group(1) == first.group(4)
+    assert _bytes(first.group(2)) > _bytes(first.group(3))
+    recycled = int(first.group(4))
+    assert recycled in pids
+    after = pids[len(pids) - pids[::-1].index(recycled):]  # responses after its last one
+    assert after and recycled not in after
+    assert set(pids) - {recycled} - set(pids[:pids.index(recycled)]), "no new worker served"
+
+
+def test_recycle_without_a_supervisor_says_so_and_only_logs(tmp_path, guard_env, monkeypatch):
+    monkeypatch.setenv("GUARD_ACTION", "recycle")
+    monkeypatch.setenv("GUARD_MARGIN", str(16 << 20))
+    with server(*UVICORN_PLAIN, cwd=tmp_path, port_pattern=UVICORN_PORT) as app:
+        pids = {fresh_get(app.url + "/grow").text for _ in range(4)}
+        assert len(pids) == 1  # still the same process
+    log = guard_env.read_text()
+    assert "on_rss_limit='recycle' needs a server that replaces a worker" in log
+    assert "| recycling |" not in log
+    assert re.search(r"WARNING MEMORY LIMIT \| crossed \| RSS \S+ > \S+ \| action: log \| "
+                     r"grew most: GET /grow \+\S+ \(\d+ requests\)", log), log
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(UVICORN_PLAIN, id="uvicorn-asgi"),
+    pytest.param(gunicorn("sync", "flask_app", workers=1), id="gunicorn-flask"),
+])
+def test_shedding_answers_503_with_retry_after_until_the_memory_is_released(
+        argv, tmp_path, guard_env, monkeypatch):
+    monkeypatch.setenv("GUARD_ACTION", "shed")
+    monkeypatch.setenv("GUARD_MARGIN", str(24 << 20))
+    port = UVICORN_PORT if argv[1] == "uvicorn" else GUNICORN_PORT
+    with server(*argv, cwd=tmp_path, port_pattern=port) as app:
+        grown = [fresh_get(app.url + "/grow") for _ in range(12)]
+        statuses = [r.status_code for r in grown]
+        assert 503 in statuses, statuses
+        first_shed = statuses.index(503)
+        assert set(statuses[:first_shed]) == {200} and set(statuses[first_shed:]) == {503}
+        assert all(r.headers["Retry-After"] == "5" for r in grown[first_shed:])
+        assert all("X-Request-ID" in r.headers for r in grown)
+        assert fresh_get(app.url + "/pid").status_code == 503
+        assert fresh_get(app.url + "/health").status_code == 200  # excluded: served
+        assert fresh_get(app.url + "/release").status_code == 200
+        assert fresh_get(app.url + "/pid").status_code == 200
+        assert fresh_get(app.url + "/grow").status_code == 200
+    log = guard_env.read_text()
+    shed = 12 - first_shed + 1
+    assert re.search(r"WARNING MEMORY LIMIT \| shedding \| RSS \S+ > \S+ \| "
+                     r"503 with Retry-After: 5$", log, re.M), log
+    assert re.search(rf"INFO MEMORY LIMIT \| shed {shed} requests \| RSS \S+ < \S+$", log,
+                     re.M), log
+
+
+def _bytes(text: str) -> float:
+    from sherlock_ai.logs.schema import parse_size
+
+    return parse_size(text)
