@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any, Mapping, Optional, Union
 
+from .._safety import report_internal_error
 from ..consumers import RequestEnd
 from ..logs.formatting import format_bytes
 from .budget import Budgets
@@ -98,8 +99,12 @@ class MemoryGuard:
     def should_shed(self, method: str, route: Any) -> bool:
         """Called while :attr:`shedding`, before a request reaches the app: ``True`` to answer
         it 503 (counted), ``False`` to serve it (RSS is back under the limit)."""
-        watermark = self.watermark
-        if watermark is None or not watermark.should_shed():
+        try:
+            watermark = self.watermark
+            if watermark is None or not watermark.should_shed():
+                return False
+            tell(ShedEvent(method, route() if callable(route) else route))
+            return True
+        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored: serve
+            report_internal_error("memory guard shedding", exc)
             return False
-        tell(ShedEvent(method, route() if callable(route) else route))
-        return True
