@@ -25,6 +25,7 @@ test: install
 
 demo: install
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/guard_demo.py
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all

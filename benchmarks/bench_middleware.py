@@ -140,6 +140,9 @@ def cases() -> List[Tuple[str, Callable[[], None], Callable[[Any], Any]]]:
          SherlockMiddleware),
         ("+ SherlockMiddleware + OpenTelemetryExporter, line to one file", with_otel,
          SherlockMiddleware),
+        ("+ SherlockMiddleware with memory_budget and rss_limit, line to one file",
+         with_logging(ONE_FILE),
+         lambda app: SherlockMiddleware(app, memory_budget="1GB", rss_limit="1TB")),
     ]
 
 

@@ -6,13 +6,17 @@ again once the memory is released."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from process_tree import stop_group
 
-from .support import HERE, server
+from .support import HERE, ROOT, server
 
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
@@ -135,3 +139,24 @@ def _bytes(text: str) -> float:
     from sherlock_ai.logs.schema import parse_size
 
     return parse_size(text)
+
+
+def test_the_guard_demo_shows_a_budget_warning_and_recycled_workers(tmp_path):
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "guard_demo.py")],
+                                cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        assert proc.wait(timeout=120) == 0, out.read_text()
+    finally:
+        stop_group(proc, signal.SIGTERM)
+    text = out.read_text()
+    assert "24 reports, each keeping 8 MB: status [200]" in text
+    assert re.search(r"WARNING - MEMORY BUDGET \| POST /export \| \+4\d\.\d\dMB > 20\.00MB \| "
+                     r"Traced peak", text), text
+    recycled = re.findall(r"- pid (\d+) - \S+ - WARNING - MEMORY LIMIT \| recycling \| RSS \S+ > "
+                          r"\S+ \| pid (\d+) exits after", text)
+    assert len(recycled) >= 2 and all(a == b for a, b in recycled), text
+    workers = re.search(r"served by workers ([\d, ]+)", text).group(1).split(", ")
+    assert len(workers) > 2  # the recycled workers were replaced
