@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional, Union
 
 from .._safety import report_internal_error
 from ..consumers import RequestEnd
+from ..engine.rss import current_rss
 from ..logs.formatting import format_bytes
 from .budget import Budgets
 from .events import ShedEvent, tell
@@ -56,7 +57,18 @@ class MemoryGuard:
                                 f"({available.source})"
         elif rss_limit is not None:
             self.limit = rss_limit
-        if self.limit is not None and on_rss_limit == "recycle":
+        start_rss = current_rss() if self.limit is not None else None
+        if start_rss is not None and start_rss > self.limit:  # type: ignore[operator]
+            # Every fresh worker would cross it at its first request: recycling would only
+            # churn workers.
+            _logger.warning(
+                "sherlock_ai memory guard: rss_limit %s is below this process's RSS at set-up "
+                "(%s): every request will find it crossed%s; raise rss_limit",
+                format_bytes(self.limit), format_bytes(start_rss),
+                ", so on_rss_limit='recycle' only logs" if on_rss_limit == "recycle" else "")
+            if on_rss_limit == "recycle":
+                self.action = "log"
+        if self.limit is not None and self.action == "recycle":
             self.supervisor = find_supervisor()
             if self.supervisor is None:
                 self.action = "log"

@@ -105,6 +105,20 @@ def test_recycle_without_a_supervisor_says_so_and_only_logs(tmp_path, guard_env,
                      r"grew most: GET /grow \+\S+ \(\d+ requests\)", log), log
 
 
+def test_a_limit_below_the_start_up_rss_is_said_and_does_not_churn_workers(
+        tmp_path, guard_env, monkeypatch):
+    monkeypatch.setenv("GUARD_ACTION", "recycle")
+    monkeypatch.setenv("GUARD_MARGIN", str(-(8 << 20)))
+    with server(*gunicorn("sync", "flask_app", workers=1), cwd=tmp_path,
+                port_pattern=GUNICORN_PORT) as app:
+        pids = {fresh_get(app.url + "/pid").text for _ in range(4)}
+    log = guard_env.read_text()
+    assert len(pids) == 1, log
+    assert "is below this process's RSS at set-up" in log
+    assert "so on_rss_limit='recycle' only logs" in log
+    assert "| recycling |" not in log and "MEMORY LIMIT | crossed |" in log
+
+
 @pytest.mark.parametrize("argv", [
     pytest.param(UVICORN_PLAIN, id="uvicorn-asgi"),
     pytest.param(gunicorn("sync", "flask_app", workers=1), id="gunicorn-flask"),
