@@ -236,11 +236,14 @@ def reset() -> None:
     logging.setLogRecordFactory(_record_factory)
 
 
-def log_lines(folder: str, word: str = "MEMORY") -> int:
-    """How many lines containing ``word`` the files under ``folder`` hold."""
+def log_lines(folder: str, word: str = "MEMORY", stem: str = "monitoring") -> int:
+    """How many lines containing ``word`` the files ``stem.*`` under ``folder`` hold (backups
+    included)."""
     count = 0
     for base, _, names in os.walk(folder):
         for name in names:
+            if not name.startswith(stem + "."):
+                continue
             with open(os.path.join(base, name), "rb") as f:
                 count += sum(1 for line in f if word.encode() in line)
     return count
