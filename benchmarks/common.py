@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import statistics
+import time
 import timeit
 from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
@@ -86,6 +89,55 @@ def asgi_interleaved_us(
                 finally:
                     tear_down()
         return best
+
+    return asyncio.run(measure())
+
+
+def cpu_calls_us(calls: Sequence[Tuple[Callable[[], Any], int]], rounds: int = 7) -> List[float]:
+    """Median over ``rounds`` of the mean **process CPU time** of one call of each
+    ``(func, number)``, in microseconds. Each round runs every function in turn: steal and
+    frequency changes on a shared machine shift the cases of a round alike, and CPU time does
+    not count the time this process waited for a core (wall clock does)."""
+    per_round: List[List[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for i, (func, number) in enumerate(calls):
+            for _ in range(min(number, 200)):  # warm-up
+                func()
+            gc.collect()
+            start = time.process_time()
+            for _ in range(number):
+                func()
+            per_round[i].append((time.process_time() - start) / number * 1e6)
+    return [statistics.median(values) for values in per_round]
+
+
+def cpu_asgi_us(
+    cases: Sequence[Tuple[Any, Callable[[], None], Callable[[], None]]],
+    path: str = "/",
+    number: int = 3_000,
+    rounds: int = 7,
+) -> List[List[float]]:
+    """Mean **process CPU time** of one in-process request for each ``(app, set_up,
+    tear_down)``, in microseconds, one figure per round (each round measures every case in
+    turn, set up before and torn down after). Take medians, or ratios per round."""
+    drivers = [asgi_request_driver(app, path) for app, _, _ in cases]
+
+    async def measure() -> List[List[float]]:
+        per_round: List[List[float]] = [[] for _ in cases]
+        for _ in range(rounds):
+            for i, (_, set_up, tear_down) in enumerate(cases):
+                set_up()
+                try:
+                    for _ in range(200):  # warm-up
+                        await drivers[i]()
+                    gc.collect()
+                    start = time.process_time()
+                    for _ in range(number):
+                        await drivers[i]()
+                    per_round[i].append((time.process_time() - start) / number * 1e6)
+                finally:
+                    tear_down()
+        return per_round
 
     return asyncio.run(measure())
 

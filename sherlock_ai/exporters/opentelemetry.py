@@ -19,7 +19,7 @@ import contextvars
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from opentelemetry import metrics, trace
 
@@ -40,18 +40,23 @@ _server_root: contextvars.ContextVar[Any] = contextvars.ContextVar(
 _recording_providers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+_NAME, _STATUS, _DURATION, _CONCURRENT = (ATTRIBUTE_PREFIX + key for key in (
+    "name", "status", "duration_s", "concurrent"))
+_SIZES = tuple((key, f"{ATTRIBUTE_PREFIX}{key}_bytes")
+               for key in ("rss", "rss_change", "traced", "traced_peak"))
+# The most (method, route, status code) keys whose metric attributes are kept ready (the
+# labels are bounded already; this is a backstop).
+_LABELS_CACHE = 4096
+
+
 def span_attributes(m: Measurement) -> Dict[str, Any]:
     """The ``sherlock.memory.*`` attributes of a measurement (``None`` figures left out)."""
-    out: Dict[str, Any] = {
-        ATTRIBUTE_PREFIX + "name": m.name,
-        ATTRIBUTE_PREFIX + "status": m.status,
-        ATTRIBUTE_PREFIX + "duration_s": m.duration,
-        ATTRIBUTE_PREFIX + "concurrent": m.concurrent,
-    }
-    for key in ("rss", "rss_change", "traced", "traced_peak"):
+    out: Dict[str, Any] = {_NAME: m.name, _STATUS: m.status, _DURATION: m.duration,
+                           _CONCURRENT: m.concurrent}
+    for key, attribute in _SIZES:
         value = getattr(m, key)
         if value is not None:
-            out[f"{ATTRIBUTE_PREFIX}{key}_bytes"] = value
+            out[attribute] = value
     if m.request_id:
         out["sherlock.request_id"] = m.request_id
     return out
@@ -91,6 +96,9 @@ class OpenTelemetryExporter:
                     description="Most Python memory the request had allocated at once "
                                 "(tracemalloc); only with trace_malloc."),
             }
+        # (method, route, status code) -> the histograms' attributes, built once per key and
+        # shared by its requests (the SDK copies what it keeps).
+        self._labels: Dict[Tuple[Any, ...], Dict[str, str]] = {}
         self._installed = False
         self._lock = threading.Lock()
 
@@ -124,15 +132,25 @@ class OpenTelemetryExporter:
                     span.set_attributes(span_attributes(m))
             elif span.is_recording():
                 span.add_event("sherlock.memory", span_attributes(m))
-        if self._histograms is not None and route is not None and m.kind == "memory":
-            labels = {"http.request.method": m.attributes.get("method", "OTHER"),
-                      "http.route": route,
-                      "status_class": status_class(m.attributes.get("status_code"))}
-            self._histograms["duration"].record(m.duration, labels)
+        histograms = self._histograms
+        if histograms is not None and route is not None and m.kind == "memory":
+            key = (m.attributes.get("method", "OTHER"), route, m.attributes.get("status_code"))
+            labels = self._labels.get(key)
+            if labels is None:
+                labels = self._labels_of(key)
+            histograms["duration"].record(m.duration, labels)
             if m.rss_change is not None:
-                self._histograms["rss_growth"].record(max(m.rss_change, 0), labels)
+                histograms["rss_growth"].record(max(m.rss_change, 0), labels)
             if m.traced_peak is not None:
-                self._histograms["traced_peak"].record(m.traced_peak, labels)
+                histograms["traced_peak"].record(m.traced_peak, labels)
+
+    def _labels_of(self, key: Tuple[Any, ...]) -> Dict[str, str]:
+        """The histograms' attributes for ``key``, kept for the next requests."""
+        labels = {"http.request.method": key[0], "http.route": key[1],
+                  "status_class": status_class(key[2])}
+        if len(self._labels) < _LABELS_CACHE:
+            self._labels[key] = labels  # a plain dict store: atomic under the GIL
+        return labels
 
     __call__ = finished  # still a plain sink for code that adds it with add_sink
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -27,6 +27,9 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 MEMORY_BUCKETS = tuple(float(4 ** n * 1024) for n in range(1, 11))
 # How often, in requests, a worker in multiprocess mode refreshes its leak-suspect gauge.
 _SUSPECT_REFRESH = 100
+# The most (method, route, status code) keys whose label children are kept ready; the labels
+# are bounded already (standard methods, route templates), this is a backstop.
+_CHILDREN_CACHE = 4096
 
 
 def multiprocess_mode() -> bool:
@@ -100,6 +103,10 @@ class PrometheusExporter(RequestObserver):
         self._lock = threading.Lock()
         self._installed = False
         self._since_refresh = 0
+        # (method, route, status code) -> the three histograms' children of those labels:
+        # ``labels()`` (label check, tuple building, a lock and a lookup per histogram) once
+        # per key instead of once per request and histogram.
+        self._children: Dict[Tuple[Any, ...], Tuple[Any, Any, Any]] = {}
 
     def install(self) -> PrometheusExporter:
         """Start recording measured requests (idempotent)."""
@@ -121,13 +128,16 @@ class PrometheusExporter(RequestObserver):
         route = attributes.get("route")
         if route is None or m.kind != "memory":
             return
-        labels = (attributes.get("method", "OTHER"), route,
-                  status_class(attributes.get("status_code")))
-        self.duration.labels(*labels).observe(m.duration)
+        key = (attributes.get("method", "OTHER"), route, attributes.get("status_code"))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children_of(key)
+        duration, rss_growth, traced_peak = children
+        duration.observe(m.duration)
         if m.rss_change is not None:
-            self.rss_growth.labels(*labels).observe(max(m.rss_change, 0))
+            rss_growth.observe(max(m.rss_change, 0))
         if m.traced_peak is not None:
-            self.traced_peak.labels(*labels).observe(m.traced_peak)
+            traced_peak.observe(m.traced_peak)
         if m.rss is not None:
             self.process_rss.set(m.rss)
         if self.suspects_gauge is not None:
@@ -137,6 +147,15 @@ class PrometheusExporter(RequestObserver):
                 self._refresh_suspects()
 
     __call__ = finished  # still a plain sink for code that adds it with add_sink
+
+    def _children_of(self, key: Tuple[Any, ...]) -> Tuple[Any, Any, Any]:
+        """The histograms' children for ``key``'s labels, kept for the next requests."""
+        labels = (key[0], key[1], status_class(key[2]))
+        children = (self.duration.labels(*labels), self.rss_growth.labels(*labels),
+                    self.traced_peak.labels(*labels))
+        if len(self._children) < _CHILDREN_CACHE:
+            self._children[key] = children  # a plain dict store: atomic under the GIL
+        return children
 
     def request_started(self, protocol: str) -> None:
         self.in_progress.inc()
