@@ -8,7 +8,9 @@ import csv
 import html
 import io
 import json
+import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -315,3 +317,36 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(tmp_path, capsys):
     # Figures stay numbers, negative ones too.
     assert float(rows["'@SUM(A1:A9)"]["rss_change_min"]) == -3584.0
     assert rows["-3.5"]["rss_change_mean"] == "-3584.0"
+
+
+@pytest.mark.parametrize("log_format_type", ["log", "json"])
+def test_a_long_log_is_counted_in_full(tmp_path, log_format_type):
+    # More records than the report folds at a time, with more distinct values than a
+    # distribution keeps exactly: every record still counts, the figures match the lines.
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_format_type=log_format_type))
+    rng = random.Random(3)
+    durations, changes = [], []
+    for n in range(20_000):
+        duration, change = rng.uniform(0.001, 2.0), rng.randrange(-2**20, 2**20)
+        log_sink(Measurement("memory", f"GET /r{n % 3}", "SUCCESS", duration, 20,
+                             rss=50 * 2**20, rss_change=change))
+        durations.append(duration)
+        changes.append(change)
+    sherlock_ai.SherlockAI.cleanup()
+    report, stats = report_of(tmp_path)
+    assert stats.records == 20_000 and stats.bad_lines == 0
+    names = [report.names[f"GET /r{i}"] for i in range(3)]
+    assert [s.count for s in names] == [s.duration.count for s in names] == [6667, 6667, 6666]
+    assert [s.rss_change.count for s in names] == [6667, 6667, 6666]
+    # Text lines round durations to the ms and sizes to three digits; JSON keeps them.
+    rounded = log_format_type == "log"
+    mine = sorted(round(d, 3 if rounded else 6) for d in durations[0::3])
+    first = names[0].duration
+    # Bucketed past EXACT_VALUES distinct values (text's rounded durations stay exact).
+    assert (first.values is None) is not rounded
+    assert first.high == mine[-1] and first.low == mine[0]
+    assert first.total == pytest.approx(sum(mine))
+    assert first.quantile(0.5) == pytest.approx(mine[math.ceil(len(mine) / 2) - 1], rel=0.011)
+    assert names[1].rss_change.mean == pytest.approx(
+        sum(changes[1::3]) / 6667, rel=0.01 if rounded else 1e-9, abs=2048)
