@@ -21,9 +21,10 @@ from typing import Dict, List, Sequence, Tuple
 import leak_handlers as app
 import pytest
 
-from sherlock_ai import JsonFormatter, tracing
-from sherlock_ai.leak_estimator import Estimate, Evidence, LeakCriteria, fit_window, pool
+from sherlock_ai import JsonFormatter
+from sherlock_ai.engine import tracing
 from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch
+from sherlock_ai.leaks.estimator import Estimate, Evidence, LeakCriteria, fit_window, pool
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = LeakCriteria()

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from ..leak_estimator import Estimate
+from .estimator import Estimate
 
 _SWEEPS = 200
 _MAX_CANDIDATES = 16

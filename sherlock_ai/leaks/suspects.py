@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Tuple
 
-from ..formatting import format_bytes, log_safe
-from ..heap import Site, site_path
-from ..leak_estimator import Estimate
-from ..lines import MONITORING_LOGGER
+from ..engine.heap import Site, site_path
+from ..logs.formatting import format_bytes, log_safe
+from ..logs.lines import MONITORING_LOGGER
+from .estimator import Estimate
 
 _logger = logging.getLogger(MONITORING_LOGGER)
 _REPEAT_CHANGE = 0.25

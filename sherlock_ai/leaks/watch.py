@@ -7,7 +7,7 @@ import weakref
 from typing import Any, Callable, List, Optional
 
 from .._safety import report_internal_error
-from ..leak_estimator import LeakCriteria
+from .estimator import LeakCriteria
 from .evidence import EvidenceStore
 from .routes import OVERFLOW_ROUTE, RouteRegistry
 from .settings import LeakWatchSettings

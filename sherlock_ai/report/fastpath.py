@@ -19,7 +19,7 @@ import re
 from datetime import datetime
 from typing import Callable, Dict, Optional, Tuple
 
-from ..line_schema import parse_size
+from ..logs.schema import parse_size
 
 Row = Tuple[str, str, Optional[float], Optional[int], str, str, float, Optional[float],
             Optional[float], Optional[float]]
