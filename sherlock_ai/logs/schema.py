@@ -14,8 +14,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 SEP = " | "
 MEMORY, PERFORMANCE, RESOURCES, LEAK_SUSPECT = "MEMORY", "PERFORMANCE", "RESOURCES", "LEAK SUSPECT"
+MEMORY_BUDGET, MEMORY_LIMIT = "MEMORY BUDGET", "MEMORY LIMIT"
 KIND_OF_TAG = {MEMORY: "memory", PERFORMANCE: "performance", RESOURCES: "resources",
-               LEAK_SUSPECT: "leak_suspect"}
+               LEAK_SUSPECT: "leak_suspect", MEMORY_BUDGET: "memory_budget",
+               MEMORY_LIMIT: "rss_limit"}
 STATUSES = ("SUCCESS", "ERROR")
 # Labels of the "Label: value" fields, in the order the writers put them.
 CURRENT, CHANGE, TRACED, PEAK = "Current", "Change", "Traced", "Peak"
@@ -55,7 +57,8 @@ def parse_size(text: str) -> Optional[float]:
     return -value if sign == "-" else value
 
 
-_TAG_SEARCH = re.compile(r"(?<![\w])(MEMORY|PERFORMANCE|RESOURCES|LEAK SUSPECT) \| ")
+_TAG_SEARCH = re.compile(
+    r"(?<![\w])(MEMORY BUDGET|MEMORY LIMIT|MEMORY|PERFORMANCE|RESOURCES|LEAK SUSPECT) \| ")
 
 
 def locate(line: str) -> Tuple[int, str]:
@@ -73,6 +76,8 @@ def parse_message(message: str, tag: str) -> Dict[str, Any]:
     try:
         if tag == LEAK_SUSPECT:
             return _leak(parts)
+        if tag in (MEMORY_BUDGET, MEMORY_LIMIT):
+            return _guard(tag, parts)
         return _measurement(KIND_OF_TAG[tag], parts)
     except (ValueError, IndexError, KeyError) as exc:
         raise NotOurs(f"a {tag} message that does not parse: {exc}") from None
@@ -127,3 +132,30 @@ def _leak(parts: List[str]) -> Dict[str, Any]:
     return {"kind": "leak_suspect", "name": SEP.join(parts[1:end]),
             "per_request": parse_size(parts[end][1:-len("/request")]),
             "requests": int(over.group(1)) if over else None, "sites": sites}
+
+
+# The memory guard's lines: "MEMORY BUDGET | route | +182.40MB > 50.00MB | RSS change" and
+# "MEMORY LIMIT | crossed | RSS 812.00MB > 800.00MB | action: log | ...".
+_GUARD_STATES = {"crossed": "crossed", "back under": "back_under", "shedding": "shedding",
+                 "recycling": "recycling"}
+_MEASURES = {"RSS change": "rss_change", "Traced peak": "traced_peak"}
+_COMPARED = re.compile(r"(?:RSS )?(\S+) [<>] (\S+)")
+
+
+def _guard(tag: str, parts: List[str]) -> Dict[str, Any]:
+    if tag == MEMORY_BUDGET:
+        measured, budget = _COMPARED.fullmatch(parts[-2]).groups()  # type: ignore[union-attr]
+        route = SEP.join(parts[1:-2])
+        if not route:
+            raise ValueError("no route")
+        return {"kind": "memory_budget", "name": route, "route": route,
+                "measured_bytes": parse_size(measured), "budget_bytes": parse_size(budget),
+                "measure": _MEASURES[parts[-1]]}
+    state = _GUARD_STATES.get(parts[1]) or (
+        "shed_stopped" if re.fullmatch(r"shed \d+ requests", parts[1]) else None)
+    if state is None:
+        raise ValueError(f"unknown state {parts[1]!r}")
+    rss, limit = _COMPARED.fullmatch(parts[2]).groups()  # type: ignore[union-attr]
+    action = next((p[len("action: "):] for p in parts[3:] if p.startswith("action: ")), None)
+    return {"kind": "rss_limit", "name": MEMORY_LIMIT, "state": state,
+            "rss_bytes": parse_size(rss), "limit_bytes": parse_size(limit), "action": action}

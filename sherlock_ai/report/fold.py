@@ -13,7 +13,7 @@ from itertools import islice
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .reader import Record
-from .stats import EVENTS, Filters, NameStats, Process, Report, Suspect
+from .stats import EVENTS, Event, Filters, NameStats, Process, Report, Suspect
 
 _HTTP = ("GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ")
 _MEASURED = frozenset({"memory", "performance", "resources"})
@@ -160,6 +160,8 @@ class _Fold:
                 process.last = stamp
         if record.kind == "leak_suspect":
             _add_suspect(self.report, record)
+        elif record.event and stamp is not None:
+            _add_event(self.report, (stamp, record.kind, record.name, record.pid, record.event))
 
     def finish(self) -> Report:
         report = self.report
@@ -191,13 +193,19 @@ def _store(process: Process, count: int, first: float, last: float, rss_max: flo
         process.rss_max = rss_max
 
 
+def _add_event(report: Report, event: Event) -> None:
+    events = report.events
+    events.append(event)
+    if len(events) > EVENTS:
+        # The first and the latest half are kept.
+        events.sort(key=lambda e: e[0])
+        del events[EVENTS // 2: EVENTS // 2 + len(events) - EVENTS]
+
+
 def _add_suspect(report: Report, record: Record) -> None:
     stamp = record.timestamp
     if stamp is not None:
-        report.events.append((stamp, record.name, record.pid))
-        if len(report.events) > EVENTS:
-            report.events.sort()
-            del report.events[EVENTS // 2: EVENTS // 2 + len(report.events) - EVENTS]
+        _add_event(report, (stamp, record.kind, record.name, record.pid, {}))
     known = report.suspects.get(record.name)
     if known is None:
         report.suspects[record.name] = Suspect(

@@ -26,6 +26,9 @@ from .files import is_json, log_files, read_lines, wanted_kinds
 __all__ = ["LogRecords", "ReadStats", "Record", "log_files", "parse_size", "read_logs"]
 
 _KINDS = frozenset(KIND_OF_TAG.values())
+# The fields of the memory guard's records (the line schema's and the JSON lines' names).
+EVENT_FIELDS = {"memory_budget": ("route", "measured_bytes", "budget_bytes", "measure"),
+                "rss_limit": ("state", "rss_bytes", "limit_bytes", "action")}
 _STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?")
 _FIELD = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
 _CAPTURE = {"asctime": r"(?P<asctime>.+?)", "process": r"(?P<process>\d+)",
@@ -33,12 +36,13 @@ _CAPTURE = {"asctime": r"(?P<asctime>.+?)", "process": r"(?P<process>\d+)",
 
 
 class Record:
-    """One of our records: its kind (memory, performance, resources, leak_suspect), name,
+    """One of our records: its kind (memory, performance, resources, leak_suspect, and the
+    memory guard's memory_budget and rss_limit, whose figures are in ``event``), name,
     time (seconds since the epoch, ``None`` when the line shows none), pid (``None`` in logs
     written before lines carried one) and figures (bytes, seconds; ``None`` when not shown)."""
 
     __slots__ = ("kind", "name", "timestamp", "pid", "request_id", "status", "duration", "rss",
-                 "rss_change", "traced_peak", "per_request", "requests", "sites")
+                 "rss_change", "traced_peak", "per_request", "requests", "sites", "event")
 
     def __init__(self, kind: str, name: str, timestamp: Optional[float],
                  pid: Optional[int] = None, request_id: str = "-") -> None:
@@ -52,6 +56,8 @@ class Record:
         self.per_request: Optional[float] = None
         self.requests: Optional[int] = None
         self.sites: List[Dict[str, Any]] = []
+        # The memory guard's figures (memory_budget and rss_limit records).
+        self.event: Dict[str, Any] = {}
 
     @classmethod
     def from_row(cls, row: Row) -> Record:
@@ -69,6 +75,9 @@ class Record:
     def fill(self, fields: Dict[str, Any]) -> Record:
         """Take the figures of ``fields`` (a parsed message or a JSON object)."""
         get = fields.get
+        if self.kind in EVENT_FIELDS:
+            self.event = {key: get(key) for key in EVENT_FIELDS[self.kind]}
+            return self
         if self.kind == "leak_suspect":
             self.per_request = float(fields["per_request"])
             self.requests = get("requests")

@@ -10,8 +10,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .reader import Record
 from .sketch import Distribution, TimeBuckets
 
-# Leak-suspect warnings kept as events on the timeline (the latest per name is always kept).
-EVENTS = 200
+# Events kept for the timeline (leak-suspect warnings, the memory guard's lines): the first
+# and the latest half of them when there are more.
+EVENTS = 400
+# (time, kind, name, pid, the guard's figures): kind leak_suspect, memory_budget, rss_limit.
+Event = Tuple[float, str, str, Optional[int], Dict]
 
 
 @dataclass
@@ -111,14 +114,14 @@ class Filters:
 class Report:
     """What the report shows. ``activity`` holds per process and time bucket [records,
     requests, RSS figures, sum of RSS]; ``route_memory`` per name [sum of RSS change,
-    records]; ``events`` the leak-suspect warnings (time, name, pid)."""
+    records]; ``events`` what is drawn on the timeline (:data:`Event`)."""
 
     names: Dict[str, NameStats] = field(default_factory=dict)
     suspects: Dict[str, Suspect] = field(default_factory=dict)
     processes: Dict[Optional[int], Process] = field(default_factory=dict)
     activity: TimeBuckets = field(default_factory=lambda: TimeBuckets(4))
     route_memory: TimeBuckets = field(default_factory=lambda: TimeBuckets(2))
-    events: List[Tuple[float, str, Optional[int]]] = field(default_factory=list)
+    events: List[Event] = field(default_factory=list)
     first: Optional[float] = None
     last: Optional[float] = None
     filtered: int = 0
