@@ -8,12 +8,14 @@ import csv
 import html
 import io
 import json
+import logging
 import math
 import os
 import random
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -29,6 +31,7 @@ from sherlock_ai.engine.measurement import Measurement
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.leaks import LeakSuspect
 from sherlock_ai.logs.formatting import format_bytes
+from sherlock_ai.logs.json_lines import JsonFormatter
 from sherlock_ai.logs.lines import (
     log_sink,
     memory_line,
@@ -39,7 +42,7 @@ from sherlock_ai.logs.lines import (
 from sherlock_ai.logs.schema import locate, parse_message
 from sherlock_ai.report import ReadStats, build_report, read_logs
 from sherlock_ai.report.html import render_html
-from sherlock_ai.report.reader import log_files, parse_size
+from sherlock_ai.report.reader import Record, TextLines, _parse_json, log_files, parse_size
 
 SENT = {"GET /items/{item_id}": 40, "POST /orders": 12, "GET /fail": 5}
 HOSTILE_ROUTE = "/x/<script>alert(1)</script>/{n}"
@@ -358,3 +361,44 @@ def test_a_long_log_is_counted_in_full(tmp_path, log_format_type):
     assert first.quantile(0.5) == pytest.approx(mine[math.ceil(len(mine) / 2) - 1], rel=0.011)
     assert names[1].rss_change.mean == pytest.approx(
         sum(changes[1::3]) / 6667, rel=0.01 if rounded else 1e-9, abs=2048)
+
+
+_FIELDS = ("kind", "name", "timestamp", "pid", "request_id", "status", "duration", "rss",
+           "rss_change", "traced_peak")
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=_TEXT, error=st.one_of(st.none(), _TEXT), rss=st.integers(0, 2**40),
+       change=st.integers(-2**33, 2**33), traced=st.one_of(st.none(), st.integers(0, 2**30)),
+       duration=st.floats(0, 1e5), pid=st.one_of(st.none(), st.integers(1, 2**22)),
+       when=st.floats(0, 4e9))
+def test_the_fast_path_reads_what_the_general_path_reads(name, error, rss, change, traced,
+                                                         duration, pid, when):
+    # Every line the writers write, read both ways: where the fast path takes a line, its
+    # record is the general path's.
+    name = safe_name(name)
+    m = Measurement("memory", name, "ERROR" if error else "SUCCESS", duration, 20, error=error,
+                    rss=rss, rss_change=change, traced=traced,
+                    traced_peak=None if traced is None else traced + 10)
+    text = TextLines()
+    stamp = format(datetime.fromtimestamp(int(when)), "%Y-%m-%d %H:%M:%S")
+    head = f"{stamp} - {pid} - abc - MonitoringLogger - INFO - " if pid else \
+        f"{stamp} - abc - MonitoringLogger - INFO - "
+    record = logging.LogRecord("MonitoringLogger", 20, "sherlock_ai", 0, "", (), None)
+    record.created, record.process, record.request_id, record.sherlock = when, pid, "abc", m
+    for message in (memory_line(m), performance_line(m)):
+        row = text.fast.text(head + message, None)
+        if row is not None:
+            slow = text.parse(head + message, None)
+            assert [getattr(Record.from_row(row), f) for f in _FIELDS] == \
+                [getattr(slow, f) for f in _FIELDS]
+        record.msg, m.kind = message, "memory" if message.startswith("MEMORY") else "performance"
+        line = JsonFormatter().format(record)
+        row = text.fast.json(line, None)
+        if row is not None:
+            assert [getattr(Record.from_row(row), f) for f in _FIELDS] == \
+                [getattr(_parse_json(line, None), f) for f in _FIELDS]
+    # The common case does take the fast path.
+    if "|" not in name and error is None:
+        m.kind = "memory"
+        assert text.fast.text(head + memory_line(m), None) is not None
