@@ -44,8 +44,8 @@ _JSON = re.compile(
     r'(?:, "rss": (-?\d+), "rss_change": (-?\d+))?(?:, "traced": -?\d+, "traced_peak": (-?\d+))?\}')
 # What the fast path returns for a line of ours of a kind not wanted from its file.
 SKIP = ("skip",)
-# Distinct size texts ("61.00MB") kept converted; cleared past this many (memory stays flat).
-_SIZES_KEPT = 100_000
+# Size texts ("61.00MB") and seconds kept converted; cleared past this many (memory stays flat).
+_SIZES_KEPT = 8192
 
 
 class FastLines:
