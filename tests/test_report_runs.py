@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import html
 import io
 import json
 import math
@@ -182,7 +183,7 @@ def _laid_out(tmp_path: Path, logs: Path, *argv: str) -> Dict[str, tuple]:
     page = tmp_path / "report.html"
     assert main(["report", str(logs), "--html", str(page), *argv]) == 0
     html = page.read_text(encoding="utf-8")
-    assert "<script" not in html and not re.search(r"(src|href)\s*=", html, re.I)
+    assert html.count("<script>") == 1 and not re.search(r"(src|href)\s*=", html, re.I)
     page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
                           "--window-size=1400,1000", "--dump-dom", page.as_uri()],
@@ -209,3 +210,81 @@ def test_html_page_in_headless_chromium(tmp_path, capsys, text_run):
     charts = _laid_out(tmp_path, logs, "--pid", str(pids[1]))
     assert charts["rss"][2] == [str(pids[1])]
     capsys.readouterr()
+
+
+# The memory guard's lines, in the formats agreed with the guard (written here by hand).
+GUARD = ("MEMORY BUDGET | POST /cart/items | +182.40MB > 50.00MB | RSS change",
+         "MEMORY LIMIT | crossed | RSS 812.00MB > 800.00MB | action: log | grew most: "
+         "POST /cart/items +120.00MB (12 requests)",
+         "MEMORY LIMIT | back under | RSS 700.00MB < 800.00MB")
+# In the browser: the pointer over a point of the RSS and per-route charts (the tip's text and
+# the point's title), and the event marks' kinds and sizes.
+PROBE = """<script>
+const hover = ["rss", "routes"].map(name => {
+  const svg = document.querySelector(`svg[data-chart='${name}']`);
+  const hits = svg.querySelectorAll("circle.hit");
+  const hit = hits[Math.floor(hits.length / 2)];
+  const b = hit.getBoundingClientRect();
+  svg.dispatchEvent(new PointerEvent("pointermove", {bubbles: true,
+    clientX: b.left + b.width / 2, clientY: b.top + b.height / 2}));
+  const tip = document.querySelector(".tip");
+  return [name, tip.hidden ? "" : tip.textContent, hit.querySelector("title").textContent];
+});
+const chart = document.querySelector("svg[data-chart='rss']").getBoundingClientRect();
+const marks = [...document.querySelectorAll("svg[data-chart='rss'] line.event")].map(l => {
+  const b = l.getBoundingClientRect();
+  return [l.dataset.kind, b.height, b.left >= chart.left && b.right <= chart.right];
+});
+document.body.dataset.probe = JSON.stringify({hover, marks});
+</script>"""
+
+
+def _with_guard_lines(logs: Path, into: Path) -> None:
+    """A copy of ``logs`` with the guard's lines after the last MEMORY line of the second
+    process, with that line's time, pid and request id."""
+    shutil.copytree(logs, into)
+    current = into / "monitoring.log"
+    lines = current.read_text(encoding="utf-8").splitlines()
+    last = max(i for i, line in enumerate(lines) if " - INFO - MEMORY | " in line)
+    prefix = lines[last].split(" - INFO - ")[0]
+    guard = [f"{prefix} - {'WARNING' if 'under' not in g else 'INFO'} - {g}" for g in GUARD]
+    current.write_text("\n".join(lines[:last + 1] + guard + lines[last + 1:]) + "\n",
+                       encoding="utf-8")
+
+
+def test_guard_lines_are_events_on_the_timeline(tmp_path, text_run):
+    logs, pids = text_run
+    _with_guard_lines(logs, tmp_path / "logs")
+    stats = ReadStats()
+    report = build_report(read_logs(tmp_path / "logs", stats))
+    assert stats.bad_lines == 0
+    events = {(e[1], e[4].get("state")): e for e in report.events}
+    budget = events[("memory_budget", None)]
+    assert budget[2] == "POST /cart/items" and budget[3] == pids[1]
+    assert budget[4]["measured_bytes"] == 182.40 * 2**20 and budget[4]["measure"] == "rss_change"
+    crossed = events[("rss_limit", "crossed")]
+    assert crossed[4]["rss_bytes"] == 812 * 2**20 and crossed[4]["limit_bytes"] == 800 * 2**20
+    assert crossed[4]["action"] == "log" and ("rss_limit", "back_under") in events
+    # The guard's lines are not requests: the routes' counts are the requests sent.
+    assert report.names["POST /cart/items"].count == 2 * SENT["POST /cart/items"]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_hover_shows_values_and_events_are_drawn_in_headless_chromium(tmp_path, text_run):
+    logs, _ = text_run
+    _with_guard_lines(logs, tmp_path / "logs")
+    page = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "logs"), "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    page.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--window-size=1400,1000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=90).stdout
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found is not None, dom[-2000:]
+    probe = json.loads(html.unescape(found.group(1)))
+    for name, tip, title in probe["hover"]:
+        # The tip shows the value of the point under the pointer: its title, a size in it.
+        assert tip == title and re.search(r"\d(\.\d+)?(B|KB|MB)\b", tip), (name, tip)
+    kinds = {kind for kind, height, inside in probe["marks"] if height > 0 and inside}
+    assert kinds == {"memory_budget", "rss_limit"}

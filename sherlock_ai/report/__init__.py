@@ -13,8 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
+from .fold import build_report
 from .reader import ReadStats, Record, read_logs
-from .stats import Filters, Report, build_report
+from .stats import Filters, Report
 
 __all__ = ["Filters", "ReadStats", "Record", "Report", "build_report", "parse_moment",
            "read_logs", "run_report"]

@@ -73,9 +73,10 @@ def time_ticks(t0: float, t1: float) -> Tuple[List[float], str]:
     return ticks, fmt
 
 
-def svg_open(name: str, height: int, label: str) -> str:
+def svg_open(name: str, height: int, label: str, hover: bool = False) -> str:
+    """``hover``: the page's script shows the value of the point under the pointer."""
     return (f"<svg class='chart' data-chart='{name}' viewBox='0 0 {WIDTH} {height}' "
-            f"role='img' aria-label='{escape(label)}'>")
+            f"role='img' aria-label='{escape(label)}'{' data-hover' if hover else ''}>")
 
 
 def time_axis(x: Callable[[float], float], t0: float, t1: float, top: float, bottom: float

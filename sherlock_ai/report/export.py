@@ -1,12 +1,14 @@
 """The report for scripts and dashboards: JSON (names, suspects, processes) and CSV (one row
 per name, its leak suspect's figures in the same row). Sizes in bytes, times in seconds,
-moments in ISO 8601 (UTC)."""
+moments in ISO 8601 (UTC). CSV text cells that a spreadsheet would run as a formula are
+prefixed with ``'``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
@@ -18,6 +20,9 @@ ROUTE_FIELDS = ("name", "kinds", "count", "errors", "duration_p50", "duration_p9
                 "duration_max", "duration_total", "rss_change_mean", "rss_change_min",
                 "rss_change_max", "traced_peak_max", "leak_per_request", "leak_site",
                 "leak_first_seen", "leak_warnings")
+# What a spreadsheet reads as the start of a formula.
+_FORMULA = frozenset("=+-@\t\r")
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def iso(stamp: Optional[float]) -> Optional[str]:
@@ -75,11 +80,20 @@ def as_json(report: Report, stats: ReadStats) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
+def cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text from the logs that starts with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (OWASP's rule for CSV
+    injection), unless it is a plain number; figures (numbers) are left as they are."""
+    if isinstance(value, str) and value[:1] in _FORMULA and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def as_csv(report: Report) -> str:
     """One CSV row per name (header first); empty cells for figures not measured."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=ROUTE_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in route_rows(report):
-        writer.writerow(row)
+        writer.writerow({key: cell(value) for key, value in row.items()})
     return out.getvalue()

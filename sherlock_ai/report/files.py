@@ -19,7 +19,8 @@ _ROTATED = re.compile(
 # Which files hold which logger's records; app.* holds every logger's.
 SOURCES = {"monitoring": MONITORING_LOGGER, "performance": PERFORMANCE_LOGGER}
 # The kinds of record each logger writes (text lines need not name their logger).
-KINDS_OF_LOGGER = {MONITORING_LOGGER: frozenset({"memory", "resources", "leak_suspect"}),
+KINDS_OF_LOGGER = {MONITORING_LOGGER: frozenset({"memory", "resources", "leak_suspect",
+                                                  "memory_budget", "rss_limit"}),
                    PERFORMANCE_LOGGER: frozenset({"performance"})}
 # Progress is reported every this many lines (reporting every line costs more than parsing).
 _PROGRESS_EVERY = 2048

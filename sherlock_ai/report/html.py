@@ -1,5 +1,6 @@
 """The report as one self-contained HTML page: inline SVG charts stretched to the page width,
-values on hover (SVG titles), no script, no network; it prints as it shows.
+values on hover (a small inline script, with the SVG titles as the fallback), no network; it
+prints as it shows.
 
 Every text that comes from the logs (names, file names) is HTML-escaped.
 """
@@ -10,6 +11,7 @@ from html import escape
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import charts as c
+from . import overlay as o
 from .console import site_text, summary
 from .reader import ReadStats
 from .sketch import Distribution
@@ -49,14 +51,17 @@ def render_html(report: Report, stats: ReadStats) -> str:
             for i, pid in enumerate(pids)]
     return "".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>sherlock_ai report</title><style>", _STYLE, "</style></head><body>",
+        "<title>sherlock_ai report</title><style>", _STYLE, o.HOVER_STYLE,
+        "</style></head><body>",
         "<h1>sherlock_ai report</h1>",
         *(f"<p class='note'>{escape(line)}</p>" for line in summary(report, stats)),
         f"<p class='note'>{stats.bad_lines} unreadable lines skipped.</p>",
         "<h2>Process memory (RSS) over time</h2>",
         "<p class='note'>Mean RSS at the end of the measured blocks, per time bucket of "
         f"{_step(report)}, one line per process; a line stops where its process logged "
-        "nothing for a while (idle, or restarted). Dashed red: leak-suspect warnings.</p>",
+        "nothing for a while (idle, or restarted). Dashed red: leak-suspect warnings; orange "
+        "ticks: memory-budget warnings; purple: RSS over the memory limit (the dotted level), "
+        "green: back under it.</p>",
         c.legend(keys), _rss_svg(report, pids),
         "<h2>Records per second</h2>",
         "<p class='note'>Web requests (names starting with an HTTP method) per second, all "
@@ -78,7 +83,7 @@ def render_html(report: Report, stats: ReadStats) -> str:
                    "duration-dist"),
         "<h2>Leak suspects</h2>", _suspects_table(report),
         "<h2>All names</h2>", _names_table(report),
-        "</body></html>",
+        o.HOVER_SCRIPT, "</body></html>",
     ])
 
 
@@ -105,25 +110,23 @@ def _rss_svg(report: Report, pids: Sequence[object]) -> str:
     values = [v for points in lines.values() for _, v in points]
     if not values:
         return "<p>No RSS figures in these logs.</p>"
+    values += o.limits(report.events)
     height, top, bottom = 340, 12, 310
     t0, t1, x = _frame(report)
     ticks = c.size_ticks(min(values), max(values))
     low, high = min(values + ticks[:1]), max(values + ticks[-1:])
     y = c.linear(low, high, bottom, top)
     gap = 3 * report.activity.step
-    out = [c.svg_open("rss", height, "Process RSS over time"), c.value_axis(y, ticks, c.size),
-           c.time_axis(x, t0, t1, top, bottom)]
+    out = [c.svg_open("rss", height, "Process RSS over time", hover=True),
+           c.value_axis(y, ticks, c.size), c.time_axis(x, t0, t1, top, bottom)]
     for i, pid in enumerate(pids):
         if lines[pid]:
             label = f"pid {pid}" if pid is not None else "no pid"
             out.append(c.series_path(
                 lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
                 lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
-    for stamp, name, pid in report.events:
-        at = x(stamp)
-        out.append(f"<line class='event' x1='{at:.1f}' x2='{at:.1f}' y1='{top}' y2='{bottom}' "
-                   f"stroke='#b00020' stroke-width='1.5' stroke-dasharray='5 3'><title>"
-                   f"{escape(f'leak suspect {name} (pid {pid}), {when(stamp)}')}</title></line>")
+    out.append(o.event_marks(report.events, x, y, top, bottom))
+    out.append(o.CURSOR)
     out.append("</svg>")
     return "".join(out)
 
@@ -177,14 +180,14 @@ def _routes_svg(report: Report) -> str:
     height, top, bottom = 320, 12, 290
     ticks = c.size_ticks(min(values), max(values))
     y = c.linear(min(values + ticks[:1]), max(values + ticks[-1:]), bottom, top)
-    out = [c.svg_open("routes", height, "Memory change by name over time"),
+    out = [c.svg_open("routes", height, "Memory change by name over time", hover=True),
            c.value_axis(y, ticks, change), c.time_axis(x, t0, t1, top, bottom)]
     for i, name in enumerate(chosen):
         out.append(c.series_path(lines[name], 3 * report.route_memory.step, x, y, c.color(i),
                                  str(name),
                                  "class='series'",
                                  lambda p, n=name: f"{n}, {when(p[0])}: {change(p[1])}"))
-    out.append("</svg>")
+    out.append(o.CURSOR + "</svg>")
     return c.legend([(str(name), c.color(i)) for i, name in enumerate(chosen)]) + "".join(out)
 
 

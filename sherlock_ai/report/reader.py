@@ -17,14 +17,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..logs.schema import KIND_OF_TAG, locate, parse_message, parse_size
+from .fastpath import DEFAULT_PREFIX, SKIP, FastLines, Row
 from .files import is_json, log_files, read_lines, wanted_kinds
 
-__all__ = ["ReadStats", "Record", "log_files", "parse_size", "read_logs"]
+__all__ = ["LogRecords", "ReadStats", "Record", "log_files", "parse_size", "read_logs"]
 
 _KINDS = frozenset(KIND_OF_TAG.values())
+# The fields of the memory guard's records (the line schema's and the JSON lines' names).
+EVENT_FIELDS = {"memory_budget": ("route", "measured_bytes", "budget_bytes", "measure"),
+                "rss_limit": ("state", "rss_bytes", "limit_bytes", "action")}
 _STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?")
 _FIELD = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
 _CAPTURE = {"asctime": r"(?P<asctime>.+?)", "process": r"(?P<process>\d+)",
@@ -32,12 +36,13 @@ _CAPTURE = {"asctime": r"(?P<asctime>.+?)", "process": r"(?P<process>\d+)",
 
 
 class Record:
-    """One of our records: its kind (memory, performance, resources, leak_suspect), name,
+    """One of our records: its kind (memory, performance, resources, leak_suspect, and the
+    memory guard's memory_budget and rss_limit, whose figures are in ``event``), name,
     time (seconds since the epoch, ``None`` when the line shows none), pid (``None`` in logs
     written before lines carried one) and figures (bytes, seconds; ``None`` when not shown)."""
 
     __slots__ = ("kind", "name", "timestamp", "pid", "request_id", "status", "duration", "rss",
-                 "rss_change", "traced_peak", "per_request", "requests", "sites")
+                 "rss_change", "traced_peak", "per_request", "requests", "sites", "event")
 
     def __init__(self, kind: str, name: str, timestamp: Optional[float],
                  pid: Optional[int] = None, request_id: str = "-") -> None:
@@ -51,10 +56,28 @@ class Record:
         self.per_request: Optional[float] = None
         self.requests: Optional[int] = None
         self.sites: List[Dict[str, Any]] = []
+        # The memory guard's figures (memory_budget and rss_limit records).
+        self.event: Dict[str, Any] = {}
+
+    @classmethod
+    def from_row(cls, row: Row) -> Record:
+        """The record a row of :mod:`sherlock_ai.report.fastpath` stands for."""
+        record = cls(row[0], row[1], row[2], row[3], row[4])
+        (record.status, record.duration, record.rss, record.rss_change,
+         record.traced_peak) = row[5:]
+        return record
+
+    def row(self) -> Row:
+        """This measurement record as a row (the report folds rows)."""
+        return (self.kind, self.name, self.timestamp, self.pid, self.request_id, self.status,
+                self.duration or 0.0, self.rss, self.rss_change, self.traced_peak)
 
     def fill(self, fields: Dict[str, Any]) -> Record:
         """Take the figures of ``fields`` (a parsed message or a JSON object)."""
         get = fields.get
+        if self.kind in EVENT_FIELDS:
+            self.event = {key: get(key) for key in EVENT_FIELDS[self.kind]}
+            return self
         if self.kind == "leak_suspect":
             self.per_request = float(fields["per_request"])
             self.requests = get("requests")
@@ -90,38 +113,78 @@ class ReadStats:
 
 def read_logs(logs_dir: Path, stats: ReadStats,
               progress: Optional[Callable[[int], None]] = None,
-              log_format: Optional[str] = None) -> Iterator[Record]:
+              log_format: Optional[str] = None) -> LogRecords:
     """Every record of ours in ``logs_dir``, streamed; ``progress`` is told the bytes read.
     ``log_format``: the ``logging`` format the text lines were written with, when it is not
     a default one (its ``%(asctime)s``, ``%(process)d`` and ``%(request_id)s`` are read)."""
-    files = log_files(logs_dir)
-    keep = wanted_kinds(files)
-    stats.files = files
-    text = TextLines(log_format)
+    return LogRecords(logs_dir, stats, progress, log_format)
 
-    def told(n: int) -> None:
-        stats.bytes += n
-        if progress is not None:
-            progress(n)
 
-    for path in files:
-        parse = _parse_json if is_json(path) else text.parse
-        kinds = keep[path]
-        try:
-            for line in read_lines(path, told):
-                try:
-                    record = parse(line, kinds)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    stats.bad(path, line)
-                    continue
-                if record is not None:
-                    stats.records += 1
-                    if record.timestamp is None:
+class LogRecords:
+    """The records of a folder, read as they are iterated (:class:`Record` objects), or as
+    :meth:`rows` or :meth:`batches` (what :func:`sherlock_ai.report.build_report` reads): the
+    same records, the common measurements as row tuples, which cost less to make."""
+
+    def __init__(self, logs_dir: Path, stats: ReadStats,
+                 progress: Optional[Callable[[int], None]], log_format: Optional[str]) -> None:
+        self.logs_dir, self.stats, self.progress = logs_dir, stats, progress
+        self.log_format = log_format
+
+    def __iter__(self) -> Iterator[Record]:
+        for batch in self.batches():
+            for item in batch:
+                yield item if isinstance(item, Record) else Record.from_row(item)
+
+    def rows(self) -> Iterator[Union[Row, Record]]:
+        """Each record as a row (MEMORY and PERFORMANCE measurements) or a :class:`Record`."""
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self, size: int = 8192) -> Iterator[List[Union[Row, Record]]]:
+        """:meth:`rows` in lists of up to ``size`` (a list per file at least)."""
+        stats, progress = self.stats, self.progress
+        files = log_files(self.logs_dir)
+        keep = wanted_kinds(files)
+        stats.files = files
+        text = TextLines(self.log_format)
+
+        def told(n: int) -> None:
+            stats.bytes += n
+            if progress is not None:
+                progress(n)
+
+        for path in files:
+            fast, slow = (text.fast.json, _parse_json) if is_json(path) else \
+                (text.fast.text, text.parse)
+            kinds = keep[path]
+            batch: List[Union[Row, Record]] = []
+            add = batch.append
+            try:
+                for line in read_lines(path, told):
+                    try:
+                        record = fast(line, kinds)
+                        if record is None:
+                            record = slow(line, kinds)
+                            if record is None:
+                                continue
+                        elif record is SKIP:
+                            continue
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        stats.bad(path, line)
+                        continue
+                    if (record[2] if type(record) is tuple else record.timestamp) is None:
                         stats.untimed += 1
-                    yield record
-        except (OSError, EOFError) as exc:
-            # A truncated or corrupt .gz: what was read counts, the rest is reported.
-            stats.bad_files.append(f"{path.name}: {exc}")
+                    add(record)
+                    if len(batch) >= size:
+                        stats.records += len(batch)
+                        yield batch
+                        batch = []
+                        add = batch.append
+            except (OSError, EOFError) as exc:
+                # A truncated or corrupt .gz: what was read counts, the rest is reported.
+                stats.bad_files.append(f"{path.name}: {exc}")
+            stats.records += len(batch)
+            yield batch
 
 
 class TextLines:
@@ -129,6 +192,7 @@ class TextLines:
 
     def __init__(self, log_format: Optional[str] = None) -> None:
         self.prefix = _prefix_pattern(log_format) if log_format else None
+        self.fast = FastLines(self.prefix.pattern if self.prefix else DEFAULT_PREFIX, self.stamp)
         self._second: Tuple[str, float] = ("", 0.0)
         self._hours: Dict[str, float] = {}
 

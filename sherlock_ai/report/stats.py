@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .reader import Record
 from .sketch import Distribution, TimeBuckets
 
-# Leak-suspect warnings kept as events on the timeline (the latest per name is always kept).
-EVENTS = 200
-_HTTP = ("GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ")
+# Events kept for the timeline (leak-suspect warnings, the memory guard's lines): the first
+# and the latest half of them when there are more.
+EVENTS = 400
+# (time, kind, name, pid, the guard's figures): kind leak_suspect, memory_budget, rss_limit.
+Event = Tuple[float, str, str, Optional[int], Dict]
 
 
 @dataclass
@@ -82,35 +84,44 @@ class Filters:
     until: Optional[float] = None
     routes: Sequence[str] = ()
     pids: Sequence[int] = ()
+    _matched: Dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.since is not None or self.until is not None or self.routes or self.pids)
 
     def accept(self, record: Record) -> bool:
-        stamp = record.timestamp
+        return self.accepts(record.name, record.timestamp, record.pid)
+
+    def accepts(self, name: str, stamp: Optional[float], pid: Optional[int]) -> bool:
+        """Whether a record of ``name`` at ``stamp`` from ``pid`` counts."""
         if self.since is not None and (stamp is None or stamp < self.since):
             return False
         if self.until is not None and (stamp is None or stamp > self.until):
             return False
-        if self.pids and record.pid not in self.pids:
+        if self.pids and pid not in self.pids:
             return False
-        return not self.routes or any(
-            record.name == route or fnmatch.fnmatchcase(record.name, route)
-            for route in self.routes)
+        if not self.routes:
+            return True
+        # Matched once per name: there are few names and many records.
+        known = self._matched.get(name)
+        if known is None:
+            known = self._matched[name] = any(
+                name == route or fnmatch.fnmatchcase(name, route) for route in self.routes)
+        return known
 
 
 @dataclass
 class Report:
     """What the report shows. ``activity`` holds per process and time bucket [records,
     requests, RSS figures, sum of RSS]; ``route_memory`` per name [sum of RSS change,
-    records]; ``events`` the leak-suspect warnings (time, name, pid)."""
+    records]; ``events`` what is drawn on the timeline (:data:`Event`)."""
 
     names: Dict[str, NameStats] = field(default_factory=dict)
     suspects: Dict[str, Suspect] = field(default_factory=dict)
     processes: Dict[Optional[int], Process] = field(default_factory=dict)
     activity: TimeBuckets = field(default_factory=lambda: TimeBuckets(4))
     route_memory: TimeBuckets = field(default_factory=lambda: TimeBuckets(2))
-    events: List[Tuple[float, str, Optional[int]]] = field(default_factory=list)
+    events: List[Event] = field(default_factory=list)
     first: Optional[float] = None
     last: Optional[float] = None
     filtered: int = 0
@@ -119,76 +130,3 @@ class Report:
     def ranked(self) -> List[NameStats]:
         """Names by the total time spent in them, most first."""
         return sorted(self.names.values(), key=lambda s: (-s.total_time, s.name))
-
-
-def build_report(records: Iterable[Record], filters: Optional[Filters] = None) -> Report:
-    """Fold ``records`` into a :class:`Report`; records ``filters`` rejects are counted in
-    ``Report.filtered``."""
-    report = Report()
-    accept = filters.accept if filters else None
-    names, processes = report.names, report.processes
-    activity, route_memory = report.activity.add, report.route_memory.add
-    for record in records:
-        if accept is not None and not accept(record):
-            report.filtered += 1
-            continue
-        stamp, pid = record.timestamp, record.pid
-        process = processes.get(pid)
-        if process is None:
-            process = processes[pid] = Process(pid)
-        process.records += 1
-        if stamp is not None:
-            if report.whole_seconds and stamp % 1:
-                report.whole_seconds = False
-            if report.first is None or stamp < report.first:
-                report.first = stamp
-            if report.last is None or stamp > report.last:
-                report.last = stamp
-            if process.first is None or stamp < process.first:
-                process.first = stamp
-            if process.last is None or stamp > process.last:
-                process.last = stamp
-        if record.kind == "leak_suspect":
-            _add_suspect(report, record)
-            continue
-        stats = names.get(record.name)
-        if stats is None:
-            stats = names[record.name] = NameStats(record.name)
-        stats.add(record)
-        rss = record.rss
-        if rss is not None and (process.rss_max is None or rss > process.rss_max):
-            process.rss_max = rss
-        if stamp is not None:
-            request = 1.0 if record.name.startswith(_HTTP) else 0.0
-            activity(stamp, pid, (1.0, request, 0.0 if rss is None else 1.0, rss or 0.0))
-            if record.rss_change is not None:
-                route_memory(stamp, record.name, (record.rss_change, 1.0))
-    if report.whole_seconds:
-        # Text logs keep whole seconds: a bucket narrower than that would draw each second's
-        # records as a burst at its start.
-        report.activity.coarsen(1.0)
-        report.route_memory.coarsen(1.0)
-    return report
-
-
-def _add_suspect(report: Report, record: Record) -> None:
-    stamp = record.timestamp
-    if stamp is not None:
-        report.events.append((stamp, record.name, record.pid))
-        if len(report.events) > EVENTS:
-            report.events.sort()
-            del report.events[EVENTS // 2: EVENTS // 2 + len(report.events) - EVENTS]
-    known = report.suspects.get(record.name)
-    if known is None:
-        report.suspects[record.name] = Suspect(
-            record.name, record.per_request or 0.0, record.sites, stamp, stamp,
-            record.requests, record.pid)
-        return
-    known.warnings += 1
-    if stamp is not None and (known.first_seen is None or stamp < known.first_seen):
-        known.first_seen = stamp
-    # The latest warning's estimate is the current one (files may be read out of time order).
-    if stamp is None or known.last_seen is None or stamp >= known.last_seen:
-        known.last_seen = stamp
-        known.per_request, known.sites = record.per_request or 0.0, record.sites
-        known.requests, known.pid = record.requests, record.pid
