@@ -6,6 +6,7 @@ import logging
 from typing import Optional
 
 from .._safety import report_internal_error
+from ..engine.measurement import Measurement
 from .formatting import format_bytes, format_change, log_safe
 from .schema import (
     ARGS,
@@ -24,7 +25,6 @@ from .schema import (
     THREADS,
     TRACED,
 )
-from ..engine.measurement import Measurement
 
 MONITORING_LOGGER = "MonitoringLogger"
 PERFORMANCE_LOGGER = "PerformanceLogger"

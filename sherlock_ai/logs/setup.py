@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from ..options import check_level
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .records import RequestIdFilter, install_request_id_factory
-from ..options import check_level
 
 DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
 DEFAULT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
