@@ -10,12 +10,13 @@ import sys
 import time
 from typing import Optional, Tuple
 
+from .direct import DirectHandler
 from .rotation_lock import RotationLock
 
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
+class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandler):
     """A rotating file written with one ``os.write`` per whole line on an ``O_APPEND``
     descriptor: no user-space buffer, so each line is in the kernel when ``emit`` (or
     :meth:`write`) returns and a killed process loses none; lines of several processes
