@@ -46,6 +46,8 @@ def measurements():
     yield Measurement("resources", "job", "SUCCESS", 2.0, logging.INFO, rss=10_000_000,
                       rss_change=0, attributes={"cpu_percent": 12.5, "threads": 4,
                                                 "io_read": 10, "io_write": 20})
+    yield Measurement("memory", "odd", "SUCCESS", 0.5, logging.INFO, rss=1, rss_change=0,
+                      attributes={"status": "replaced by an attribute", 7: "not a str key"})
 
 
 def ours_only(test):
@@ -100,7 +102,7 @@ def write_both_ways(tmp_path, monkeypatch, **config):
 def test_both_paths_write_the_same_bytes(tmp_path, monkeypatch, config):
     direct_files, logging_files = write_both_ways(tmp_path, monkeypatch, **config)
     assert direct_files == logging_files
-    assert direct_files["monitoring"].count(b"\n") == 6
+    assert direct_files["monitoring"].count(b"\n") == 8
     assert direct_files["errors"].count(b"\n") == 2
     assert direct_files["performance"].count(b"\n") == 2
 
@@ -110,7 +112,7 @@ def test_json_lines_parse_to_what_the_formatter_writes(tmp_path, monkeypatch):
     direct_files, logging_files = write_both_ways(tmp_path, monkeypatch, log_format_type="json")
     ours = [json.loads(line) for line in direct_files["app"].splitlines()]
     theirs = [json.loads(line) for line in logging_files["app"].splitlines()]
-    assert ours == theirs and len(ours) == 8
+    assert ours == theirs and len(ours) == 10
     assert ours[0]["timestamp"] == "2026-12-01T13:00:00.499+00:00"
     assert list(ours[0])[:6] == ["timestamp", "level", "logger", "pid", "message", "request_id"]
 
