@@ -250,3 +250,56 @@ def test_lines_of_many_threads_are_whole_and_in_time_order(tmp_path):
         mine = [int(line["name"].split("-")[1]) for line in lines
                 if line["name"].startswith(f"t{t}-")]
         assert mine == sorted(mine)
+
+
+@ours_only
+def test_the_console_gets_the_same_bytes_both_ways(tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    out = []
+    for way in ("direct", "logging"):
+        sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={}))
+        capfd.readouterr()
+        seen = Seen()
+        if way == "logging":
+            logging.getLogger().addHandler(seen)
+        for m in measurements():
+            sherlock_ai.log_sink(m)
+        logging.getLogger().removeHandler(seen)
+        assert len(seen.records) == (5 if way == "logging" else 0)
+        err = capfd.readouterr().err
+        # The logging path's time stamps are its own: compare what follows them.
+        out.append([line.split(" - ", 1)[1] for line in err.splitlines() if " - " in line])
+        sherlock_ai.SherlockAI.cleanup()
+    assert out[0] == out[1] and len(out[0]) == 5
+
+
+@ours_only
+def test_a_removed_folder_and_a_full_disk_are_handled_on_the_direct_path(tmp_path, capfd):
+    import os
+    import shutil
+    import time
+
+    from sherlock_ai.logs.files import SafeRotatingFileHandler
+
+    logs = tmp_path / "logs"
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=logs, console_enabled=False))
+    one_line("before")
+    assert direct._snapshots["MonitoringLogger"].targets
+    shutil.rmtree(logs)
+    time.sleep(SafeRotatingFileHandler.check_interval + 0.1)
+    one_line("after")
+    assert [line.split(" | ")[1] for line in monitoring_lines(setup)] == ["after"]
+    assert capfd.readouterr().err.count("monitoring.log was removed or moved away") == 1
+    assert os.path.exists(logs / ".monitoring.log.lock")  # rotation is shared again
+    if not os.path.exists("/dev/full"):
+        return
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "monitoring.log").symlink_to("/dev/full")
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=full, console_enabled=False,
+                                          log_files={"monitoring": LogFileConfig(
+                                              "monitoring", loggers=("MonitoringLogger",))}))
+    for i in range(5):
+        one_line(f"lost {i}")
+    assert direct._snapshots["MonitoringLogger"].targets
+    assert capfd.readouterr().err.count("cannot write") == 1
