@@ -100,16 +100,22 @@ for pid in children:
 stop.set()
 for thread in threads:
     thread.join()
-print(json.dumps(made))
+print(json.dumps({"made": made, "pid": os.getpid()}))
 '''
 
 
-def names_in(folder, ext):
+def names_in(folder, ext, parent):
     found = []
     for path in folder.iterdir():
         if path.name.startswith("app."):
             for line in path.read_text(encoding="utf-8").splitlines():
-                found.append(json.loads(line)["name"] if ext == "json" else line.split(" | ")[1])
+                if ext == "json":
+                    record = json.loads(line)
+                    # A child's lines carry its own pid, the parent's the parent's.
+                    assert (record["pid"] == parent) is record["name"].startswith("parent-")
+                    found.append(record["name"])
+                else:
+                    found.append(line.split(" | ")[1])
     return found
 
 
@@ -123,8 +129,9 @@ def test_forking_while_threads_write_writes_no_line_twice_and_holds_no_lock(tmp_
         finally:
             process_tree.stop_group(proc, signal.SIGKILL)
         assert proc.returncode == 0
-        made = {int(t): n for t, n in json.loads(out).items()}
-        counts = collections.Counter(names_in(logs, kind))
+        result = json.loads(out)
+        made = {int(t): n for t, n in result["made"].items()}
+        counts = collections.Counter(names_in(logs, kind, result["pid"]))
         expected = [f"parent-{t}-{i}" for t, n in made.items() for i in range(n)]
         expected += [f"child-{k}-{j}" for k in range(30) for j in range(40)]
         assert set(counts) == set(expected)

@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 import httpx
-from integrations.support import server
+import pytest
+from integrations.support import GUNICORN_CONF, server
 
 MAX_BYTES = 6000
 APP = f'''
@@ -35,7 +36,12 @@ def work():
 
 Sherlock(app, trust_incoming_id=True)
 '''
-CONF = "bind = '127.0.0.1:0'\nworkers = 4\n"
+CONFS = {
+    # Only sherlock_ai's handlers listen: lines take the direct path.
+    "plain": "bind = '127.0.0.1:0'\nworkers = 4\n",
+    # The documented gunicorn.conf.py: gunicorn's console on the root, lines through logging.
+    "documented": GUNICORN_CONF.replace("workers = 1", "workers = 4"),
+}
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (req-\d{5}|-) - MonitoringLogger - INFO - "
                   r"MEMORY \| GET /work \| SUCCESS \| \d+\.\d{3}s \| Current: \S+ \| Change: \S+$")
 REQUESTS, CLIENTS = 1200, 4
@@ -47,9 +53,11 @@ def family(folder: Path, stem: str):
     return [*backups, folder / f"{stem}.log"]
 
 
-def test_four_workers_rotating_one_folder_keep_every_line_once_and_in_order(tmp_path):
+@pytest.mark.parametrize("conf", sorted(CONFS))
+def test_four_workers_rotating_one_folder_keep_every_line_once_and_in_order(tmp_path, conf):
+    assert "workers = 4" in CONFS[conf]
     (tmp_path / "shared_logs.py").write_text(APP)
-    (tmp_path / "gunicorn_conf.py").write_text(CONF)
+    (tmp_path / "gunicorn_conf.py").write_text(CONFS[conf])
     served = {}
 
     def client(offset):
