@@ -18,6 +18,23 @@ from sherlock_ai.logs.records import RequestIdRecord
 NOW = 1_796_130_000.4996  # a fixed time stamp, so both paths' lines can be compared byte for byte
 
 
+@pytest.fixture(autouse=True)
+def _plain_record_factory():
+    """The factory a fresh process has: an earlier test may have left another one wrapping
+    ours (the OpenTelemetry exporter's), which rightly sends every line through logging."""
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    yield
+    logging.setLogRecordFactory(previous)
+
+
+def listening():
+    """What listens to MonitoringLogger, for a failing assertion's message."""
+    logger, root = logging.getLogger("MonitoringLogger"), logging.getLogger()
+    return (logger.handlers, logger.filters, root.handlers, root.filters,
+            logging.getLogRecordFactory())
+
+
 @contextmanager
 def only_ours():
     """Without pytest's own handlers on the root logger (its log capture), as in a service."""
@@ -84,7 +101,7 @@ def write_both_ways(tmp_path, monkeypatch, **config):
         for m in measurements():
             sherlock_ai.log_sink(m)
         snapshot = direct._snapshots["MonitoringLogger"]
-        assert bool(snapshot.targets) is (way == "direct")
+        assert bool(snapshot.targets) is (way == "direct"), listening()
         out.append({key: path.read_bytes() for key, path in setup.log_files.items()})
         sherlock_ai.SherlockAI.cleanup()
         monkeypatch.setattr(logging, "_logRecordFactory", RequestIdRecord)
@@ -140,7 +157,7 @@ def setup(tmp_path):
     setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
     with only_ours():
         one_line("before")
-        assert direct._snapshots["MonitoringLogger"].targets  # the direct path is on
+        assert direct._snapshots["MonitoringLogger"].targets, listening()  # the direct path
     return setup
 
 
