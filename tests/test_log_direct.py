@@ -320,3 +320,19 @@ def test_a_removed_folder_and_a_full_disk_are_handled_on_the_direct_path(tmp_pat
         one_line(f"lost {i}")
     assert direct._snapshots["MonitoringLogger"].targets
     assert capfd.readouterr().err.count("cannot write") == 1
+
+
+def test_the_json_encoder_writes_what_json_dumps_writes():
+    from sherlock_ai import JsonFormatter
+
+    formatter = JsonFormatter()
+    for created in (NOW, 1_796_130_000.9999996, 1_796_130_000.0004996, 1.0):
+        for m in measurements():
+            record = RequestIdRecord(m.kind, m.level, "sherlock_ai", 0, f"MEMORY | {m.name}",
+                                     (), None)
+            record.created, record.sherlock = created, m
+            fast, generic = formatter.format(record), formatter.generic(record)
+            assert fast == generic
+            assert json.loads(fast) == json.loads(generic)
+    record.trace_id, record.span_id = "a" * 32, "b" * 16  # an OpenTelemetry span: the keys too
+    assert json.loads(formatter.format(record))["trace_id"] == "a" * 32

@@ -20,6 +20,18 @@ class JsonFormatter(logging.Formatter):
     record has one."""
 
     def format(self, record: logging.LogRecord) -> str:
+        measurement = getattr(record, "sherlock", None)
+        if measurement is not None and not record.exc_info and not _traced(record):
+            # One of our records: the same line, from parts (see json_line).
+            request_id = getattr(record, "request_id", None) or get_request_id() or NO_REQUEST_ID
+            if (type(request_id) is str and type(record.process) is int
+                    and type(record.name) is str and type(record.levelname) is str):
+                return json_line(record.created, record.levelname, record.name, record.process,
+                                 record.getMessage(), request_id, measurement)
+        return self.generic(record)
+
+    def generic(self, record: logging.LogRecord) -> str:
+        """The line from a dict of every field, through ``json.dumps``."""
         out: Dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
                 timespec="milliseconds"
@@ -45,6 +57,13 @@ class JsonFormatter(logging.Formatter):
         # Line separators that some readers split on are escaped like the other controls.
         text = json.dumps(out, ensure_ascii=False, default=str)
         return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _traced(record: logging.LogRecord) -> bool:
+    """Whether the record carries an OpenTelemetry trace or span id to write."""
+    values = record.__dict__
+    return any(values.get(key) and values.get(key) != NO_REQUEST_ID
+               for key in ("trace_id", "span_id"))
 
 
 # The direct path's encoder: the same object JsonFormatter writes for one of our records
@@ -168,4 +187,4 @@ def _slow_line(created: float, levelname: str, logger: str, pid: int, message: s
     record.created, record.levelname, record.process = created, levelname, pid
     record.request_id = request_id
     record.sherlock = measurement
-    return JsonFormatter().format(record)
+    return JsonFormatter().generic(record)
