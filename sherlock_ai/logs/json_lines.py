@@ -8,6 +8,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Dict, Tuple
 
+from ..engine.measurement import Measurement
 from ..request_id import get_request_id
 from .records import NO_REQUEST_ID
 
@@ -21,7 +22,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         measurement = getattr(record, "sherlock", None)
-        if measurement is not None and not record.exc_info and not _traced(record):
+        if type(measurement) is Measurement and not record.exc_info and not _traced(record):
             # One of our records: the same line, from parts (see json_line).
             request_id = getattr(record, "request_id", None) or get_request_id() or NO_REQUEST_ID
             if (type(request_id) is str and type(record.process) is int
