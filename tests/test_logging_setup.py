@@ -23,6 +23,11 @@ def read_lines(path):
     return path.read_text(encoding="utf-8").splitlines()
 
 
+def visible(folder):
+    """The files of ``folder`` a user sees (the rotation's lock files are hidden)."""
+    return sorted(name for name in os.listdir(folder) if not name.startswith("."))
+
+
 def test_text_files_hold_the_exact_format_with_and_without_request_id(tmp_path):
     setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
     with MemoryTracker("data_processing"):
@@ -40,7 +45,7 @@ def test_text_files_hold_the_exact_format_with_and_without_request_id(tmp_path):
     # app.log has every record too; the performance file has none of these.
     assert len(read_lines(setup.log_files["app"])) == 2
     assert read_lines(setup.log_files["performance"]) == []
-    assert set(os.listdir(tmp_path)) == {"app.log", "errors.log", "monitoring.log",
+    assert set(visible(tmp_path)) == {"app.log", "errors.log", "monitoring.log",
                                          "performance.log"}
 
 
@@ -98,7 +103,7 @@ def test_rotation_keeps_the_configured_backups(tmp_path):
                                           log_files=files))
     for i in range(100):
         logging.getLogger("x").info("line %d %s", i, "z" * 50)
-    assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1", "app.log.2"]
+    assert visible(tmp_path) == ["app.log", "app.log.1", "app.log.2"]
 
 
 def test_rotation_counts_what_is_already_in_the_file(tmp_path):
@@ -119,7 +124,7 @@ def test_a_record_longer_than_max_bytes_never_rotates_an_empty_file(tmp_path):
     for i in range(2):
         logger.info("big %d %s", i, "z" * 500)
     # Each big record fills a file of its own, and no backup is an empty file.
-    assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1"]
+    assert visible(tmp_path) == ["app.log", "app.log.1"]
     backups = [read_lines(tmp_path / name) for name in ("app.log.1", "app.log")]
     assert [lines[0].split(" - ")[-1][:5] for lines in backups] == ["big 0", "big 1"]
 

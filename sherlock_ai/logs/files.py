@@ -5,42 +5,70 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 import time
 from typing import Optional, Tuple
 
+from .direct import DirectHandler
+from .rotation_lock import RotationLock
 
-class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating file that reports a write failure (full disk, removed folder) once, keeps
-    the application running, and says when writing works again.
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
-    At most once every :attr:`check_interval` seconds it also checks that its path still
-    names the file it writes: when the file (or its folder) was removed, or renamed away by
-    an outside rotation such as logrotate's, it says so on stderr and opens the path anew,
-    recreating the folder. Lines written in between went to the old file.
+
+class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandler):
+    """A rotating file written with one ``os.write`` per whole line on an ``O_APPEND``
+    descriptor: no user-space buffer, so each line is in the kernel when ``emit`` (or
+    :meth:`write`) returns and a killed process loses none; lines of several processes
+    appending to one file never tear.
+
+    Rotation is shared by every process writing the path (see
+    :mod:`sherlock_ai.logs.rotation_lock`): one process rotates, under a lock, after checking
+    that nobody rotated meanwhile; the others follow the new file at their next line. A file
+    may exceed ``maxBytes`` by about one line per writing process. ``backupCount=0`` never
+    rotates (as with ``RotatingFileHandler``, whose rollover then keeps the same file).
+
+    It reports a write failure (full disk, removed folder) once, keeps the application
+    running, and says when writing works again. At most once every :attr:`check_interval`
+    seconds it checks that its path still names the file it writes: when the file (or its
+    folder) was removed, or renamed away by an outside rotation such as logrotate's, it says
+    so on stderr and opens the path anew, recreating the folder. Lines written in between
+    went to the old file.
     """
 
     #: Seconds between two checks of the path (monotonic clock; one ``stat`` per check).
     check_interval = 1.0
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, filename: str | os.PathLike[str], maxBytes: int = 0,
+                 backupCount: int = 0, encoding: Optional[str] = "utf-8") -> None:
+        # delay=True: the base class never opens its text stream; this class writes the fd.
+        super().__init__(filename, "a", maxBytes, backupCount, encoding or "utf-8", delay=True)
+        self._fd = -1
         self._identity: Optional[Tuple[int, int]] = None
-        super().__init__(*args, **kwargs)
+        self._size = 0  # the file's size after this process's last line
         self._failed_now = False
         self._lost = 0
-        # Checked once: the base class stats the path twice per record to find out.
-        self._regular = os.path.isfile(self.baseFilename)
+        self._rotation: Optional[RotationLock] = None
+        self._generation = 0
         self._next_check = time.monotonic() + self.check_interval
+        self._open_fd()
+        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        if self._regular and self.maxBytes > 0 and self.backupCount > 0:
+            self._rotation = RotationLock(self.baseFilename)
+            self._generation = self._rotation.generation
 
-    def _open(self):
+    def _open_fd(self) -> None:
         # The folder may have been removed since: recreate it rather than lose every line.
         folder = os.path.dirname(self.baseFilename)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        stream = super()._open()
-        status = os.fstat(stream.fileno())
+        fd = os.open(self.baseFilename, _FLAGS, 0o644)
+        old, self._fd = self._fd, fd
+        if old >= 0:
+            os.close(old)
+        status = os.fstat(fd)
         self._identity = (status.st_dev, status.st_ino)
-        return stream
+        self._size = status.st_size
 
     def _path_moved(self) -> bool:
         """Whether the path no longer names the open file (removed, or renamed and replaced)."""
@@ -51,43 +79,86 @@ class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
         return (status.st_dev, status.st_ino) != self._identity
 
     def emit(self, record: logging.LogRecord) -> None:
-        # What RotatingFileHandler, FileHandler and StreamHandler do in their three emit()
-        # methods and flush(), in one: this runs for every line, under the handler's lock.
-        self._failed_now = False
         try:
             text = self.format(record) + self.terminator
-            stream = self.stream
-            if stream is not None and self._regular:
-                now = time.monotonic()
-                if now >= self._next_check:
-                    self._next_check = now + self.check_interval
-                    if self._path_moved():
-                        self._close_moved(stream)
-                        stream = None
-            if stream is None:
-                stream = self.stream = self._open()
-            if self.maxBytes > 0 and self._regular and self._full(stream.tell(), len(text)):
-                self.doRollover()
-                stream = self.stream = self.stream or self._open()
-            stream.write(text)
-            stream.flush()
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - reported by handleError, never raised
             self.handleError(record)
-        if self._lost and not self._failed_now:
-            sys.stderr.write(
-                f"sherlock_ai: writing {self.baseFilename} works again; "
-                f"{self._lost} records were lost\n"
-            )
-            self._lost = 0
+            return
+        self.write(text)
 
-    def _close_moved(self, stream) -> None:
-        self.stream = None
-        try:
-            stream.close()
-        except OSError:  # the old file's last flush: its folder or disk may be gone
-            pass
+    def write(self, text: str) -> None:
+        """Hand ``text`` (one or more whole lines, ending in a newline) to the kernel in one
+        ``os.write``, rotating first when it would fill the file. Never raises: a failure is
+        reported once and counted."""
+        with self.lock:
+            self._failed_now = False
+            try:
+                data = text.encode(self.encoding)
+                if self._regular:
+                    self._follow(len(data))
+                elif self._fd < 0:
+                    self._open_fd()
+                written = os.write(self._fd, data)
+                while written < len(data):  # only a nearly full disk writes short
+                    written += os.write(self._fd, data[written:])
+                # The end of the file, other processes' lines included: what rotation needs.
+                self._size = (os.lseek(self._fd, 0, os.SEEK_CUR) if self._rotation is not None
+                              else self._size + written)
+            except Exception:  # noqa: BLE001 - reported, never raised
+                self.handleError(None)
+            if self._lost and not self._failed_now:
+                sys.stderr.write(
+                    f"sherlock_ai: writing {self.baseFilename} works again; "
+                    f"{self._lost} records were lost\n"
+                )
+                self._lost = 0
+
+    def _follow(self, adding: int) -> None:
+        # What happened to the path since the last line: another process's rotation (a
+        # memory read per line), an outside move or removal (a stat once a second), or a
+        # full file to rotate.
+        rotation = self._rotation
+        if rotation is not None and rotation.generation != self._generation:
+            self._reopen_rotated()
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.check_interval
+            if self._fd >= 0 and self._path_moved():
+                self._moved_away()
+        if self._fd < 0:
+            self._open_fd()
+        if rotation is not None and self._size > 0 and self._size + adding >= self.maxBytes:
+            self._rotate(adding)
+
+    def _reopen_rotated(self) -> None:
+        assert self._rotation is not None
+        self._generation = self._rotation.generation
+        self._open_fd()
+
+    def _moved_away(self) -> None:
+        rotation = self._rotation
+        if rotation is not None:
+            if rotation.moved():
+                # The folder was removed: a new lock file beside the new log.
+                os.makedirs(os.path.dirname(self.baseFilename) or ".", exist_ok=True)
+                rotation.open()
+            else:
+                # Another process may be between renaming the file and creating the new one.
+                rotation.acquire()
+                rotation.release()
+                if rotation.generation != self._generation:
+                    self._reopen_rotated()
+                    if not self._path_moved():
+                        return
+            self._generation = rotation.generation
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         try:
             sys.stderr.write(
                 f"sherlock_ai: {self.baseFilename} was removed or moved away (by log rotation?); "
@@ -96,12 +167,57 @@ class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
         except Exception:  # noqa: BLE001 - stderr itself may be gone
             pass
 
-    def _full(self, size: int, adding: int) -> bool:
-        # An empty file is never rotated: one record longer than max_bytes would otherwise
-        # push every backup out with empty files.
-        return size > 0 and size + adding >= self.maxBytes
+    def _rotate(self, adding: int) -> None:
+        rotation = self._rotation
+        assert rotation is not None
+        rotation.acquire()
+        try:
+            if rotation.generation != self._generation or self._path_moved():
+                # Another process rotated meanwhile: write into its new file instead.
+                self._generation = rotation.generation
+                self._open_fd()
+                if not (self._size > 0 and self._size + adding >= self.maxBytes):
+                    return
+            self._size = os.fstat(self._fd).st_size  # with the other processes' lines
+            if self._size > 0 and self._size + adding >= self.maxBytes:
+                self._shift_backups()
+                self._open_fd()
+                rotation.rotated()
+                self._generation = rotation.generation
+        finally:
+            rotation.release()
 
-    def handleError(self, record: logging.LogRecord) -> None:
+    def _shift_backups(self) -> None:
+        for i in range(self.backupCount - 1, 0, -1):
+            source = self.rotation_filename(f"{self.baseFilename}.{i}")
+            if os.path.exists(source):
+                os.replace(source, self.rotation_filename(f"{self.baseFilename}.{i + 1}"))
+        os.replace(self.baseFilename, self.rotation_filename(self.baseFilename + ".1"))
+
+    def doRollover(self) -> None:
+        """Rotate now (under the shared lock), whatever the file's size."""
+        with self.lock:
+            if self._rotation is not None:
+                self._rotation.acquire()
+                try:
+                    self._shift_backups()
+                    self._open_fd()
+                    self._rotation.rotated()
+                    self._generation = self._rotation.generation
+                finally:
+                    self._rotation.release()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            if self._rotation is not None:
+                self._rotation.close()
+                self._rotation = None
+        super().close()
+
+    def handleError(self, record: Optional[logging.LogRecord]) -> None:
         self._failed_now = True
         self._lost += 1
         if self._lost == 1:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
-from .records import NO_REQUEST_ID
+from ..engine.measurement import Measurement
 from ..request_id import get_request_id
+from .records import NO_REQUEST_ID
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +21,18 @@ class JsonFormatter(logging.Formatter):
     record has one."""
 
     def format(self, record: logging.LogRecord) -> str:
+        measurement = getattr(record, "sherlock", None)
+        if type(measurement) is Measurement and not record.exc_info and not _traced(record):
+            # One of our records: the same line, from parts (see json_line).
+            request_id = getattr(record, "request_id", None) or get_request_id() or NO_REQUEST_ID
+            if (type(request_id) is str and type(record.process) is int
+                    and type(record.name) is str and type(record.levelname) is str):
+                return json_line(record.created, record.levelname, record.name, record.process,
+                                 record.getMessage(), request_id, measurement)
+        return self.generic(record)
+
+    def generic(self, record: logging.LogRecord) -> str:
+        """The line from a dict of every field, through ``json.dumps``."""
         out: Dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
                 timespec="milliseconds"
@@ -44,3 +58,134 @@ class JsonFormatter(logging.Formatter):
         # Line separators that some readers split on are escaped like the other controls.
         text = json.dumps(out, ensure_ascii=False, default=str)
         return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _traced(record: logging.LogRecord) -> bool:
+    """Whether the record carries an OpenTelemetry trace or span id to write."""
+    values = record.__dict__
+    return any(values.get(key) and values.get(key) != NO_REQUEST_ID
+               for key in ("trace_id", "span_id"))
+
+
+# The direct path's encoder: the same object JsonFormatter writes for one of our records
+# (json.dumps with its default separators), assembled from parts rather than from a dict.
+_string = json.encoder.encode_basestring  # what ensure_ascii=False uses, in C when available
+_seconds: Tuple[int, str] = (-1, "")
+_FIXED = frozenset(("timestamp", "level", "logger", "pid", "message", "request_id"))
+_OPTIONAL = ("error", "rss", "rss_change", "traced", "traced_peak")
+# The keys Measurement.as_dict() writes before its attributes.
+_BASE = frozenset(("kind", "name", "status", "duration", "concurrent", *_OPTIONAL))
+
+
+def _timestamp(created: float) -> str:
+    # datetime.fromtimestamp(created, utc).isoformat(timespec="milliseconds"), the date and
+    # time rendered once per second: microseconds rounded half-even, as datetime does
+    # (created - second is exact in floating point).
+    global _seconds
+    second = int(created)
+    micro = round((created - second) * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    cached = _seconds
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, tz=timezone.utc).isoformat()
+        cached = _seconds = (second, text[:19])  # "2026-12-01T13:11:49"
+    return f"{cached[1]}.{micro // 1000:03d}+00:00"
+
+
+def _value(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return _string(value)
+    if kind is float and value - value == 0:  # finite: json writes nan and inf otherwise
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+_heads: Dict[Tuple[str, str, int], str] = {}
+_names: Dict[Tuple[str, str, str], str] = {}
+_keys: Dict[str, str] = {}
+_CACHED = 4096  # entries of the caches above (route names are few; never unbounded)
+
+
+def _cached(cache: Dict[Any, str], key: Any, text: str) -> str:
+    if len(cache) >= _CACHED:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
+def json_line(created: float, levelname: str, logger: str, pid: int, message: str,
+              request_id: str, measurement: Any) -> str:
+    """The line :class:`JsonFormatter` writes for a record of ``logger`` made at ``created``
+    carrying ``measurement`` (``record.sherlock``) and no exception."""
+    global _seconds
+    m = measurement
+    attributes = m.attributes
+    if attributes and not _BASE.isdisjoint(attributes):
+        # An attribute replaces one of as_dict()'s own figures: let as_dict() decide.
+        return _slow_line(created, levelname, logger, pid, message, request_id, m)
+    string = _string
+    key = (levelname, logger, pid)
+    head = _heads.get(key) or _cached(_heads, key, (
+        f'"level": {string(levelname)}, "logger": {string(logger)}, "pid": {pid}, '))
+    key = (m.kind, m.name, m.status)
+    name = _names.get(key) or _cached(_names, key, (
+        f'"kind": {string(m.kind)}, "name": {string(m.name)}, "status": {string(m.status)}, '))
+    # The time stamp: see _timestamp (inlined, this runs for every line). Rounding to the
+    # microsecond changes the millisecond only from ...999.5 up: only then round() it.
+    second = int(created)
+    micro = int(fraction := (created - second) * 1e6)
+    if micro % 1000 == 999:
+        micro = round(fraction)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+    cached = _seconds
+    if cached[0] != second:
+        cached = _seconds = (second, datetime.fromtimestamp(second, tz=timezone.utc)
+                             .isoformat()[:19])
+    duration = round(m.duration, 6)
+    concurrent = m.concurrent
+    text = (f'{{"timestamp": "{cached[1]}.{micro // 1000:03d}+00:00", {head}'
+            f'"message": {string(message)}, "request_id": {string(request_id)}, {name}'
+            f'"duration": {_value(duration)}, "concurrent": '
+            f'{concurrent if type(concurrent) is int else _value(concurrent)}')
+    if m.error is not None:
+        text += f', "error": {_value(m.error)}'
+    rss, change = m.rss, m.rss_change
+    if type(rss) is int and type(change) is int:  # both read, as nearly always
+        text += f', "rss": {rss}, "rss_change": {change}'
+    else:
+        if rss is not None:
+            text += f', "rss": {_value(rss)}'
+        if change is not None:
+            text += f', "rss_change": {_value(change)}'
+    if m.traced is not None:
+        text += f', "traced": {_value(m.traced)}'
+    if m.traced_peak is not None:
+        text += f', "traced_peak": {_value(m.traced_peak)}'
+    for key, item in attributes.items():
+        if type(key) is not str:
+            return _slow_line(created, levelname, logger, pid, message, request_id, m)
+        if key not in _FIXED:
+            quoted = _keys.get(key) or _cached(_keys, key, f", {string(key)}: ")
+            kind = type(item)
+            text += quoted + (string(item) if kind is str else f"{item}" if kind is int
+                              else _value(item))
+    text += "}"
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
+def _slow_line(created: float, levelname: str, logger: str, pid: int, message: str,
+               request_id: str, measurement: Any) -> str:
+    record = logging.LogRecord(logger, logging.INFO, "sherlock_ai", 0, message, (), None)
+    record.created, record.levelname, record.process = created, levelname, pid
+    record.request_id = request_id
+    record.sherlock = measurement
+    return JsonFormatter().generic(record)

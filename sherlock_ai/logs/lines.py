@@ -6,6 +6,8 @@ import logging
 from typing import Optional
 
 from .._safety import report_internal_error
+from ..engine.measurement import Measurement
+from . import direct
 from .formatting import format_bytes, format_change, log_safe
 from .schema import (
     ARGS,
@@ -24,7 +26,6 @@ from .schema import (
     THREADS,
     TRACED,
 )
-from ..engine.measurement import Measurement
 
 MONITORING_LOGGER = "MonitoringLogger"
 PERFORMANCE_LOGGER = "PerformanceLogger"
@@ -98,10 +99,13 @@ def log_sink(m: Measurement) -> None:
     """Write the measurement's line, with the record carrying it as ``record.sherlock``."""
     logger, render = _FORMATS[m.kind]
     if logger.isEnabledFor(m.level):
+        message = render(m)
+        if direct.write(logger, m.level, message, m):
+            return  # only sherlock_ai's own files and console listen: written directly
         # Built directly rather than through logger.log(): the caller lookup that log() does
         # would name a line of sherlock_ai, and costs as much as the rest of the record.
         record = logging.getLogRecordFactory()(
-            logger.name, m.level, "sherlock_ai", 0, render(m), (), None, m.name
+            logger.name, m.level, "sherlock_ai", 0, message, (), None, m.name
         )
         record.sherlock = m
         _handle(logger, record)

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from ..options import check_level
+from . import direct
+from .direct import DirectHandler
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .records import RequestIdFilter, install_request_id_factory
-from ..options import check_level
 
 DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
 DEFAULT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -74,6 +76,22 @@ class _TextFormatter(logging.Formatter):
             cached = (second, time.strftime(self.datefmt, self.converter(record.created)))
             self._second = cached
         return cached[1]
+
+
+class _Console(DirectHandler, logging.StreamHandler):
+    """The set-up's console (stderr); :meth:`write` is the direct path's ``emit``."""
+
+    def write(self, text: str) -> None:
+        """Write and flush ``text`` (whole lines); a failure is reported as ``emit``'s is."""
+        with self.lock:
+            try:
+                stream = self.stream
+                stream.write(text)
+                stream.flush()
+            except RecursionError:
+                raise
+            except Exception:  # noqa: BLE001 - reported by handleError, never raised
+                self.handleError(logging.makeLogRecord({"msg": text.rstrip("\n")}))
 
 
 class _FormatOnce(logging.Formatter):
@@ -185,10 +203,11 @@ class SherlockAI:
             # the app's lines; a second console would print each of them twice.
             if (self.config.console_enabled and root_console_with_ids(root) is None
                     or self.errors):
-                console = logging.StreamHandler(sys.stderr)
+                console = _Console(sys.stderr)
                 console.setLevel(self._console_level)
                 self._attach(console, formatter, request_ids, ())
             _undo.extend(join_servers(every_record, request_ids))
+            direct.changed()
         for error in self.errors:
             sys.stderr.write(f"sherlock_ai: {error}; logging to the console instead\n")
         return self
@@ -197,6 +216,7 @@ class SherlockAI:
     def _attach(handler, formatter, request_ids, logger_names) -> None:
         handler.setFormatter(formatter)
         handler.addFilter(request_ids)
+        setattr(handler, direct.MARK, (formatter, request_ids))
         for name in logger_names or ("",):
             logger = logging.getLogger(name or None)
             logger.addHandler(handler)
@@ -207,6 +227,7 @@ class SherlockAI:
         """Remove and close every handler that sherlock_ai's set-up added."""
         with _setup_lock:
             _remove_installed()
+            direct.changed()
 
 
 def sherlock_ai(config: Optional[LoggingConfig] = None) -> SherlockAI:

@@ -1,0 +1,338 @@
+"""Measurement lines written directly (only sherlock_ai's handlers listen) are the bytes the
+logging path writes, and anything a user attaches afterwards gets every record at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+import sherlock_ai
+from sherlock_ai import LogFileConfig, LoggingConfig, Measurement
+from sherlock_ai.logs import direct
+from sherlock_ai.logs.records import RequestIdRecord
+
+NOW = 1_796_130_000.4996  # a fixed time stamp, so both paths' lines can be compared byte for byte
+
+
+@pytest.fixture(autouse=True)
+def _plain_record_factory():
+    """The factory a fresh process has: an earlier test may have left another one wrapping
+    ours (the OpenTelemetry exporter's), which rightly sends every line through logging."""
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    yield
+    logging.setLogRecordFactory(previous)
+
+
+def listening():
+    """What listens to MonitoringLogger, for a failing assertion's message."""
+    logger, root = logging.getLogger("MonitoringLogger"), logging.getLogger()
+    return (logger.handlers, logger.filters, root.handlers, root.filters,
+            logging.getLogRecordFactory())
+
+
+@contextmanager
+def only_ours():
+    """Without pytest's own handlers on the root logger (its log capture), as in a service."""
+    root = logging.getLogger()
+    pytests = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    for handler in pytests:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in pytests:
+            root.addHandler(handler)
+
+
+def measurements():
+    """Lines of every kind, with names and values JSON and text must escape."""
+    yield Measurement("memory", "GET /items/{id}", "SUCCESS", 0.0123, logging.INFO,
+                      rss=52_428_800, rss_change=4096, traced=1234, traced_peak=99_999,
+                      attributes={"method": "GET", "status_code": 200, "route": "/items/{id}"})
+    yield Measurement("memory", 'q"uote\\ \u00e9\u2028', "ERROR", 1.5, logging.ERROR,
+                      error="ValueError: bad \"x\"", rss=1 << 30, rss_change=-2048,
+                      concurrent=3, attributes={"flag": True, "none": None, "ratio": 0.25,
+                                                "sites": [{"file": "a.py", "line": 3}]})
+    yield Measurement("performance", "slow_call", "SUCCESS", 0.2, logging.WARNING,
+                      attributes={"args": "(1, 2)"})
+    yield Measurement("resources", "job", "SUCCESS", 2.0, logging.INFO, rss=10_000_000,
+                      rss_change=0, attributes={"cpu_percent": 12.5, "threads": 4,
+                                                "io_read": 10, "io_write": 20})
+    yield Measurement("memory", "odd", "SUCCESS", 0.5, logging.INFO, rss=1, rss_change=0,
+                      attributes={"status": "replaced by an attribute", 7: "not a str key"})
+
+
+def ours_only(test):
+    """Run ``test`` with only_ours()."""
+    import functools
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        with only_ours():
+            return test(*args, **kwargs)
+
+    return run
+
+
+def write_both_ways(tmp_path, monkeypatch, **config):
+    """The bytes of each file after the measurements went the direct way, and after they
+    went through logging (forced by a record factory of the user's)."""
+    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    out = []
+    for way in ("direct", "logging"):
+        folder = tmp_path / way
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=folder, console_enabled=False,
+                                                      **config))
+        if way == "logging":
+            def factory(*args, **kwargs):
+                record = RequestIdRecord(*args, **kwargs)
+                record.created, record.msecs = NOW, int((NOW - int(NOW)) * 1000) + 0.0
+                return record
+
+            monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        with sherlock_ai.request_id_context("rid-1"):
+            for m in measurements():
+                sherlock_ai.log_sink(m)
+        for m in measurements():
+            sherlock_ai.log_sink(m)
+        snapshot = direct._snapshots["MonitoringLogger"]
+        assert bool(snapshot.targets) is (way == "direct"), listening()
+        out.append({key: path.read_bytes() for key, path in setup.log_files.items()})
+        sherlock_ai.SherlockAI.cleanup()
+        monkeypatch.setattr(logging, "_logRecordFactory", RequestIdRecord)
+    return out
+
+
+@pytest.mark.parametrize("config", [
+    {},
+    {"log_format": "%(asctime)s [%(process)d %(threadName)s] %(request_id)s %(name)s "
+                   "%(levelno)s %(funcName)s %(filename)s:%(lineno)d %(message)s",
+     "date_format": "%d/%m/%Y %H.%M.%S"},
+    {"log_format_type": "json"},
+], ids=["default", "custom-format", "json"])
+@ours_only
+def test_both_paths_write_the_same_bytes(tmp_path, monkeypatch, config):
+    direct_files, logging_files = write_both_ways(tmp_path, monkeypatch, **config)
+    assert direct_files == logging_files
+    assert direct_files["monitoring"].count(b"\n") == 8
+    assert direct_files["errors"].count(b"\n") == 2
+    assert direct_files["performance"].count(b"\n") == 2
+
+
+@ours_only
+def test_json_lines_parse_to_what_the_formatter_writes(tmp_path, monkeypatch):
+    direct_files, logging_files = write_both_ways(tmp_path, monkeypatch, log_format_type="json")
+    ours = [json.loads(line) for line in direct_files["app"].splitlines()]
+    theirs = [json.loads(line) for line in logging_files["app"].splitlines()]
+    assert ours == theirs and len(ours) == 10
+    assert ours[0]["timestamp"] == "2026-12-01T13:00:00.499+00:00"
+    assert list(ours[0])[:6] == ["timestamp", "level", "logger", "pid", "message", "request_id"]
+
+
+class Seen(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def one_line(name="job"):
+    sherlock_ai.log_sink(Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1,
+                                     rss_change=0))
+
+
+def monitoring_lines(setup):
+    return setup.log_files["monitoring"].read_text().splitlines()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+    with only_ours():
+        one_line("before")
+        assert direct._snapshots["MonitoringLogger"].targets, listening()  # the direct path
+    return setup
+
+
+@pytest.mark.parametrize("where", ["MonitoringLogger", ""])
+@ours_only
+def test_a_handler_added_afterwards_gets_the_next_record(setup, where):
+    seen = Seen()
+    logging.getLogger(where or None).addHandler(seen)
+    try:
+        one_line("after")
+    finally:
+        logging.getLogger(where or None).removeHandler(seen)
+    assert [r.getMessage().split(" | ")[1] for r in seen.records] == ["after"]
+    assert seen.records[0].sherlock.name == "after"
+    assert len(monitoring_lines(setup)) == 2
+    one_line("alone again")
+    assert len(seen.records) == 1 and len(monitoring_lines(setup)) == 3
+
+
+@ours_only
+def test_a_filter_added_afterwards_decides_at_once(setup):
+    logger = logging.getLogger("MonitoringLogger")
+    dropped = []
+
+    def refuse(record):
+        dropped.append(record.getMessage())
+        return False
+
+    logger.addFilter(refuse)
+    try:
+        one_line("refused")
+    finally:
+        logger.removeFilter(refuse)
+    assert len(dropped) == 1 and len(monitoring_lines(setup)) == 1
+    one_line("kept")
+    assert monitoring_lines(setup)[-1].endswith("MEMORY | kept | SUCCESS | 0.001s | Current: "
+                                                "1.00B | Change: +0.00B")
+
+
+@ours_only
+def test_levels_and_disable_are_honoured_at_once(setup):
+    logger = logging.getLogger("MonitoringLogger")
+    logger.setLevel(logging.WARNING)
+    try:
+        one_line("below the logger's level")
+    finally:
+        logger.setLevel(logging.NOTSET)
+    logging.disable(logging.INFO)
+    try:
+        one_line("disabled")
+    finally:
+        logging.disable(logging.NOTSET)
+    file_handler = next(h for h in logger.handlers)
+    file_handler.setLevel(logging.ERROR)
+    try:
+        one_line("below the file's level")
+    finally:
+        file_handler.setLevel(logging.INFO)
+    assert len(monitoring_lines(setup)) == 1
+    assert len(setup.log_files["app"].read_text().splitlines()) == 2  # the root's file got it
+
+
+@ours_only
+def test_a_filter_or_formatter_put_on_our_handler_is_used(setup):
+    handler = logging.getLogger("MonitoringLogger").handlers[0]
+    handler.setFormatter(logging.Formatter("custom %(message)s"))
+    one_line("formatted")
+    assert monitoring_lines(setup)[-1].startswith("custom MEMORY | formatted | ")
+    handler.addFilter(lambda record: False)
+    one_line("filtered")
+    assert monitoring_lines(setup)[-1].startswith("custom MEMORY | formatted | ")
+
+
+@ours_only
+def test_propagate_off_keeps_the_line_out_of_the_roots_files(setup):
+    logger = logging.getLogger("MonitoringLogger")
+    logger.propagate = False
+    try:
+        one_line("own file only")
+    finally:
+        logger.propagate = True
+    assert len(monitoring_lines(setup)) == 2
+    assert len(setup.log_files["app"].read_text().splitlines()) == 1
+
+
+@ours_only
+def test_lines_of_many_threads_are_whole_and_in_time_order(tmp_path):
+    files = {"app": LogFileConfig("app")}
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                                  log_format_type="json", log_files=files))
+
+    def work(t):
+        for i in range(400):
+            one_line(f"t{t}-{i}")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = [json.loads(line) for line in setup.log_files["app"].read_text().splitlines()]
+    assert sorted(line["name"] for line in lines) == sorted(
+        f"t{t}-{i}" for t in range(6) for i in range(400))
+    stamps = [line["timestamp"] for line in lines]
+    assert stamps == sorted(stamps)
+    for t in range(6):  # each thread's lines in the order it made them
+        mine = [int(line["name"].split("-")[1]) for line in lines
+                if line["name"].startswith(f"t{t}-")]
+        assert mine == sorted(mine)
+
+
+@ours_only
+def test_the_console_gets_the_same_bytes_both_ways(tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    out = []
+    for way in ("direct", "logging"):
+        sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={}))
+        capfd.readouterr()
+        seen = Seen()
+        if way == "logging":
+            logging.getLogger().addHandler(seen)
+        for m in measurements():
+            sherlock_ai.log_sink(m)
+        logging.getLogger().removeHandler(seen)
+        assert len(seen.records) == (5 if way == "logging" else 0)
+        err = capfd.readouterr().err
+        # The logging path's time stamps are its own: compare what follows them.
+        out.append([line.split(" - ", 1)[1] for line in err.splitlines() if " - " in line])
+        sherlock_ai.SherlockAI.cleanup()
+    assert out[0] == out[1] and len(out[0]) == 5
+
+
+@ours_only
+def test_a_removed_folder_and_a_full_disk_are_handled_on_the_direct_path(tmp_path, capfd):
+    import os
+    import shutil
+    import time
+
+    from sherlock_ai.logs.files import SafeRotatingFileHandler
+
+    logs = tmp_path / "logs"
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=logs, console_enabled=False))
+    one_line("before")
+    assert direct._snapshots["MonitoringLogger"].targets
+    shutil.rmtree(logs)
+    time.sleep(SafeRotatingFileHandler.check_interval + 0.1)
+    one_line("after")
+    assert [line.split(" | ")[1] for line in monitoring_lines(setup)] == ["after"]
+    assert capfd.readouterr().err.count("monitoring.log was removed or moved away") == 1
+    assert os.path.exists(logs / ".monitoring.log.lock")  # rotation is shared again
+    if not os.path.exists("/dev/full"):
+        return
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "monitoring.log").symlink_to("/dev/full")
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=full, console_enabled=False,
+                                          log_files={"monitoring": LogFileConfig(
+                                              "monitoring", loggers=("MonitoringLogger",))}))
+    for i in range(5):
+        one_line(f"lost {i}")
+    assert direct._snapshots["MonitoringLogger"].targets
+    assert capfd.readouterr().err.count("cannot write") == 1
+
+
+def test_the_json_encoder_writes_what_json_dumps_writes():
+    from sherlock_ai import JsonFormatter
+
+    formatter = JsonFormatter()
+    for created in (NOW, 1_796_130_000.9999996, 1_796_130_000.0004996, 1.0):
+        for m in measurements():
+            record = RequestIdRecord(m.kind, m.level, "sherlock_ai", 0, f"MEMORY | {m.name}",
+                                     (), None)
+            record.created, record.sherlock = created, m
+            fast, generic = formatter.format(record), formatter.generic(record)
+            assert fast == generic
+            assert json.loads(fast) == json.loads(generic)
+    record.trace_id, record.span_id = "a" * 32, "b" * 16  # an OpenTelemetry span: the keys too
+    assert json.loads(formatter.format(record))["trace_id"] == "a" * 32
