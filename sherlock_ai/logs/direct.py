@@ -1,0 +1,200 @@
+"""Measurement lines written straight to sherlock_ai's own files and console.
+
+When nothing but the handlers ``sherlock_ai()`` installed listens to a measurement's logger,
+its line is rendered here and written to them directly: the same text the logging path
+writes, without a ``LogRecord``, ``Logger.handle``, filters and formatter dispatch. Anything
+else listening (a handler or filter of the user's on the logger or the root, another record
+factory, a formatter set on our handlers) sends the line through ``logging`` as before.
+
+"Only ours listen" is a snapshot per logger: the handler and filter lists of the logger and
+the root, ``propagate``, ``disabled`` and the record factory, compared (by identity) for
+each line, and a generation bumped by every set-up and by ``setFormatter``/``addFilter``/
+``removeFilter`` on our handlers. Levels (the loggers', the handlers', ``logging.disable``)
+are read for each line, as ``logging`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ..request_id import get_request_id
+from .records import NO_REQUEST_ID, RequestIdRecord
+
+#: What a handler the set-up installed carries: the formatter and the filter it was given.
+MARK = "_sherlock_direct"
+
+# Lines of one process are rendered and written under this lock, so each file gets them in
+# the order their time stamps were taken. Taken before a handler's own lock, never after.
+order_lock = threading.Lock()
+_pid = os.getpid()
+_generation = 0
+#: Where the direct path takes a line's time (``LogRecord`` takes ``time.time()`` too).
+clock = time.time
+
+
+def changed() -> None:
+    """Something the snapshots depend on changed: they are rebuilt at their next line."""
+    global _generation
+    _generation += 1
+
+
+class _Snapshot:
+    __slots__ = ("generation", "handlers", "root_handlers", "filters", "root_filters",
+                 "propagate", "disabled", "factory", "targets", "render")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        root = logging.root
+        self.generation = _generation
+        self.handlers = list(logger.handlers)
+        self.root_handlers = list(root.handlers)
+        self.filters = list(logger.filters)
+        self.root_filters = list(root.filters)
+        self.propagate = logger.propagate
+        self.disabled = logger.disabled
+        self.factory = logging.getLogRecordFactory()
+        self.targets: Tuple[logging.Handler, ...] = ()
+        self.render: Optional[Callable[..., str]] = None
+        chain = self.handlers + (self.root_handlers if logger.propagate else [])
+        if (logger.parent is not root or self.filters or self.root_filters or self.disabled
+                or self.factory is not RequestIdRecord or not chain):
+            return
+        formatter = None
+        for handler in chain:
+            mark = getattr(handler, MARK, None)
+            if mark is None or handler.formatter is not mark[0] or handler.filters != [mark[1]]:
+                return
+            if formatter is None:
+                formatter = mark[0]
+            elif formatter is not mark[0]:
+                return
+        self.render = _renderer(getattr(formatter, "inner", None))
+        if self.render is not None:
+            self.targets = tuple(chain)
+
+    def current(self, logger: logging.Logger) -> bool:
+        root = logging.root
+        return (self.generation == _generation and self.handlers == logger.handlers
+                and self.root_handlers == root.handlers and self.filters == logger.filters
+                and self.root_filters == root.filters and self.propagate is logger.propagate
+                and self.disabled is logger.disabled
+                and self.factory is logging.getLogRecordFactory())
+
+
+_snapshots: Dict[str, _Snapshot] = {}
+
+
+class DirectHandler:
+    """Mixin of the handlers the set-up installs: changing their formatter or filters
+    invalidates the snapshots (their level is read for each line anyway)."""
+
+    def setFormatter(self, fmt: Optional[logging.Formatter]) -> None:
+        super().setFormatter(fmt)  # type: ignore[misc]
+        changed()
+
+    def addFilter(self, filter: Any) -> None:  # noqa: A002 - logging's own name
+        super().addFilter(filter)  # type: ignore[misc]
+        changed()
+
+    def removeFilter(self, filter: Any) -> None:  # noqa: A002
+        super().removeFilter(filter)  # type: ignore[misc]
+        changed()
+
+
+def write(logger: logging.Logger, level: int, message: str, measurement: Any) -> bool:
+    """Write ``message`` as ``logger``'s record would be written, if only our handlers listen
+    (the caller checked ``logger.isEnabledFor(level)``). ``False``: use the logging path."""
+    snapshot = _snapshots.get(logger.name)
+    if snapshot is None or not snapshot.current(logger):
+        snapshot = _snapshots[logger.name] = _Snapshot(logger)
+    render = snapshot.render
+    if render is None:
+        return False
+    request_id = get_request_id() or NO_REQUEST_ID
+    levelname = logging.getLevelName(level)
+    with order_lock:
+        try:
+            text = render(clock(), logger.name, level, levelname, message, request_id,
+                          measurement) + "\n"
+        except Exception:  # noqa: BLE001 - a format that fails: logging reports it as usual
+            return False
+        for handler in snapshot.targets:
+            if level >= handler.level:
+                handler.write(text)  # type: ignore[attr-defined]
+    return True
+
+
+# Record attributes a text format may use on this path (others send it through logging).
+_FIELDS = {"asctime", "request_id", "name", "levelname", "levelno", "message", "process",
+           "thread", "threadName", "funcName", "pathname", "filename", "module", "lineno"}
+_FIELD = re.compile(r"%\((\w+)\)")
+
+
+def _renderer(formatter: Optional[logging.Formatter]) -> Optional[Callable[..., str]]:
+    if formatter is None:
+        return None
+    if type(formatter).__name__ == "JsonFormatter" and type(formatter).__module__.endswith(
+            "logs.json_lines"):
+        from .json_lines import json_line
+
+        return lambda created, name, level, levelname, message, rid, m: json_line(
+            created, levelname, name, _pid, message, rid, m)
+    fmt, datefmt = formatter._fmt, formatter.datefmt  # type: ignore[attr-defined]
+    if (type(formatter._style) is not logging.PercentStyle or not fmt  # type: ignore[attr-defined]
+            or not set(_FIELD.findall(fmt)) <= _FIELDS or not datefmt or "%f" in datefmt):
+        return None
+    return _TextLine(fmt, datefmt, formatter.converter)
+
+
+class _TextLine:
+    """Renders a ``%``-style format from the few fields our records have."""
+
+    def __init__(self, fmt: str, datefmt: str, converter: Callable[..., Any]) -> None:
+        from .setup import DEFAULT_FORMAT
+
+        self.fmt, self.datefmt, self.converter = fmt, datefmt, converter
+        self.default = fmt == DEFAULT_FORMAT
+        self._second: Tuple[int, str] = (-1, "")
+
+    def asctime(self, created: float) -> str:
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime(self.datefmt, self.converter(created)))
+        return cached[1]
+
+    def __call__(self, created: float, name: str, level: int, levelname: str, message: str,
+                 request_id: str, m: Any) -> str:
+        if self.default:
+            return f"{self.asctime(created)} - {request_id} - {name} - {levelname} - {message}"
+        thread = threading.current_thread()
+        return self.fmt % {
+            "asctime": self.asctime(created), "request_id": request_id, "name": name,
+            "levelname": levelname, "levelno": level, "message": message, "process": _pid,
+            "thread": thread.ident, "threadName": thread.name, "funcName": m.name,
+            "pathname": "sherlock_ai", "filename": "sherlock_ai", "module": "sherlock_ai",
+            "lineno": 0,
+        }
+
+
+def _before_fork() -> None:
+    order_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    order_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+    order_lock._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
