@@ -570,7 +570,7 @@ def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: boo
     """Per window, cumulative per-route counts at each point (random traffic, or routes 0
     and 1 always served together) and a site growing by ``rates[r]`` bytes per request of
     route ``r`` plus in-flight noise."""
-    from sherlock_ai.leaks.attribution import site_window, window_counts
+    from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
     for number in range(windows):
@@ -607,7 +607,7 @@ def filling_cache_windows(rng: random.Random, windows: int = 3, routes: int = 10
     """Windows of ``routes`` routes at random and a site that fills like a bounded cache
     turning over under tracing (about 6 KB, every request alike, sooner each window than
     later): its growth follows the total of the requests, not one route's."""
-    from sherlock_ai.leaks.attribution import site_window, window_counts
+    from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
     for number in range(windows):
