@@ -475,11 +475,50 @@ def test_suspect_as_dict_is_the_json_fields():
         "kind": "leak_suspect", "name": "GET /items/{item_id}", "method": "GET",
         "route": "/items/{item_id}", "per_request": 4137.0, "requests": 40,
         "sites": [{"file": "app.py", "line": 7, "size": 165480, "count": 40}],
+        "kind_of_leak": "python",
     }
     assert suspect.message() == (
         "LEAK SUSPECT | GET /items/{item_id} | +4.04KB/request | "
         "app.py:7 +161.60KB (+40 blocks) over 40 requests"
     )
+
+
+def test_a_native_suspect_line_its_json_fields_and_how_the_report_reads_it_back():
+    from sherlock_ai.line_schema import locate, parse_message
+
+    suspect = LeakSuspect("POST /thumbnail", 98304.0, 48, [], "native", 4718592)
+    assert suspect.as_dict() == {
+        "kind": "leak_suspect", "name": "POST /thumbnail", "method": "POST",
+        "route": "/thumbnail", "per_request": 98304.0, "requests": 48, "sites": [],
+        "kind_of_leak": "native", "rss_growth": 4718592,
+    }
+    line = suspect.message()
+    assert line == ("LEAK SUSPECT | POST /thumbnail | +96.00KB/request (native: not seen by "
+                    "tracemalloc) | RSS +4.50MB over 48 requests")
+    start, tag = locate(f"2026-01-01 12:00:00 - WARNING - {line}")
+    assert tag == "LEAK SUSPECT"
+    assert parse_message(line, tag) == {
+        "kind": "leak_suspect", "name": "POST /thumbnail", "per_request": 98304.0,
+        "requests": 48, "sites": [], "kind_of_leak": "native", "rss_growth": 4718592.0}
+    python_line = LeakSuspect("GET /a", 4137.0, 40, [
+        {"file": "app.py", "line": 7, "size": 165480, "count": 40}]).message()
+    assert parse_message(python_line, tag)["kind_of_leak"] == "python"
+
+
+def test_the_prometheus_leak_gauge_labels_the_kind_of_leak():
+    pytest.importorskip("prometheus_client")
+    from sherlock_ai.exporters.prometheus import _SuspectCollector
+
+    watch = LeakWatch()
+    estimate = Estimate(65536.0, 20.0, 64, 4 << 20, 0, 1.0, 8, 1.0)
+    watch._book.update({}, ["GET /thumbnail"], {0: estimate})
+    try:
+        (family,) = _SuspectCollector().collect()
+        mine = [(s.labels, s.value) for s in family.samples if s.labels["route"] == "/thumbnail"]
+        assert mine == [({"method": "GET", "route": "/thumbnail", "site": "", "kind": "native"},
+                         65536.0)]
+    finally:
+        watch.close()
 
 
 def test_docs_examples_run(tmp_path):
@@ -654,3 +693,66 @@ def test_routes_served_in_lockstep_are_not_split_by_a_guess():
     assert attribute(windows, site, None) == {}
     # With the code as the prior naming route 0 alone, it is route 0's.
     assert list(attribute(windows, site, [0])) == [0]
+
+
+# -- leaks tracemalloc cannot see: RSS growth the traced sites do not explain ----------------
+
+
+def rss_readings(rng: random.Random, native: Dict[int, float], segments: int = 6,
+                 routes: int = 10, points: int = 18, steps: bool = True):
+    """Per segment, cumulative per-route counts and an RSS that grows by ``native[r]`` bytes
+    per request of route ``r``, moved by the allocator in steps: now and then it returns a
+    few hundred KB to the system and takes them back a few readings later, and at random
+    moments it grows by a 1 MB arena that it keeps."""
+    counts = [0] * routes
+    rss = 80 << 20
+    held = 0
+    for _ in range(segments):
+        rows, readings = [], []
+        for _ in range(points):
+            for _ in range(25):
+                r = rng.randrange(routes)
+                counts[r] += 1
+                rss += native.get(r, 0)
+            if steps:
+                if held == 0 and rng.random() < 0.05:
+                    held = rng.choice([256, 384, 512]) << 10  # returned to the system
+                elif held and rng.random() < 0.5:
+                    held = 0  # taken back
+                if rng.random() < 0.03:
+                    rss += 1 << 20  # a new arena, kept
+            rows.append(list(counts))
+            readings.append(int(rss - held + rng.choice([0, 4096, 8192])))
+        yield rows, readings
+
+
+def native_evidence(readings, explained=None, traced=200):
+    from sherlock_ai.leaks.native import NativeEvidence
+
+    evidence = NativeEvidence(CRITERIA, 16384, 4)
+    for rows, values in readings:
+        for counts, rss in zip(rows, values):
+            evidence.sample(counts, rss)
+        evidence.cut()
+        evidence.weigh(explained or {}, {r: traced for r in range(10)}, lambda r: True)
+    return evidence
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rss_growth_of_one_route_that_no_traced_site_explains_is_a_native_leak(seed):
+    evidence = native_evidence(rss_readings(random.Random(seed), {9: 65536.0}))
+    assert list(evidence.flagged) == [9]
+    assert evidence.flagged[9].per_request == pytest.approx(65536, rel=0.25)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_allocator_giving_memory_back_and_taking_it_again_is_not_a_native_leak(seed):
+    assert native_evidence(rss_readings(random.Random(seed), {})).flagged == {}
+
+
+def test_rss_growth_that_the_traced_sites_explain_is_not_native():
+    # A Python leak raises the RSS too: its traced sites account for it.
+    readings = list(rss_readings(random.Random(3), {9: 65536.0}))
+    assert native_evidence(readings, explained={9: 65000.0}).flagged == {}
+    # A route tracemalloc has not watched long enough is not called native either.
+    assert native_evidence(readings, traced=2).flagged == {}

@@ -27,6 +27,10 @@ class EvidenceStore:
         self.sites: Dict[Hashable, Dict[int, SiteWindow]] = {}
         #: (key, route id) -> (estimate, the route's share of the site's growth).
         self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
+        #: Per route, the bytes per request its growing sites retain in the latest weighing
+        #: (flagged or not), and its requests in the windows pooled (see .native).
+        self.explained: Dict[int, float] = {}
+        self.traced: Dict[int, int] = {}
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes]) -> None:
@@ -54,8 +58,11 @@ class EvidenceStore:
         keys = {key for key, seen in self.sites.items() if latest in seen}
         keys.update(key for key, _ in self.flagged)
         needed = False
+        explained: Dict[int, float] = {}
         for key in keys:
             estimates = self._estimate(key, index)
+            for route_id, estimate in estimates.items():
+                explained[route_id] = explained.get(route_id, 0.0) + estimate.per_request
             total = sum(e.per_request * e.requests for e in estimates.values())
             for route_id in [r for k, r in self.flagged if k == key and r not in estimates]:
                 del self.flagged[(key, route_id)]
@@ -75,6 +82,12 @@ class EvidenceStore:
                     self.flagged[flag] = (estimate, share)
                 elif estimate.is_leak(self.candidates):
                     needed = True
+        self.explained = explained
+        traced: Dict[int, int] = {}
+        for window in list(self.windows)[-self.windows_pooled:]:
+            for route_id, requests in window.requests.items():
+                traced[route_id] = traced.get(route_id, 0) + requests
+        self.traced = traced
         return needed
 
     def by_site(self) -> Dict[Tuple[Site, int], Tuple[Estimate, float]]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..formatting import format_bytes, log_safe
 from ..heap import Site, site_path
 from ..leak_estimator import Estimate
+from ..line_schema import NATIVE, NATIVE_NOTE, PYTHON
 from ..lines import MONITORING_LOGGER
 
 _logger = logging.getLogger(MONITORING_LOGGER)
@@ -26,21 +27,30 @@ class LeakSuspect:
     relative to the project or its ``sys.path`` entry, the bytes and blocks this route's
     requests added there over those requests, and the share of the site's growth that is
     this route's (below 1 when other routes retain at the same line).
+
+    ``kind_of_leak``: ``"python"`` (seen by tracemalloc, at ``sites``) or ``"native"``
+    (growth of the RSS that the traced sites do not explain: ``sites`` is empty and
+    ``rss_growth`` the bytes the RSS's high-water mark gained over those requests).
     """
 
-    __slots__ = ("name", "method", "route", "per_request", "requests", "sites")
+    __slots__ = ("name", "method", "route", "per_request", "requests", "sites",
+                 "kind_of_leak", "rss_growth")
 
     def __init__(self, name: str, per_request: float, requests: int,
-                 sites: List[Dict[str, Any]]) -> None:
+                 sites: List[Dict[str, Any]], kind_of_leak: str = PYTHON,
+                 rss_growth: int = 0) -> None:
         self.name = name
         method, _, route = name.partition(" ")
         self.method, self.route = (method, route) if route else ("", name)
         self.per_request = per_request
         self.requests = requests
         self.sites = sites
+        self.kind_of_leak = kind_of_leak
+        self.rss_growth = rss_growth
 
     def __repr__(self) -> str:
-        return f"LeakSuspect({self.name!r}, per_request={self.per_request:.0f})"
+        return (f"LeakSuspect({self.name!r}, per_request={self.per_request:.0f}, "
+                f"kind_of_leak={self.kind_of_leak!r})")
 
     @property
     def site(self) -> str:
@@ -55,11 +65,20 @@ class LeakSuspect:
             "kind": "leak_suspect", "name": self.name, "method": self.method,
             "route": self.route, "per_request": float(self.per_request),
             "requests": self.requests, "sites": [dict(site) for site in self.sites],
+            "kind_of_leak": self.kind_of_leak,
+            **({"rss_growth": self.rss_growth} if self.kind_of_leak == NATIVE else {}),
         }
 
     def message(self) -> str:
         """``LEAK SUSPECT | GET /route | +4.04KB/request | path.py:LINE +size (+n blocks)...``,
-        a site shared with other routes as ``(+n blocks, 25% of its growth)``."""
+        a site shared with other routes as ``(+n blocks, 25% of its growth)``; a native
+        leak as ``LEAK SUSPECT | GET /route | +64.00KB/request (native: not seen by
+        tracemalloc) | RSS +3.00MB over 48 requests``."""
+        name = log_safe(self.name, limit=200)
+        if self.kind_of_leak == NATIVE:
+            return (f"LEAK SUSPECT | {name} | +{format_bytes(self.per_request)}/request"
+                    f" ({NATIVE_NOTE}) | RSS +{format_bytes(self.rss_growth)}"
+                    f" over {self.requests} requests")
         parts = []
         for site in self.sites:
             share = site.get("share", 1.0)
@@ -67,7 +86,7 @@ class LeakSuspect:
             parts.append(f"{log_safe(site['file'], limit=200)}:{site['line']}"
                          f" +{format_bytes(site['size'])} ({site['count']:+d} blocks{shared})")
         return (
-            f"LEAK SUSPECT | {log_safe(self.name, limit=200)}"
+            f"LEAK SUSPECT | {name}"
             f" | +{format_bytes(self.per_request)}/request"
             f" | {', '.join(parts)} over {self.requests} requests"
         )
@@ -78,17 +97,18 @@ class SuspectBook:
     once, and again only when its estimate moves by more than a quarter."""
 
     def __init__(self) -> None:
-        self.suspects: Dict[int, LeakSuspect] = {}
-        self._logged: Dict[int, float] = {}
+        self.suspects: Dict[Tuple[int, str], LeakSuspect] = {}
+        self._logged: Dict[Tuple[int, str], float] = {}
 
     def update(self, flagged: Dict[Tuple[Site, int], Tuple[Estimate, float]],
-               names: List[str]) -> None:
+               names: List[str], native: Optional[Dict[int, Estimate]] = None) -> None:
         """``flagged`` maps (site, route id) to the estimate and the route's share of the
-        site's growth; ``names`` are the route keys by id."""
+        site's growth; ``native``, route id to the estimate of its RSS growth that no
+        traced site explains; ``names`` are the route keys by id."""
         by_route: Dict[int, List[Tuple[Site, Estimate, float]]] = {}
         for (site, route_id), (estimate, share) in flagged.items():
             by_route.setdefault(route_id, []).append((site, estimate, share))
-        suspects: Dict[int, LeakSuspect] = {}
+        suspects: Dict[Tuple[int, str], LeakSuspect] = {}
         for route_id, found in by_route.items():
             found.sort(key=lambda item: -item[1].per_request)
             suspect = LeakSuspect(
@@ -100,10 +120,15 @@ class SuspectBook:
                   "share": round(share, 3)}
                  for site, estimate, share in found[:_SITES_SHOWN]],
             )
-            suspects[route_id] = suspect
-            logged = self._logged.get(route_id)
+            suspects[(route_id, PYTHON)] = suspect
+        for route_id, estimate in (native or {}).items():
+            suspects[(route_id, NATIVE)] = LeakSuspect(
+                names[route_id], estimate.per_request, estimate.requests, [], NATIVE,
+                estimate.growth)
+        for key, suspect in suspects.items():
+            logged = self._logged.get(key)
             if logged is None or abs(suspect.per_request - logged) > _REPEAT_CHANGE * logged:
-                self._logged[route_id] = suspect.per_request
+                self._logged[key] = suspect.per_request
                 _logger.warning(suspect.message(), extra={"sherlock": suspect})
         self.suspects = suspects
 

@@ -1,12 +1,15 @@
 """Ten routes, one of which keeps about 4 KB per request, with leak detection on: served by a
 real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
 
-    python leak_server.py fastapi|flask|factory|methodview|endpoint LOGS_DIR [SETTINGS_JSON]
+    python leak_server.py fastapi|flask|factory|methodview|endpoint|native|native-clean LOGS_DIR
+        [SETTINGS_JSON]
 
 ``factory``, ``methodview`` and ``endpoint`` are apps whose routes share code: ten FastAPI
 routes made by one factory (only ``/route7`` keeps memory), a Flask ``MethodView`` under
 four URL rules and a Starlette ``HTTPEndpoint`` under four routes (only ``/shelf/c`` keeps
-memory), each among clean routes.
+memory), each among clean routes. ``native`` keeps 64 KB per request of ``/thumbnail``
+through libc's ``malloc`` (tracemalloc cannot see it); ``native-clean`` is the same app
+without the leak.
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -42,9 +45,52 @@ FACTORY_ROUTES = [f"/route{i}" for i in range(10)]
 FACTORY_LEAKING_ROUTE = "/route7"
 SHELF_ROUTES = [f"/shelf/{x}" for x in "abcd"] + [f"/catalog/{i}" for i in range(6)]
 SHELF_LEAKING_ROUTE = "/shelf/c"
+NATIVE_ROUTES = [f"/catalog/{i}" for i in range(9)] + ["/thumbnail"]
+NATIVE_LEAKING_ROUTE = "/thumbnail"
+NATIVE_LEAK_SIZE = 64 * 1024
 #: The paths each mode's traffic picks from.
 PATHS = {"fastapi": ROUTES, "flask": ROUTES, "factory": FACTORY_ROUTES,
-         "methodview": SHELF_ROUTES, "endpoint": SHELF_ROUTES}
+         "methodview": SHELF_ROUTES, "endpoint": SHELF_ROUTES, "native": NATIVE_ROUTES,
+         "native-clean": NATIVE_ROUTES}
+
+
+def native_app(settings: Dict[str, Any], leaks: bool = True) -> Any:
+    """Nine clean routes and ``/thumbnail``, which (when ``leaks``) keeps a 64 KB buffer from
+    libc's ``malloc`` per request, filled so that its pages are resident, never freed:
+    tracemalloc never sees it."""
+    import ctypes
+    import ctypes.util
+
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    app = FastAPI()
+
+    def clean_route(i: int) -> None:
+        async def clean() -> dict:
+            await asyncio.sleep(0)
+            return {"route": i, "n": work(i)}
+
+        clean.__name__ = f"clean_{i}"
+        app.get(f"/catalog/{i}")(clean)
+
+    for i in range(9):
+        clean_route(i)
+
+    @app.get("/thumbnail")
+    async def thumbnail() -> dict:
+        await asyncio.sleep(0)
+        if leaks:
+            buffer = libc.malloc(NATIVE_LEAK_SIZE)  # NATIVE_LEAKS
+            libc.memset(buffer, 1, NATIVE_LEAK_SIZE)
+        return {"n": work(9)}
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
 
 
 def factory_app(settings: Dict[str, Any]) -> Any:
@@ -189,7 +235,9 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    asgi_apps = {"fastapi": fastapi_app, "factory": factory_app, "endpoint": endpoint_app}
+    asgi_apps = {"fastapi": fastapi_app, "factory": factory_app, "endpoint": endpoint_app,
+                 "native": native_app,
+                 "native-clean": lambda settings: native_app(settings, leaks=False)}
     if framework in asgi_apps:
         import uvicorn
 
