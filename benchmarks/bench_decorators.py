@@ -17,8 +17,8 @@ from typing import Dict, List
 
 from benchmarks.common import per_call_interleaved_us, table
 from sherlock_ai import log_performance, monitor_memory, monitor_resources
-from sherlock_ai.log_records import install_request_id_factory
-from sherlock_ai.logging_setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
+from sherlock_ai.logs.records import install_request_id_factory
+from sherlock_ai.logs.setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {  # the most each case may cost, in multiples of the logger.info baseline

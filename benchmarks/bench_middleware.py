@@ -75,7 +75,7 @@ class FloorMiddleware:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         import uuid
 
-        from sherlock_ai.rss import current_rss
+        from sherlock_ai.engine.rss import current_rss
 
         token = self.request_id.set(uuid.uuid4().hex)
         before = current_rss() or 0

@@ -31,10 +31,10 @@ DAY = 86_400.0
 
 def generate(folder: Path, records: int, fmt: str) -> None:
     """``records`` lines into monitoring.log(.jsonl), its first fifth as a .1.gz backup."""
-    from sherlock_ai.json_lines import JsonFormatter
-    from sherlock_ai.lines import memory_line
-    from sherlock_ai.logging_setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT, _TextFormatter
-    from sherlock_ai.measurement import Measurement
+    from sherlock_ai.engine.measurement import Measurement
+    from sherlock_ai.logs.json_lines import JsonFormatter
+    from sherlock_ai.logs.lines import memory_line
+    from sherlock_ai.logs.setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT, _TextFormatter
 
     rng = random.Random(7)
     formatter = JsonFormatter() if fmt == "json" else _TextFormatter(DEFAULT_FORMAT,

@@ -1,11 +1,13 @@
 """sherlock_ai: where your Python service's memory goes, per function, block and request."""
 
 from .decorators import log_performance, monitor_memory, monitor_resources
-from .formatting import format_bytes
-from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER, log_sink
-from .log_records import RequestIdFilter, install_request_id_factory
-from .logging_setup import LogFileConfig, LoggingConfig, SherlockAI, get_logger, sherlock_ai
-from .measurement import Measurement
+from .engine.measurement import Measurement
+from .engine.resources import MemorySnapshot, ResourceMonitor, ResourceSnapshot
+from .engine.tracing import hold_tracing, release_tracing
+from .logs.formatting import format_bytes
+from .logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER, log_sink
+from .logs.records import RequestIdFilter, install_request_id_factory
+from .logs.setup import LogFileConfig, LoggingConfig, SherlockAI, get_logger, sherlock_ai
 from .request_id import (
     carry_context,
     clear_request_id,
@@ -15,9 +17,7 @@ from .request_id import (
     request_id_context,
     set_request_id,
 )
-from .resources import MemorySnapshot, ResourceMonitor, ResourceSnapshot
 from .sinks import add_sink, remove_sink
-from .tracing import hold_tracing, release_tracing
 from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker
 
 add_sink(log_sink)
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 # Imported on first use: the leak watch is only needed by services that turn it on, the JSON
 # formatter (json, datetime) by those that write JSON lines.
-_LAZY = {"JsonFormatter": ".json_lines", "LeakSuspect": ".leaks", "LeakWatch": ".leaks",
+_LAZY = {"JsonFormatter": ".logs.json_lines", "LeakSuspect": ".leaks", "LeakWatch": ".leaks",
          "LeakWatchSettings": ".leaks"}
 
 

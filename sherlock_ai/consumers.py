@@ -3,7 +3,7 @@
 A consumer is any object with some of these methods (all optional; see :class:`Consumer`):
 
 - ``finished(measurement)``: a tracked block (function, ``with`` block or web request) ended
-  and its :class:`~sherlock_ai.measurement.Measurement` was kept. A consumer whose
+  and its :class:`~sherlock_ai.engine.measurement.Measurement` was kept. A consumer whose
   ``wants_all`` is true also gets the fast successes that ``min_duration`` keeps out of the
   logs (the engine skips the closing RSS read when none wants them).
 - ``request_started(protocol)``: a measured web request began (``"asgi"`` or ``"wsgi"``).
@@ -24,7 +24,7 @@ import threading
 from typing import Any, Callable, Iterable, Optional, Tuple
 
 from ._safety import report_internal_error
-from .measurement import Measurement
+from .engine.measurement import Measurement
 
 HOOKS = ("finished", "request_started", "request_finished", "request_ended")
 

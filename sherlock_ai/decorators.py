@@ -12,9 +12,9 @@ import inspect
 import reprlib
 from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
 
-from .formatting import log_safe
-from .heap import check_top_allocations
-from .lines import safe_name
+from .engine.heap import check_top_allocations
+from .logs.formatting import log_safe
+from .logs.lines import safe_name
 from .options import check_flag, check_level, check_min_duration
 from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker, Tracker
 

@@ -1,6 +1,6 @@
 """Sinks: plain callables given each finished measurement (the public ``add_sink`` API).
 
-A sink is a callable taking a :class:`~sherlock_ai.measurement.Measurement`. Sinks added with
+A sink is a callable taking a :class:`~sherlock_ai.engine.measurement.Measurement`. Sinks added with
 ``wants_all=True`` also receive the fast successful blocks that ``min_duration`` keeps out of
 the logs; the engine skips the closing RSS read when no consumer wants them. Each sink is
 registered as a consumer of :mod:`sherlock_ai.consumers`, the one event path.
@@ -12,7 +12,7 @@ import threading
 from typing import Callable, List, Optional
 
 from . import consumers
-from .measurement import Measurement
+from .engine.measurement import Measurement
 
 Sink = Callable[[Measurement], None]
 

@@ -1,8 +1,8 @@
 """Context managers that measure a block: MemoryTracker, PerformanceTimer, ResourceTracker.
 
 Each works with ``with`` and ``async with``, hands its finished
-:class:`~sherlock_ai.measurement.Measurement` to the sinks (the log line among them) and keeps
-it as ``.measurement``. A tracker instance measures one block at a time: create one per block.
+:class:`~sherlock_ai.engine.measurement.Measurement` to the sinks (the log line among them) and
+keeps it as ``.measurement``. A tracker instance measures one block at a time: create one per block.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import logging
 from time import perf_counter
 from typing import Any, Dict, Optional
 
-from . import heap, tracing
 from ._safety import guarded, report_internal_error
 from .consumers import measurement_finished as dispatch
 from .consumers import wants_all as _eager
-from .engine import Figures, Span
-from .formatting import exception_summary, log_safe
-from .lines import safe_name
-from .measurement import ERROR, SUCCESS, Measurement
+from .engine import heap, tracing
+from .engine.measurement import ERROR, SUCCESS, Measurement
+from .engine.resources import ResourceWindow
+from .engine.span import Figures, Span
+from .logs.formatting import exception_summary, log_safe
+from .logs.lines import safe_name
 from .options import check_flag, check_level, check_min_duration, check_name
 from .request_id import request_id_var
-from .resources import ResourceWindow
 
 
 class Tracker:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import sherlock_ai
-from sherlock_ai import JsonFormatter, MemoryTracker, monitor_memory, tracing
-from sherlock_ai.heap import MONITORING, file_kind, site_path
+from sherlock_ai import JsonFormatter, MemoryTracker, monitor_memory
+from sherlock_ai.engine import tracing
+from sherlock_ai.engine.heap import MONITORING, file_kind, site_path
 
 BLOCK = 10_000
 BYTES_OBJECT = sys.getsizeof(bytes(BLOCK))  # the object header included

@@ -21,9 +21,10 @@ from typing import Dict, List, Sequence, Tuple
 import leak_handlers as app
 import pytest
 
-from sherlock_ai import JsonFormatter, tracing
-from sherlock_ai.leak_estimator import Estimate, Evidence, LeakCriteria, fit_window, pool
+from sherlock_ai import JsonFormatter
+from sherlock_ai.engine import tracing
 from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch
+from sherlock_ai.leaks.estimator import Estimate, Evidence, LeakCriteria, fit_window, pool
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = LeakCriteria()
@@ -484,7 +485,7 @@ def test_suspect_as_dict_is_the_json_fields():
 
 
 def test_a_native_suspect_line_its_json_fields_and_how_the_report_reads_it_back():
-    from sherlock_ai.line_schema import locate, parse_message
+    from sherlock_ai.logs.schema import locate, parse_message
 
     suspect = LeakSuspect("POST /thumbnail", 98304.0, 48, [], "native", 4718592)
     assert suspect.as_dict() == {

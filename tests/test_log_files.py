@@ -10,7 +10,7 @@ import time
 
 import sherlock_ai
 from sherlock_ai import LoggingConfig
-from sherlock_ai.log_files import SafeRotatingFileHandler
+from sherlock_ai.logs.files import SafeRotatingFileHandler
 
 log = logging.getLogger("app.files")
 

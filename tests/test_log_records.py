@@ -41,7 +41,7 @@ def test_extra_request_id_reaches_every_formatter_style_and_json(tmp_path):
     handlers[0].setFormatter(logging.Formatter("%(request_id)s %(message)s"))
     handlers[1].setFormatter(logging.Formatter("{request_id} {message}", style="{"))
     handlers[2].setFormatter(logging.Formatter("$request_id $message", style="$"))
-    from sherlock_ai.json_lines import JsonFormatter
+    from sherlock_ai.logs.json_lines import JsonFormatter
 
     handlers[3].setFormatter(JsonFormatter())
     logger = logging.getLogger("app.styles")

@@ -8,7 +8,8 @@ import tracemalloc
 
 import pytest
 
-from sherlock_ai import MemoryTracker, tracing
+from sherlock_ai import MemoryTracker
+from sherlock_ai.engine import tracing
 
 MB = 1024 * 1024
 

@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 import sherlock_ai
 from sherlock_ai import LogFileConfig, LoggingConfig
 from sherlock_ai.__main__ import main
-from sherlock_ai.formatting import format_bytes
+from sherlock_ai.engine.measurement import Measurement
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.leaks import LeakSuspect
-from sherlock_ai.line_schema import locate, parse_message
-from sherlock_ai.lines import memory_line, performance_line, resources_line, safe_name
-from sherlock_ai.measurement import Measurement
+from sherlock_ai.logs.formatting import format_bytes
+from sherlock_ai.logs.lines import memory_line, performance_line, resources_line, safe_name
+from sherlock_ai.logs.schema import locate, parse_message
 from sherlock_ai.report import ReadStats, build_report, read_logs
 from sherlock_ai.report.html import render_html
 from sherlock_ai.report.reader import log_files, parse_size

@@ -132,7 +132,7 @@ def test_request_id_and_tracker_state_are_clean_after_errors():
     with pytest.raises(ValueError), sherlock_ai.request_id_context("r1"), MemoryTracker("x"):
         int("not a number")
     assert sherlock_ai.get_request_id() == ""
-    assert sherlock_ai.tracing.leases() == 0
+    assert sherlock_ai.engine.tracing.leases() == 0
 
 
 def test_guarded_reports_an_exception_once_per_site_and_goes_on(capfd):

@@ -27,5 +27,5 @@ def test_import_loads_no_framework_backend_or_deferred_module():
     assert "sherlock_ai.decorators" in loaded  # the probe sees what the import loads
     deferred = {"psutil", "logging.handlers", "json", "datetime", "flask", "starlette",
                 "fastapi", "prometheus_client", "opentelemetry", "rich", "asyncio",
-                "sherlock_ai.leaks", "sherlock_ai.json_lines", "sherlock_ai.log_files"}
+                "sherlock_ai.leaks", "sherlock_ai.logs.json_lines", "sherlock_ai.logs.files"}
     assert loaded & deferred == set()

@@ -25,8 +25,8 @@ from opentelemetry import metrics, trace
 
 from .. import consumers
 from .._safety import report_internal_error
+from ..engine.measurement import Measurement
 from ..integrations import status_class
-from ..measurement import Measurement
 
 ATTRIBUTE_PREFIX = "sherlock.memory."
 NO_TRACE = "-"

@@ -17,9 +17,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from .. import consumers
+from ..engine.measurement import Measurement
 from ..integrations import status_class
 from ..integrations.observers import RequestObserver
-from ..measurement import Measurement
 
 LABELS = ("method", "route", "status_class")
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

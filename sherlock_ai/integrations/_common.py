@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
 
 from .._safety import report_internal_error
 from ..consumers import RequestEnd, request_ended
-from ..lines import safe_name
-from ..log_records import install_request_id_factory
+from ..engine.requests import OpenRequest, RequestMeter
+from ..engine.tracing import hold_tracing, release_tracing
+from ..logs.lines import safe_name
+from ..logs.records import install_request_id_factory
 from ..request_id import generate_request_id, is_valid_request_id
-from ..request_measurement import OpenRequest, RequestMeter
-from ..tracing import hold_tracing, release_tracing
 from .observers import (  # noqa: F401 - RequestObserver and its functions used to live here
     RequestObserver,
     add_request_observer,

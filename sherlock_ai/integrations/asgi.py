@@ -27,9 +27,9 @@ from typing import (
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from .._safety import report_internal_error
-from ..engine import current_span, restore_span
-from ..formatting import exception_summary
-from ..log_records import ESCAPED_REQUEST_ID
+from ..engine.span import current_span, restore_span
+from ..logs.formatting import exception_summary
+from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import request_id_var
 from ._common import (
     CLIENT_DISCONNECTED,

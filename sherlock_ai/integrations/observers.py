@@ -9,7 +9,7 @@ import threading
 from typing import List, Optional, Tuple
 
 from .. import consumers
-from ..measurement import Measurement
+from ..engine.measurement import Measurement
 
 
 class RequestObserver:

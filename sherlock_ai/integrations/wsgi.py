@@ -22,8 +22,8 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .._safety import report_internal_error
-from ..engine import current_span, lend_span, return_span
-from ..formatting import exception_summary
+from ..engine.span import current_span, lend_span, return_span
+from ..logs.formatting import exception_summary
 from ..request_id import request_id_var
 from ._common import (
     CLIENT_DISCONNECTED,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Sequence
 
-from ..leak_estimator import Estimate
+from .estimator import Estimate
 from .linear import dot, invert, nnls, ols
 from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Deque, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
-from ..heap import Site, Sizes
-from ..leak_attribution import EndpointIndex
-from ..leak_estimator import Estimate, LeakCriteria
+from ..engine.heap import Site, Sizes
 from .attribution import SiteWindow, WindowCounts, attribute, site_window, window_counts
+from .code_prior import EndpointIndex
+from .estimator import Estimate, LeakCriteria
 
 #: ``(allocation site, newest frame in endpoint code or None)``.
 Key = Tuple[Site, Optional[Site]]

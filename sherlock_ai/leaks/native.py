@@ -26,8 +26,8 @@ from collections import deque
 from dataclasses import replace
 from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from ..leak_estimator import Estimate, LeakCriteria
 from .attribution import attribute
+from .estimator import Estimate, LeakCriteria
 from .series import SiteWindow, WindowCounts, site_window, window_counts
 
 #: RSS readings per segment at most (a long pause is cut into several segments).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Set
 
-from ..leak_attribution import EndpointIndex, code_ranges
+from .code_prior import EndpointIndex, code_ranges
 
 #: The route key that requests of routes beyond ``max_routes`` are counted under. Its
 #: requests take part in the fits (growth they cause is not pinned on another route) but it

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..formatting import format_bytes, log_safe
-from ..heap import Site, site_path
-from ..leak_estimator import Estimate
-from ..line_schema import NATIVE, NATIVE_NOTE, PYTHON
-from ..lines import MONITORING_LOGGER
+from ..engine.heap import Site, site_path
+from ..logs.formatting import format_bytes, log_safe
+from ..logs.lines import MONITORING_LOGGER
+from ..logs.schema import NATIVE, NATIVE_NOTE, PYTHON
+from .estimator import Estimate
 
 _logger = logging.getLogger(MONITORING_LOGGER)
 _REPEAT_CHANGE = 0.25

@@ -7,8 +7,8 @@ import weakref
 from typing import Any, Callable, List, Optional
 
 from .._safety import report_internal_error
-from ..leak_estimator import LeakCriteria
-from ..rss import current_rss
+from ..engine.rss import current_rss
+from .estimator import LeakCriteria
 from .evidence import EvidenceStore
 from .native import NativeEvidence
 from .routes import OVERFLOW_ROUTE, RouteRegistry

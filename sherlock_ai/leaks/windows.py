@@ -9,8 +9,8 @@ import threading
 import tracemalloc
 from typing import Callable, Hashable, List, Optional, Sequence
 
-from .. import tracing
-from ..heap import Sizes, group_sizes
+from ..engine import tracing
+from ..engine.heap import Sizes, group_sizes
 
 
 class Gate:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
+from ..logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 
 _ROTATED = re.compile(
     r"^(?P<stem>[^.]+)\.(?P<ext>log|jsonl)(?:[.-](?P<n>\d+))?(?P<gz>\.gz)?$")

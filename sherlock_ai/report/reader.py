@@ -1,7 +1,7 @@
 """Reading the records sherlock_ai wrote, one at a time, from text and JSON lines.
 
 Text lines: our message (``MEMORY | ...``) is found wherever the log format puts it and read
-through :mod:`sherlock_ai.line_schema`; what comes before it is read for the time, the pid and
+through :mod:`sherlock_ai.logs.schema`; what comes before it is read for the time, the pid and
 the request id: the default format (no pid) and the same with ``%(process)d`` after the time
 field by field, a format given with ``log_format`` exactly, any other by finding a time stamp in it.
 JSON lines: by their fields (:class:`sherlock_ai.JsonFormatter`), or by their ``message`` when
@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..line_schema import KIND_OF_TAG, locate, parse_message, parse_size
+from ..logs.schema import KIND_OF_TAG, locate, parse_message, parse_size
 from .files import is_json, log_files, read_lines, wanted_kinds
 
 __all__ = ["ReadStats", "Record", "log_files", "parse_size", "read_logs"]

@@ -17,8 +17,9 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 import sherlock_ai
-from sherlock_ai import get_logger, tracing
-from sherlock_ai.engine import current_span
+from sherlock_ai import get_logger
+from sherlock_ai.engine import tracing
+from sherlock_ai.engine.span import current_span
 from sherlock_ai.integrations import RequestObserver, add_request_observer, remove_request_observer
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
 
@@ -466,7 +467,7 @@ def test_a_tracker_failure_never_changes_the_response(monkeypatch):
         raise OSError("no /proc")
 
     app = instrument_app(items_app())
-    monkeypatch.setattr("sherlock_ai.engine.current_rss", broken_rss)
+    monkeypatch.setattr("sherlock_ai.engine.span.current_rss", broken_rss)
     response = get(app, "/items/8")
     assert response.status_code == 200 and response.json() == {"item_id": 8}
     assert sherlock_ai.is_valid_request_id(response.headers["X-Request-ID"])

@@ -18,7 +18,7 @@ from werkzeug.test import Client
 
 import sherlock_ai
 from sherlock_ai import get_logger, monitor_memory
-from sherlock_ai.engine import current_span
+from sherlock_ai.engine.span import current_span
 from sherlock_ai.integrations import RequestObserver, add_request_observer, remove_request_observer
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware

@@ -201,7 +201,7 @@ def test_an_undescribable_exception_raised_mid_stream_keeps_its_record(records):
 
 COLLECTED_UNDER_THE_LOCK = """
 import gc, logging, sys
-from sherlock_ai import tracing
+from sherlock_ai.engine import tracing
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
 
 lines = []

@@ -23,7 +23,7 @@ from sherlock_ai import JsonFormatter
 from sherlock_ai.integrations.asgi import SherlockMiddleware
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
-from sherlock_ai.log_records import install_request_id_factory
+from sherlock_ai.logs.records import install_request_id_factory
 
 JSON_KEYS = {"timestamp", "level", "logger", "pid", "message", "request_id", "kind", "name",
              "status", "duration", "concurrent", "rss", "rss_change", "method", "route",

@@ -18,7 +18,7 @@ from sherlock_ai.integrations.asgi import SherlockMiddleware
 from .proof_app import create_app
 
 PACKAGE = str(Path(sherlock_ai.__file__).resolve().parent)
-JSON_LINES = str(Path(sherlock_ai.__file__).resolve().parent / "json_lines.py")
+JSON_LINES = str(Path(sherlock_ai.__file__).resolve().parent / "logs" / "json_lines.py")
 # CPython's datetime.fromtimestamp keeps about 200 blocks (11 KB) of its own, filled over the
 # first few thousand calls at a pace that depends on the clock, as a loop of the standard
 # library alone shows. tracemalloc names the JSON formatter's timestamp line for them; counted,

@@ -1,11 +1,11 @@
 """The layout of sherlock_ai's own log messages, shared by the code that writes them
-(:mod:`sherlock_ai.lines`, the leak watch's warning) and the report that reads them back.
+(:mod:`sherlock_ai.logs.lines`, the leak watch's warning) and the report that reads them back.
 
 A message is ``TAG | name | STATUS | 0.245s | Label: value | Label: value ...``; a LEAK SUSPECT
 message is ``LEAK SUSPECT | name | +4.04KB/request | file.py:80 +125.19KB (+31 blocks), ...
 over 31 requests``, and one for a leak tracemalloc cannot see is ``LEAK SUSPECT | name |
 +64.00KB/request (native: not seen by tracemalloc) | RSS +3.00MB over 48 requests``. Sizes
-are :func:`sherlock_ai.formatting.format_bytes` figures. Whatever a log format puts before the
+are :func:`sherlock_ai.logs.formatting.format_bytes` figures. Whatever a log format puts before the
 message (time, pid, request id, logger) is not part of it.
 """
 

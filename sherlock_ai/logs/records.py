@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from .request_id import get_request_id
+from ..request_id import get_request_id
 
 NO_REQUEST_ID = "-"
 #: The attribute in which the web middleware leaves the request's id on an exception that

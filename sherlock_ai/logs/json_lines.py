@@ -7,8 +7,8 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Dict
 
-from .log_records import NO_REQUEST_ID
-from .request_id import get_request_id
+from .records import NO_REQUEST_ID
+from ..request_id import get_request_id
 
 
 class JsonFormatter(logging.Formatter):

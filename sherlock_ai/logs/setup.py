@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
-from .log_records import RequestIdFilter, install_request_id_factory
-from .options import check_level
+from .records import RequestIdFilter, install_request_id_factory
+from ..options import check_level
 
 DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
 DEFAULT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -163,7 +163,7 @@ class SherlockAI:
                     self.errors.append(f"cannot create {self.config.logs_dir}: {exc}")
                     files = {}
             if files:
-                from .log_files import SafeRotatingFileHandler
+                from .files import SafeRotatingFileHandler
             for key, file in files.items():
                 path = self._path(file)
                 try:

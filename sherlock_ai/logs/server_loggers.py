@@ -14,8 +14,8 @@ import re
 import sys
 from typing import Any, Callable, List, Optional
 
-from .log_records import RequestIdFilter
-from .request_id import is_valid_request_id
+from .records import RequestIdFilter
+from ..request_id import is_valid_request_id
 
 #: Loggers of servers whose records may stop before the root logger.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error",

@@ -2,7 +2,7 @@
 
 An integration makes one :class:`RequestMeter` from its options, calls :meth:`RequestMeter.open`
 when a request starts and :meth:`OpenRequest.finish` once when it ends, with the request's final
-name, attributes and outcome, and gets the one :class:`~sherlock_ai.measurement.Measurement`
+name, attributes and outcome, and gets the one :class:`~sherlock_ai.engine.measurement.Measurement`
 back (``None`` when it was not kept). It never builds a tracker or touches the engine's
 context variables itself.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
+from ..trackers import MemoryTracker
 from .measurement import Measurement
-from .trackers import MemoryTracker
 
 #: The name a request's measurement has until it ends (its route is known only then).
 PROVISIONAL_NAME = "HTTP request"

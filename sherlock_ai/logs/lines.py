@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from ._safety import report_internal_error
+from .._safety import report_internal_error
 from .formatting import format_bytes, format_change, log_safe
-from .line_schema import (
+from .schema import (
     ARGS,
     CHANGE,
     CONCURRENT,
@@ -24,7 +24,7 @@ from .line_schema import (
     THREADS,
     TRACED,
 )
-from .measurement import Measurement
+from ..engine.measurement import Measurement
 
 MONITORING_LOGGER = "MonitoringLogger"
 PERFORMANCE_LOGGER = "PerformanceLogger"

@@ -9,7 +9,7 @@ grew most (``MemoryTracker(top_allocations=N)``); the leak watch groups the same
 Cost: ``tracemalloc.take_snapshot()`` copies every live trace and the grouping walks them in
 Python, so both grow with the number of live traced blocks (not with the block's own work).
 How many frames a traceback holds is fixed when tracemalloc starts: 1 unless you started it
-yourself or called :func:`sherlock_ai.tracing.set_traceback_frames`.
+yourself or called :func:`sherlock_ai.engine.tracing.set_traceback_frames`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import sys
 import tracemalloc
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
-from .formatting import log_safe
+from ..logs.formatting import log_safe
 
 #: ``(filename, line number)`` of an allocating line.
 Site = Tuple[str, int]
 #: Retained ``[size in bytes, block count]`` per key.
 Sizes = Dict[Hashable, List[int]]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The whole package, not only this folder: frames of any sherlock_ai module are our own.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__)
 _IMPORT_FILES = frozenset(
     os.path.join(os.path.dirname(os.path.abspath(importlib.__file__)), name)

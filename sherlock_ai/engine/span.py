@@ -31,7 +31,7 @@ _open_traced: Set[Span] = set()
 
 class Figures(NamedTuple):
     """What a closed span measured, in seconds and bytes (``None`` where unknown or unread);
-    the fields mean what :class:`~sherlock_ai.measurement.Measurement`'s do."""
+    the fields mean what :class:`~sherlock_ai.engine.measurement.Measurement`'s do."""
 
     duration: float
     rss: Optional[int]

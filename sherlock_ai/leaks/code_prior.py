@@ -14,7 +14,7 @@ import inspect
 import types
 from typing import Any, Dict, List, Optional, Tuple
 
-from .heap import Site, allocation_site
+from ..engine.heap import Site, allocation_site
 
 #: ``(filename, first line, last line)`` of a piece of code.
 LineRange = Tuple[str, int, int]

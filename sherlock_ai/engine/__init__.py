@@ -1,0 +1,1 @@
+"""The measurement engine: spans, RSS and tracemalloc figures, and the Measurement record."""
