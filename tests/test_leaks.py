@@ -476,7 +476,7 @@ def test_suspect_as_dict_is_the_json_fields():
         "kind": "leak_suspect", "name": "GET /items/{item_id}", "method": "GET",
         "route": "/items/{item_id}", "per_request": 4137.0, "requests": 40,
         "sites": [{"file": "app.py", "line": 7, "size": 165480, "count": 40}],
-        "kind_of_leak": "python",
+        "kind_of_leak": "python", "attribution": "route", "routes": ["GET /items/{item_id}"],
     }
     assert suspect.message() == (
         "LEAK SUSPECT | GET /items/{item_id} | +4.04KB/request | "
@@ -491,8 +491,18 @@ def test_a_native_suspect_line_its_json_fields_and_how_the_report_reads_it_back(
     assert suspect.as_dict() == {
         "kind": "leak_suspect", "name": "POST /thumbnail", "method": "POST",
         "route": "/thumbnail", "per_request": 98304.0, "requests": 48, "sites": [],
-        "kind_of_leak": "native", "rss_growth": 4718592,
+        "kind_of_leak": "native", "attribution": "route", "routes": ["POST /thumbnail"],
+        "rss_growth": 4718592,
     }
+    shared = LeakSuspect("shared by GET /a, GET /b", 2068.0, 80, [
+        {"file": "app.py", "line": 7, "size": 165480, "count": 40}], routes=["GET /a", "GET /b"])
+    assert (shared.method, shared.route, shared.attribution) == (
+        "", "shared by GET /a, GET /b", "shared")
+    assert shared.message().startswith("LEAK SUSPECT | shared by GET /a, GET /b | +2.02KB/")
+    parsed = parse_message(shared.message(), "LEAK SUSPECT")
+    assert (parsed["name"], parsed["attribution"]) == ("shared by GET /a, GET /b", "shared")
+    assert parse_message(LeakSuspect("not attributable", 300.0, 900, []).message(),
+                         "LEAK SUSPECT")["attribution"] == "none"
     line = suspect.message()
     assert line == ("LEAK SUSPECT | POST /thumbnail | +96.00KB/request (native: not seen by "
                     "tracemalloc) | RSS +4.50MB over 48 requests")
@@ -500,7 +510,8 @@ def test_a_native_suspect_line_its_json_fields_and_how_the_report_reads_it_back(
     assert tag == "LEAK SUSPECT"
     assert parse_message(line, tag) == {
         "kind": "leak_suspect", "name": "POST /thumbnail", "per_request": 98304.0,
-        "requests": 48, "sites": [], "kind_of_leak": "native", "rss_growth": 4718592.0}
+        "requests": 48, "sites": [], "kind_of_leak": "native", "attribution": "route",
+        "rss_growth": 4718592.0}
     python_line = LeakSuspect("GET /a", 4137.0, 40, [
         {"file": "app.py", "line": 7, "size": 165480, "count": 40}]).message()
     assert parse_message(python_line, tag)["kind_of_leak"] == "python"
@@ -585,7 +596,7 @@ def test_a_helper_called_by_three_routes_leaks_only_for_the_one_passing_a_flag(s
 
 
 def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(shared_state, records):
-    traffic = drive(LeakWatch(), 3_000, seed=24, routes=app.ROUTES_SHARING_A_SITE)
+    traffic = drive(LeakWatch(), 6_000, seed=24, routes=app.ROUTES_SHARING_A_SITE)
     assert set(traffic.first_flagged) == set(app.SHARED_SITE_SIZES)
     warnings = [r.sherlock for r in leak_records(records)]
     line = line_of(app.__file__, "SHARED_LEAKS")
@@ -594,12 +605,12 @@ def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(share
     assert any("% of its growth)" in r.getMessage() for r in leak_records(records))
     latest = {w.name: w for w in shared}
     assert latest["POST /large"].sites[0]["share"] > latest["POST /small"].sites[0]["share"]
-    # The split between two routes whose counts move alike is the noisiest figure: the
-    # larger rate is within a quarter, the smaller within a half (see the docs).
+    # Fitted on the counts at the snapshot alone, the smaller rate came out 20% to 40% high
+    # (requests in flight at a snapshot have kept their bytes but are not counted yet).
     assert latest["POST /large"].per_request == pytest.approx(
         app.retained_per_request(6144), rel=0.25)
     assert latest["POST /small"].per_request == pytest.approx(
-        app.retained_per_request(2048), rel=0.5)
+        app.retained_per_request(2048), rel=0.25)
 
 
 # -- the attribution on synthetic series -------------------------------------------------------
@@ -688,10 +699,16 @@ def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all(seed):
 
 
 def test_routes_served_in_lockstep_are_not_split_by_a_guess():
-    from sherlock_ai.leaks.attribution import attribute
+    from sherlock_ai.leaks.attribution import attribute, group_estimate
 
     windows, site = synthetic_windows(random.Random(2), {0: 4096.0}, lockstep=True)
-    assert attribute(windows, site, None) == {}
+    unsplit: list = []
+    assert attribute(windows, site, None, unsplit=unsplit) == {}
+    # Named together instead, at their rate per request of either.
+    assert unsplit == [(0, 1)]
+    together = group_estimate(windows, site, (0, 1))
+    assert together.per_request == pytest.approx(2048, rel=0.25)
+    assert together.is_leak(CRITERIA.for_candidates())
     # With the code as the prior naming route 0 alone, it is route 0's.
     assert list(attribute(windows, site, [0])) == [0]
 

@@ -20,13 +20,14 @@ synthetic series.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .estimator import Estimate
 from .linear import dot, invert, nnls, ols
 from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
 
-__all__ = ["SiteWindow", "WindowCounts", "attribute", "site_window", "window_counts"]
+__all__ = ["SiteWindow", "WindowCounts", "attribute", "group_estimate", "site_window",
+           "window_counts"]
 
 _MAX_CANDIDATES = 16
 # A route stays in the fit while its slope stands this far out of the noise.
@@ -42,13 +43,16 @@ _EVEN_F = 4.0
 
 def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
               candidates: Optional[Sequence[int]], recent_requests: int = 1,
-              floor: float = 0.0) -> Dict[int, Estimate]:
+              floor: float = 0.0, unsplit: Optional[List[Tuple[int, ...]]] = None
+              ) -> Dict[int, Estimate]:
     """Per route, the pooled estimate of what it retains at one site over ``windows``
     (``site`` holds the site's reduction per window number; a window it is missing from saw
     no change). ``candidates``: the routes that may be blamed (``None``: every route that
     served requests in the windows). Only routes with a positive share are returned. When the
     growth spread evenly over several routes, below ``floor`` bytes per request, fits about as
-    well as the routes the fit keeps, nothing is returned (not attributable)."""
+    well as the routes the fit keeps, nothing is returned (not attributable). Routes the fit
+    keeps whose counts moved in lockstep cannot be split: none of them is returned, and the
+    group is added to ``unsplit`` (see :func:`group_estimate`)."""
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
         else [r for r in candidates if any(r in w.dx for w in windows)]
@@ -77,9 +81,14 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     points = sum(w.points for w in windows) - len(windows)
     # Backward elimination: routes whose share is lost in the noise leave the fit one by one
     # (weakest first), so that they do not blur the estimate of the routes that do retain.
+    def lockstep(indexes: Sequence[int]) -> Dict[int, Estimate]:
+        if unsplit is not None and len(indexes) > 1:
+            unsplit.append(tuple(sorted(routes[i] for i in indexes)))
+        return {}
+
     first = ols(gram, cross, yy, points, active)
     if first is None:
-        return {}
+        return lockstep(active)
     full = (list(active),) + first
     slopes, t_values, rss = first
     while len(active) > 1:
@@ -89,7 +98,7 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         del active[weakest]
         fit = ols(gram, cross, yy, points, active)
         if fit is None:
-            return {}
+            return lockstep(active)
         slopes, t_values, rss = fit
     dropped = len(full[0]) - len(active)
     full_dof = points - len(full[0])
@@ -106,8 +115,11 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         b[i] = slopes[k]
     # A route whose counts moved in lockstep with another candidate's cannot be told from
     # it: nothing is pinned on either.
-    twinned = {i for i in active for j in range(len(routes)) if j != i and
-               gram[i][j] >= _TWIN * math.sqrt(gram[i][i] * gram[j][j]) > 0}
+    twins = {(i, j) for i in active for j in range(len(routes)) if j != i and
+             gram[i][j] >= _TWIN * math.sqrt(gram[i][i] * gram[j][j]) > 0}
+    twinned = {i for i, _ in twins}
+    if twins:
+        lockstep(sorted(twinned | {j for _, j in twins}))
     kept = [site.get(w.number, empty) for w in windows]
     growth = sum(s.growth for s in kept)
     blocks = sum(s.blocks for s in kept)
@@ -194,3 +206,16 @@ def _latest_share(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         if spanned >= recent_requests:
             break
     return growth / expected if expected > 0 else 0.0
+
+
+def group_estimate(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                   members: Sequence[int], recent_requests: int = 1) -> Optional[Estimate]:
+    """What ``members`` retain together at a site, per request of any of them: the fit on
+    their summed counts (``None`` when they served no request in ``windows``)."""
+    merged = []
+    for w in windows:
+        rows = [w.dx[r] for r in members if r in w.dx]
+        merged.append(WindowCounts(
+            w.number, w.points, {-1: [sum(v) for v in zip(*rows)]} if rows else {},
+            {-1: sum(w.requests.get(r, 0) for r in members)}))
+    return attribute(merged, site, [-1], recent_requests).get(-1)

@@ -4,7 +4,7 @@ request counts, per site its centred sizes and how they moved."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -50,8 +50,16 @@ def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
                       blocks[-1] - blocks[0], steps, rises)
 
 
-def window_counts(number: int, counts: Sequence[Sequence[int]]) -> WindowCounts:
-    """A window's :class:`WindowCounts` from the per-route counts at each point."""
+def window_counts(number: int, counts: Sequence[Sequence[int]],
+                  late: Optional[Sequence[Sequence[int]]] = None) -> WindowCounts:
+    """A window's :class:`WindowCounts` from the per-route counts at each point.
+
+    ``late[k]``, when given, holds the counts a few requests after point ``k``'s snapshot.
+    The snapshot already holds what requests in flight kept before it, yet they are counted
+    only when they finish: a route whose requests are in flight at a point has its count
+    low there and the other routes' relatively high, which biases the split between two
+    routes that retain at one site (the larger rate pulled down, the smaller pushed up).
+    The mean of the counts at the snapshot and a little later is fitted instead."""
     points = len(counts)
     width = max((len(c) for c in counts), default=0)
     dx: Dict[int, List[float]] = {}
@@ -59,6 +67,10 @@ def window_counts(number: int, counts: Sequence[Sequence[int]]) -> WindowCounts:
     for r in range(width):
         column = [c[r] if r < len(c) else 0 for c in counts]
         if column[-1] != column[0]:
-            dx[r] = centred(column)
+            if late is not None and len(late) == points:
+                after = [c[r] if r < len(c) else 0 for c in late]
+                dx[r] = centred([(a + b) / 2 for a, b in zip(column, after)])
+            else:
+                dx[r] = centred(column)
             requests[r] = column[-1] - column[0]
     return WindowCounts(number, points, dx, requests)

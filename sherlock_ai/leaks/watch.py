@@ -18,6 +18,8 @@ from .windows import CONFIRM, NORMAL, Gate, Window
 
 # A candidate is confirmed by at most this many windows in a row before the schedule resumes.
 _MAX_EXTRA_WINDOWS = 3
+# The late counts of a point are read this fraction of snapshot_every after it (1/3).
+_LATE_SHARE = 3
 
 
 class _Request:
@@ -169,17 +171,28 @@ class LeakWatch:
             return list(self._routes.finished)
 
     def _take_point(self, window: Window) -> None:
-        if not window.take_point(self._counts):
-            self._gate.schedule(self.settings.snapshot_every)
+        every = self.settings.snapshot_every
+        lag = max(1, every // _LATE_SHARE)
+        if not window.awaiting_late:
+            window.done = window.take_point(self._counts)
+            window.awaiting_late = True
+            self._gate.schedule(lag)
+            return
+        # The counts a little after the snapshot: see Window.late.
+        window.late.append(self._counts())
+        window.awaiting_late = False
+        if not window.done:
+            self._gate.schedule(every - lag)
             return
         self._window = None
         evidence = self._evidence
-        evidence.add_window(window.number, window.counts, window.sizes)
+        evidence.add_window(window.number, window.counts, window.sizes, window.late)
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
         needed = evidence.weigh(index, self._routes.blamable, window.kind != NORMAL)
         self._native.weigh(evidence.explained, evidence.traced, self._routes.blamable)
-        self._book.update(evidence.by_site(), names, self._native.flagged)
+        self._book.update(evidence.by_site(), names, self._native.flagged,
+                          evidence.groups_by_site())
         if needed and self._extra_windows < _MAX_EXTRA_WINDOWS:
             self._extra_windows += 1
             self._next_kind = CONFIRM

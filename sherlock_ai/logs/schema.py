@@ -34,6 +34,9 @@ _OVER = re.compile(r" over (\d+) requests$")
 #: The kinds of leak a LEAK SUSPECT names: seen by tracemalloc, or only in the RSS.
 PYTHON, NATIVE = "python", "native"
 NATIVE_NOTE = "native: not seen by tracemalloc"
+#: The name of a suspect whose routes' counts moved in lockstep (``shared by A, B``), or of
+#: one with more such routes than it names.
+SHARED_BY, NOT_ATTRIBUTABLE = "shared by ", "not attributable"
 _PER_REQUEST = re.compile(r"\+(?P<size>\S+)/request(?: \((?P<note>" + re.escape(NATIVE_NOTE)
                           + r")\))?")
 _RSS = re.compile(r"RSS \+(\S+) over ")
@@ -76,7 +79,9 @@ def parse_message(message: str, tag: str) -> Dict[str, Any]:
     """The fields of one of our messages (``tag`` from :func:`locate`): ``kind``, ``name`` and,
     by kind, ``status``, ``duration``, ``rss``, ``rss_change``, ``traced``, ``traced_peak``,
     ``concurrent``, ``error``, or ``per_request``, ``requests``, ``sites``, ``kind_of_leak``
-    (``"python"`` or ``"native"``) and, for a native leak, ``rss_growth``. Raises
+    (``"python"`` or ``"native"``), ``attribution`` (``"route"``, ``"shared"`` for a name
+    ``shared by A, B``, ``"none"`` for ``not attributable``) and, for a native leak,
+    ``rss_growth``. Raises
     :class:`NotOurs` when the message does not follow the layout."""
     parts = message.split(SEP)
     try:
@@ -134,12 +139,15 @@ def _leak(parts: List[str]) -> Dict[str, Any]:
     evidence = SEP.join(parts[end + 1:])
     over = _OVER.search(evidence)
     native = figure["note"] is not None
+    name = SEP.join(parts[1:end])
     out: Dict[str, Any] = {
-        "kind": "leak_suspect", "name": SEP.join(parts[1:end]),
+        "kind": "leak_suspect", "name": name,
         "per_request": parse_size(figure["size"]),
         "requests": int(over.group(1)) if over else None,
         "sites": [] if native else [_site(found) for found in _SITE.finditer(evidence)],
-        "kind_of_leak": NATIVE if native else PYTHON}
+        "kind_of_leak": NATIVE if native else PYTHON,
+        "attribution": ("shared" if name.startswith(SHARED_BY) else
+                        "none" if name == NOT_ATTRIBUTABLE else "route")}
     if native:
         rss = _RSS.match(evidence)
         out["rss_growth"] = parse_size(rss.group(1)) if rss else None
