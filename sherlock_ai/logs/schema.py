@@ -4,7 +4,8 @@
 A message is ``TAG | name | STATUS | 0.245s | Label: value | Label: value ...``; a LEAK SUSPECT
 message is ``LEAK SUSPECT | name | +4.04KB/request | file.py:80 +125.19KB (+31 blocks), ...
 over 31 requests``, and one for a leak tracemalloc cannot see is ``LEAK SUSPECT | name |
-+64.00KB/request (native: not seen by tracemalloc) | RSS +3.00MB over 48 requests``. Sizes
++64.00KB/request (native: not seen by tracemalloc) | RSS +3.00MB over 48 requests``. A LEAK
+SUSPECT's name is a route's, or ``shared by A, B`` / ``not attributable``. Sizes
 are :func:`sherlock_ai.logs.formatting.format_bytes` figures. Whatever a log format puts before the
 message (time, pid, request id, logger) is not part of it.
 """
