@@ -137,7 +137,7 @@ def test_uvicorn_two_routes_retaining_at_one_site_are_both_flagged_each_within_2
         tmp_path):
     from .leak_server import SHARED_SITE_SIZES
 
-    suspects = serve_and_drive(tmp_path, "shared", 6_000, seed=9)
+    suspects = serve_and_drive(tmp_path, "shared", 10_000, seed=9)
     latest = {s["name"]: s for s in suspects}  # the last warning of each route
     assert set(latest) == {f"GET {path}" for path in SHARED_SITE_SIZES}
     line = line_of("SHARED_LEAKS")
