@@ -476,11 +476,61 @@ def test_suspect_as_dict_is_the_json_fields():
         "kind": "leak_suspect", "name": "GET /items/{item_id}", "method": "GET",
         "route": "/items/{item_id}", "per_request": 4137.0, "requests": 40,
         "sites": [{"file": "app.py", "line": 7, "size": 165480, "count": 40}],
+        "kind_of_leak": "python", "attribution": "route", "routes": ["GET /items/{item_id}"],
     }
     assert suspect.message() == (
         "LEAK SUSPECT | GET /items/{item_id} | +4.04KB/request | "
         "app.py:7 +161.60KB (+40 blocks) over 40 requests"
     )
+
+
+def test_a_native_suspect_line_its_json_fields_and_how_the_report_reads_it_back():
+    from sherlock_ai.logs.schema import locate, parse_message
+
+    suspect = LeakSuspect("POST /thumbnail", 98304.0, 48, [], "native", 4718592)
+    assert suspect.as_dict() == {
+        "kind": "leak_suspect", "name": "POST /thumbnail", "method": "POST",
+        "route": "/thumbnail", "per_request": 98304.0, "requests": 48, "sites": [],
+        "kind_of_leak": "native", "attribution": "route", "routes": ["POST /thumbnail"],
+        "rss_growth": 4718592,
+    }
+    shared = LeakSuspect("shared by GET /a, GET /b", 2068.0, 80, [
+        {"file": "app.py", "line": 7, "size": 165480, "count": 40}], routes=["GET /a", "GET /b"])
+    assert (shared.method, shared.route, shared.attribution) == (
+        "", "shared by GET /a, GET /b", "shared")
+    assert shared.message().startswith("LEAK SUSPECT | shared by GET /a, GET /b | +2.02KB/")
+    parsed = parse_message(shared.message(), "LEAK SUSPECT")
+    assert (parsed["name"], parsed["attribution"]) == ("shared by GET /a, GET /b", "shared")
+    assert parse_message(LeakSuspect("not attributable", 300.0, 900, []).message(),
+                         "LEAK SUSPECT")["attribution"] == "none"
+    line = suspect.message()
+    assert line == ("LEAK SUSPECT | POST /thumbnail | +96.00KB/request (native: not seen by "
+                    "tracemalloc) | RSS +4.50MB over 48 requests")
+    start, tag = locate(f"2026-01-01 12:00:00 - WARNING - {line}")
+    assert tag == "LEAK SUSPECT"
+    assert parse_message(line, tag) == {
+        "kind": "leak_suspect", "name": "POST /thumbnail", "per_request": 98304.0,
+        "requests": 48, "sites": [], "kind_of_leak": "native", "attribution": "route",
+        "rss_growth": 4718592.0}
+    python_line = LeakSuspect("GET /a", 4137.0, 40, [
+        {"file": "app.py", "line": 7, "size": 165480, "count": 40}]).message()
+    assert parse_message(python_line, tag)["kind_of_leak"] == "python"
+
+
+def test_the_prometheus_leak_gauge_labels_the_kind_of_leak():
+    pytest.importorskip("prometheus_client")
+    from sherlock_ai.exporters.prometheus import _SuspectCollector
+
+    watch = LeakWatch()
+    estimate = Estimate(65536.0, 20.0, 64, 4 << 20, 0, 1.0, 8, 1.0)
+    watch._book.update({}, ["GET /thumbnail"], {0: estimate})
+    try:
+        (family,) = _SuspectCollector().collect()
+        mine = [(s.labels, s.value) for s in family.samples if s.labels["route"] == "/thumbnail"]
+        assert mine == [({"method": "GET", "route": "/thumbnail", "site": "", "kind": "native"},
+                         65536.0)]
+    finally:
+        watch.close()
 
 
 def test_docs_examples_run(tmp_path):
@@ -546,7 +596,7 @@ def test_a_helper_called_by_three_routes_leaks_only_for_the_one_passing_a_flag(s
 
 
 def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(shared_state, records):
-    traffic = drive(LeakWatch(), 3_000, seed=24, routes=app.ROUTES_SHARING_A_SITE)
+    traffic = drive(LeakWatch(), 6_000, seed=24, routes=app.ROUTES_SHARING_A_SITE)
     assert set(traffic.first_flagged) == set(app.SHARED_SITE_SIZES)
     warnings = [r.sherlock for r in leak_records(records)]
     line = line_of(app.__file__, "SHARED_LEAKS")
@@ -555,12 +605,12 @@ def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(share
     assert any("% of its growth)" in r.getMessage() for r in leak_records(records))
     latest = {w.name: w for w in shared}
     assert latest["POST /large"].sites[0]["share"] > latest["POST /small"].sites[0]["share"]
-    # The split between two routes whose counts move alike is the noisiest figure: the
-    # larger rate is within a quarter, the smaller within a half (see the docs).
+    # Fitted on the counts at the snapshot alone, the smaller rate came out 20% to 40% high
+    # (requests in flight at a snapshot have kept their bytes but are not counted yet).
     assert latest["POST /large"].per_request == pytest.approx(
         app.retained_per_request(6144), rel=0.25)
     assert latest["POST /small"].per_request == pytest.approx(
-        app.retained_per_request(2048), rel=0.5)
+        app.retained_per_request(2048), rel=0.25)
 
 
 # -- the attribution on synthetic series -------------------------------------------------------
@@ -571,7 +621,7 @@ def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: boo
     """Per window, cumulative per-route counts at each point (random traffic, or routes 0
     and 1 always served together) and a site growing by ``rates[r]`` bytes per request of
     route ``r`` plus in-flight noise."""
-    from sherlock_ai.leaks.attribution import site_window, window_counts
+    from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
     for number in range(windows):
@@ -608,7 +658,7 @@ def filling_cache_windows(rng: random.Random, windows: int = 3, routes: int = 10
     """Windows of ``routes`` routes at random and a site that fills like a bounded cache
     turning over under tracing (about 6 KB, every request alike, sooner each window than
     later): its growth follows the total of the requests, not one route's."""
-    from sherlock_ai.leaks.attribution import site_window, window_counts
+    from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
     for number in range(windows):
@@ -649,9 +699,78 @@ def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all(seed):
 
 
 def test_routes_served_in_lockstep_are_not_split_by_a_guess():
-    from sherlock_ai.leaks.attribution import attribute
+    from sherlock_ai.leaks.attribution import attribute, group_estimate
 
     windows, site = synthetic_windows(random.Random(2), {0: 4096.0}, lockstep=True)
-    assert attribute(windows, site, None) == {}
+    unsplit: list = []
+    assert attribute(windows, site, None, unsplit=unsplit) == {}
+    # Named together instead, at their rate per request of either.
+    assert unsplit == [(0, 1)]
+    together = group_estimate(windows, site, (0, 1))
+    assert together.per_request == pytest.approx(2048, rel=0.25)
+    assert together.is_leak(CRITERIA.for_candidates())
     # With the code as the prior naming route 0 alone, it is route 0's.
     assert list(attribute(windows, site, [0])) == [0]
+
+
+# -- leaks tracemalloc cannot see: RSS growth the traced sites do not explain ----------------
+
+
+def rss_readings(rng: random.Random, native: Dict[int, float], segments: int = 6,
+                 routes: int = 10, points: int = 18, steps: bool = True):
+    """Per segment, cumulative per-route counts and an RSS that grows by ``native[r]`` bytes
+    per request of route ``r``, moved by the allocator in steps: now and then it returns a
+    few hundred KB to the system and takes them back a few readings later, and at random
+    moments it grows by a 1 MB arena that it keeps."""
+    counts = [0] * routes
+    rss = 80 << 20
+    held = 0
+    for _ in range(segments):
+        rows, readings = [], []
+        for _ in range(points):
+            for _ in range(25):
+                r = rng.randrange(routes)
+                counts[r] += 1
+                rss += native.get(r, 0)
+            if steps:
+                if held == 0 and rng.random() < 0.05:
+                    held = rng.choice([256, 384, 512]) << 10  # returned to the system
+                elif held and rng.random() < 0.5:
+                    held = 0  # taken back
+                if rng.random() < 0.03:
+                    rss += 1 << 20  # a new arena, kept
+            rows.append(list(counts))
+            readings.append(int(rss - held + rng.choice([0, 4096, 8192])))
+        yield rows, readings
+
+
+def native_evidence(readings, explained=None, traced=200):
+    from sherlock_ai.leaks.native import NativeEvidence
+
+    evidence = NativeEvidence(CRITERIA, 16384, 4)
+    for rows, values in readings:
+        for counts, rss in zip(rows, values):
+            evidence.sample(counts, rss)
+        evidence.cut()
+        evidence.weigh(explained or {}, {r: traced for r in range(10)}, lambda r: True)
+    return evidence
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rss_growth_of_one_route_that_no_traced_site_explains_is_a_native_leak(seed):
+    evidence = native_evidence(rss_readings(random.Random(seed), {9: 65536.0}))
+    assert list(evidence.flagged) == [9]
+    assert evidence.flagged[9].per_request == pytest.approx(65536, rel=0.25)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_allocator_giving_memory_back_and_taking_it_again_is_not_a_native_leak(seed):
+    assert native_evidence(rss_readings(random.Random(seed), {})).flagged == {}
+
+
+def test_rss_growth_that_the_traced_sites_explain_is_not_native():
+    # A Python leak raises the RSS too: its traced sites account for it.
+    readings = list(rss_readings(random.Random(3), {9: 65536.0}))
+    assert native_evidence(readings, explained={9: 65000.0}).flagged == {}
+    # A route tracemalloc has not watched long enough is not called native either.
+    assert native_evidence(readings, traced=2).flagged == {}

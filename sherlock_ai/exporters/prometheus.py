@@ -94,7 +94,7 @@ class PrometheusExporter(RequestObserver):
             self.suspects_gauge: Optional[Gauge] = Gauge(
                 "sherlock_leak_suspect_bytes_per_request",
                 "Bytes a leak-suspect route retains per request (leak detection).",
-                ("method", "route", "site"), registry=reg, multiprocess_mode="livemax")
+                ("method", "route", "site", "kind"), registry=reg, multiprocess_mode="livemax")
             self._suspects = None
         else:
             self.suspects_gauge = None
@@ -173,7 +173,8 @@ class PrometheusExporter(RequestObserver):
     def _refresh_suspects(self) -> None:
         gauge = self.suspects_gauge
         for suspect in _all_suspects():
-            gauge.labels(suspect.method, suspect.route, suspect.site).set(suspect.per_request)  # type: ignore
+            gauge.labels(suspect.method, suspect.route, suspect.site,  # type: ignore[union-attr]
+                         suspect.kind_of_leak).set(suspect.per_request)
 
 
 def _check_buckets(name: str, buckets: Sequence[float]) -> Sequence[float]:
@@ -202,9 +203,10 @@ class _SuspectCollector:
         family = GaugeMetricFamily(
             "sherlock_leak_suspect_bytes_per_request",
             "Bytes a leak-suspect route retains per request (leak detection).",
-            labels=("method", "route", "site"))
+            labels=("method", "route", "site", "kind"))
         for suspect in _all_suspects():
-            family.add_metric((suspect.method, suspect.route, suspect.site), suspect.per_request)
+            family.add_metric((suspect.method, suspect.route, suspect.site, suspect.kind_of_leak),
+                              suspect.per_request)
         yield family
 
     def describe(self) -> Iterable[GaugeMetricFamily]:

@@ -20,8 +20,9 @@ How it works (details and limits in docs/leak-detection.md):
 
 The parts: :mod:`.settings`, :mod:`.routes` (route ids, counters, endpoint code),
 :mod:`.windows` (when to work, tracing leases, snapshots), :mod:`.evidence` (per-window data
-and flags), :mod:`.attribution` (the fit), :mod:`.suspects` (what is logged and when) and
-:mod:`.watch` (the request path that ties them together).
+and flags), :mod:`.attribution` (the fit, on :mod:`.series` and :mod:`.linear`),
+:mod:`.suspects` (what is logged and when) and :mod:`.watch` (the request path that ties
+them together).
 """
 
 from .routes import OVERFLOW_ROUTE

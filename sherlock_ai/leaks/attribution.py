@@ -20,12 +20,15 @@ synthetic series.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .estimator import Estimate
+from .linear import dot, invert, nnls, ols
+from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
 
-_SWEEPS = 200
+__all__ = ["SiteWindow", "WindowCounts", "attribute", "group_estimate", "site_window",
+           "window_counts"]
+
 _MAX_CANDIDATES = 16
 # A route stays in the fit while its slope stands this far out of the noise.
 _KEEP_T = 4.0
@@ -38,113 +41,18 @@ _TWIN = 0.999
 _EVEN_F = 4.0
 
 
-def centred(values: Sequence[float]) -> List[float]:
-    """``values`` minus their mean."""
-    mean = sum(values) / len(values) if values else 0.0
-    return [v - mean for v in values]
-
-
-@dataclass
-class WindowCounts:
-    """One window's per-route request counts: centred cumulative counts at each point
-    (routes that served requests in it only) and the requests each route finished."""
-
-    number: int
-    points: int
-    dx: Dict[int, List[float]]
-    requests: Dict[int, int]
-
-
-@dataclass
-class SiteWindow:
-    """One site's sizes in one window: centred ``dy``, their sum of squares, the growth in
-    bytes and blocks from the first point to the last, and how many of the size's changes
-    between consecutive points were rises."""
-
-    dy: List[float]
-    yy: float
-    growth: int
-    blocks: int
-    steps: int
-    rises: int
-
-
-def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
-    """Reduce a site's sizes (and block counts) at a window's points."""
-    dy = centred(sizes)
-    steps = rises = 0
-    for before, after in zip(sizes, sizes[1:]):
-        if after != before:
-            steps += 1
-            rises += after > before
-    return SiteWindow(dy, sum(v * v for v in dy), sizes[-1] - sizes[0],
-                      blocks[-1] - blocks[0], steps, rises)
-
-
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return sum(x * y for x, y in zip(a, b))
-
-
-def nnls(gram: List[List[float]], cross: List[float]) -> List[float]:
-    """``b >= 0`` minimising ``b'Gb - 2c'b`` (cyclic coordinate descent, then the exact
-    least-squares solution on the positive set)."""
-    n = len(cross)
-    b = [0.0] * n
-    for _ in range(_SWEEPS):
-        change = 0.0
-        for i in range(n):
-            if gram[i][i] <= 0:
-                continue
-            rest = sum(gram[i][j] * b[j] for j in range(n) if j != i)
-            new = max(0.0, (cross[i] - rest) / gram[i][i])
-            change = max(change, abs(new - b[i]))
-            b[i] = new
-        if change <= 1e-9 * (1.0 + max(b)):
-            break
-    active = [i for i in range(n) if b[i] > 0]
-    while active:
-        inverse = invert([[gram[i][j] for j in active] for i in active])
-        if inverse is None:
-            break
-        exact = [_dot(row, [cross[j] for j in active]) for row in inverse]
-        if all(v > 0 for v in exact):
-            for i, v in zip(active, exact):
-                b[i] = v
-            break
-        active = [i for i, v in zip(active, exact) if v > 0]
-        for i in range(n):
-            if i not in active:
-                b[i] = 0.0
-    return b
-
-
-def invert(matrix: List[List[float]]) -> Optional[List[List[float]]]:
-    """The inverse of a small symmetric matrix (Gauss-Jordan), ``None`` when singular."""
-    n = len(matrix)
-    a = [list(row) + [1.0 if i == j else 0.0 for j in range(n)] for i, row in enumerate(matrix)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
-        if abs(a[pivot][col]) <= 1e-12 * max(1.0, abs(matrix[col][col])):
-            return None
-        a[col], a[pivot] = a[pivot], a[col]
-        p = a[col][col]
-        a[col] = [v / p for v in a[col]]
-        for r in range(n):
-            if r != col and a[r][col] != 0:
-                f = a[r][col]
-                a[r] = [v - f * w for v, w in zip(a[r], a[col])]
-    return [row[n:] for row in a]
-
-
 def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
               candidates: Optional[Sequence[int]], recent_requests: int = 1,
-              floor: float = 0.0) -> Dict[int, Estimate]:
+              floor: float = 0.0, unsplit: Optional[List[Tuple[int, ...]]] = None
+              ) -> Dict[int, Estimate]:
     """Per route, the pooled estimate of what it retains at one site over ``windows``
     (``site`` holds the site's reduction per window number; a window it is missing from saw
     no change). ``candidates``: the routes that may be blamed (``None``: every route that
     served requests in the windows). Only routes with a positive share are returned. When the
     growth spread evenly over several routes, below ``floor`` bytes per request, fits about as
-    well as the routes the fit keeps, nothing is returned (not attributable)."""
+    well as the routes the fit keeps, nothing is returned (not attributable). Routes the fit
+    keeps whose counts moved in lockstep cannot be split: none of them is returned, and the
+    group is added to ``unsplit`` (see :func:`group_estimate`)."""
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
         else [r for r in candidates if any(r in w.dx for w in windows)]
@@ -152,11 +60,11 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         return {}
 
     def cross_of(r: int) -> float:
-        return sum(_dot(w.dx[r], site.get(w.number, empty).dy)
+        return sum(dot(w.dx[r], site.get(w.number, empty).dy)
                    for w in windows if r in w.dx and w.number in site)
 
     def gram_of(r: int, q: int) -> float:
-        return sum(_dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
+        return sum(dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
 
     cross_all = {r: cross_of(r) for r in routes}
     if len(routes) > _MAX_CANDIDATES:
@@ -173,9 +81,14 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     points = sum(w.points for w in windows) - len(windows)
     # Backward elimination: routes whose share is lost in the noise leave the fit one by one
     # (weakest first), so that they do not blur the estimate of the routes that do retain.
-    first = _ols(gram, cross, yy, points, active)
-    if first is None:
+    def lockstep(indexes: Sequence[int]) -> Dict[int, Estimate]:
+        if unsplit is not None and len(indexes) > 1:
+            unsplit.append(tuple(sorted(routes[i] for i in indexes)))
         return {}
+
+    first = ols(gram, cross, yy, points, active)
+    if first is None:
+        return lockstep(active)
     full = (list(active),) + first
     slopes, t_values, rss = first
     while len(active) > 1:
@@ -183,9 +96,9 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         if t_values[weakest] >= _KEEP_T:
             break
         del active[weakest]
-        fit = _ols(gram, cross, yy, points, active)
+        fit = ols(gram, cross, yy, points, active)
         if fit is None:
-            return {}
+            return lockstep(active)
         slopes, t_values, rss = fit
     dropped = len(full[0]) - len(active)
     full_dof = points - len(full[0])
@@ -202,8 +115,11 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         b[i] = slopes[k]
     # A route whose counts moved in lockstep with another candidate's cannot be told from
     # it: nothing is pinned on either.
-    twinned = {i for i in active for j in range(len(routes)) if j != i and
-               gram[i][j] >= _TWIN * math.sqrt(gram[i][i] * gram[j][j]) > 0}
+    twins = {(i, j) for i in active for j in range(len(routes)) if j != i and
+             gram[i][j] >= _TWIN * math.sqrt(gram[i][i] * gram[j][j]) > 0}
+    twinned = {i for i, _ in twins}
+    if twins:
+        lockstep(sorted(twinned | {j for _, j in twins}))
     kept = [site.get(w.number, empty) for w in windows]
     growth = sum(s.growth for s in kept)
     blocks = sum(s.blocks for s in kept)
@@ -259,13 +175,13 @@ def _spread_fits_as_well(windows: Sequence[WindowCounts], site: Dict[int, SiteWi
             square = centred([t * t for t in total])
             dy = site.get(w.number, empty).dy or [0.0] * w.points
             for a, xa in enumerate((total, square)):
-                v[a] += _dot(xa, dy)
+                v[a] += dot(xa, dy)
                 for b, xb in enumerate((total, square)):
-                    m[a][b] += _dot(xa, xb)
+                    m[a][b] += dot(xa, xb)
         inverse = invert(m)
         if inverse is not None:
-            coef = [_dot(row, v) for row in inverse]
-            spread_rss = min(spread_rss, max(yy - _dot(coef, v), 0.0))
+            coef = [dot(row, v) for row in inverse]
+            spread_rss = min(spread_rss, max(yy - dot(coef, v), 0.0))
         if rss <= 0:
             if spread_rss <= 0:
                 return True
@@ -273,31 +189,6 @@ def _spread_fits_as_well(windows: Sequence[WindowCounts], site: Dict[int, SiteWi
         if (spread_rss - rss) / (rss / dof) <= _EVEN_F:
             return True
     return False
-
-
-def _ols(gram: List[List[float]], cross: List[float], yy: float, points: int,
-         active: List[int]) -> Optional[tuple]:
-    """Least squares on the ``active`` routes (the list is narrowed to those with positive
-    slopes): their slopes, t-values and residual sum of squares (``None`` when none is
-    left)."""
-    active[:] = [i for i in active if gram[i][i] > 0]
-    while active:
-        inverse = invert([[gram[i][j] for j in active] for i in active])
-        if inverse is None:
-            return None  # routes whose counts moved in lockstep: no split to be had
-        slopes = [_dot(row, [cross[j] for j in active]) for row in inverse]
-        if any(v <= 0 for v in slopes):
-            active[:] = [i for i, v in zip(active, slopes) if v > 0]
-            continue
-        rss = max(yy - sum(v * cross[i] for v, i in zip(slopes, active)), 0.0)
-        dof = points - len(active)
-        t_values = []
-        for k, v in enumerate(slopes):
-            variance = rss / dof * inverse[k][k] if dof > 0 else math.inf
-            t_values.append(v / math.sqrt(variance) if variance > 0 else
-                            (math.inf if dof > 0 else 0.0))
-        return slopes, t_values, rss
-    return None
 
 
 def _latest_share(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
@@ -317,15 +208,14 @@ def _latest_share(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     return growth / expected if expected > 0 else 0.0
 
 
-def window_counts(number: int, counts: Sequence[Sequence[int]]) -> WindowCounts:
-    """A window's :class:`WindowCounts` from the per-route counts at each point."""
-    points = len(counts)
-    width = max((len(c) for c in counts), default=0)
-    dx: Dict[int, List[float]] = {}
-    requests: Dict[int, int] = {}
-    for r in range(width):
-        column = [c[r] if r < len(c) else 0 for c in counts]
-        if column[-1] != column[0]:
-            dx[r] = centred(column)
-            requests[r] = column[-1] - column[0]
-    return WindowCounts(number, points, dx, requests)
+def group_estimate(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                   members: Sequence[int], recent_requests: int = 1) -> Optional[Estimate]:
+    """What ``members`` retain together at a site, per request of any of them: the fit on
+    their summed counts (``None`` when they served no request in ``windows``)."""
+    merged = []
+    for w in windows:
+        rows = [w.dx[r] for r in members if r in w.dx]
+        merged.append(WindowCounts(
+            w.number, w.points, {-1: [sum(v) for v in zip(*rows)]} if rows else {},
+            {-1: sum(w.requests.get(r, 0) for r in members)}))
+    return attribute(merged, site, [-1], recent_requests).get(-1)

@@ -7,7 +7,14 @@ from collections import deque
 from typing import Callable, Deque, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 from ..engine.heap import Site, Sizes
-from .attribution import SiteWindow, WindowCounts, attribute, site_window, window_counts
+from .attribution import (
+    SiteWindow,
+    WindowCounts,
+    attribute,
+    group_estimate,
+    site_window,
+    window_counts,
+)
 from .code_prior import EndpointIndex
 from .estimator import Estimate, LeakCriteria
 
@@ -27,12 +34,20 @@ class EvidenceStore:
         self.sites: Dict[Hashable, Dict[int, SiteWindow]] = {}
         #: (key, route id) -> (estimate, the route's share of the site's growth).
         self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
+        #: Per route, the bytes per request its growing sites retain in the latest weighing
+        #: (flagged or not), and its requests in the windows pooled (see .native).
+        self.explained: Dict[int, float] = {}
+        self.traced: Dict[int, int] = {}
+        #: (key, routes whose counts moved in lockstep) -> their estimate together.
+        self.groups: Dict[Tuple[Hashable, Tuple[int, ...]], Estimate] = {}
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
-                   sizes: Sequence[Sizes]) -> None:
+                   sizes: Sequence[Sizes],
+                   late: Optional[Sequence[Sequence[int]]] = None) -> None:
         """Record a window: ``counts[k]`` per-route finished requests and ``sizes[k]`` the
-        retained ``[size, blocks]`` per key at point ``k``."""
-        self.windows.append(window_counts(number, counts))
+        retained ``[size, blocks]`` per key at point ``k`` (``late[k]``: the counts a few
+        requests later)."""
+        self.windows.append(window_counts(number, counts, late))
         keys: Set[Hashable] = set()
         for point in sizes:
             keys.update(point)
@@ -53,9 +68,14 @@ class EvidenceStore:
         latest = self.windows[-1].number
         keys = {key for key, seen in self.sites.items() if latest in seen}
         keys.update(key for key, _ in self.flagged)
+        keys.update(key for key, _ in self.groups)
         needed = False
+        explained: Dict[int, float] = {}
         for key in keys:
-            estimates = self._estimate(key, index)
+            estimates, groups = self._estimate(key, index)
+            needed |= self._weigh_groups(key, groups, confirming)
+            for route_id, estimate in estimates.items():
+                explained[route_id] = explained.get(route_id, 0.0) + estimate.per_request
             total = sum(e.per_request * e.requests for e in estimates.values())
             for route_id in [r for k, r in self.flagged if k == key and r not in estimates]:
                 del self.flagged[(key, route_id)]
@@ -75,37 +95,77 @@ class EvidenceStore:
                     self.flagged[flag] = (estimate, share)
                 elif estimate.is_leak(self.candidates):
                     needed = True
+        self.explained = explained
+        traced: Dict[int, int] = {}
+        for window in list(self.windows)[-self.windows_pooled:]:
+            for route_id, requests in window.requests.items():
+                traced[route_id] = traced.get(route_id, 0) + requests
+        self.traced = traced
         return needed
+
+    def _weigh_groups(self, key: Hashable, groups: Dict[Tuple[int, ...], Estimate],
+                      confirming: bool) -> bool:
+        """The same flags for groups of routes the counts cannot split; whether one needs a
+        confirming window."""
+        for flag in [f for f in self.groups if f[0] == key and f[1] not in groups]:
+            del self.groups[flag]
+        needed = False
+        for members, estimate in groups.items():
+            flag = (key, members)
+            if flag in self.groups:
+                if estimate.is_leak(self.candidates):
+                    self.groups[flag] = estimate
+                else:
+                    del self.groups[flag]
+            elif confirming and estimate.is_leak(self.criteria):
+                self.groups[flag] = estimate
+            elif estimate.is_leak(self.candidates):
+                needed = True
+        return needed
+
+    def groups_by_site(self) -> Dict[Tuple[Site, Tuple[int, ...]], Estimate]:
+        """The group flags as (site, route ids)."""
+        return {(key[0], members): value  # type: ignore[index]
+                for (key, members), value in self.groups.items()}
 
     def by_site(self) -> Dict[Tuple[Site, int], Tuple[Estimate, float]]:
         """The flags as (site, route id)."""
         return {(key[0], route_id): value  # type: ignore[index]
                 for (key, route_id), value in self.flagged.items()}
 
-    def _estimate(self, key: Hashable, index: EndpointIndex) -> Dict[int, Estimate]:
+    def _estimate(self, key: Hashable, index: EndpointIndex
+                  ) -> Tuple[Dict[int, Estimate], Dict[Tuple[int, ...], Estimate]]:
+        """Per route, its estimate at ``key``; and per group of routes the counts cannot
+        split, their estimate together."""
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
         if not seen:
-            return {}
+            return {}, {}
         # Windows before the site first grew say nothing about it (a leak that starts later
         # is not diluted by the quiet windows before it).
         first = min(seen)
         kept = [w for w in self.windows if w.number >= first]
         windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
-            return {}
+            return {}, {}
         recent = max(1, self.criteria.min_requests // 4)
-        estimates = attribute(windows, seen, candidates, recent,
-                              self.criteria.min_bytes_per_request)
+        floor = self.criteria.min_bytes_per_request
+        unsplit: List[Tuple[int, ...]] = []
+        estimates = attribute(windows, seen, candidates, recent, floor, unsplit)
         if len(kept) > len(windows) and any(
                 e.requests < self.criteria.min_requests or self.candidates.min_t <= e.t_value
                 < self.criteria.min_t for e in estimates.values()):
             # A route with little traffic, or one not yet clear of the noise (a second route
             # at a shared site): pool every window kept (up to 8 times as many).
-            estimates = attribute(kept, seen, candidates, recent,
-                                  self.criteria.min_bytes_per_request)
-        return estimates
+            windows, unsplit = kept, []
+            estimates = attribute(kept, seen, candidates, recent, floor, unsplit)
+        groups = {}
+        for members in unsplit:
+            estimate = group_estimate(windows, seen, members, recent)
+            if estimate is not None:
+                groups[members] = estimate
+        return estimates, groups
 
     def _may_leak(self, windows: List[WindowCounts], seen: Dict[int, SiteWindow]) -> bool:
         """A cheap test before the fit: the site grew, mostly by rises."""

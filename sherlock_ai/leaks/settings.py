@@ -33,6 +33,8 @@ class LeakWatchSettings:
     - ``max_routes``: routes counted separately; later ones share :data:`OVERFLOW_ROUTE`.
     - ``evidence_windows``: how many recent windows an estimate pools (more, up to 8 times
       as many, for a route whose requests in them are fewer than ``min_requests``).
+    - ``native_min_bytes_per_request``: smallest growth of the RSS per request, not explained
+      by the traced sites, that is reported as a native leak (memory tracemalloc cannot see).
     """
 
     trace_share: float = 0.25
@@ -45,6 +47,7 @@ class LeakWatchSettings:
     confirm_frames: int = 8
     max_routes: int = 1000
     evidence_windows: int = 4
+    native_min_bytes_per_request: int = 16384
 
     def __post_init__(self) -> None:
         share = self.trace_share
@@ -56,7 +59,7 @@ class LeakWatchSettings:
         for name in ("warmup_requests", "confirm_frames"):
             _check_int(name, getattr(self, name), 0)
         for name in ("min_bytes_per_request", "min_requests", "frames", "max_routes",
-                     "evidence_windows"):
+                     "evidence_windows", "native_min_bytes_per_request"):
             _check_int(name, getattr(self, name), 1)
         if self.confirm_frames and self.confirm_frames <= self.frames:
             raise ValueError(

@@ -7,8 +7,10 @@ import weakref
 from typing import Any, Callable, List, Optional
 
 from .._safety import report_internal_error
+from ..engine.rss import current_rss
 from .estimator import LeakCriteria
 from .evidence import EvidenceStore
+from .native import NativeEvidence
 from .routes import OVERFLOW_ROUTE, RouteRegistry
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
@@ -16,6 +18,8 @@ from .windows import CONFIRM, NORMAL, Gate, Window
 
 # A candidate is confirmed by at most this many windows in a row before the schedule resumes.
 _MAX_EXTRA_WINDOWS = 3
+# The late counts of a point are read this fraction of snapshot_every after it (1/3).
+_LATE_SHARE = 3
 
 
 class _Request:
@@ -65,6 +69,10 @@ class LeakWatch:
         self._extra_windows = 0
         self._windows = 0
         self._evidence = EvidenceStore(s.evidence_windows, self.criteria)
+        self._native = NativeEvidence(self.criteria, s.native_min_bytes_per_request,
+                                      s.evidence_windows)
+        # Between windows: the request count that ends the pause (RSS readings until then).
+        self._pause_until = 0
         self._book = SuspectBook()
         _live.add(self)
 
@@ -118,16 +126,30 @@ class LeakWatch:
 
     def _advance(self) -> None:
         try:
-            if self._window is None:
-                self._open_window()
-            else:
+            if self._window is not None:
                 self._take_point(self._window)
+                return
+            with self._gate.lock:
+                left = self._pause_until - self._gate.total
+            if left > 0:
+                # In the pause: an RSS reading (no tracing, no snapshot).
+                self._native.sample(self._counts(), current_rss())
+                self._gate.schedule(min(self.settings.snapshot_every, left))
+            else:
+                self._native.cut()
+                self._open_window()
         except Exception as exc:  # noqa: BLE001
             report_internal_error("LeakWatch window", exc)
             self._abandon_window()
-            self._gate.schedule(self.settings.pause_requests)
+            self._pause(self.settings.pause_requests)
         finally:
             self._gate.release()
+
+    def _pause(self, requests: int) -> None:
+        """Untraced for ``requests`` requests (RSS readings every ``snapshot_every``)."""
+        with self._gate.lock:
+            self._pause_until = self._gate.total + requests
+        self._gate.schedule(min(self.settings.snapshot_every, requests))
 
     def _open_window(self) -> None:
         kind, self._next_kind = self._next_kind, NORMAL
@@ -149,20 +171,32 @@ class LeakWatch:
             return list(self._routes.finished)
 
     def _take_point(self, window: Window) -> None:
-        if not window.take_point(self._counts):
-            self._gate.schedule(self.settings.snapshot_every)
+        every = self.settings.snapshot_every
+        lag = max(1, every // _LATE_SHARE)
+        if not window.awaiting_late:
+            window.done = window.take_point(self._counts)
+            window.awaiting_late = True
+            self._gate.schedule(lag)
+            return
+        # The counts a little after the snapshot: see Window.late.
+        window.late.append(self._counts())
+        window.awaiting_late = False
+        if not window.done:
+            self._gate.schedule(every - lag)
             return
         self._window = None
         evidence = self._evidence
-        evidence.add_window(window.number, window.counts, window.sizes)
+        evidence.add_window(window.number, window.counts, window.sizes, window.late)
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
         needed = evidence.weigh(index, self._routes.blamable, window.kind != NORMAL)
-        self._book.update(evidence.by_site(), names)
+        self._native.weigh(evidence.explained, evidence.traced, self._routes.blamable)
+        self._book.update(evidence.by_site(), names, self._native.flagged,
+                          evidence.groups_by_site())
         if needed and self._extra_windows < _MAX_EXTRA_WINDOWS:
             self._extra_windows += 1
             self._next_kind = CONFIRM
-            self._gate.schedule(0)
+            self._pause(0)
             return
         self._extra_windows = 0
-        self._gate.schedule(self.settings.pause_requests)
+        self._pause(self.settings.pause_requests)

@@ -64,6 +64,12 @@ class Window:
         self.points_wanted = points
         self.key_of = key_of
         self.counts: List[Sequence[int]] = []
+        #: Per point, the counts a few requests after its snapshot. A snapshot holds what
+        #: requests still in flight have already kept, and they are not counted yet; the
+        #: fit uses the mean of both counts (see .series.window_counts).
+        self.late: List[Sequence[int]] = []
+        self.awaiting_late = False
+        self.done = False
         self.sizes: List[Sizes] = []
         self.open = False
 

@@ -3,10 +3,13 @@
 
 A message is ``TAG | name | STATUS | 0.245s | Label: value | Label: value ...``; a LEAK SUSPECT
 message is ``LEAK SUSPECT | name | +4.04KB/request | file.py:80 +125.19KB (+31 blocks), ...
-over 31 requests``; the memory guard's are ``MEMORY BUDGET | POST /export | +182.40MB > 50.00MB |
-RSS change`` and ``MEMORY LIMIT | {state} | RSS 812.00MB > 800.00MB | ...`` (docs/memory-guard.md).
-Sizes are :func:`sherlock_ai.logs.formatting.format_bytes` figures. Whatever a
-log format puts before the message (time, pid, request id, logger) is not part of it.
+over 31 requests``; one for a leak tracemalloc cannot see is ``LEAK SUSPECT | name |
++64.00KB/request (native: not seen by tracemalloc) | RSS +3.00MB over 48 requests``. A LEAK
+SUSPECT's name is a route's, or ``shared by A, B`` / ``not attributable``. The memory guard's
+are ``MEMORY BUDGET | POST /export | +182.40MB > 50.00MB | RSS change`` and ``MEMORY LIMIT |
+{state} | RSS 812.00MB > 800.00MB | ...`` (docs/memory-guard.md). Sizes are
+:func:`sherlock_ai.logs.formatting.format_bytes` figures. Whatever a log format puts before the
+message (time, pid, request id, logger) is not part of it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ _SHIFT = {"B": 0, "KB": 10, "MB": 20, "GB": 30, "TB": 40, "PB": 50}
 _SITE = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) \+(?P<size>\S+) \((?P<count>[+-]\d+) blocks"
                    r"(?:, (?P<share>\d+)% of its growth)?\)")
 _OVER = re.compile(r" over (\d+) requests$")
+#: The kinds of leak a LEAK SUSPECT names: seen by tracemalloc, or only in the RSS.
+PYTHON, NATIVE = "python", "native"
+NATIVE_NOTE = "native: not seen by tracemalloc"
+#: The name of a suspect whose routes' counts moved in lockstep (``shared by A, B``), or of
+#: one with more such routes than it names.
+SHARED_BY, NOT_ATTRIBUTABLE = "shared by ", "not attributable"
+_PER_REQUEST = re.compile(r"\+(?P<size>\S+)/request(?: \((?P<note>" + re.escape(NATIVE_NOTE)
+                          + r")\))?")
+_RSS = re.compile(r"RSS \+(\S+) over ")
 
 
 def _site(found: re.Match[str]) -> Dict[str, Any]:
@@ -74,9 +86,11 @@ def locate(line: str) -> Tuple[int, str]:
 def parse_message(message: str, tag: str) -> Dict[str, Any]:
     """The fields of one of our messages (``tag`` from :func:`locate`): ``kind``, ``name`` and,
     by kind, ``status``, ``duration``, ``rss``, ``rss_change``, ``traced``, ``traced_peak``,
-    ``concurrent``, ``error``, or ``per_request``, ``requests``, ``sites``, or the memory
-    guard's fields (see :func:`_guard`). Raises :class:`NotOurs` when the
-    message does not follow the layout."""
+    ``concurrent``, ``error``, or ``per_request``, ``requests``, ``sites``, ``kind_of_leak``
+    (``"python"`` or ``"native"``), ``attribution`` (``"route"``, ``"shared"`` for a name
+    ``shared by A, B``, ``"none"`` for ``not attributable``) and, for a native leak,
+    ``rss_growth``, or the memory guard's fields (see :func:`_budget` and :func:`_limit`).
+    Raises :class:`NotOurs` when the message does not follow the layout."""
     parts = message.split(SEP)
     try:
         if tag == LEAK_SUSPECT:
@@ -129,16 +143,27 @@ def _measurement(kind: str, parts: List[str]) -> Dict[str, Any]:
 
 
 def _leak(parts: List[str]) -> Dict[str, Any]:
-    end = next((i for i in range(2, len(parts))
-                if parts[i].startswith("+") and parts[i].endswith("/request")), 0)
+    end = next((i for i in range(2, len(parts)) if _PER_REQUEST.fullmatch(parts[i])), 0)
     if not end:
         raise ValueError("no per-request figure")
+    figure = _PER_REQUEST.fullmatch(parts[end])
+    assert figure is not None
     evidence = SEP.join(parts[end + 1:])
     over = _OVER.search(evidence)
-    sites = [_site(found) for found in _SITE.finditer(evidence)]
-    return {"kind": "leak_suspect", "name": SEP.join(parts[1:end]),
-            "per_request": parse_size(parts[end][1:-len("/request")]),
-            "requests": int(over.group(1)) if over else None, "sites": sites}
+    native = figure["note"] is not None
+    name = SEP.join(parts[1:end])
+    out: Dict[str, Any] = {
+        "kind": "leak_suspect", "name": name,
+        "per_request": parse_size(figure["size"]),
+        "requests": int(over.group(1)) if over else None,
+        "sites": [] if native else [_site(found) for found in _SITE.finditer(evidence)],
+        "kind_of_leak": NATIVE if native else PYTHON,
+        "attribution": ("shared" if name.startswith(SHARED_BY) else
+                        "none" if name == NOT_ATTRIBUTABLE else "route")}
+    if native:
+        rss = _RSS.match(evidence)
+        out["rss_growth"] = parse_size(rss.group(1)) if rss else None
+    return out
 
 
 _COMPARED = re.compile(r"(?P<measured>[+-]\S+) > (?P<budget>\S+)")

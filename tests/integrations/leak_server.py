@@ -1,12 +1,17 @@
 """Ten routes, one of which keeps about 4 KB per request, with leak detection on: served by a
 real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
 
-    python leak_server.py fastapi|flask|factory|methodview|endpoint LOGS_DIR [SETTINGS_JSON]
+    python leak_server.py MODE LOGS_DIR [SETTINGS_JSON]
+
+MODE: fastapi, flask, factory, methodview, endpoint, shared, native or native-clean.
 
 ``factory``, ``methodview`` and ``endpoint`` are apps whose routes share code: ten FastAPI
 routes made by one factory (only ``/route7`` keeps memory), a Flask ``MethodView`` under
 four URL rules and a Starlette ``HTTPEndpoint`` under four routes (only ``/shelf/c`` keeps
-memory), each among clean routes.
+memory), each among clean routes. ``shared`` has two routes keeping 2 KB and 6 KB per
+request at one line of a helper. ``native`` keeps 64 KB per request of ``/thumbnail``
+through libc's ``malloc`` (tracemalloc cannot see it); ``native-clean`` is the same app
+without the leak.
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -42,9 +47,85 @@ FACTORY_ROUTES = [f"/route{i}" for i in range(10)]
 FACTORY_LEAKING_ROUTE = "/route7"
 SHELF_ROUTES = [f"/shelf/{x}" for x in "abcd"] + [f"/catalog/{i}" for i in range(6)]
 SHELF_LEAKING_ROUTE = "/shelf/c"
+SHARED_SITE_SIZES = {"/small": 2048, "/large": 6144}
+SHARED_ROUTES = [f"/catalog/{i}" for i in range(8)] + list(SHARED_SITE_SIZES)
+
+
+def shared_app(settings: Dict[str, Any]) -> Any:
+    """Two routes keep bytes at one line of a helper, 2 KB and 6 KB per request, among eight
+    clean routes."""
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    app = FastAPI()
+
+    def keep_bytes(size: int) -> None:
+        RETAINED.append(bytes(size))  # SHARED_LEAKS
+
+    def route(path: str, size: int) -> None:
+        async def handler() -> dict:
+            await asyncio.sleep(0)
+            if size:
+                keep_bytes(size)
+            await asyncio.sleep(0)
+            return {"n": work(size % 7)}
+
+        app.get(path)(handler)
+
+    for i in range(8):
+        route(f"/catalog/{i}", 0)
+    for path, size in SHARED_SITE_SIZES.items():
+        route(path, size)
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
+NATIVE_ROUTES = [f"/catalog/{i}" for i in range(9)] + ["/thumbnail"]
+NATIVE_LEAKING_ROUTE = "/thumbnail"
+NATIVE_LEAK_SIZE = 64 * 1024
 #: The paths each mode's traffic picks from.
 PATHS = {"fastapi": ROUTES, "flask": ROUTES, "factory": FACTORY_ROUTES,
-         "methodview": SHELF_ROUTES, "endpoint": SHELF_ROUTES}
+         "methodview": SHELF_ROUTES, "endpoint": SHELF_ROUTES, "native": NATIVE_ROUTES,
+         "native-clean": NATIVE_ROUTES, "shared": SHARED_ROUTES}
+
+
+def native_app(settings: Dict[str, Any], leaks: bool = True) -> Any:
+    """Nine clean routes and ``/thumbnail``, which (when ``leaks``) keeps a 64 KB buffer from
+    libc's ``malloc`` per request, filled so that its pages are resident, never freed:
+    tracemalloc never sees it."""
+    import ctypes
+    import ctypes.util
+
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    app = FastAPI()
+
+    def clean_route(i: int) -> None:
+        async def clean() -> dict:
+            await asyncio.sleep(0)
+            return {"route": i, "n": work(i)}
+
+        clean.__name__ = f"clean_{i}"
+        app.get(f"/catalog/{i}")(clean)
+
+    for i in range(9):
+        clean_route(i)
+
+    @app.get("/thumbnail")
+    async def thumbnail() -> dict:
+        await asyncio.sleep(0)
+        if leaks:
+            buffer = libc.malloc(NATIVE_LEAK_SIZE)  # NATIVE_LEAKS
+            libc.memset(buffer, 1, NATIVE_LEAK_SIZE)
+        return {"n": work(9)}
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
 
 
 def factory_app(settings: Dict[str, Any]) -> Any:
@@ -189,7 +270,9 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    asgi_apps = {"fastapi": fastapi_app, "factory": factory_app, "endpoint": endpoint_app}
+    asgi_apps = {"fastapi": fastapi_app, "factory": factory_app, "endpoint": endpoint_app,
+                 "native": native_app, "shared": shared_app,
+                 "native-clean": lambda settings: native_app(settings, leaks=False)}
     if framework in asgi_apps:
         import uvicorn
 

@@ -131,3 +131,56 @@ def test_flask_methodview_under_four_rules_the_rule_that_retains_is_flagged(tmp_
 def test_starlette_httpendpoint_under_four_routes_the_route_that_retains_is_flagged(tmp_path):
     assert_the_leak_is_named(serve_and_drive(tmp_path, "endpoint", 2_000, seed=8),
                              route="/shelf/c", line=line_of("SHELF_LEAKS"))
+
+
+def test_uvicorn_two_routes_retaining_at_one_site_are_both_flagged_with_their_rates(
+        tmp_path):
+    from .leak_server import SHARED_SITE_SIZES
+
+    suspects = serve_and_drive(tmp_path, "shared", 10_000, seed=9)
+    latest = {s["name"]: s for s in suspects}  # the last warning of each route
+    assert set(latest) == {f"GET {path}" for path in SHARED_SITE_SIZES}
+    line = line_of("SHARED_LEAKS")
+    # A route's last warning can lag its current estimate (a warning is repeated only when
+    # the estimate moves by more than a quarter, and the larger route carries part of the
+    # smaller one's growth until that one is flagged): 28% and 37% off were seen here. The
+    # rates are held to a quarter in-process (tests/test_leaks.py); here, to a half.
+    for path, size in SHARED_SITE_SIZES.items():
+        suspect = latest[f"GET {path}"]
+        assert (suspect["sites"][0]["file"], suspect["sites"][0]["line"]) == (
+            "leak_server.py", line)
+        assert suspect["per_request"] == pytest.approx(sys.getsizeof(bytes(size)) + 8,
+                                                       rel=0.5)
+    assert latest["GET /large"]["sites"][0]["share"] > latest["GET /small"]["sites"][0]["share"]
+
+
+# -- routes the counts cannot separate: named together ---------------------------------------
+
+
+async def alternating_traffic(url: str, pairs: int, first: str, second: str) -> List[int]:
+    """``first`` then ``second``, one request at a time: their counts move in lockstep, as
+    a page that always calls the same two routes makes them."""
+    statuses: List[int] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(pairs):
+            for path in (first, second):
+                statuses.append((await client.get(path)).status_code)
+    return statuses
+
+
+def test_uvicorn_two_routes_always_called_together_are_named_as_shared(tmp_path):
+    logs = tmp_path / "logs"
+    with server(LEAK_SERVER, "fastapi", str(logs), "{}", cwd=tmp_path) as app:
+        statuses = asyncio.run(alternating_traffic(app.url, 600, LEAKING_ROUTE, "/catalog/0"))
+    assert statuses.count(200) == 1_200
+    suspects = suspects_on_disk(logs)
+    name = f"shared by GET {LEAKING_ROUTE}, GET /catalog/0"
+    assert suspects and {s["name"] for s in suspects} == {name}
+    suspect = suspects[-1]
+    assert suspect["message"].startswith(f"LEAK SUSPECT | {name} | +")
+    assert suspect["attribution"] == "shared"
+    assert suspect["routes"] == [f"GET {LEAKING_ROUTE}", "GET /catalog/0"]
+    assert (suspect["sites"][0]["file"], suspect["sites"][0]["line"]) == (
+        "leak_server.py", LEAK_LINE)
+    # Per request of either route: half of what each /cart/add request keeps.
+    assert suspect["per_request"] == pytest.approx(RETAINED_PER_REQUEST / 2, rel=0.25)

@@ -81,7 +81,7 @@ def test_uvicorn_metrics_count_each_route_and_status_class(tmp_path):
     assert by_name(scraped, "sherlock_requests_in_progress") == {(): 0.0}
     assert by_name(scraped, "sherlock_process_rss_bytes")[()] > 10_000_000
     suspects = by_name(scraped, "sherlock_leak_suspect_bytes_per_request")
-    assert list(suspects) == [(("method", "POST"), ("route", "/cart"),
+    assert list(suspects) == [(("kind", "python"), ("method", "POST"), ("route", "/cart"),
                                ("site", f"prom_server.py:{CART_LEAK_LINE}"))]
     assert list(suspects.values())[0] == pytest.approx(4129, rel=0.25)
 

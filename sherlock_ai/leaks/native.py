@@ -1,0 +1,145 @@
+"""Leaks tracemalloc cannot see: per route, growth of the process's RSS that the traced
+growth does not explain (memory a C library allocates with its own ``malloc``).
+
+Between tracing windows the watch reads the RSS every ``snapshot_every`` requests (about a
+microsecond: no tracing, no snapshot) together with the routes' counts. The readings form
+*segments* (a pause between two windows, cut into at most :data:`POINTS` readings). What is
+fitted is the **high-water mark** (the largest RSS of the segment so far), and its
+*increments* between consecutive readings on the routes' counts in the same intervals: the
+same fit as a traced site's (:func:`.attribution.attribute`), each interval a window of two
+points. The allocator returns memory in steps and takes it back in steps: a drop and the
+rise that refills it leave the high-water mark where it was. A step it does not give back
+(a new arena) is one outlying interval, which lowers every route's t-value rather than
+shaping a slope; growth that follows all requests alike is the fit's even spread, not
+attributable. Memory a route keeps raises the mark with that route's count.
+
+From a route's RSS slope the watch subtracts what its traced sites explain (the per-request
+estimates of the latest traced window's fits, flagged or not: a Python leak raises the RSS
+too). What is left, when it meets the criteria at ``native_min_bytes_per_request``, is a
+native suspect. Nothing here touches the RSS or tracemalloc: the methods take plain
+numbers, so they are tested on synthetic series.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+from .attribution import attribute
+from .estimator import Estimate, LeakCriteria
+from .series import SiteWindow, WindowCounts, site_window, window_counts
+
+#: RSS readings per segment at most (a long pause is cut into several segments).
+POINTS = 24
+#: Two consecutive readings: the routes' counts and the high-water mark between them.
+Interval = Tuple[WindowCounts, SiteWindow]
+# What the traced sites must leave unexplained of a route's RSS slope to call it native.
+_UNEXPLAINED_SHARE = 0.5
+# Robust fit: rounds, and how many robust deviations an increment may stray from its
+# prediction (a step of the allocator strays far).
+_ROUNDS = 3
+_CLIP = 3.0
+_MAD_SCALE = 1.4826  # a normal distribution's standard deviation per median deviation
+_PAGE = 4096
+
+
+class NativeEvidence:
+    """The RSS segments, and per route whether its unexplained RSS growth is a leak."""
+
+    def __init__(self, criteria: LeakCriteria, floor: int, windows: int) -> None:
+        self.criteria = replace(criteria, min_bytes_per_request=floor)
+        self.candidates = self.criteria.for_candidates()
+        self.floor = floor
+        self.pooled = 2 * windows
+        #: Per segment, its intervals (two consecutive readings each).
+        self.segments: Deque[List[Interval]] = deque(maxlen=8 * windows)
+        #: Route id -> the estimate of its unexplained growth, while flagged.
+        self.flagged: Dict[int, Estimate] = {}
+        self._counts: List[Sequence[int]] = []
+        self._marks: List[int] = []
+        self._number = 0
+
+    def sample(self, counts: Sequence[int], rss: Optional[int]) -> None:
+        """One reading: the routes' finished-request counts and the RSS (``None``: unknown,
+        the reading is skipped)."""
+        if rss is None:
+            return
+        self._counts.append(counts)
+        self._marks.append(max(rss, self._marks[-1]) if self._marks else rss)
+        if len(self._marks) >= POINTS:
+            self.cut()
+
+    def cut(self) -> None:
+        """End the current segment (a window opens, or it is full)."""
+        points = len(self._marks)
+        if points >= 3:
+            intervals = []
+            for k in range(1, points):
+                self._number += 1
+                intervals.append((window_counts(self._number, self._counts[k - 1:k + 1]),
+                                  site_window(self._marks[k - 1:k + 1], [0, 0])))
+            self.segments.append(intervals)
+        self._counts, self._marks = [], []
+
+    def weigh(self, explained: Dict[int, float], traced: Dict[int, int],
+              blamable: Callable[[int], bool]) -> None:
+        """Update the flags. ``explained``: per route, the bytes per request its traced sites
+        account for; ``traced``: per route, its requests inside the traced windows the
+        estimates pool (a route tracemalloc has not watched cannot be called native)."""
+        kept = list(self.segments)
+        if len(kept) < 2:
+            return
+        recent = self.criteria.min_requests
+        estimates = self._fit(kept[-self.pooled:], recent)
+        if any(e.requests < self.criteria.min_requests for e in estimates.values()) and \
+                len(kept) > self.pooled:
+            estimates = self._fit(kept, recent)  # a route with little traffic: pool more
+        flagged: Dict[int, Estimate] = {}
+        for route_id, estimate in estimates.items():
+            if not blamable(route_id) or traced.get(route_id, 0) < self.candidates.min_requests:
+                continue
+            left = estimate.per_request - explained.get(route_id, 0.0)
+            if left < _UNEXPLAINED_SHARE * estimate.per_request:
+                continue
+            share = left / estimate.per_request
+            unexplained = replace(estimate, per_request=left,
+                                  growth=round(estimate.growth * share))
+            criteria = self.candidates if route_id in self.flagged else self.criteria
+            if unexplained.is_leak(criteria):
+                flagged[route_id] = unexplained
+        self.flagged = flagged
+
+    def _fit(self, kept: List[List[Interval]], recent: int) -> Dict[int, Estimate]:
+        """The fit on the intervals of ``kept``, robust to steps: each interval's increment
+        is clipped to within :data:`_CLIP` robust deviations of its prediction (first the
+        median increment, then the fit's), and the fit redone on the clipped increments."""
+        windows = [w for segment in kept for w, _ in segment]
+        rises = [float(s.growth) for segment in kept for _, s in segment]
+        middle = _median(rises)
+        predicted = [middle] * len(rises)
+        estimates: Dict[int, Estimate] = {}
+        for _ in range(_ROUNDS):
+            clipped = _clip(rises, predicted)
+            site = {w.number: site_window([0, round(v)], [0, 0])
+                    for w, v in zip(windows, clipped)}
+            estimates = attribute(windows, site, None, recent, self.floor)
+            predicted = [sum(e.per_request * w.requests.get(r, 0) for r, e in estimates.items())
+                         for w in windows]
+        return estimates
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2 if n else 0.0
+
+
+def _clip(values: Sequence[float], predicted: Sequence[float]) -> List[float]:
+    """``values`` clipped to their prediction plus or minus :data:`_CLIP` times the
+    residuals' robust deviation (at least a page)."""
+    residuals = [v - p for v, p in zip(values, predicted)]
+    centre = _median(residuals)
+    spread = max(_MAD_SCALE * _median([abs(e - centre) for e in residuals]), _PAGE)
+    return [min(max(v, p + centre - _CLIP * spread), p + centre + _CLIP * spread)
+            for v, p in zip(values, predicted)]
