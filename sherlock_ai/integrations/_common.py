@@ -13,7 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
 
 from .._safety import report_internal_error
-from ..consumers import RequestEnd, request_ended
+from ..consumers import RequestEnd
 from ..engine.requests import OpenRequest, RequestMeter
 from ..engine.tracing import hold_tracing, release_tracing
 from ..logs.lines import safe_name
@@ -74,9 +74,10 @@ class PathExclusions:
 
 
 class RequestPolicy:
-    """Everything an integration needs per request, prepared once from its options."""
+    """Everything an integration needs per request, prepared once from its options
+    (``protocol`` is ``"asgi"`` or ``"wsgi"``, as the consumers are told)."""
 
-    def __init__(self, options: RequestOptions) -> None:
+    def __init__(self, options: RequestOptions, protocol: str) -> None:
         self.options = options
         self.header_name = options.header_name
         self.header_key = options.header_name.lower().encode("latin-1")
@@ -85,10 +86,12 @@ class RequestPolicy:
         self.exclude_paths = PathExclusions(options.exclude_paths)
         self._trust = options.trust_incoming_id
         self._generator = options.id_generator
-        self._meter = RequestMeter(min_duration=options.min_duration,
-                                   trace_malloc=options.trace_malloc)
         self._lease = _TracingLease() if options.trace_malloc else None
-        self.leak_watch = _leak_watch(options)
+        self.leak_watch = watch = _leak_watch(options)
+        self._meter = RequestMeter(
+            protocol=protocol, min_duration=options.min_duration,
+            trace_malloc=options.trace_malloc,
+            ended=() if watch is None else (_LeakCount(watch).request_ended,))
         install_request_id_factory()
 
     def request_id(self, incoming: Optional[str]) -> str:
@@ -109,17 +112,49 @@ class RequestPolicy:
         )
         return generate_request_id()
 
-    def start_measurement(self, protocol: str) -> OpenRequest:
-        """Open one request's measurement (named when it ends, see :func:`end_measurement`)
+    def start_measurement(self) -> OpenRequest:
+        """Open one request's measurement (named when it ends, see :class:`MeasuredRequest`)
         and tell the consumers."""
         if self._lease is not None:
             try:
                 self._lease.hold(self)
             except Exception as exc:  # noqa: BLE001 - the request goes on without tracing
                 report_internal_error("tracemalloc lease", exc)
-        tracker = self._meter.open()
-        notify_started(protocol)
-        return tracker
+        return self._meter.open()
+
+
+class MeasuredRequest:
+    """What one measured request of an integration knows (its method, then its status), and
+    :meth:`end`, the integration's one call when the request is over. The ASGI exchange and
+    the WSGI request are made of it."""
+
+    __slots__ = ("measuring", "method", "status")
+
+    def __init__(self, measuring: Optional[OpenRequest], method: str) -> None:
+        #: The engine's open measurement (``None`` for a request that is not measured).
+        self.measuring = measuring
+        self.method = method
+        self.status: Optional[int] = None
+
+    def endpoint(self) -> Optional[Callable[..., Any]]:
+        """The function that served the request, for the leak watch (``None`` unknown)."""
+        return None
+
+    def end(self, route: str, problem: Optional[str] = None,
+            exc: Optional[BaseException] = None) -> None:
+        """Name the measurement ``"{method} {route}"``, attach its method, route and status
+        code, report a 5xx response and ``problem`` as ERROR, and end it."""
+        measuring = self.measuring
+        if measuring is None or measuring.meter is None:
+            return  # not measured, or ended already
+        status = self.status
+        if problem is None and exc is None and status is not None and status >= 500:
+            problem = f"HTTP {status}"
+        method = self.method
+        endpoint = self.endpoint() if measuring.meter.ended else None  # asked only when used
+        measuring.finish(f"{method} {route}",
+                         {"method": method, "route": route, "status_code": status},
+                         problem, exc, endpoint)
 
 
 def _leak_watch(options: RequestOptions) -> Optional[LeakWatch]:
@@ -175,35 +210,6 @@ class BoundedNames:
             if len(self._safe) < _CACHE_LIMIT:
                 self._safe[template] = name
         return name
-
-
-def end_measurement(
-    tracker: OpenRequest,
-    protocol: str,
-    method: str,
-    route: str,
-    status: Optional[int],
-    problem: Optional[str],
-    exc: Optional[BaseException],
-    leak_watch: Optional[LeakWatch] = None,
-    endpoint: Optional[Callable[..., Any]] = None,
-) -> None:
-    """Name the request's measurement ``"{method} {route}"``, attach its method, route and
-    status code, report 5xx responses and ``problem`` as ERROR, end it, and tell the consumers
-    (then ``leak_watch``, counting the request as served by the function ``endpoint``)."""
-    name = f"{method} {route}"
-    if problem is None and exc is None and status is not None and status >= 500:
-        problem = f"HTTP {status}"
-    try:
-        measurement = tracker.finish(
-            name, {"method": method, "route": route, "status_code": status}, problem, exc)
-    except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-        # Raised while naming it (the measurement has ended all the same).
-        report_internal_error(f"{protocol} request name", internal)
-        measurement = tracker.measurement
-    # After the tracker ends: a leak window's snapshot work stays out of the request's figures.
-    request_ended(RequestEnd(protocol, name, endpoint, measurement),
-                  () if leak_watch is None else (_LeakCount(leak_watch).request_ended,))
 
 
 class _LeakCount:
