@@ -101,13 +101,20 @@ class Tracker:
     def _finish(self, exc: Optional[BaseException]) -> None:
         raise NotImplementedError
 
+    def _dropped(self, exc: Optional[BaseException], marked: Optional[str],
+                 duration: float) -> bool:
+        """Whether the measurement is a success faster than ``min_duration`` that nobody will
+        see (no line, no consumer): it is not built, and pays for no second snapshot."""
+        # GeneratorExit is a generator closed early by its consumer, not a failure.
+        return (marked is None and (exc is None or isinstance(exc, GeneratorExit))
+                and duration < self.min_duration and not self._keep_quiet and not _eager())
+
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
         duration = figures.duration
         marked, self._marked_error = self._marked_error, None
-        # GeneratorExit is a generator closed early by its consumer, not a failure.
+        if self._dropped(exc, marked, duration):
+            return
         if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
-            if duration < self.min_duration and not self._keep_quiet and not _eager():
-                return
             status, level, error = SUCCESS, self.level, None
         else:
             status, level = ERROR, logging.ERROR
@@ -145,9 +152,6 @@ class MemoryTracker(Tracker):
     """
 
     kind = "memory"
-    # Class defaults for trackers built from templates that predate the option.
-    top_allocations = 0
-    _heap_before: Optional[heap.Sizes] = None
 
     def __init__(
         self,
@@ -183,18 +187,13 @@ class MemoryTracker(Tracker):
             try:
                 # Guarded: e.g. tracing stopped by the user between the two snapshots.
                 with guarded("MemoryTracker top_allocations"):
-                    if self._kept(exc, figures.duration):
+                    if not self._dropped(exc, self._marked_error, figures.duration):
                         sites = heap.top_growth(before or {}, heap.site_sizes(),
                                                 self.top_allocations)
                         self.attributes = {**(self.attributes or {}), "top_allocations": sites}
             finally:
                 tracing.release_tracing()
         self._emit(exc, figures)
-
-    def _kept(self, exc: Optional[BaseException], duration: float) -> bool:
-        # Mirrors _emit: a measurement nobody will see does not pay for a second snapshot.
-        return (duration >= self.min_duration or exc is not None or self._keep_quiet
-                or self._marked_error is not None or _eager())
 
 
 class PerformanceTimer(Tracker):
