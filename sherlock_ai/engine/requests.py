@@ -53,14 +53,15 @@ class OpenRequest:
     __slots__ = ("meter", "span", "outer")
 
     def __init__(self, meter: RequestMeter) -> None:
-        self.meter = meter
+        #: The settings it was opened with; ``None`` once it finished.
+        self.meter: Optional[RequestMeter] = meter
         #: The span current when the request began (restored by :meth:`leave`).
         self.outer = _current.get()
         self.span: Optional[Span] = None
         # Plain try/except rather than guarded(): once per request, free until it raises.
         try:
             self.span = Span(meter.trace_malloc)
-        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+        except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
             report_internal_error(f"{meter.protocol} request start", exc)
         if registry.started:
             consumers.request_started(meter.protocol)
@@ -73,47 +74,43 @@ class OpenRequest:
         Then tell the request hooks (``endpoint`` is the function that served the request).
         Returns the measurement, or ``None`` when it was not kept (a fast success) or the
         request ended already. Never raises."""
-        span, self.span = self.span, None
+        meter = self.meter
+        if meter is None:
+            return None  # finished before
+        span, self.span, self.meter = self.span, None, None  # type: ignore[assignment]
         measurement = None
         if span is not None:
+            # One function, not two: this runs once per request and every call counts.
             try:
-                measurement = self._measure(span, name, attributes, error, exc)
-            except Exception as internal:  # noqa: BLE001
-                report_internal_error(f"{self.meter.protocol} request finish", internal)
-        elif self.meter is None:
-            return None  # finished before: the hooks were told then
-        meter, self.meter = self.meter, None  # type: ignore[assignment]
+                min_duration = meter.min_duration
+                # GeneratorExit is a body closed early by its consumer, not a failure.
+                success = error is None and (exc is None or isinstance(exc, GeneratorExit))
+                eager = bool(registry.finished_all)
+                # The closing RSS read is skipped only when no line and no consumer shows it.
+                figures = span.close(min_duration if success and exc is None and min_duration
+                                     and not eager else -1.0)
+                duration = figures.duration
+                if success:
+                    kept = duration >= min_duration or eager
+                    status, level, message = SUCCESS, meter.level, None
+                else:
+                    kept, status, level = True, ERROR, _ERROR_LEVEL
+                    message = log_safe(error) if exc is None \
+                        else log_safe(exception_summary(exc))
+                    if exc is not None:
+                        attributes["error_type"] = type(exc).__name__
+                if kept:
+                    measurement = Measurement(
+                        "memory", name, status, duration, level, request_id_var.get(), message,
+                        figures.rss, figures.rss_change, figures.traced, figures.traced_peak,
+                        figures.concurrent, success and duration < min_duration, attributes)
+                    consumers.measurement_finished(measurement)
+            except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(f"{meter.protocol} request finish", internal)
         # After the span closed: a leak window's snapshot work stays out of the figures.
         if registry.request_finished or registry.request_ended or meter.ended:
             consumers.request_ended(RequestEnd(meter.protocol, name, endpoint, measurement),
                                     meter.ended)
-        return measurement
-
-    def _measure(self, span: Span, name: str, attributes: Dict[str, Any],
-                 error: Optional[str], exc: Optional[BaseException]) -> Optional[Measurement]:
-        meter = self.meter
-        min_duration = meter.min_duration
-        # GeneratorExit is a body closed early by its consumer, not a failure.
-        success = error is None and (exc is None or isinstance(exc, GeneratorExit))
-        eager = bool(registry.finished_all)
-        # The closing RSS read is skipped only when no line and no consumer will show it.
-        figures = span.close(min_duration if success and exc is None and min_duration
-                             and not eager else -1.0)
-        duration = figures.duration
-        if success:
-            if duration < min_duration and not eager:
-                return None
-            status, level, message = SUCCESS, meter.level, None
-        else:
-            status, level = ERROR, _ERROR_LEVEL
-            message = log_safe(error) if exc is None else log_safe(exception_summary(exc))
-            if exc is not None:
-                attributes["error_type"] = type(exc).__name__
-        measurement = Measurement(
-            "memory", name, status, duration, level, request_id_var.get(), message,
-            figures.rss, figures.rss_change, figures.traced, figures.traced_peak,
-            figures.concurrent, success and duration < min_duration, attributes)
-        consumers.measurement_finished(measurement)
         return measurement
 
     def lend(self) -> Optional[Token]:

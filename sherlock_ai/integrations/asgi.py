@@ -68,7 +68,8 @@ class SherlockMiddleware:
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
-        self._route_names = RouteNames()
+        #: The route templates that name its requests (see :class:`RouteNames`).
+        self.route_names = RouteNames()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -106,7 +107,8 @@ class SherlockMiddleware:
                 exchange.finish(exc)
             raise
         else:
-            exchange.finish(None, _INCOMPLETE)
+            if not exchange.done:
+                exchange.finish(None, _INCOMPLETE)
         finally:
             # A response streamed from a child task ends the measurement in that task's
             # context copy, which cannot restore this one: do it here.
@@ -144,7 +146,7 @@ class SherlockMiddleware:
 
     def route_template(self, scope: Scope, root_path: str) -> str:
         """The log-safe route template of a finished request (see :class:`RouteNames`)."""
-        return self._route_names.template(scope, root_path)
+        return self.route_names.template(scope, root_path)
 
 
 def _tag_escaped(exc: BaseException, request_id: str) -> None:

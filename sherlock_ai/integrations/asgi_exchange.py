@@ -48,8 +48,10 @@ class Exchange(MeasuredRequest):
         self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
         # An exception the caller was already handling is not this request's cause.
         self.handled_before = sys.exc_info()[1]
-        MeasuredRequest.__init__(self, policy.start_measurement(),
-                                 request_method(scope.get("method")))
+        # MeasuredRequest's fields, set here: one call less on every request.
+        self.method = request_method(scope.get("method"))
+        self.status: Optional[int] = None
+        self.measuring = policy.start_measurement()
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -97,7 +99,7 @@ class Exchange(MeasuredRequest):
         self.done = True
         # A plain try, not guarded(): once per request, and free until something raises.
         try:
-            route = self.middleware.route_template(self.scope, self.root_path)
+            route = self.middleware.route_names.template(self.scope, self.root_path)
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("asgi route name", internal)
             route = UNMATCHED_ROUTE
