@@ -15,7 +15,7 @@ A consumer is any object with some of these methods (all optional; see :class:`C
 The log line, the JSON lines, the Prometheus and OpenTelemetry exporters and the leak watch
 are consumers; ``add_sink`` and ``add_request_observer`` register theirs here. A new consumer
 is one module with one class; nothing else changes. A consumer's exceptions are reported once
-per site (see :mod:`sherlock_ai._safety`), never raised to the monitored code.
+per site (see :mod:`sherlock_ai.safety`), never raised to the monitored code.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Iterable, Optional, Tuple
 
-from ._safety import report_internal_error
 from .engine.measurement import Measurement
+from .safety import report_internal_error
 
 HOOKS = ("finished", "request_started", "request_finished", "request_ended")
 

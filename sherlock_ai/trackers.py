@@ -11,7 +11,6 @@ import logging
 from time import perf_counter
 from typing import Any, Dict, Optional
 
-from ._safety import guarded, report_internal_error
 from .consumers import measurement_finished as dispatch
 from .consumers import wants_all as _eager
 from .engine import heap, tracing
@@ -22,6 +21,7 @@ from .logs.formatting import exception_summary, log_safe
 from .logs.lines import safe_name
 from .options import check_flag, check_level, check_min_duration, check_name
 from .request_id import request_id_var
+from .safety import guarded, report_internal_error
 
 
 class Tracker:

@@ -15,10 +15,10 @@ from contextvars import Token
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import consumers
-from .._safety import report_internal_error
 from ..consumers import RequestEnd, registry
 from ..logs.formatting import exception_summary, log_safe
 from ..request_id import request_id_var
+from ..safety import report_internal_error
 from .measurement import ERROR, SUCCESS, Measurement
 from .span import Span, _current
 

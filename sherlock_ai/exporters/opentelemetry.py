@@ -24,9 +24,9 @@ from typing import Any, Callable, Dict, Optional
 from opentelemetry import metrics, trace
 
 from .. import consumers
-from .._safety import report_internal_error
 from ..engine.measurement import Measurement
 from ..integrations import status_class
+from ..safety import report_internal_error
 
 ATTRIBUTE_PREFIX = "sherlock.memory."
 NO_TRACE = "-"

@@ -12,13 +12,13 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
 
-from .._safety import report_internal_error
 from ..consumers import RequestEnd
 from ..engine.requests import OpenRequest, RequestMeter
 from ..engine.tracing import hold_tracing, release_tracing
 from ..logs.lines import safe_name
 from ..logs.records import install_request_id_factory
 from ..request_id import generate_request_id, is_valid_request_id
+from ..safety import report_internal_error
 from .observers import (  # noqa: F401 - RequestObserver and its functions used to live here
     RequestObserver,
     add_request_observer,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
 
-from .._safety import report_internal_error
 from ..logs.formatting import exception_summary
+from ..safety import report_internal_error
 from ._common import CLIENT_DISCONNECTED, UNMATCHED_ROUTE, MeasuredRequest, request_method
 
 if TYPE_CHECKING:

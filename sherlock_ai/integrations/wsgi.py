@@ -21,9 +21,9 @@ import contextvars
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from .._safety import report_internal_error
 from ..logs.formatting import exception_summary
 from ..request_id import request_id_var
+from ..safety import report_internal_error
 from ._common import (
     CLIENT_DISCONNECTED,
     ENDPOINT_KEY,

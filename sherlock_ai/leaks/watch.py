@@ -6,7 +6,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, List, Optional
 
-from .._safety import report_internal_error
+from ..safety import report_internal_error
 from .estimator import LeakCriteria
 from .evidence import EvidenceStore
 from .routes import OVERFLOW_ROUTE, RouteRegistry
