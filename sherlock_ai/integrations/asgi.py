@@ -26,7 +26,7 @@ from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import request_id_var
-from ._common import CLIENT_DISCONNECTED, REQUEST_ID_KEY, RequestPolicy
+from ._common import REQUEST_ID_KEY, RequestPolicy
 from .asgi_exchange import Exchange, with_header
 from .asgi_routes import RouteNames
 from .options import RequestKeywords, RequestOptions, resolve_options
@@ -72,22 +72,32 @@ class SherlockMiddleware:
         self.route_names = RouteNames()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "lifespan" or REQUEST_ID_KEY in scope or kind not in ("http", "websocket"):
-            # An outer SherlockMiddleware already owns this request: one id, one line.
-            await self.app(scope, receive, send)
+        # One coroutine for a measured request, the common case: every frame counts there.
+        if scope["type"] != "http" or REQUEST_ID_KEY in scope:
+            await self._not_measured(scope, receive, send)
             return
         request_id = self.policy.request_id(self._incoming_id(scope))
         scope[REQUEST_ID_KEY] = request_id
         token = request_id_var.set(request_id)
         try:
-            if kind == "websocket":
-                await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
-            elif self._excluded(scope):
+            if not self.policy.exclude_paths.empty and self._excluded(scope):
                 await self.app(scope, receive, self._echoing(send, request_id,
                                                              "http.response.start"))
+                return
+            exchange = Exchange(self, scope, receive, send, request_id)
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except BaseException as exc:
+                exchange.failed(exc)
+                raise
             else:
-                await self._measured(scope, receive, send, request_id)
+                if not exchange.done:
+                    exchange.finish(None, _INCOMPLETE)
+            finally:
+                # A response streamed from a child task ends the measurement in that task's
+                # context copy, which cannot restore this one: do it here.
+                if exchange.measuring is not None:
+                    exchange.measuring.leave()
         except BaseException as exc:
             # The server logs it after the id below is restored: the record factory reads the
             # request's id from the exception instead.
@@ -96,24 +106,23 @@ class SherlockMiddleware:
         finally:
             request_id_var.reset(token)
 
-    async def _measured(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        exchange = Exchange(self, scope, receive, send, request_id)
+    async def _not_measured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan, other types and requests an outer SherlockMiddleware owns pass through;
+        a websocket gets an id (echoed in its accept message) but no measurement."""
+        if scope["type"] != "websocket" or REQUEST_ID_KEY in scope:
+            # An outer SherlockMiddleware already owns this request: one id, one line.
+            await self.app(scope, receive, send)
+            return
+        request_id = self.policy.request_id(self._incoming_id(scope))
+        scope[REQUEST_ID_KEY] = request_id
+        token = request_id_var.set(request_id)
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
         except BaseException as exc:
-            if type(exc).__name__ == "ClientDisconnect":
-                exchange.finish(None, CLIENT_DISCONNECTED)
-            else:
-                exchange.finish(exc)
+            _tag_escaped(exc, request_id)
             raise
-        else:
-            if not exchange.done:
-                exchange.finish(None, _INCOMPLETE)
         finally:
-            # A response streamed from a child task ends the measurement in that task's
-            # context copy, which cannot restore this one: do it here.
-            if exchange.measuring is not None:
-                exchange.measuring.leave()
+            request_id_var.reset(token)
 
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header

@@ -89,6 +89,14 @@ class Exchange(MeasuredRequest):
             raise
         self.finish(None, problem)
 
+    def failed(self, exc: BaseException) -> None:
+        """The application raised ``exc``: end the measurement with it (a client that went
+        away, Starlette's ``ClientDisconnect``, is a disconnect rather than a failure)."""
+        if type(exc).__name__ == "ClientDisconnect":
+            self.finish(None, CLIENT_DISCONNECTED)
+        else:
+            self.finish(exc)
+
     def endpoint(self) -> Optional[Callable[..., Any]]:
         return self.scope.get("endpoint")
 
