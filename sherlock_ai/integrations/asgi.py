@@ -44,7 +44,7 @@ _INCOMPLETE = "the application returned without completing the response"
 
 
 class SherlockMiddleware:
-    """Give each HTTP request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
+    """Give each HTTP request an id and measure it (the figures of ``MemoryTracker``).
 
     Options: ``options=RequestOptions(...)``, the fields of
     :class:`~sherlock_ai.integrations.RequestOptions` as keywords, or both (keywords replace

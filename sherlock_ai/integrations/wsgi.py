@@ -54,7 +54,7 @@ NOT_CLOSED = "the response was never closed (measured until it was garbage colle
 
 
 class SherlockWSGIMiddleware:
-    """Give each request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
+    """Give each request an id and measure it (the figures of ``MemoryTracker``).
 
     Options as for :class:`~sherlock_ai.integrations.asgi.SherlockMiddleware`
     (``options=RequestOptions(...)`` and/or its fields as keywords), checked here, once, and
