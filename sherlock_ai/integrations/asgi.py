@@ -72,53 +72,41 @@ class SherlockMiddleware:
         self.route_names = RouteNames()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # One coroutine for a measured request, the common case: every frame counts there.
-        if scope["type"] != "http" or REQUEST_ID_KEY in scope:
-            await self._not_measured(scope, receive, send)
-            return
-        request_id = self.policy.request_id(self._incoming_id(scope))
-        scope[REQUEST_ID_KEY] = request_id
-        token = request_id_var.set(request_id)
-        try:
-            if not self.policy.exclude_paths.empty and self._excluded(scope):
-                await self.app(scope, receive, self._echoing(send, request_id,
-                                                             "http.response.start"))
-                return
-            exchange = Exchange(self, scope, receive, send, request_id)
-            try:
-                await self.app(scope, exchange.receive, exchange.send)
-            except BaseException as exc:
-                exchange.failed(exc)
-                raise
-            else:
-                if not exchange.done:
-                    exchange.finish(None, _INCOMPLETE)
-            finally:
-                # A response streamed from a child task ends the measurement in that task's
-                # context copy, which cannot restore this one: do it here.
-                if exchange.measuring is not None:
-                    exchange.measuring.leave()
-        except BaseException as exc:
-            # The server logs it after the id below is restored: the record factory reads the
-            # request's id from the exception instead.
-            _tag_escaped(exc, request_id)
-            raise
-        finally:
-            request_id_var.reset(token)
-
-    async def _not_measured(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Lifespan, other types and requests an outer SherlockMiddleware owns pass through;
-        a websocket gets an id (echoed in its accept message) but no measurement."""
-        if scope["type"] != "websocket" or REQUEST_ID_KEY in scope:
-            # An outer SherlockMiddleware already owns this request: one id, one line.
+        kind = scope["type"]
+        if REQUEST_ID_KEY in scope or (kind != "http" and kind != "websocket"):
+            # Lifespan and other types pass through untouched, and so does a request an outer
+            # SherlockMiddleware already owns: one id, one line.
             await self.app(scope, receive, send)
             return
         request_id = self.policy.request_id(self._incoming_id(scope))
         scope[REQUEST_ID_KEY] = request_id
         token = request_id_var.set(request_id)
         try:
-            await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
+            if kind == "websocket":
+                await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
+            elif not self.policy.exclude_paths.empty and self._excluded(scope):
+                await self.app(scope, receive, self._echoing(send, request_id,
+                                                             "http.response.start"))
+            else:
+                # Measured here rather than in a coroutine of its own: one frame less on the
+                # common path.
+                exchange = Exchange(self, scope, receive, send, request_id)
+                try:
+                    await self.app(scope, exchange.receive, exchange.send)
+                except BaseException as exc:
+                    exchange.failed(exc)
+                    raise
+                else:
+                    if not exchange.done:
+                        exchange.finish(None, _INCOMPLETE)
+                finally:
+                    # A response streamed from a child task ends the measurement in that
+                    # task's context copy, which cannot restore this one: do it here.
+                    if exchange.measuring is not None:
+                        exchange.measuring.leave()
         except BaseException as exc:
+            # The server logs it after the id below is restored: the record factory reads the
+            # request's id from the exception instead.
             _tag_escaped(exc, request_id)
             raise
         finally:
