@@ -112,9 +112,10 @@ class Tracker:
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
         duration = figures.duration
         marked, self._marked_error = self._marked_error, None
-        if self._dropped(exc, marked, duration):
-            return
         if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
+            # _dropped's decision, inline: this runs on every decorated call.
+            if duration < self.min_duration and not self._keep_quiet and not _eager():
+                return
             status, level, error = SUCCESS, self.level, None
         else:
             status, level = ERROR, logging.ERROR
