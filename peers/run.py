@@ -14,16 +14,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tarfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # peers_results, next to this file, also when loaded by path
+
+from peers_results import (  # noqa: E402
+    MEMORY_PROBLEMS,
+    Outcomes,
+    Row,
+    allowed,
+    allowed_still_pass,
+    differences,
+    judge_differences,
+    memory_checks,
+    memory_problems,
+    outcomes,
+    print_runs,
+    say,
+)
+
+__all__ = ["MEMORY_PROBLEMS", "memory_problems", "outcomes", "check_suite", "main"]
 ROOT = HERE.parent
 WORK = HERE / ".work"  # downloads, unpacked sources, logs, results (ignored by git)
 VENVS = ROOT / ".venv-peers"
@@ -62,10 +78,6 @@ SUITES: Dict[str, Dict[str, object]] = {
         ],
     },
 }
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 def run(cmd: List[str], **kwargs: object) -> None:
@@ -111,42 +123,9 @@ def venv(suite: str) -> Path:
     return python
 
 
-def outcomes(junit: Path) -> Dict[str, Tuple[str, str]]:
-    """Test id -> (``passed``/``failed``/``skipped``, first line of the message)."""
-    result: Dict[str, Tuple[str, str]] = {}
-    if not junit.exists():
-        return result
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        test_id = node_id(case)
-        state, message = "passed", ""
-        problems = case.findall("failure") + case.findall("error")
-        if problems:
-            state = "failed"
-            text = (problems[0].get("message") or "").strip()
-            message = text.splitlines()[0][:200] if text else problems[0].tag
-        elif case.find("skipped") is not None:
-            state = "skipped"
-        earlier = result.get(test_id)  # pytest writes a teardown error as a second entry
-        if earlier is not None and (earlier[0] == "failed" or state != "failed"):
-            continue
-        result[test_id] = (state, message)
-    return result
-
-
-def node_id(case: ET.Element) -> str:
-    """pytest's node id from an xunit1 test case (its ``file`` names the module)."""
-    name, classname, file = case.get("name", ""), case.get("classname", ""), case.get("file")
-    if not file:
-        return f"{classname}::{name}" if classname else name
-    module = file[:-3].replace("/", ".") if file.endswith(".py") else file
-    rest = classname[len(module) + 1:] if classname.startswith(module + ".") else ""
-    parts = [file, *rest.split(".")] if rest else [file]
-    return "::".join([*parts, name])
-
-
 def pytest_run(suite: str, python: Path, src: Path, label: str, mode: Optional[str],
                echo: bool = True, tests: Optional[List[str]] = None
-               ) -> Tuple[Dict[str, Tuple[str, str]], Optional[dict], float]:
+               ) -> Tuple[Outcomes, Optional[dict], float]:
     """Run the suite (or ``tests``) once; its outcomes, the plugin's summary, the seconds."""
     out = WORK / "results" / suite
     out.mkdir(parents=True, exist_ok=True)
@@ -172,120 +151,33 @@ def pytest_run(suite: str, python: Path, src: Path, label: str, mode: Optional[s
     return found, data, took
 
 
-def allowed() -> Dict[Tuple[str, str], str]:
-    """(suite, test id) -> reason, from peers/allowed.txt."""
-    result: Dict[Tuple[str, str], str] = {}
-    for line in (HERE / "allowed.txt").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            suite, test_id, reason = line.split(None, 2)
-            result[(suite, test_id)] = reason
-    return result
-
-
-def counts(found: Dict[str, Tuple[str, str]]) -> str:
-    states = [s for s, _ in found.values()]
-    return " ".join(f"{states.count(s):>6}" for s in ("passed", "failed", "skipped"))
-
-
-MEMORY_PROBLEMS = ("requests_without_record", "requests_without_id", "ids_with_several_records",
-                   "ids_used_by_several_requests", "records_without_request")
-
-
-def memory_problems(data: Optional[dict]) -> List[str]:
-    """What the plugin's summary shows against one MEMORY record per request."""
-    if data is None:
-        return ["the plugin wrote no summary (the run did not finish)"]
-    found = [f"{key.replace('_', ' ')}: {data[key]}" for key in MEMORY_PROBLEMS if data[key]]
-    if data["internal_errors"]:
-        found.append(f"internal errors reported: {len(data['internal_errors'])}")
-    return found
-
-
 def check_suite(suite: str, modes: List[str], rules: Dict[Tuple[str, str], str]) -> bool:
     """Run ``suite`` as shipped and injected in ``modes``; print the comparison; True if clean."""
     src, python = fetch(suite), venv(suite)
     say(f"\n== {suite} ({SUITES[suite]['sdist']}, {' '.join(SUITES[suite]['tests'])}) ==")
     base, _, base_time = pytest_run(suite, python, src, "baseline", None)
-    rows = [("baseline", base, None, base_time)]
-    differences: Dict[str, Dict[str, Tuple[str, str, str]]] = {}
+    rows: List[Row] = [("baseline", base, None, base_time)]
+    diffs: Dict[str, Dict[str, Tuple[str, str, str]]] = {}
     found_in_order: Dict[str, List[str]] = {}
     for mode in modes:
         found, data, took = pytest_run(suite, python, src, mode, mode)
         rows.append((mode, found, data, took))
         found_in_order[mode] = list(found)
-        differences[mode] = {
-            t: (base.get(t, ("absent", ""))[0], *found.get(t, ("absent", "")))
-            for t in sorted(set(base) | set(found))
-            if base.get(t, ("absent",))[0] != found.get(t, ("absent",))[0]
-        }
-    clean = bool(base)
+        diffs[mode] = differences(base, found)
     listed = sorted(t for s, t in rules if s == suite)
-    differing = sorted({t for d in differences.values() for t in d})
-    echo_off: Dict[str, Tuple[str, str]] = {}
+    differing = sorted({t for d in diffs.values() for t in d})
+    echo_off: Outcomes = {}
     echo_time = 0.0
     if listed or differing:
         tests = sorted(set(listed) | set(differing))
         echo_off, _, echo_time = pytest_run(suite, python, src, "plain-echo-off", "plain",
                                             echo=False, tests=tests)
-    say(f"\n{suite}: run                passed failed skipped    time")
-    for label, found, _, took in rows:
-        say(f"{suite}: {label:<18} {counts(found)} {took:>6.0f}s")
-    if echo_off:
-        say(f"{suite}: {'echo_header=False':<18} {counts(echo_off)} {echo_time:>6.0f}s"
-            f"  ({len(echo_off)} tests: the allowed ones and every difference)")
-    failed_base = sorted(t for t, (s, _) in base.items() if s == "failed")
-    if failed_base:
-        say(f"{suite}: failing as shipped (not counted against sherlock_ai):")
-        for t in failed_base:
-            say(f"    {t}: {base[t][1]}")
-    shown = 30  # ids printed per group of differences; all are in differences.json
-    for mode, diff in differences.items():
-        groups: Dict[Tuple[str, str, str, str], List[str]] = {}
-        for test_id, (was, now, message) in diff.items():
-            reason = rules.get((suite, test_id))
-            passes_off = echo_off.get(test_id, ("absent",))[0] == "passed"
-            if reason and passes_off:
-                verdict = f"allowed ({reason}); passes with echo_header=False"
-            elif reason:
-                verdict = "UNEXPLAINED: listed as allowed but fails with echo_header=False too"
-            else:
-                verdict = "UNEXPLAINED"
-            clean = clean and verdict.startswith("allowed")
-            # Ids in messages (echoed headers) would split one cause into a group per test.
-            key = (was, now, re.sub(r"[0-9a-f]{8,}", "<id>", message), verdict)
-            groups.setdefault(key, []).append(test_id)
-        if diff:
-            first = next(t for t in found_in_order[mode] if t in diff)
-            say(f"{suite}: {mode}: first difference in run order (later ones may follow from "
-                f"it): {first}\n    {diff[first][2]}")
-        for (was, now, message, verdict), ids in groups.items():
-            say(f"{suite}: {mode}: {was} -> {now}, {len(ids)} test(s): {verdict}"
-                f"\n    {message or '(no message)'}")
-            for test_id in ids[:shown]:
-                say(f"      {test_id}")
-            if len(ids) > shown:
-                say(f"      ... and {len(ids) - shown} more (differences.json)")
+    print_runs(suite, rows, echo_off, echo_time)
+    clean = bool(base) & judge_differences(suite, diffs, found_in_order, rules, echo_off)
     (WORK / "results" / suite / "differences.json").write_text(json.dumps(
-        {m: {t: list(v) for t, v in d.items()} for m, d in differences.items()}, indent=1))
-    for test_id in listed:
-        if echo_off.get(test_id, ("absent",))[0] != "passed":
-            clean = False
-            say(f"{suite}: UNEXPLAINED: allowed test fails with echo_header=False: {test_id}")
-    for label, _, data, _ in rows[1:]:
-        problems = memory_problems(data)
-        clean = clean and not problems
-        head = "MEMORY check failed: " + "; ".join(problems) if problems else "MEMORY check ok"
-        if data is not None:
-            head += (f" ({data['requests']} requests, {data['memory_records']} records, "
-                     f"max Concurrent {data['max_concurrent']})")
-        say(f"{suite}: {label}: {head}")
-        for key in (*(k + "_tests" for k in MEMORY_PROBLEMS), "error_records"):
-            if data and data.get(key):
-                say(f"    {key.replace('_', ' ')}: "
-                    + ", ".join(f"{k} ({v})" for k, v in data[key].items()))
-        for error in (data or {}).get("internal_errors", [])[:10]:
-            say(f"    internal error in {error['where']}: {error['error']} ({error['test']})")
+        {m: {t: list(v) for t, v in d.items()} for m, d in diffs.items()}, indent=1))
+    clean &= allowed_still_pass(suite, listed, echo_off)
+    clean &= memory_checks(suite, rows[1:])
     return clean
 
 

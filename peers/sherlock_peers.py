@@ -153,7 +153,7 @@ class _CountWSGI:
 def _watch_internal_errors() -> None:
     """Record every call of sherlock_ai's internal-error path (each module imported it by name)."""
     import sherlock_ai
-    from sherlock_ai import _safety
+    from sherlock_ai import safety
 
     for info in pkgutil.walk_packages(sherlock_ai.__path__, "sherlock_ai."):
         if not info.name.endswith("__main__"):
@@ -161,7 +161,7 @@ def _watch_internal_errors() -> None:
                 importlib.import_module(info.name)
             except ImportError:  # an optional integration whose library this venv lacks
                 pass
-    original = _safety.report_internal_error
+    original = safety.report_internal_error
 
     def report_internal_error(where: str, exc: BaseException) -> None:
         LEDGER.internal_errors.append({

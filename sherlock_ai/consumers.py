@@ -15,17 +15,18 @@ A consumer is any object with some of these methods (all optional; see :class:`C
 The log line, the JSON lines, the Prometheus and OpenTelemetry exporters and the leak watch
 are consumers; ``add_sink`` and ``add_request_observer`` register theirs here. A new consumer
 is one module with one class; nothing else changes. A consumer's exceptions are reported once
-per site (see :mod:`sherlock_ai._safety`), never raised to the monitored code.
+per site (see :mod:`sherlock_ai.safety`), never raised to the monitored code.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Iterable, Optional, Tuple, TypeVar
 
-from ._safety import report_internal_error
 from .engine.measurement import Measurement
+from .safety import report_internal_error
 
+Installable = TypeVar("Installable", bound="InstallableConsumer")
 HOOKS = ("finished", "request_started", "request_finished", "request_ended", "memory_event")
 
 
@@ -65,6 +66,35 @@ class Consumer:
 
     def memory_event(self, event: Any) -> None:
         """The memory guard told an event (a budget warning, a shed request, a limit state)."""
+
+
+class InstallableConsumer(Consumer):
+    """A consumer that registers itself: :meth:`install` adds it to the registry (once, however
+    often it is called) and :meth:`uninstall` takes it out. Subclasses put what must happen
+    before their first measurement in :meth:`before_install` (the exporters do)."""
+
+    _installed = False
+    # One lock for every installable consumer: installing is rare, and this way a subclass
+    # needs no __init__ of the base.
+    _install_lock = threading.Lock()
+
+    def before_install(self) -> None:
+        """Run once per install, before the consumer is registered."""
+
+    def install(self: Installable) -> Installable:
+        """Start telling this consumer (idempotent); returns it."""
+        with self._install_lock:
+            if not self._installed:
+                self.before_install()
+                add_consumer(self)
+                self._installed = True
+        return self
+
+    def uninstall(self) -> None:
+        """Stop telling this consumer (what it recorded stays)."""
+        with self._install_lock:
+            remove_consumer(self)
+            self._installed = False
 
 
 def _hooks(consumer: object, hook: str) -> Optional[Callable[..., None]]:

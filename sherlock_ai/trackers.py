@@ -11,7 +11,6 @@ import logging
 from time import perf_counter
 from typing import Any, Dict, Optional
 
-from ._safety import guarded, report_internal_error
 from .consumers import measurement_finished as dispatch
 from .consumers import wants_all as _eager
 from .engine import heap, tracing
@@ -22,6 +21,7 @@ from .logs.formatting import exception_summary, log_safe
 from .logs.lines import safe_name
 from .options import check_flag, check_level, check_min_duration, check_name
 from .request_id import request_id_var
+from .safety import guarded, report_internal_error
 
 
 class Tracker:
@@ -101,11 +101,19 @@ class Tracker:
     def _finish(self, exc: Optional[BaseException]) -> None:
         raise NotImplementedError
 
+    def _dropped(self, exc: Optional[BaseException], marked: Optional[str],
+                 duration: float) -> bool:
+        """Whether the measurement is a success faster than ``min_duration`` that nobody will
+        see (no line, no consumer): it is not built, and pays for no second snapshot."""
+        # GeneratorExit is a generator closed early by its consumer, not a failure.
+        return (marked is None and (exc is None or isinstance(exc, GeneratorExit))
+                and duration < self.min_duration and not self._keep_quiet and not _eager())
+
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
         duration = figures.duration
         marked, self._marked_error = self._marked_error, None
-        # GeneratorExit is a generator closed early by its consumer, not a failure.
         if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
+            # _dropped's decision, inline: this runs on every decorated call.
             if duration < self.min_duration and not self._keep_quiet and not _eager():
                 return
             status, level, error = SUCCESS, self.level, None
@@ -145,9 +153,6 @@ class MemoryTracker(Tracker):
     """
 
     kind = "memory"
-    # Class defaults for trackers built from templates that predate the option.
-    top_allocations = 0
-    _heap_before: Optional[heap.Sizes] = None
 
     def __init__(
         self,
@@ -183,18 +188,13 @@ class MemoryTracker(Tracker):
             try:
                 # Guarded: e.g. tracing stopped by the user between the two snapshots.
                 with guarded("MemoryTracker top_allocations"):
-                    if self._kept(exc, figures.duration):
+                    if not self._dropped(exc, self._marked_error, figures.duration):
                         sites = heap.top_growth(before or {}, heap.site_sizes(),
                                                 self.top_allocations)
                         self.attributes = {**(self.attributes or {}), "top_allocations": sites}
             finally:
                 tracing.release_tracing()
         self._emit(exc, figures)
-
-    def _kept(self, exc: Optional[BaseException], duration: float) -> bool:
-        # Mirrors _emit: a measurement nobody will see does not pay for a second snapshot.
-        return (duration >= self.min_duration or exc is not None or self._keep_quiet
-                or self._marked_error is not None or _eager())
 
 
 class PerformanceTimer(Tracker):

@@ -15,7 +15,8 @@ _RUN = process_tree.mark_children()
 
 
 class RecordCollector(logging.Handler):
-    """Keeps the real LogRecords that reach it."""
+    """Keeps the real LogRecords that reach it, as they were created (the one record
+    collector of the tests: the ``records`` and ``root_records`` fixtures)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -23,6 +24,12 @@ class RecordCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+    def named(self, logger: str) -> List[logging.LogRecord]:
+        return [r for r in self.records if r.name == logger]
+
+    def memory(self) -> List[logging.LogRecord]:
+        return [r for r in self.records if r.getMessage().startswith("MEMORY | ")]
 
     def messages(self, prefix: str = "") -> List[str]:
         return [r.getMessage() for r in self.records if r.getMessage().startswith(prefix)]
@@ -68,3 +75,16 @@ def records() -> Iterator[RecordCollector]:
     for lg, level in saved:
         lg.removeHandler(collector)
         lg.setLevel(level)
+
+
+@pytest.fixture
+def root_records() -> Iterator[RecordCollector]:
+    """Collect every record propagated to the root logger (application loggers included)."""
+    collector = RecordCollector()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(collector)
+    root.setLevel(logging.DEBUG)
+    yield collector
+    root.removeHandler(collector)
+    root.setLevel(level)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from sherlock_ai import MemoryTracker, add_sink, remove_sink
-from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
+from sherlock_ai.consumers import (
+    Consumer,
+    InstallableConsumer,
+    add_consumer,
+    registry,
+    remove_consumer,
+)
 
 
 def test_a_consumer_with_only_finished_gets_each_kept_measurement():
@@ -80,3 +86,36 @@ def test_remove_sink_removes_a_bound_method_sink():
     with MemoryTracker("after removal", trace_malloc=False):
         pass
     assert seen == []
+
+
+def test_an_installable_consumer_is_told_once_however_often_it_is_installed():
+
+
+    class Counting(InstallableConsumer):
+        def __init__(self):
+            self.prepared = 0
+            self.seen = []
+
+        def before_install(self):
+            self.prepared += 1
+
+        def finished(self, measurement):
+            self.seen.append(measurement.name)
+
+    consumer = Counting()
+    try:
+        assert consumer.install() is consumer.install() is consumer
+        assert consumer.prepared == 1
+        with MemoryTracker("installed"):
+            pass
+        assert consumer.seen == ["installed"]
+    finally:
+        consumer.uninstall()
+    with MemoryTracker("uninstalled"):
+        pass
+    assert consumer.seen == ["installed"]
+    consumer.install()
+    try:
+        assert consumer.prepared == 2
+    finally:
+        consumer.uninstall()

@@ -57,9 +57,9 @@ def test_bare_asgi_app_is_wrapped():
 
 
 def test_internal_error_is_seen():
-    from sherlock_ai.integrations import asgi
+    from sherlock_ai.integrations import asgi_exchange
 
-    asgi.report_internal_error("a test site", ValueError("boom"))
+    asgi_exchange.report_internal_error("a test site", ValueError("boom"))
 
 
 @pytest.fixture

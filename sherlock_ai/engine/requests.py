@@ -2,61 +2,138 @@
 
 An integration makes one :class:`RequestMeter` from its options, calls :meth:`RequestMeter.open`
 when a request starts and :meth:`OpenRequest.finish` once when it ends, with the request's final
-name, attributes and outcome, and gets the one :class:`~sherlock_ai.engine.measurement.Measurement`
-back (``None`` when it was not kept). It never builds a tracker or touches the engine's
-context variables itself.
+name, attributes and outcome. ``finish`` closes the request's :class:`~.span.Span`, makes the one
+:class:`~sherlock_ai.engine.measurement.Measurement`, hands it to the consumers and tells their
+request hooks. The integration never builds a tracker or touches the engine's context variables:
+:meth:`OpenRequest.lend` and :meth:`OpenRequest.leave` do what it needs of them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from contextvars import Token
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..trackers import MemoryTracker
-from .measurement import Measurement
+from .. import consumers
+from ..consumers import RequestEnd, registry
+from ..logs.formatting import exception_summary, log_safe
+from ..request_id import request_id_var
+from ..safety import report_internal_error
+from .measurement import ERROR, SUCCESS, Measurement
+from .span import Span, _current
 
-#: The name a request's measurement has until it ends (its route is known only then).
-PROVISIONAL_NAME = "HTTP request"
-
-
-class OpenRequest(MemoryTracker):
-    """A request's measurement in progress (made by :meth:`RequestMeter.open`)."""
-
-    def finish(self, name: str, attributes: Dict[str, Any], error: Optional[str] = None,
-               exc: Optional[BaseException] = None) -> Optional[Measurement]:
-        """End the measurement as ``name`` with ``attributes``; ERROR with ``exc`` (what the
-        application raised) or with ``error`` (a 5xx response, a client gone away) when given.
-        Returns the measurement, or ``None`` when it was not kept (a fast success)."""
-        try:
-            self.name = name
-            self.attributes = attributes
-            if error is not None:
-                self.mark_error(error)
-        finally:
-            self.__exit__(None if exc is None else type(exc), exc, None)
-        return self.measurement
-
-    def _skip_rss_below(self, exc: Optional[BaseException]) -> float:
-        # A meter that keeps every measurement (the memory guard's) reads every closing RSS.
-        return -1.0 if self._keep_quiet else super()._skip_rss_below(exc)
+_ERROR_LEVEL = logging.ERROR
+EndHook = Callable[[RequestEnd], None]
 
 
 class RequestMeter:
-    """Opens request measurements with settings checked once (by the integration's options)."""
+    """Opens request measurements with settings checked once (by the integration's options).
 
-    __slots__ = ("_template",)
+    ``ended`` are the integration's own ``request_ended`` hooks, told after the process-wide
+    consumers (its leak watch and memory guard: they count only the requests of their
+    middleware). ``keep_all``: keep (and read the closing RSS of) the successes faster than
+    ``min_duration`` too (the memory guard compares every request); they still write no line
+    (``below_threshold``)."""
 
-    def __init__(self, *, min_duration: float, trace_malloc: bool, keep_all: bool = False) -> None:
-        """``keep_all``: keep (and read the closing RSS of) the successes faster than
-        ``min_duration`` too; they still write no line (``below_threshold``)."""
-        self._template = OpenRequest._template(
-            PROVISIONAL_NAME,
-            {"min_duration": min_duration, "level": logging.INFO, "trace_malloc": trace_malloc},
-        )
-        self._template["_keep_quiet"] = keep_all
+    __slots__ = ("protocol", "min_duration", "trace_malloc", "level", "ended", "keep_all")
+
+    def __init__(self, *, protocol: str, min_duration: float, trace_malloc: bool,
+                 level: int = logging.INFO, ended: Tuple[EndHook, ...] = (),
+                 keep_all: bool = False) -> None:
+        self.keep_all = keep_all
+        self.protocol = protocol
+        self.min_duration = min_duration
+        self.trace_malloc = trace_malloc
+        self.level = level
+        self.ended = ended
 
     def open(self) -> OpenRequest:
-        """Start measuring a request in the current context."""
-        request: OpenRequest = OpenRequest._from(self._template)  # type: ignore[assignment]
-        request.__enter__()
-        return request
+        """Start measuring a request in the current context and tell the consumers."""
+        return OpenRequest(self)
+
+
+class OpenRequest:
+    """A request's measurement in progress (made by :meth:`RequestMeter.open`)."""
+
+    __slots__ = ("meter", "span", "outer")
+
+    def __init__(self, meter: RequestMeter) -> None:
+        #: The settings it was opened with; ``None`` once it finished.
+        self.meter: Optional[RequestMeter] = meter
+        #: The span current when the request began (restored by :meth:`leave`).
+        self.outer = _current.get()
+        self.span: Optional[Span] = None
+        # Plain try/except rather than guarded(): once per request, free until it raises.
+        try:
+            self.span = Span(meter.trace_malloc)
+        except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
+            report_internal_error(f"{meter.protocol} request start", exc)
+        if registry.started:
+            consumers.request_started(meter.protocol)
+
+    def finish(self, name: str, attributes: Dict[str, Any], error: Optional[str] = None,
+               exc: Optional[BaseException] = None,
+               endpoint: Optional[Callable[..., Any]] = None) -> Optional[Measurement]:
+        """End the measurement as ``name`` with ``attributes``; ERROR with ``exc`` (what the
+        application raised) or with ``error`` (a 5xx response, a client gone away) when given.
+        Then tell the request hooks (``endpoint`` is the function that served the request).
+        Returns the measurement, or ``None`` when it was not kept (a fast success) or the
+        request ended already. Never raises."""
+        meter = self.meter
+        if meter is None:
+            return None  # finished before
+        span, self.span, self.meter = self.span, None, None  # type: ignore[assignment]
+        measurement = None
+        if span is not None:
+            # One function, not two: this runs once per request and every call counts.
+            try:
+                min_duration = meter.min_duration
+                # GeneratorExit is a body closed early by its consumer, not a failure.
+                success = error is None and (exc is None or isinstance(exc, GeneratorExit))
+                eager = meter.keep_all or bool(registry.finished_all)
+                # The closing RSS read is skipped only when no line and no consumer shows it.
+                figures = span.close(min_duration if success and exc is None and min_duration
+                                     and not eager else -1.0)
+                duration = figures.duration
+                if success:
+                    kept = duration >= min_duration or eager
+                    status, level, message = SUCCESS, meter.level, None
+                else:
+                    kept, status, level = True, ERROR, _ERROR_LEVEL
+                    message = log_safe(error) if exc is None \
+                        else log_safe(exception_summary(exc))
+                    if exc is not None:
+                        attributes["error_type"] = type(exc).__name__
+                if kept:
+                    measurement = Measurement(
+                        "memory", name, status, duration, level, request_id_var.get(), message,
+                        figures.rss, figures.rss_change, figures.traced, figures.traced_peak,
+                        figures.concurrent, success and duration < min_duration, attributes)
+                    consumers.measurement_finished(measurement)
+            except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(f"{meter.protocol} request finish", internal)
+        # After the span closed: a leak window's snapshot work stays out of the figures.
+        if registry.request_finished or registry.request_ended or meter.ended:
+            consumers.request_ended(RequestEnd(meter.protocol, name, endpoint, measurement),
+                                    meter.ended)
+        return measurement
+
+    def lend(self) -> Optional[Token]:
+        """Make this request's span current in this context for one step of work that belongs
+        to it but runs elsewhere (a chunk of a streamed WSGI body, iterated by the server);
+        undo with :meth:`take_back` in the same context right after the step."""
+        span = self.span
+        return None if span is None else _current.set(span)
+
+    @staticmethod
+    def take_back(token: Optional[Token]) -> None:
+        """Undo :meth:`lend`."""
+        if token is not None:
+            _current.reset(token)
+
+    def leave(self) -> None:
+        """Make the span that was current when the request began current again in this
+        context, where a response streamed from a child task ended the request in that task's
+        context copy, which could not restore this one."""
+        if _current.get() is not self.outer:
+            _current.set(self.outer)

@@ -9,8 +9,8 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from .._safety import guarded
 from ..logs.formatting import format_bytes
+from ..safety import guarded
 from .rss import current_rss, peak_rss
 
 _process = None

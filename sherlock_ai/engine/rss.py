@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Optional
 
-from .._safety import guarded, report_internal_error
+from ..safety import guarded, report_internal_error
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _fd: Optional[int] = None

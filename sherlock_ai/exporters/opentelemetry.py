@@ -24,9 +24,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from opentelemetry import metrics, trace
 
 from .. import consumers
-from .._safety import report_internal_error
 from ..engine.measurement import Measurement
 from ..integrations import status_class
+from ..safety import report_internal_error
 
 ATTRIBUTE_PREFIX = "sherlock.memory."
 NO_TRACE = "-"
@@ -62,7 +62,7 @@ def span_attributes(m: Measurement) -> Dict[str, Any]:
     return out
 
 
-class OpenTelemetryExporter:
+class OpenTelemetryExporter(consumers.InstallableConsumer):
     """Hands sherlock_ai's measurements to OpenTelemetry.
 
     ``meter_provider``: where the histograms come from (default: the global provider).
@@ -99,27 +99,15 @@ class OpenTelemetryExporter:
         # (method, route, status code) -> the histograms' attributes, built once per key and
         # shared by its requests (the SDK copies what it keeps).
         self._labels: Dict[Tuple[Any, ...], Dict[str, str]] = {}
-        self._installed = False
-        self._lock = threading.Lock()
 
-    def install(self) -> OpenTelemetryExporter:
-        """Start exporting, and give log records ``trace_id``/``span_id`` (idempotent)."""
-        with self._lock:
-            if not self._installed:
-                if self.span_attributes:
-                    remember_server_roots(self.tracer_provider or trace.get_tracer_provider())
-                install_trace_context_factory()
-                # One consumer of measurements; the histograms count every request.
-                self.wants_all = self._histograms is not None
-                consumers.add_consumer(self)
-                self._installed = True
-        return self
-
-    def uninstall(self) -> None:
-        """Stop exporting (log records keep their trace ids)."""
-        with self._lock:
-            consumers.remove_consumer(self)
-            self._installed = False
+    # install() (idempotent) and uninstall() (log records keep their trace ids): the base's.
+    def before_install(self) -> None:
+        """Remember server spans and give log records ``trace_id``/``span_id``."""
+        if self.span_attributes:
+            remember_server_roots(self.tracer_provider or trace.get_tracer_provider())
+        install_trace_context_factory()
+        # One consumer of measurements; the histograms count every request.
+        self.wants_all = self._histograms is not None
 
     def finished(self, m: Measurement) -> None:
         """Put a finished measurement on its span and in the histograms."""

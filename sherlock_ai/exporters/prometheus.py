@@ -10,7 +10,6 @@ an id. See docs/metrics.md for each metric's meaning.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -37,7 +36,7 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-class PrometheusExporter(RequestObserver):
+class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
     """Request metrics for Prometheus, fed by sherlock_ai's measurements.
 
     ``registry``: where the metrics are registered (default: prometheus_client's global
@@ -100,27 +99,13 @@ class PrometheusExporter(RequestObserver):
             self.suspects_gauge = None
             self._suspects = _SuspectCollector()
             reg.register(self._suspects)
-        self._lock = threading.Lock()
-        self._installed = False
         self._since_refresh = 0
         # (method, route, status code) -> the three histograms' children of those labels:
         # ``labels()`` (label check, tuple building, a lock and a lookup per histogram) once
         # per key instead of once per request and histogram.
         self._children: Dict[Tuple[Any, ...], Tuple[Any, Any, Any]] = {}
 
-    def install(self) -> PrometheusExporter:
-        """Start recording measured requests (idempotent)."""
-        with self._lock:
-            if not self._installed:
-                consumers.add_consumer(self)
-                self._installed = True
-        return self
-
-    def uninstall(self) -> None:
-        """Stop recording (the metrics keep their values)."""
-        with self._lock:
-            consumers.remove_consumer(self)
-            self._installed = False
+    # install() (idempotent) and uninstall() (the metrics keep their values): the base's.
 
     # Every finished measurement. Only web requests carry method and route.
     def finished(self, m: Measurement) -> None:

@@ -8,10 +8,10 @@ import logging
 import threading
 from typing import Any, Mapping, Optional, Union
 
-from .._safety import report_internal_error
 from ..consumers import RequestEnd
 from ..engine.rss import current_rss
 from ..logs.formatting import format_bytes
+from ..safety import report_internal_error
 from .budget import Budgets
 from .events import ShedEvent, tell
 from .limits import memory_limit

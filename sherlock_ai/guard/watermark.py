@@ -16,8 +16,8 @@ import threading
 import tracemalloc
 from typing import Any, Dict, List, Optional
 
-from .._safety import guarded
 from ..engine.rss import current_rss
+from ..safety import guarded
 from .events import LimitEvent, tell
 from .supervisor import exit_gracefully
 

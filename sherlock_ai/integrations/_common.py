@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
 
-from .._safety import report_internal_error
-from ..consumers import RequestEnd, request_ended
+from ..consumers import RequestEnd
 from ..engine.requests import OpenRequest, RequestMeter
 from ..engine.tracing import hold_tracing, release_tracing
 from ..logs.lines import safe_name
 from ..logs.records import install_request_id_factory
 from ..request_id import generate_request_id, is_valid_request_id
+from ..safety import report_internal_error
 from .observers import (  # noqa: F401 - RequestObserver and its functions used to live here
     RequestObserver,
     add_request_observer,
@@ -54,8 +54,6 @@ STREAMED_KEY = "sherlock_ai.streamed"
 
 CLIENT_DISCONNECTED = "client disconnected before the response was complete"
 
-EndHook = Callable[[RequestEnd], None]
-
 # Names and cached lookups are bounded: their keys come from the application's routes, but a
 # router that reports unusual templates must not grow memory without end.
 _CACHE_LIMIT = 1024
@@ -77,9 +75,10 @@ class PathExclusions:
 
 
 class RequestPolicy:
-    """Everything an integration needs per request, prepared once from its options."""
+    """Everything an integration needs per request, prepared once from its options
+    (``protocol`` is ``"asgi"`` or ``"wsgi"``, as the consumers are told)."""
 
-    def __init__(self, options: RequestOptions) -> None:
+    def __init__(self, options: RequestOptions, protocol: str) -> None:
         self.options = options
         self.header_name = options.header_name
         self.header_key = options.header_name.lower().encode("latin-1")
@@ -88,14 +87,17 @@ class RequestPolicy:
         self.exclude_paths = PathExclusions(options.exclude_paths)
         self._trust = options.trust_incoming_id
         self._generator = options.id_generator
-        self.leak_watch = _leak_watch(options)
-        #: The memory guard of ``memory_budget`` / ``rss_limit``, else ``None``.
-        self.guard = _memory_guard(options)
-        # The guard compares every request's figures, the fast successes' included.
-        self._meter = RequestMeter(min_duration=options.min_duration,
-                                   trace_malloc=options.trace_malloc,
-                                   keep_all=self.guard is not None)
         self._lease = _TracingLease() if options.trace_malloc else None
+        self.leak_watch = watch = _leak_watch(options)
+        #: The memory guard of ``memory_budget`` / ``rss_limit``, else ``None``.
+        self.guard = guard = _memory_guard(options)
+        ended = () if watch is None else (_LeakCount(watch).request_ended,)
+        self._meter = RequestMeter(
+            protocol=protocol, min_duration=options.min_duration,
+            trace_malloc=options.trace_malloc,
+            ended=ended if guard is None else ended + (guard.request_ended,),
+            # The guard compares every request's figures, the fast successes' included.
+            keep_all=guard is not None)
         install_request_id_factory()
 
     def request_id(self, incoming: Optional[str]) -> str:
@@ -116,25 +118,51 @@ class RequestPolicy:
         )
         return generate_request_id()
 
-    def start_measurement(self, protocol: str) -> OpenRequest:
-        """Open one request's measurement (named when it ends, see :func:`end_measurement`)
+    def start_measurement(self) -> OpenRequest:
+        """Open one request's measurement (named when it ends, see :class:`MeasuredRequest`)
         and tell the consumers."""
         if self._lease is not None:
             try:
                 self._lease.hold(self)
             except Exception as exc:  # noqa: BLE001 - the request goes on without tracing
                 report_internal_error("tracemalloc lease", exc)
-        tracker = self._meter.open()
-        notify_started(protocol)
         if self.guard is not None:
             self.guard.request_started()
-        return tracker
+        return OpenRequest(self._meter)  # RequestMeter.open(), one call less per request
 
-    def ended_hooks(self, leak_watch: Optional[LeakWatch]) -> Tuple[EndHook, ...]:
-        """The integration's own ``request_ended`` hooks: its leak watch, then its guard."""
-        hooks: Tuple[EndHook, ...] = () if leak_watch is None \
-            else (_LeakCount(leak_watch).request_ended,)
-        return hooks if self.guard is None else hooks + (self.guard.request_ended,)
+
+class MeasuredRequest:
+    """What one measured request of an integration knows (its method, then its status), and
+    :meth:`end`, the integration's one call when the request is over. The ASGI exchange and
+    the WSGI request are made of it."""
+
+    __slots__ = ("measuring", "method", "status")
+
+    def __init__(self, measuring: Optional[OpenRequest], method: str) -> None:
+        #: The engine's open measurement (``None`` for a request that is not measured).
+        self.measuring = measuring
+        self.method = method
+        self.status: Optional[int] = None
+
+    def endpoint(self) -> Optional[Callable[..., Any]]:
+        """The function that served the request, for the leak watch (``None`` unknown)."""
+        return None
+
+    def end(self, route: str, problem: Optional[str] = None,
+            exc: Optional[BaseException] = None) -> None:
+        """Name the measurement ``"{method} {route}"``, attach its method, route and status
+        code, report a 5xx response and ``problem`` as ERROR, and end it."""
+        measuring = self.measuring
+        if measuring is None or measuring.meter is None:
+            return  # not measured, or ended already
+        status = self.status
+        if problem is None and exc is None and status is not None and status >= 500:
+            problem = f"HTTP {status}"
+        method = self.method
+        endpoint = self.endpoint() if measuring.meter.ended else None  # asked only when used
+        measuring.finish(f"{method} {route}",
+                         {"method": method, "route": route, "status_code": status},
+                         problem, exc, endpoint)
 
 
 def _memory_guard(options: RequestOptions) -> Optional[MemoryGuard]:
@@ -200,40 +228,6 @@ class BoundedNames:
             if len(self._safe) < _CACHE_LIMIT:
                 self._safe[template] = name
         return name
-
-
-def end_measurement(
-    tracker: OpenRequest,
-    protocol: str,
-    method: str,
-    route: str,
-    status: Optional[int],
-    problem: Optional[str],
-    exc: Optional[BaseException],
-    leak_watch: Optional[LeakWatch] = None,
-    endpoint: Optional[Callable[..., Any]] = None,
-    policy: Optional[RequestPolicy] = None,
-) -> None:
-    """Name the request's measurement ``"{method} {route}"``, attach its method, route and
-    status code, report 5xx responses and ``problem`` as ERROR, end it, and tell the consumers
-    (then ``leak_watch``, counting the request as served by the function ``endpoint``, and
-    ``policy``'s memory guard)."""
-    name = f"{method} {route}"
-    if problem is None and exc is None and status is not None and status >= 500:
-        problem = f"HTTP {status}"
-    try:
-        measurement = tracker.finish(
-            name, {"method": method, "route": route, "status_code": status}, problem, exc)
-    except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-        # Raised while naming it (the measurement has ended all the same).
-        report_internal_error(f"{protocol} request name", internal)
-        measurement = tracker.measurement
-    # After the tracker ends: a leak window's snapshot work stays out of the request's figures.
-    if policy is not None and policy.guard is not None:
-        local = policy.ended_hooks(leak_watch)
-    else:
-        local = () if leak_watch is None else (_LeakCount(leak_watch).request_ended,)
-    request_ended(RequestEnd(protocol, name, endpoint, measurement), local)
 
 
 class _LeakCount:

@@ -9,7 +9,6 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -18,7 +17,6 @@ from typing import (
     MutableMapping,
     Optional,
     Protocol,
-    Tuple,
     TypeVar,
     Union,
     overload,
@@ -26,19 +24,10 @@ from typing import (
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
-from .._safety import report_internal_error
-from ..engine.span import current_span, restore_span
-from ..logs.formatting import exception_summary
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import request_id_var
-from ._common import (
-    CLIENT_DISCONNECTED,
-    REQUEST_ID_KEY,
-    UNMATCHED_ROUTE,
-    RequestPolicy,
-    end_measurement,
-    request_method,
-)
+from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
+from .asgi_exchange import Exchange, with_header
 from .asgi_routes import RouteNames
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .shedding import shed_asgi, shed_route
@@ -56,7 +45,7 @@ _INCOMPLETE = "the application returned without completing the response"
 
 
 class SherlockMiddleware:
-    """Give each HTTP request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
+    """Give each HTTP request an id and measure it (the figures of ``MemoryTracker``).
 
     Options: ``options=RequestOptions(...)``, the fields of
     :class:`~sherlock_ai.integrations.RequestOptions` as keywords, or both (keywords replace
@@ -76,17 +65,19 @@ class SherlockMiddleware:
         self.app = _single_callable(app)
         #: The checked options this middleware runs with.
         self.options = resolve_options(options, keywords)
-        self.policy = RequestPolicy(self.options)
+        self.policy = RequestPolicy(self.options, "asgi")
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._header = self.policy.header_key
-        self._route_names = RouteNames()
+        #: The route templates that name its requests (see :class:`RouteNames`).
+        self.route_names = RouteNames()
         self._guard = self.policy.guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan" or REQUEST_ID_KEY in scope or kind not in ("http", "websocket"):
-            # An outer SherlockMiddleware already owns this request: one id, one line.
+        if REQUEST_ID_KEY in scope or (kind != "http" and kind != "websocket"):
+            # Lifespan and other types pass through untouched, and so does a request an outer
+            # SherlockMiddleware already owns: one id, one line.
             await self.app(scope, receive, send)
             return
         request_id = self.policy.request_id(self._incoming_id(scope))
@@ -95,14 +86,29 @@ class SherlockMiddleware:
         try:
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
-            elif self._excluded(scope):
+            elif not self.policy.exclude_paths.empty and self._excluded(scope):
                 await self.app(scope, receive, self._echoing(send, request_id,
                                                              "http.response.start"))
             elif self._guard is not None and self._guard.shedding and self._guard.should_shed(
                     request_method(scope.get("method")), lambda: shed_route(scope)):
                 await shed_asgi(send, self._header, request_id if self.policy.echo else None)
             else:
-                await self._measured(scope, receive, send, request_id)
+                # Measured here rather than in a coroutine of its own: one frame less on the
+                # common path.
+                exchange = Exchange(self, scope, receive, send, request_id)
+                try:
+                    await self.app(scope, exchange.receive, exchange.send)
+                except BaseException as exc:
+                    exchange.failed(exc)
+                    raise
+                else:
+                    if not exchange.done:
+                        exchange.finish(None, _INCOMPLETE)
+                finally:
+                    # A response streamed from a child task ends the measurement in that
+                    # task's context copy, which cannot restore this one: do it here.
+                    if exchange.measuring is not None:
+                        exchange.measuring.leave()
         except BaseException as exc:
             # The server logs it after the id below is restored: the record factory reads the
             # request's id from the exception instead.
@@ -110,24 +116,6 @@ class SherlockMiddleware:
             raise
         finally:
             request_id_var.reset(token)
-
-    async def _measured(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        outer_span = current_span()
-        exchange = _Exchange(self, scope, receive, send, request_id)
-        try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except BaseException as exc:
-            if type(exc).__name__ == "ClientDisconnect":
-                exchange.finish(None, CLIENT_DISCONNECTED)
-            else:
-                exchange.finish(exc)
-            raise
-        else:
-            exchange.finish(None, _INCOMPLETE)
-        finally:
-            # A response streamed from a child task ends the measurement in that task's
-            # context copy, which cannot restore this one: do it here.
-            restore_span(outer_span)
 
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header
@@ -153,14 +141,14 @@ class SherlockMiddleware:
 
         async def echoing_send(message: Message) -> None:
             if message["type"] == message_type:
-                message = _with_header(message, header)
+                message = with_header(message, header)
             await send(message)
 
         return echoing_send
 
     def route_template(self, scope: Scope, root_path: str) -> str:
         """The log-safe route template of a finished request (see :class:`RouteNames`)."""
-        return self._route_names.template(scope, root_path)
+        return self.route_names.template(scope, root_path)
 
 
 def _tag_escaped(exc: BaseException, request_id: str) -> None:
@@ -178,105 +166,6 @@ def _single_callable(app: Any) -> ASGIApp:
     if inspect.isclass(app) and hasattr(app, "__await__"):
         return app  # type: ignore[no-any-return]
     return double_to_single_callable(app) if is_double_callable(app) else app
-
-
-def _with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
-    """A copy of ``message`` whose headers end with ``header`` instead of any of that name
-    (the app's header list is not changed: it may be shared between responses)."""
-    name = header[0]
-    headers = [h for h in message.get("headers") or () if h[0].lower() != name]
-    headers.append(header)
-    return {**message, "headers": headers}
-
-
-class _Exchange:
-    """One measured HTTP request: watches its messages and ends its measurement once."""
-
-    __slots__ = ("middleware", "scope", "_receive", "_send", "tracker", "method", "root_path",
-                 "status", "done", "trailers", "header", "handled_before")
-
-    def __init__(self, middleware: SherlockMiddleware, scope: Scope, receive: Receive,
-                 send: Send, request_id: str) -> None:
-        self.middleware = middleware
-        self.scope = scope
-        self._receive = receive
-        self._send = send
-        self.method = request_method(scope.get("method"))
-        self.root_path = scope.get("root_path", "")
-        self.status: Optional[int] = None
-        self.done = False
-        self.trailers = False
-        policy = middleware.policy
-        self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
-        # An exception the caller was already handling is not this request's cause.
-        self.handled_before = sys.exc_info()[1]
-        self.tracker = policy.start_measurement("asgi")
-
-    async def receive(self) -> Message:
-        message = await self._receive()
-        if message["type"] == "http.disconnect" and not self.done:
-            self.finish(None, CLIENT_DISCONNECTED)
-        return message
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            self.status = message.get("status")
-            self.trailers = bool(message.get("trailers", False))
-            if self.header is not None:
-                message = _with_header(message, self.header)
-            await self._send(message)
-            return
-        if self.done or not _is_last(kind, message, self.trailers):
-            await self._send(message)
-            return
-        problem = None
-        if self.status is not None and self.status >= 500:
-            # Starlette's ServerErrorMiddleware and exception handlers send their 5xx while
-            # handling the exception: name it, as the Flask line does.
-            cause = sys.exc_info()[1]
-            if cause is not None and cause is not self.handled_before \
-                    and not _is_http_exception(cause):
-                problem = f"HTTP {self.status} ({exception_summary(cause)})"
-        try:
-            await self._send(message)
-        except OSError:
-            self.finish(None, CLIENT_DISCONNECTED)
-            raise
-        except BaseException as exc:
-            self.finish(exc)
-            raise
-        self.finish(None, problem)
-
-    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
-        """End the measurement (later calls do nothing)."""
-        if self.done:
-            return
-        self.done = True
-        # A plain try, not guarded(): once per request, and free until something raises.
-        try:
-            route = self.middleware.route_template(self.scope, self.root_path)
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("asgi route name", internal)
-            route = UNMATCHED_ROUTE
-        watch = self.middleware.leak_watch
-        end_measurement(self.tracker, "asgi", self.method, route, self.status, problem, exc,
-                        watch, None if watch is None else self.scope.get("endpoint"),
-                        self.middleware.policy)
-
-
-def _is_http_exception(exc: BaseException) -> bool:
-    """An ``HTTPException`` (Starlette's, FastAPI's) is the app's chosen answer, not a failure
-    to name: its 5xx reads ``HTTP 503`` as with Flask's ``abort(503)``."""
-    return any(cls.__name__ == "HTTPException" for cls in type(exc).__mro__)
-
-
-def _is_last(kind: str, message: Message, trailers: bool) -> bool:
-    if kind == "http.response.body" or kind == "http.response.zerocopysend":
-        return not trailers and not message.get("more_body", False)
-    if kind == "http.response.trailers":
-        return not message.get("more_trailers", False)
-    return kind == "http.response.pathsend" and not trailers
 
 
 class _StarletteLike(Protocol):

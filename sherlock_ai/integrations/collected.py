@@ -17,7 +17,7 @@ import threading
 import weakref
 from typing import Callable, Optional
 
-from .._safety import report_internal_error
+from ..safety import report_internal_error
 
 _work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 _start_lock = threading.Lock()

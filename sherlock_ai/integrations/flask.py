@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from flask import Flask, current_app, request, request_finished
 
-from .._safety import report_internal_error
 from ..logs.formatting import exception_summary
+from ..safety import report_internal_error
 from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse

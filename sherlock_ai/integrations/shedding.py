@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, List, MutableMapping, Optional
 
-from .._safety import report_internal_error
 from ..guard import SHED_BODY, SHED_HEADERS
+from ..safety import report_internal_error
 from ._common import UNMATCHED_ROUTE
 
 _STATUS = "503 Service Unavailable"

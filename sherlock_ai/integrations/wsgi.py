@@ -21,10 +21,9 @@ import contextvars
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from .._safety import report_internal_error
-from ..engine.span import current_span, lend_span, return_span
 from ..logs.formatting import exception_summary
 from ..request_id import request_id_var
+from ..safety import report_internal_error
 from ._common import (
     CLIENT_DISCONNECTED,
     ENDPOINT_KEY,
@@ -35,8 +34,8 @@ from ._common import (
     STREAMED_KEY,
     UNMATCHED_ROUTE,
     BoundedNames,
+    MeasuredRequest,
     RequestPolicy,
-    end_measurement,
     request_method,
 )
 from .collected import end_when_collected
@@ -56,7 +55,7 @@ NOT_CLOSED = "the response was never closed (measured until it was garbage colle
 
 
 class SherlockWSGIMiddleware:
-    """Give each request an id and measure it with :class:`sherlock_ai.MemoryTracker`.
+    """Give each request an id and measure it (the figures of ``MemoryTracker``).
 
     Options as for :class:`~sherlock_ai.integrations.asgi.SherlockMiddleware`
     (``options=RequestOptions(...)`` and/or its fields as keywords), checked here, once, and
@@ -82,7 +81,7 @@ class SherlockWSGIMiddleware:
         self.app = app
         #: The checked options this middleware runs with.
         self.options = resolve_options(options, keywords)
-        self.policy = RequestPolicy(self.options)
+        self.policy = RequestPolicy(self.options, "wsgi")
         #: The :class:`sherlock_ai.LeakWatch` of ``leak_detection=True``, else ``None``.
         self.leak_watch = self.policy.leak_watch
         self._names = BoundedNames()
@@ -120,13 +119,13 @@ class SherlockWSGIMiddleware:
         return self._names.safe(template)
 
 
-class _Request:
+class _Request(MeasuredRequest):
     """One request: its id, its measurement (opened and ended in a private context) and the
     way each step of the application borrows them. Holds no reference to the body handed to
     the server, so that a body nobody closes can be collected and end the measurement."""
 
-    __slots__ = ("middleware", "environ", "_start_response", "context", "request_id", "span",
-                 "header", "tracker", "status", "error", "_done", "_finalizer")
+    __slots__ = ("middleware", "environ", "_start_response", "context", "request_id",
+                 "header", "error", "_done", "_finalizer")
 
     def __init__(self, middleware: SherlockWSGIMiddleware, environ: Environ,
                  start_response: StartResponse, request_id: str, measured: bool) -> None:
@@ -136,26 +135,27 @@ class _Request:
         self.request_id = request_id
         policy = middleware.policy
         self.header = (policy.header_name, request_id) if policy.echo else None
-        self.status: Optional[int] = None
         self.error: Optional[BaseException] = None
         self._done = False
         self._finalizer: Optional[weakref.finalize] = None
         self.context = context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
-        self.tracker = context.run(middleware.policy.start_measurement, "wsgi") if measured \
-            else None
-        self.span = context.run(current_span)
+        # The method is read when the request ends: see finish().
+        MeasuredRequest.__init__(
+            self, context.run(policy.start_measurement) if measured else None, OTHER_METHOD)
 
     def lend(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run one step of the application in the caller's context, with the request's id and
         open measurement current for that step only."""
-        span_token = lend_span(self.span)
+        measuring = self.measuring
+        span_token = None if measuring is None else measuring.lend()
         id_token = request_id_var.set(self.request_id)
         try:
             return step(*args)
         finally:
             request_id_var.reset(id_token)
-            return_span(span_token)
+            if span_token is not None:
+                measuring.take_back(span_token)  # type: ignore[union-attr]
 
     def respond(self) -> Iterable[bytes]:
         try:
@@ -172,7 +172,7 @@ class _Request:
             self.finish(None)
             return body
         if file_body:
-            if self.tracker is not None and not self._end_at_close_of(body):
+            if self.measuring is not None and not self._end_at_close_of(body):
                 self.finish(None)
             return body
         try:
@@ -212,7 +212,7 @@ class _Request:
         return True
 
     def _end_when_collected(self, body: object) -> None:
-        if self.tracker is None:
+        if self.measuring is None:
             return
         try:
             self._finalizer = end_when_collected(body, self.collected)
@@ -235,18 +235,18 @@ class _Request:
         return self._start_response(status, headers, exc_info)
 
     def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
-        if self._done or self.tracker is None:
+        if self._done or self.measuring is None:
             return
         self._done = True
         if self._finalizer is not None:
             self._finalizer.detach()
         environ = self.environ
         try:
-            method = request_method(environ.get("REQUEST_METHOD"))
+            self.method = request_method(environ.get("REQUEST_METHOD"))
             route = self.middleware.route_name(environ)
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("wsgi request name", internal)
-            method, route = OTHER_METHOD, UNMATCHED_ROUTE
+            self.method, route = OTHER_METHOD, UNMATCHED_ROUTE
         if exc is None and self.status is not None and self.status >= 500:
             cause = environ.get(ERROR_KEY)
             if isinstance(cause, BaseException):
@@ -254,10 +254,10 @@ class _Request:
             if isinstance(cause, str):
                 served = f"HTTP {self.status} ({cause})"
                 problem = served if problem is None else f"{served}; {problem}"
-        watch = self.middleware.leak_watch
-        endpoint = None if watch is None else environ.get(ENDPOINT_KEY)
-        self.context.run(end_measurement, self.tracker, "wsgi", method, route, self.status,
-                         problem, exc, watch, endpoint, self.middleware.policy)
+        self.context.run(self.end, route, problem, exc)
+
+    def endpoint(self) -> Optional[Callable[..., Any]]:
+        return self.environ.get(ENDPOINT_KEY)
 
 
 class _Body:

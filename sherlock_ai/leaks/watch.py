@@ -6,8 +6,8 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, List, Optional
 
-from .._safety import report_internal_error
 from ..engine.rss import current_rss
+from ..safety import report_internal_error
 from .estimator import LeakCriteria
 from .evidence import EvidenceStore
 from .native import NativeEvidence

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from .._safety import report_internal_error
 from ..engine.measurement import Measurement
+from ..safety import report_internal_error
 from . import direct
 from .formatting import format_bytes, format_change, log_safe
 from .schema import (

@@ -4,7 +4,6 @@ servers on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import signal
@@ -32,23 +31,6 @@ GUNICORN_CONF = (
     "access_log_format = GUNICORN_ACCESS_LOG_FORMAT\n"
 )
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
-
-
-class RootRecords(logging.Handler):
-    """Every record that reaches the root logger, as it was created."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: List[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def named(self, logger: str) -> List[logging.LogRecord]:
-        return [r for r in self.records if r.name == logger]
-
-    def memory(self) -> List[logging.LogRecord]:
-        return [r for r in self.records if r.getMessage().startswith("MEMORY | ")]
 
 
 def asgi_client(app: Any, **kwargs: Any) -> httpx.AsyncClient:

@@ -1,0 +1,128 @@
+"""One measured ASGI HTTP request: its messages watched, its id header added, its measurement
+ended once (when the server accepted the last body message, or the client went away)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
+
+from ..logs.formatting import exception_summary
+from ..safety import report_internal_error
+from ._common import CLIENT_DISCONNECTED, UNMATCHED_ROUTE, MeasuredRequest, request_method
+
+if TYPE_CHECKING:
+    from .asgi import SherlockMiddleware
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
+    """A copy of ``message`` whose headers end with ``header`` instead of any of that name
+    (the app's header list is not changed: it may be shared between responses)."""
+    name = header[0]
+    headers = [h for h in message.get("headers") or () if h[0].lower() != name]
+    headers.append(header)
+    return {**message, "headers": headers}
+
+
+class Exchange(MeasuredRequest):
+    """One measured HTTP request: watches its messages and ends its measurement once."""
+
+    __slots__ = ("middleware", "scope", "_receive", "_send", "trailers", "header",
+                 "handled_before", "done", "root_path")
+
+    def __init__(self, middleware: SherlockMiddleware, scope: Scope, receive: Receive,
+                 send: Send, request_id: str) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        # Read now: routers rewrite the scope's root_path as they descend into mounts.
+        self.root_path = scope.get("root_path", "")
+        self.done = False
+        self.trailers = False
+        policy = middleware.policy
+        self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
+        # An exception the caller was already handling is not this request's cause.
+        self.handled_before = sys.exc_info()[1]
+        # MeasuredRequest's fields, set here: one call less on every request.
+        self.method = request_method(scope.get("method"))
+        self.status: Optional[int] = None
+        self.measuring = policy.start_measurement()
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.done:
+            self.finish(None, CLIENT_DISCONNECTED)
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message.get("status")
+            self.trailers = bool(message.get("trailers", False))
+            if self.header is not None:
+                message = with_header(message, self.header)
+            await self._send(message)
+            return
+        if self.done or not _is_last(kind, message, self.trailers):
+            await self._send(message)
+            return
+        problem = None
+        if self.status is not None and self.status >= 500:
+            # Starlette's ServerErrorMiddleware and exception handlers send their 5xx while
+            # handling the exception: name it, as the Flask line does.
+            cause = sys.exc_info()[1]
+            if cause is not None and cause is not self.handled_before \
+                    and not _is_http_exception(cause):
+                problem = f"HTTP {self.status} ({exception_summary(cause)})"
+        try:
+            await self._send(message)
+        except OSError:
+            self.finish(None, CLIENT_DISCONNECTED)
+            raise
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+        self.finish(None, problem)
+
+    def failed(self, exc: BaseException) -> None:
+        """The application raised ``exc``: end the measurement with it (a client that went
+        away, Starlette's ``ClientDisconnect``, is a disconnect rather than a failure)."""
+        if type(exc).__name__ == "ClientDisconnect":
+            self.finish(None, CLIENT_DISCONNECTED)
+        else:
+            self.finish(exc)
+
+    def endpoint(self) -> Optional[Callable[..., Any]]:
+        return self.scope.get("endpoint")
+
+    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+        """End the measurement (later calls do nothing)."""
+        if self.done:
+            return
+        self.done = True
+        # A plain try, not guarded(): once per request, and free until something raises.
+        try:
+            route = self.middleware.route_names.template(self.scope, self.root_path)
+        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("asgi route name", internal)
+            route = UNMATCHED_ROUTE
+        self.end(route, problem, exc)
+
+
+def _is_http_exception(exc: BaseException) -> bool:
+    """An ``HTTPException`` (Starlette's, FastAPI's) is the app's chosen answer, not a failure
+    to name: its 5xx reads ``HTTP 503`` as with Flask's ``abort(503)``."""
+    return any(cls.__name__ == "HTTPException" for cls in type(exc).__mro__)
+
+
+def _is_last(kind: str, message: Message, trailers: bool) -> bool:
+    if kind == "http.response.body" or kind == "http.response.zerocopysend":
+        return not trailers and not message.get("more_body", False)
+    if kind == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return kind == "http.response.pathsend" and not trailers
