@@ -6,27 +6,13 @@ import asyncio
 import gc
 import statistics
 import time
-import timeit
 from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
 
 def per_call_us(func: Callable[[], Any], number: int = 20_000, repeat: int = 7) -> float:
-    """Best-of-``repeat`` mean cost of one call in microseconds."""
-    return per_call_interleaved_us([(func, number)], repeat)[0]
-
-
-def per_call_interleaved_us(
-    calls: Sequence[Tuple[Callable[[], Any], int]], repeat: int = 7
-) -> List[float]:
-    """Best-of-``repeat`` mean cost of one call of each ``(func, number)`` in microseconds.
-    Each round times every function in turn, so a machine that speeds up or slows down
-    during the run shifts them all alike and the ratios hold."""
-    timers = [(timeit.Timer(func), number) for func, number in calls]
-    best = [float("inf")] * len(timers)
-    for _ in range(repeat):
-        for i, (timer, number) in enumerate(timers):
-            best[i] = min(best[i], timer.timeit(number) / number * 1e6)
-    return best
+    """Median over ``repeat`` rounds of the mean process CPU time of one call, in
+    microseconds (see :func:`cpu_calls_us`)."""
+    return cpu_calls_us([(func, number)], repeat)[0]
 
 
 def asgi_request_driver(app: Any, path: str = "/", method: str = "GET") -> Callable[[], Any]:
@@ -54,43 +40,13 @@ def asgi_request_driver(app: Any, path: str = "/", method: str = "GET") -> Calla
 
 
 def asgi_per_request_us(app: Any, path: str = "/", number: int = 3_000, repeat: int = 5) -> float:
-    """Best-of-``repeat`` mean in-process cost of one request to ``app``, in microseconds."""
-    return asgi_interleaved_us([(app, _nothing, _nothing)], path, number, repeat)[0]
+    """Median over ``repeat`` rounds of the mean process CPU time of one in-process request to
+    ``app``, in microseconds (see :func:`cpu_asgi_us`)."""
+    return statistics.median(cpu_asgi_us([(app, _nothing, _nothing)], path, number, repeat)[0])
 
 
 def _nothing() -> None:
-    return None
-
-
-def asgi_interleaved_us(
-    cases: Sequence[Tuple[Any, Callable[[], None], Callable[[], None]]],
-    path: str = "/",
-    number: int = 3_000,
-    rounds: int = 7,
-) -> List[float]:
-    """Best-of-``rounds`` mean in-process cost of one request for each ``(app, set_up,
-    tear_down)``, in microseconds. Each round measures every case in turn, so a machine
-    that speeds up or slows down during the run shifts all cases alike and the ratios hold."""
-    drivers = [asgi_request_driver(app, path) for app, _, _ in cases]
-
-    async def measure() -> List[float]:
-        loop = asyncio.get_running_loop()
-        best = [float("inf")] * len(cases)
-        for _ in range(rounds):
-            for i, (_, set_up, tear_down) in enumerate(cases):
-                set_up()
-                try:
-                    for _ in range(200):  # warm-up
-                        await drivers[i]()
-                    start = loop.time()
-                    for _ in range(number):
-                        await drivers[i]()
-                    best[i] = min(best[i], (loop.time() - start) / number * 1e6)
-                finally:
-                    tear_down()
-        return best
-
-    return asyncio.run(measure())
+    pass
 
 
 def cpu_calls_us(calls: Sequence[Tuple[Callable[[], Any], int]], rounds: int = 7) -> List[float]:
