@@ -41,6 +41,8 @@ from sherlock_ai.logs.lines import (
 )
 from sherlock_ai.logs.schema import locate, parse_message
 from sherlock_ai.report import ReadStats, build_report, read_logs
+from sherlock_ai.report.console import site_text
+from sherlock_ai.report.export import as_json
 from sherlock_ai.report.html import render_html
 from sherlock_ai.report.reader import Record, TextLines, _parse_json, log_files, parse_size
 
@@ -167,6 +169,25 @@ def test_text_lines_parse_sizes_and_leak_suspects(tmp_path):
     suspect = report.suspects["GET /a"]
     assert suspect.per_request == pytest.approx(4.04 * 1024)
     assert suspect.sites[0]["file"] == "app.py" and suspect.sites[0]["line"] == 80
+
+
+def test_a_native_suspect_is_kept_apart_from_a_python_one_of_the_same_route(tmp_path):
+    prefix = "2025-07-05 19:19:12 - - - MonitoringLogger - WARNING - "
+    python = LeakSuspect("POST /thumbnail", 4137.0, 31, [
+        {"file": "app.py", "line": 80, "size": 128195, "count": 31}]).message()
+    native = LeakSuspect("POST /thumbnail", 98304.0, 48, [], "native", 4718592).message()
+    (tmp_path / "monitoring.log").write_text(f"{prefix}{python}\n{prefix}{native}\n",
+                                             encoding="utf-8")
+    report, stats = report_of(tmp_path)
+    assert stats.bad_lines == 0
+    kinds = {s.kind: s for s in report.suspects.values()}
+    assert set(kinds) == {"python", "native"}
+    assert kinds["native"].per_request == 98304.0
+    assert kinds["python"].per_request == pytest.approx(4137.0, rel=0.01)
+    assert site_text(kinds["native"]) == "native: not seen by tracemalloc"
+    assert site_text(kinds["python"]) == "app.py:80"
+    doc = json.loads(as_json(report, stats))
+    assert sorted(s["kind_of_leak"] for s in doc["suspects"]) == ["native", "python"]
 
 
 @pytest.mark.parametrize("text, value", [("512.00MB", 512 * 2**20), ("-1.50KB", -1536.0),

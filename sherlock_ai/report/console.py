@@ -34,7 +34,10 @@ _EMPTY = ("", "-")
 
 
 def site_text(suspect: Suspect) -> str:
-    """The top allocation site of a suspect, ``file.py:LINE`` (``-`` when none)."""
+    """The top allocation site of a suspect, ``file.py:LINE`` (``-`` when none; what a native
+    suspect is, since it has no site)."""
+    if suspect.kind == "native":
+        return "native: not seen by tracemalloc"
     if not suspect.sites:
         return "-"
     top = suspect.sites[0]

@@ -70,7 +70,7 @@ def as_json(report: Report, stats: ReadStats) -> str:
         "suspects": [
             {"name": s.name, "per_request": s.per_request, "requests": s.requests,
              "sites": s.sites, "first_seen": iso(s.first_seen), "last_seen": iso(s.last_seen),
-             "warnings": s.warnings, "pid": s.pid}
+             "warnings": s.warnings, "pid": s.pid, "kind_of_leak": s.kind}
             for s in sorted(report.suspects.values(), key=lambda s: -s.per_request)],
         "processes": [
             {"pid": p.pid, "records": p.records, "first": iso(p.first), "last": iso(p.last),

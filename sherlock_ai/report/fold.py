@@ -206,11 +206,13 @@ def _add_suspect(report: Report, record: Record) -> None:
     stamp = record.timestamp
     if stamp is not None:
         _add_event(report, (stamp, record.kind, record.name, record.pid, {}))
-    known = report.suspects.get(record.name)
+    kind = record.event.get("kind_of_leak", "python")
+    key = record.name if kind == "python" else f"{record.name} ({kind})"
+    known = report.suspects.get(key)
     if known is None:
-        report.suspects[record.name] = Suspect(
+        report.suspects[key] = Suspect(
             record.name, record.per_request or 0.0, record.sites, stamp, stamp,
-            record.requests, record.pid)
+            record.requests, record.pid, kind=kind)
         return
     known.warnings += 1
     if stamp is not None and (known.first_seen is None or stamp < known.first_seen):

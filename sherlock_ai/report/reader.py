@@ -82,6 +82,8 @@ class Record:
             self.per_request = float(fields["per_request"])
             self.requests = get("requests")
             self.sites = [dict(s) for s in get("sites") or () if isinstance(s, dict)]
+            # Older suspects carry no kind: they are all leaks tracemalloc saw.
+            self.event = {"kind_of_leak": get("kind_of_leak") or "python"}
             return self
         self.status = str(fields["status"])
         self.duration = float(fields["duration"])

@@ -61,6 +61,9 @@ class Suspect:
     requests: Optional[int] = None
     pid: Optional[int] = None
     warnings: int = 1
+    #: ``"python"`` (a site tracemalloc saw grow) or ``"native"`` (RSS growth it does not
+    #: explain); a name with both kinds has one suspect of each.
+    kind: str = "python"
 
 
 @dataclass
