@@ -54,6 +54,8 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
         duration_buckets: Sequence[float] = DURATION_BUCKETS,
         memory_buckets: Sequence[float] = MEMORY_BUCKETS,
     ) -> None:
+        # Long because it declares every metric in one place (one statement each), so that
+        # docs/metrics.md's table can be checked against one screen of code.
         self.registry = REGISTRY if registry is None else registry
         if not isinstance(self.registry, CollectorRegistry):
             raise TypeError(f"registry must be a prometheus_client CollectorRegistry, got "

@@ -20,7 +20,7 @@ synthetic series.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .estimator import Estimate
 from .linear import dot, invert, nnls, ols
@@ -79,36 +79,17 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     active = [i for i in range(len(routes)) if b[i] > 0]
     yy = sum(site[w.number].yy for w in windows if w.number in site)
     points = sum(w.points for w in windows) - len(windows)
-    # Backward elimination: routes whose share is lost in the noise leave the fit one by one
-    # (weakest first), so that they do not blur the estimate of the routes that do retain.
     def lockstep(indexes: Sequence[int]) -> Dict[int, Estimate]:
         if unsplit is not None and len(indexes) > 1:
             unsplit.append(tuple(sorted(routes[i] for i in indexes)))
         return {}
 
-    first = ols(gram, cross, yy, points, active)
-    if first is None:
-        return lockstep(active)
-    full = (list(active),) + first
-    slopes, t_values, rss = first
-    while len(active) > 1:
-        weakest = min(range(len(active)), key=lambda k: t_values[k])
-        if t_values[weakest] >= _KEEP_T:
-            break
-        del active[weakest]
-        fit = ols(gram, cross, yy, points, active)
-        if fit is None:
-            return lockstep(active)
-        slopes, t_values, rss = fit
-    dropped = len(full[0]) - len(active)
-    full_dof = points - len(full[0])
-    if dropped and full_dof > 0 and full[3] > 0 and \
-            (rss - full[3]) / dropped / (full[3] / full_dof) > _JOINT_F:
-        # The dropped routes matter together (growth spread over several routes whose
-        # counts move alike): pinning it on the few left would be a guess. Keep the split.
-        active, slopes, t_values = full[0], full[1], full[2]
+    fitted = _eliminate(gram, cross, yy, points, active)
+    if isinstance(fitted, list):
+        return lockstep(fitted)
+    active, slopes, t_values, rss, full_active = fitted
     if _spread_fits_as_well(windows, site, routes, gram, cross, yy, points, active, rss,
-                            floor, [list(range(len(routes))), full[0]]):
+                            floor, [list(range(len(routes))), full_active]):
         return {}
     b = [0.0] * len(routes)
     for k, i in enumerate(active):
@@ -120,6 +101,49 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     twinned = {i for i, _ in twins}
     if twins:
         lockstep(sorted(twinned | {j for _, j in twins}))
+    return _estimates(windows, site, routes, b, t_values, active, twinned, recent_requests)
+
+
+Fit = Tuple[List[int], List[float], List[float], float, List[int]]
+
+
+def _eliminate(gram: List[List[float]], cross: List[float], yy: float, points: int,
+               active: List[int]) -> Union[Fit, List[int]]:
+    """Backward elimination: routes whose share is lost in the noise leave the fit one by one
+    (weakest first), so that they do not blur the estimate of the routes that do retain.
+    Returns (kept routes, their slopes, t-values, residual sum of squares, the routes of the
+    first fit), or the routes that could not be split (a list) when a fit is singular."""
+    first = ols(gram, cross, yy, points, active)
+    if first is None:
+        return active
+    full = (list(active),) + first
+    slopes, t_values, rss = first
+    while len(active) > 1:
+        weakest = min(range(len(active)), key=lambda k: t_values[k])
+        if t_values[weakest] >= _KEEP_T:
+            break
+        del active[weakest]
+        fit = ols(gram, cross, yy, points, active)
+        if fit is None:
+            return active
+        slopes, t_values, rss = fit
+    dropped = len(full[0]) - len(active)
+    full_dof = points - len(full[0])
+    if dropped and full_dof > 0 and full[3] > 0 and \
+            (rss - full[3]) / dropped / (full[3] / full_dof) > _JOINT_F:
+        # The dropped routes matter together (growth spread over several routes whose
+        # counts move alike): pinning it on the few left would be a guess. Keep the split.
+        # (The reduced fit's residuals stay the ones the spread is compared with.)
+        return full[0], full[1], full[2], rss, full[0]
+    return active, slopes, t_values, rss, full[0]
+
+
+def _estimates(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
+               b: List[float], t_values: List[float], active: List[int], twinned: Set[int],
+               recent_requests: int) -> Dict[int, Estimate]:
+    """The estimate of each kept route that is not a twin: its slope and its share of the
+    site's growth, blocks and rises."""
+    empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     kept = [site.get(w.number, empty) for w in windows]
     growth = sum(s.growth for s in kept)
     blocks = sum(s.blocks for s in kept)
@@ -132,10 +156,9 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     for k, i in enumerate(active):
         if i in twinned:
             continue
-        t_value = t_values[k]
         route = routes[i]
         share = b[i] * requests[route] / explained if explained > 0 else 0.0
-        out[route] = Estimate(b[i], t_value, requests[route], round(growth * share),
+        out[route] = Estimate(b[i], t_values[k], requests[route], round(growth * share),
                               round(blocks * share), rise_share, len(windows), latest)
     return out
 

@@ -123,6 +123,8 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
               request_id: str, measurement: Any) -> str:
     """The line :class:`JsonFormatter` writes for a record of ``logger`` made at ``created``
     carrying ``measurement`` (``record.sherlock``) and no exception."""
+    # Long, and inlined on purpose: it runs once per JSON line on the request path, and each
+    # helper call it saved was measured (see the hot-path notes in docs/performance.md).
     global _seconds
     m = measurement
     attributes = m.attributes

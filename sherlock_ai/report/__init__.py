@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .fold import build_report
 from .reader import ReadStats, Record, read_logs
@@ -46,7 +46,6 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
     rich is missing."""
     try:
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
     except ImportError:
         sys.stderr.write('sherlock-ai report needs rich: pip install "sherlock-ai[report]"\n')
         return 2
@@ -56,17 +55,7 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
     stats = ReadStats()
     err = Console(stderr=True)
     try:
-        from .files import log_files
-
-        total = sum(path.stat().st_size for path in log_files(logs_dir))
-        # The bar shows on a terminal, for inputs that take more than a moment.
-        with Progress("reading logs", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      console=err, transient=True,
-                      disable=not err.is_terminal or total < 4 * 2**20) as progress:
-            task = progress.add_task("read", total=total)
-            report = build_report(read_logs(logs_dir, stats,
-                                            lambda n: progress.advance(task, n), log_format),
-                                  filters)
+        report = _read_with_progress(logs_dir, stats, err, filters, log_format)
     except OSError as exc:
         sys.stderr.write(f"sherlock-ai report: cannot read {logs_dir}: {exc}\n")
         return 2
@@ -100,6 +89,24 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         (out if output == "table" else err).print(f"HTML report written to {html}",
                                                   markup=False, highlight=False)
     return 0
+
+
+def _read_with_progress(logs_dir: Path, stats: ReadStats, err: Any,
+                        filters: Optional[Filters], log_format: Optional[str]) -> Report:
+    """Read and fold ``logs_dir``, with a progress bar on ``err`` when it is a terminal and the
+    input takes more than a moment."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from .files import log_files
+
+    total = sum(path.stat().st_size for path in log_files(logs_dir))
+    with Progress("reading logs", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err, transient=True,
+                  disable=not err.is_terminal or total < 4 * 2**20) as progress:
+        task = progress.add_task("read", total=total)
+        return build_report(read_logs(logs_dir, stats,
+                                      lambda n: progress.advance(task, n), log_format),
+                            filters)
 
 
 def _warn(err, stats: ReadStats) -> None:
