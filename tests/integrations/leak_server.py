@@ -51,6 +51,21 @@ SHARED_SITE_SIZES = {"/small": 2048, "/large": 6144}
 SHARED_ROUTES = [f"/catalog/{i}" for i in range(8)] + list(SHARED_SITE_SIZES)
 
 
+def add_catalog(app: Any, count: int = 9) -> None:
+    """Clean FastAPI routes ``/catalog/0`` .. ``/catalog/{count - 1}``: each does some work
+    and keeps nothing, each its own function."""
+    def clean_route(i: int) -> None:
+        async def clean() -> dict:
+            await asyncio.sleep(0)
+            return {"route": i, "n": work(i)}
+
+        clean.__name__ = f"clean_{i}"
+        app.get(f"/catalog/{i}")(clean)
+
+    for i in range(count):
+        clean_route(i)
+
+
 def shared_app(settings: Dict[str, Any]) -> Any:
     """Two routes keep bytes at one line of a helper, 2 KB and 6 KB per request, among eight
     clean routes."""
@@ -106,16 +121,7 @@ def native_app(settings: Dict[str, Any], leaks: bool = True) -> Any:
     libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
     app = FastAPI()
 
-    def clean_route(i: int) -> None:
-        async def clean() -> dict:
-            await asyncio.sleep(0)
-            return {"route": i, "n": work(i)}
-
-        clean.__name__ = f"clean_{i}"
-        app.get(f"/catalog/{i}")(clean)
-
-    for i in range(9):
-        clean_route(i)
+    add_catalog(app)
 
     @app.get("/thumbnail")
     async def thumbnail() -> dict:
@@ -217,16 +223,7 @@ def fastapi_app(settings: Dict[str, Any]) -> Any:
 
     app = FastAPI()
 
-    def clean_route(i: int) -> None:
-        async def clean() -> dict:
-            await asyncio.sleep(0)
-            return {"route": i, "n": work(i)}
-
-        clean.__name__ = f"clean_{i}"
-        app.get(f"/catalog/{i}")(clean)
-
-    for i in range(9):
-        clean_route(i)
+    add_catalog(app)
 
     @app.get("/cart/add")
     async def add_to_cart() -> dict:
