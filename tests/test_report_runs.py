@@ -179,18 +179,24 @@ document.body.dataset.charts = [...document.querySelectorAll("svg.chart")].map(s
 </script>"""
 
 
-def _laid_out(tmp_path: Path, logs: Path, *argv: str) -> Dict[str, tuple]:
+def _in_chromium(tmp_path: Path, logs: Path, script: str, attribute: str, *argv: str) -> str:
+    """Write the report page of ``logs``, add ``script`` (which leaves its findings in the
+    ``attribute`` of an element) and return that attribute from headless Chromium's DOM."""
     page = tmp_path / "report.html"
     assert main(["report", str(logs), "--html", str(page), *argv]) == 0
-    html = page.read_text(encoding="utf-8")
-    assert html.count("<script>") == 1 and not re.search(r"(src|href)\s*=", html, re.I)
-    page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<script>") == 1 and not re.search(r"(src|href)\s*=", text, re.I)
+    page.write_text(text.replace("</body>", script + "</body>"), encoding="utf-8")
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
                           "--window-size=1400,1000", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=90).stdout
-    found = re.search(r'data-charts="([^"]*)"', dom)
+    found = re.search(attribute + r'="([^"]*)"', dom)
     assert found is not None, dom[-2000:]
-    *charts, page_width = found.group(1).split()
+    return html.unescape(found.group(1))
+
+
+def _laid_out(tmp_path: Path, logs: Path, *argv: str) -> Dict[str, tuple]:
+    *charts, page_width = _in_chromium(tmp_path, logs, MEASURE, "data-charts", *argv).split()
     width = int(page_width.split(":")[1])
     out = {}
     for chart in charts:
@@ -273,16 +279,7 @@ def test_guard_lines_are_events_on_the_timeline(tmp_path, text_run):
 def test_hover_shows_values_and_events_are_drawn_in_headless_chromium(tmp_path, text_run):
     logs, _ = text_run
     _with_guard_lines(logs, tmp_path / "logs")
-    page = tmp_path / "report.html"
-    assert main(["report", str(tmp_path / "logs"), "--html", str(page)]) == 0
-    text = page.read_text(encoding="utf-8")
-    page.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                          "--window-size=1400,1000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=90).stdout
-    found = re.search(r'data-probe="([^"]*)"', dom)
-    assert found is not None, dom[-2000:]
-    probe = json.loads(html.unescape(found.group(1)))
+    probe = json.loads(_in_chromium(tmp_path, tmp_path / "logs", PROBE, "data-probe"))
     for name, tip, title in probe["hover"]:
         # The tip shows the value of the point under the pointer: its title, a size in it.
         assert tip == title and re.search(r"\d(\.\d+)?(B|KB|MB)\b", tip), (name, tip)
