@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..request_id import get_request_id
+from ..request_id import request_id_var
 from .records import NO_REQUEST_ID, RequestIdRecord
 
 #: What a handler the set-up installed carries: the formatter and the filter it was given.
@@ -35,6 +35,7 @@ _pid = os.getpid()
 _generation = 0
 #: Where the direct path takes a line's time (``LogRecord`` takes ``time.time()`` too).
 clock = time.time
+monotonic = time.monotonic
 
 
 def changed() -> None:
@@ -45,7 +46,7 @@ def changed() -> None:
 
 class _Snapshot:
     __slots__ = ("generation", "handlers", "root_handlers", "filters", "root_filters",
-                 "propagate", "disabled", "factory", "targets", "render")
+                 "propagate", "disabled", "factory", "targets", "writers", "render")
 
     def __init__(self, logger: logging.Logger) -> None:
         root = logging.root
@@ -58,6 +59,8 @@ class _Snapshot:
         self.disabled = logger.disabled
         self.factory = logging.getLogRecordFactory()
         self.targets: Tuple[logging.Handler, ...] = ()
+        #: Per target, its ``write_bytes`` when it takes the line as UTF-8 bytes, else ``None``.
+        self.writers: Tuple[Optional[Callable[[bytes, float], None]], ...] = ()
         self.render: Optional[Callable[..., str]] = None
         chain = self.handlers + (self.root_handlers if logger.propagate else [])
         if (logger.parent is not root or self.filters or self.root_filters or self.disabled
@@ -75,6 +78,9 @@ class _Snapshot:
         self.render = _renderer(getattr(formatter, "inner", None))
         if self.render is not None:
             self.targets = tuple(chain)
+            self.writers = tuple(
+                getattr(h, "write_bytes", None) if getattr(h, "encoding", None) == "utf-8"
+                else None for h in chain)
 
     def current(self, logger: logging.Logger) -> bool:
         root = logging.root
@@ -114,7 +120,7 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
     render = snapshot.render
     if render is None:
         return False
-    request_id = get_request_id() or NO_REQUEST_ID
+    request_id = request_id_var.get() or NO_REQUEST_ID
     levelname = logging.getLevelName(level)
     with order_lock:
         try:
@@ -122,9 +128,17 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
                           measurement) + "\n"
         except Exception:  # noqa: BLE001 - a format that fails: logging reports it as usual
             return False
-        for handler in snapshot.targets:
+        # Encoded once and one clock read for every file of the line, not once per file.
+        data = None
+        now = monotonic()
+        for handler, write_bytes in zip(snapshot.targets, snapshot.writers):
             if level >= handler.level:
-                handler.write(text)  # type: ignore[attr-defined]
+                if write_bytes is None:
+                    handler.write(text)  # type: ignore[attr-defined]
+                else:
+                    if data is None:
+                        data = text.encode("utf-8")
+                    write_bytes(data, now)
     return True
 
 
