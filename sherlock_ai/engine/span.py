@@ -6,9 +6,14 @@ takes a tracemalloc lease when asked, and keeps two pieces of shared bookkeeping
 - **Per-block peaks.** tracemalloc keeps a single peak per process. Each traced block that
   opens first folds the current peak into every open traced block's running maximum, then
   calls ``reset_peak``; so each block's peak covers exactly its own lifetime, nested or not.
-- **Overlap.** Each opening block counts, in both directions, every open block that is not
-  its ancestor (same task or thread, entered earlier). Such blocks ran concurrently in
-  another thread or task, and their allocations are in both blocks' process-wide figures.
+- **Overlap.** A block's ``concurrent`` counts every other block that was open at some time
+  during its life and is neither its ancestor nor its descendant (same task or thread,
+  nested). Such blocks ran concurrently in another thread or task, and their allocations are
+  in both blocks' process-wide figures. It is counted with two process-wide counters (blocks
+  open, blocks ever opened), not a set of open blocks: a block that opens counts the open ones
+  that are not its open ancestors, and when it closes, those opened since that are not its
+  descendants (each block tells its ancestors when it opens). Constant work per block, however
+  many requests are in flight.
 
 RSS is read outside the window in which the span starts and stops tracing, so the engine's
 own work neither pays tracemalloc's per-allocation tax nor appears in the traced figures.
@@ -25,8 +30,10 @@ from . import tracing
 from .rss import current_rss
 
 _current: ContextVar[Optional[Span]] = ContextVar("sherlock_ai_span", default=None)
-_open: Set[Span] = set()
 _open_traced: Set[Span] = set()
+# The overlap counters (see the module docstring), changed with tracing.LOCK held.
+_open_now = 0
+_opened = 0
 
 
 class Figures(NamedTuple):
@@ -47,10 +54,11 @@ _new_tuple = tuple.__new__
 class Span:
     """One open tracked block; :meth:`close` returns its figures."""
 
-    __slots__ = ("parent", "trace", "concurrent", "peak_seen", "traced_start", "rss_start",
-                 "t0", "_token")
+    __slots__ = ("parent", "trace", "open", "before", "serial", "inside", "peak_seen",
+                 "traced_start", "rss_start", "t0", "_token")
 
     def __init__(self, trace: bool) -> None:
+        global _open_now, _opened
         # Order matters: whatever allocates (RSS read, context switch-over) happens before
         # tracing starts here and after it stops in close(), where tracemalloc's per-allocation
         # tax and the traced figures cannot see it.
@@ -58,20 +66,21 @@ class Span:
         self.parent = parent = _current.get()
         self._token = _current.set(self)
         self.trace = trace
-        self.concurrent = 0
+        self.open = True
+        self.inside = 0  # descendants opened so far
         self.peak_seen = 0
         self.traced_start: Optional[int] = None
         with tracing.LOCK:
-            if _open:
-                ancestors = set()
-                while parent is not None:
-                    ancestors.add(parent)
-                    parent = parent.parent
-                for other in _open:
-                    if other not in ancestors:
-                        other.concurrent += 1
-                        self.concurrent += 1
-            _open.add(self)
+            before = _open_now
+            while parent is not None:
+                if parent.open:
+                    before -= 1
+                parent.inside += 1
+                parent = parent.parent
+            self.before = before  # open blocks that are not its ancestors
+            self.serial = _opened  # blocks opened before it
+            _opened += 1
+            _open_now += 1
             if trace:
                 tracing.acquire()
                 if tracemalloc.is_tracing():
@@ -84,13 +93,22 @@ class Span:
                     _open_traced.add(self)
         self.t0 = perf_counter()
 
+    @property
+    def concurrent(self) -> int:
+        """How many other blocks, neither ancestors nor descendants, overlapped it so far."""
+        return self.before + _opened - self.serial - 1 - self.inside
+
     def close(self, skip_rss_below: float = -1.0) -> Figures:
         """End the block. When it lasted less than ``skip_rss_below`` seconds the closing RSS
         read is skipped (nobody will look at it) and the RSS figures are ``None``."""
+        global _open_now
         duration = perf_counter() - self.t0
         traced = traced_peak = None
         with tracing.LOCK:
-            _open.discard(self)
+            if self.open:
+                self.open = False
+                _open_now -= 1
+            concurrent = self.before + _opened - self.serial - 1 - self.inside
             if self.trace:
                 if self.traced_start is not None and tracemalloc.is_tracing():
                     level, peak = tracemalloc.get_traced_memory()
@@ -112,8 +130,7 @@ class Span:
         # tuple.__new__ rather than Figures(...): the named tuple's own __new__ is compiled
         # from "<string>", where tracemalloc would report the allocation as the user's (a
         # top_allocations site); allocated here it is sherlock_ai's, and one call cheaper.
-        return _new_tuple(Figures, (duration, rss, rss_change, traced, traced_peak,
-                                    self.concurrent))
+        return _new_tuple(Figures, (duration, rss, rss_change, traced, traced_peak, concurrent))
 
 
 def current_span() -> Optional[Span]:
