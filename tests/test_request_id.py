@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import re
 import threading
 
@@ -100,3 +101,22 @@ def test_generated_ids_do_not_follow_the_random_module():
 def test_ids_without_a_letter_or_digit_are_refused(marker):
     assert not is_valid_request_id(marker)
     assert is_valid_request_id(marker + "a") and is_valid_request_id("7" + marker)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_hands_out_its_parents_ids():
+    generate_request_id()  # the parent holds ids it has not handed out yet
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent, then exit at once
+        try:
+            os.write(write_end, " ".join(generate_request_id() for _ in range(300)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = set(pipe.read().decode().split())
+    os.waitpid(pid, 0)
+    parent = {generate_request_id() for _ in range(300)}
+    assert len(child) == 300 and not child & parent
+    assert all(is_valid_request_id(i) and len(i) == 16 for i in child | parent)
