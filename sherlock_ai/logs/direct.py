@@ -46,7 +46,7 @@ def changed() -> None:
 
 class _Snapshot:
     __slots__ = ("generation", "handlers", "root_handlers", "filters", "root_filters",
-                 "propagate", "disabled", "factory", "targets", "writers", "render")
+                 "propagate", "disabled", "factory", "targets", "writes", "encode", "render")
 
     def __init__(self, logger: logging.Logger) -> None:
         root = logging.root
@@ -59,8 +59,10 @@ class _Snapshot:
         self.disabled = logger.disabled
         self.factory = logging.getLogRecordFactory()
         self.targets: Tuple[logging.Handler, ...] = ()
-        #: Per target, its ``write_bytes`` when it takes the line as UTF-8 bytes, else ``None``.
-        self.writers: Tuple[Optional[Callable[[bytes, float], None]], ...] = ()
+        #: Per target: the handler, and its ``write_bytes`` when it takes UTF-8 bytes, else
+        #: ``None`` (its ``write`` takes the text).
+        self.writes: Tuple[Tuple[logging.Handler, Any], ...] = ()
+        self.encode = False  # whether some target takes bytes
         self.render: Optional[Callable[..., str]] = None
         chain = self.handlers + (self.root_handlers if logger.propagate else [])
         if (logger.parent is not root or self.filters or self.root_filters or self.disabled
@@ -78,9 +80,10 @@ class _Snapshot:
         self.render = _renderer(getattr(formatter, "inner", None))
         if self.render is not None:
             self.targets = tuple(chain)
-            self.writers = tuple(
-                getattr(h, "write_bytes", None) if getattr(h, "encoding", None) == "utf-8"
-                else None for h in chain)
+            self.writes = tuple(
+                (h, getattr(h, "write_bytes", None) if getattr(h, "encoding", None) == "utf-8"
+                 else None) for h in chain)
+            self.encode = any(write_bytes is not None for _, write_bytes in self.writes)
 
     def current(self, logger: logging.Logger) -> bool:
         root = logging.root
@@ -125,19 +128,17 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
     with order_lock:
         try:
             text = render(clock(), logger.name, level, levelname, message, request_id,
-                          measurement) + "\n"
+                          measurement)
         except Exception:  # noqa: BLE001 - a format that fails: logging reports it as usual
             return False
         # Encoded once and one clock read for every file of the line, not once per file.
-        data = None
+        data = text.encode("utf-8") if snapshot.encode else None
         now = monotonic()
-        for handler, write_bytes in zip(snapshot.targets, snapshot.writers):
+        for handler, write_bytes in snapshot.writes:
             if level >= handler.level:
                 if write_bytes is None:
                     handler.write(text)  # type: ignore[attr-defined]
                 else:
-                    if data is None:
-                        data = text.encode("utf-8")
                     write_bytes(data, now)
     return True
 
@@ -156,7 +157,7 @@ def _renderer(formatter: Optional[logging.Formatter]) -> Optional[Callable[..., 
         from .json_lines import json_line
 
         return lambda created, name, level, levelname, message, rid, m: json_line(
-            created, levelname, name, _pid, message, rid, m)
+            created, levelname, name, _pid, message, rid, m) + "\n"
     fmt, datefmt = formatter._fmt, formatter.datefmt  # type: ignore[attr-defined]
     if (type(formatter._style) is not logging.PercentStyle or not fmt  # type: ignore[attr-defined]
             or not set(_FIELD.findall(fmt)) <= _FIELDS or not datefmt or "%f" in datefmt):
@@ -183,8 +184,11 @@ class _TextLine:
 
     def __call__(self, created: float, name: str, level: int, levelname: str, message: str,
                  request_id: str, m: Any) -> str:
+        """The line, ending in a newline."""
         if self.default:
-            return f"{self.asctime(created)} - {request_id} - {name} - {levelname} - {message}"
+            cached = self._second  # asctime() inline: this runs for every line
+            asctime = cached[1] if cached[0] == int(created) else self.asctime(created)
+            return f"{asctime} - {request_id} - {name} - {levelname} - {message}\n"
         thread = threading.current_thread()
         return self.fmt % {
             "asctime": self.asctime(created), "request_id": request_id, "name": name,
@@ -192,7 +196,7 @@ class _TextLine:
             "thread": thread.ident, "threadName": thread.name, "funcName": m.name,
             "pathname": "sherlock_ai", "filename": "sherlock_ai", "module": "sherlock_ai",
             "lineno": 0,
-        }
+        } + "\n"
 
 
 def _before_fork() -> None:

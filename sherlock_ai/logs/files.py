@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 from .direct import DirectHandler
 from .rotation_lock import RotationLock
 
+_write, _lseek, _SEEK_CUR = os.write, os.lseek, os.SEEK_CUR
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -105,16 +106,16 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
                 # every line, and a call per file per line is a measurable part of a request.
                 if self._regular and (
                         now >= self._next_check or self._fd < 0 or rotation is not None and (
-                            rotation.generation != self._generation
+                            rotation.counter[0] != self._generation
                             or self._size + len(data) >= self.maxBytes)):
                     self._follow(len(data), now)
                 elif self._fd < 0:
                     self._open_fd()
-                written = os.write(self._fd, data)
+                written = _write(self._fd, data)
                 if written < len(data):  # only a nearly full disk writes short
                     self._write_rest(data, written)
                 # The end of the file, other processes' lines included: what rotation needs.
-                self._size = (os.lseek(self._fd, 0, os.SEEK_CUR) if rotation is not None
+                self._size = (_lseek(self._fd, 0, _SEEK_CUR) if rotation is not None
                               else self._size + len(data))
             except Exception:  # noqa: BLE001 - reported, never raised
                 self.handleError(None)

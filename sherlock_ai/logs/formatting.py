@@ -6,6 +6,7 @@ import re
 from typing import Optional
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+_SCALES = tuple((1 << 10 * i, unit) for i, unit in enumerate(_UNITS))
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -13,10 +14,13 @@ def format_bytes(n: Optional[float]) -> str:
     """``512 MiB -> "512.00MB"``, ``1536 -> "1.50KB"``; 1024 base, negatives keep their ``-``."""
     if n is None:
         return "n/a"
-    value = abs(n)
+    if n < 0:
+        return "-" + format_bytes(-n)
+    if not n >= 1024:  # NaN too, as "nanB"; abs() turns -0.0 into 0.0
+        return f"{abs(n):.2f}B"
     # The unit from the bit length, not a division loop: this runs twice per log line.
-    unit = min((int(value).bit_length() - 1) // 10, 5) if value >= 1024 else 0
-    return f"{'-' if n < 0 else ''}{value / (1 << 10 * unit):.2f}{_UNITS[unit]}"
+    scale, unit = _SCALES[min((int(n).bit_length() - 1) // 10, 5)]
+    return f"{n / scale:.2f}{unit}"
 
 
 def format_change(n: Optional[float]) -> str:

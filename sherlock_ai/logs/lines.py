@@ -49,7 +49,8 @@ def memory_line(m: Measurement) -> str:
     )
     if m.traced is not None:
         line += f" | {TRACED}: {format_bytes(m.traced)} ({PEAK}: {format_bytes(m.traced_peak)})"
-    line += _tail(m)
+    if m.concurrent or m.error is not None:
+        line += _tail(m)
     sites = m.attributes.get("top_allocations")
     return line + _site_lines(sites) if sites else line
 

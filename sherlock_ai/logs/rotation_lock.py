@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 try:
     import fcntl
@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - not on POSIX: each process rotates on 
     fcntl = None  # type: ignore[assignment]
 
 _COUNTER = 8  # bytes: one unsigned 64-bit counter
+_CLOSED = (0,)
 
 
 class RotationLock:
@@ -32,6 +33,9 @@ class RotationLock:
         self._fd = -1
         self._map: Optional[mmap.mmap] = None
         self._counter: Optional[memoryview] = None
+        #: The shared rotation counter, ``counter[0]`` (a ``(0,)`` stand-in while closed):
+        #: read by every line, so a plain attribute rather than :attr:`generation`'s call.
+        self.counter: Sequence[int] = _CLOSED
         self._identity: Optional[Tuple[int, int]] = None
         self.open()
 
@@ -49,14 +53,13 @@ class RotationLock:
             os.close(fd)
             raise
         self._fd = fd
-        self._counter = memoryview(self._map).cast("Q")
+        self._counter = self.counter = memoryview(self._map).cast("Q")
         self._identity = (status.st_dev, status.st_ino)
 
     @property
     def generation(self) -> int:
         """Rotations made so far, by any process (0 when the lock file is gone)."""
-        counter = self._counter
-        return counter[0] if counter is not None else 0
+        return self.counter[0]
 
     def rotated(self) -> None:
         """Count one rotation (call it while holding the lock)."""
@@ -82,6 +85,7 @@ class RotationLock:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        self.counter = _CLOSED
         if self._counter is not None:
             self._counter.release()
             self._counter = None
