@@ -4,6 +4,7 @@ ended once (when the server accepted the last body message, or the client went a
 from __future__ import annotations
 
 import sys
+from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
 
 from ..logs.formatting import exception_summary
@@ -19,11 +20,20 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+_name_of = itemgetter(0)
+_lowered = methodcaller("lower")
+
+
 def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
     """A copy of ``message`` whose headers end with ``header`` instead of any of that name
     (the app's header list is not changed: it may be shared between responses)."""
     name = header[0]
-    headers = [h for h in message.get("headers") or () if h[0].lower() != name]
+    given = message.get("headers") or ()
+    # Looked for at C speed first: an app rarely sets the id header itself.
+    if name in map(_lowered, map(_name_of, given)):
+        headers = [h for h in given if h[0].lower() != name]
+    else:
+        headers = list(given)
     headers.append(header)
     return {**message, "headers": headers}
 

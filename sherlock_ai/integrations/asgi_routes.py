@@ -21,16 +21,23 @@ class RouteNames:
         self._names = BoundedNames()
         self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
         self._routes: Dict[Tuple[int, int], Any] = {}
+        # id(route) -> (route, name) for routes matched outside any mount: the common case in
+        # one dict lookup. The route is kept and compared, so a reused id never misnames.
+        self._plain: Dict[int, Tuple[Any, str]] = {}
 
     def template(self, scope: Scope, root_path: str) -> str:
         """The log-safe route template of a finished request: Starlette's routers leave the
         matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
         route = scope.get("route")
+        mounted = scope.get("root_path", "")
+        if mounted == root_path:
+            known = self._plain.get(id(route))
+            if known is not None and known[0] is route:
+                return known[1]
         if route is None and "endpoint" in scope:
             # Starlette before 1.0 (and other routers) leave only the matched endpoint.
             route = self._route_of(scope)
         path = getattr(route, "path", None)
-        mounted = scope.get("root_path", "")
         if len(mounted) > len(root_path) and mounted.startswith(root_path):
             prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
             if innermost is not None and (route is None or route is innermost):
@@ -42,7 +49,10 @@ class RouteNames:
                 return self._names.safe((prefix or "<mount>") + path)
         if not isinstance(path, str):
             return UNMATCHED_ROUTE
-        return self._names.safe(path)
+        name = self._names.safe(path)
+        if mounted == root_path and route is scope.get("route") and len(self._plain) < _CACHE_LIMIT:
+            self._plain[id(route)] = (route, name)
+        return name
 
     def _route_of(self, scope: Scope) -> Any:
         """The route whose endpoint served the request, found in the router's tree (the
