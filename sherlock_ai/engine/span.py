@@ -34,6 +34,7 @@ _open_traced: Set[Span] = set()
 # The overlap counters (see the module docstring), changed with tracing.LOCK held.
 _open_now = 0
 _opened = 0
+_LOCK = tracing.LOCK
 
 
 class Figures(NamedTuple):
@@ -70,7 +71,7 @@ class Span:
         self.inside = 0  # descendants opened so far
         self.peak_seen = 0
         self.traced_start: Optional[int] = None
-        with tracing.LOCK:
+        with _LOCK:
             before = _open_now
             while parent is not None:
                 if parent.open:
@@ -95,7 +96,10 @@ class Span:
 
     @property
     def concurrent(self) -> int:
-        """How many other blocks, neither ancestors nor descendants, overlapped it so far."""
+        """How many other blocks, neither ancestors nor descendants, overlapped it (so far,
+        while it is open)."""
+        if not self.open:
+            return self.before
         return self.before + _opened - self.serial - 1 - self.inside
 
     def close(self, skip_rss_below: float = -1.0) -> Figures:
@@ -104,11 +108,13 @@ class Span:
         global _open_now
         duration = perf_counter() - self.t0
         traced = traced_peak = None
-        with tracing.LOCK:
+        with _LOCK:
             if self.open:
                 self.open = False
                 _open_now -= 1
-            concurrent = self.before + _opened - self.serial - 1 - self.inside
+                # Kept in ``before`` from now on: a second close gives the same count.
+                self.before = self.before + _opened - self.serial - 1 - self.inside
+            concurrent = self.before
             if self.trace:
                 if self.traced_start is not None and tracemalloc.is_tracing():
                     level, peak = tracemalloc.get_traced_memory()

@@ -7,8 +7,9 @@ else listening (a handler or filter of the user's on the logger or the root, ano
 factory, a formatter set on our handlers) sends the line through ``logging`` as before.
 
 "Only ours listen" is a snapshot per logger: the handler and filter lists of the logger and
-the root, ``propagate``, ``disabled`` and the record factory, compared (by identity) for
-each line, and a generation bumped by every set-up and by ``setFormatter``/``addFilter``/
+the root, ``propagate``, ``disabled`` and the record factory, compared for each line in one
+tuple comparison (the lists element by element, handlers and filters by identity), and a
+generation bumped by every set-up and by ``setFormatter``/``addFilter``/
 ``removeFilter`` on our handlers. Levels (the loggers', the handlers', ``logging.disable``)
 are read for each line, as ``logging`` does.
 """
@@ -45,7 +46,7 @@ def changed() -> None:
 
 
 class _Snapshot:
-    __slots__ = ("generation", "handlers", "root_handlers", "filters", "root_filters",
+    __slots__ = ("generation", "state", "handlers", "root_handlers", "filters", "root_filters",
                  "propagate", "disabled", "factory", "targets", "writes", "encode", "render")
 
     def __init__(self, logger: logging.Logger) -> None:
@@ -58,6 +59,9 @@ class _Snapshot:
         self.propagate = logger.propagate
         self.disabled = logger.disabled
         self.factory = logging.getLogRecordFactory()
+        #: What :func:`write` compares for each line (in one tuple comparison, made in C).
+        self.state = (self.handlers, self.root_handlers, self.filters, self.root_filters,
+                      self.propagate, self.disabled, self.factory)
         self.targets: Tuple[logging.Handler, ...] = ()
         #: Per target: the handler, and its ``write_bytes`` when it takes UTF-8 bytes, else
         #: ``None`` (its ``write`` takes the text).
@@ -86,12 +90,11 @@ class _Snapshot:
             self.encode = any(write_bytes is not None for _, write_bytes in self.writes)
 
     def current(self, logger: logging.Logger) -> bool:
+        """Whether nothing it depends on changed (what :func:`write` checks, inline)."""
         root = logging.root
-        return (self.generation == _generation and self.handlers == logger.handlers
-                and self.root_handlers == root.handlers and self.filters == logger.filters
-                and self.root_filters == root.filters and self.propagate is logger.propagate
-                and self.disabled is logger.disabled
-                and self.factory is logging.getLogRecordFactory())
+        return self.generation == _generation and self.state == (
+            logger.handlers, root.handlers, logger.filters, root.filters, logger.propagate,
+            logger.disabled, logging.getLogRecordFactory())
 
 
 _snapshots: Dict[str, _Snapshot] = {}
@@ -118,7 +121,11 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
     """Write ``message`` as ``logger``'s record would be written, if only our handlers listen
     (the caller checked ``logger.isEnabledFor(level)``). ``False``: use the logging path."""
     snapshot = _snapshots.get(logger.name)
-    if snapshot is None or not snapshot.current(logger):
+    root = logging.root
+    # _Snapshot.current() inline: it runs for every line.
+    if snapshot is None or snapshot.generation != _generation or snapshot.state != (
+            logger.handlers, root.handlers, logger.filters, root.filters, logger.propagate,
+            logger.disabled, logging.getLogRecordFactory()):
         snapshot = _snapshots[logger.name] = _Snapshot(logger)
     render = snapshot.render
     if render is None:
