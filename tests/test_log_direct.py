@@ -336,3 +336,32 @@ def test_the_json_encoder_writes_what_json_dumps_writes():
             assert json.loads(fast) == json.loads(generic)
     record.trace_id, record.span_id = "a" * 32, "b" * 16  # an OpenTelemetry span: the keys too
     assert json.loads(formatter.format(record))["trace_id"] == "a" * 32
+
+
+def test_a_line_that_cannot_be_encoded_fares_as_on_the_logging_path(tmp_path, capfd, monkeypatch):
+    # A lone surrogate (from an exception message) cannot be UTF-8: the file reports the lost
+    # line, the console still prints it, whichever path the line takes.
+    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    bad = Measurement("memory", "job", "ERROR", 0.001, logging.ERROR, error="bad \ud800",
+                      rss=1, rss_change=0)
+    out = []
+    for way in ("direct", "logging"):
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={
+            "monitoring": LogFileConfig("monitoring", loggers=("MonitoringLogger",))}))
+        capfd.readouterr()
+        seen = Seen()
+        if way == "logging":
+            logging.getLogger().addHandler(seen)
+        with only_ours():
+            sherlock_ai.log_sink(bad)
+            one_line("after")
+        logging.getLogger().removeHandler(seen)
+        err = capfd.readouterr().err
+        assert err.count("cannot write") == 1 and "monitoring failed" not in err, err
+        out.append(([line.split(" - ", 1)[1] for line in err.splitlines() if " - " in line],
+                    [line.split(" - ", 1)[1] for line in monitoring_lines(setup)]))
+        sherlock_ai.SherlockAI.cleanup()
+    assert out[0] == out[1]
+    console, file = out[0]
+    assert [line.split(" | ")[1] for line in console] == ["job", "after"]
+    assert [line.split(" | ")[1] for line in file] == ["after"]

@@ -35,6 +35,8 @@ def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
     (the app's header list is not changed: it may be shared between responses)."""
     name = header[0]
     given = message.get("headers") or ()
+    if type(given) is not list and type(given) is not tuple:
+        given = list(given)  # any iterable: looked through twice below
     # Looked for at C speed first: an app rarely sets the id header itself.
     if name in map(_lowered, map(_name_of, given)):
         headers = [h for h in given if h[0].lower() != name]

@@ -139,11 +139,16 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
         except Exception:  # noqa: BLE001 - a format that fails: logging reports it as usual
             return False
         # Encoded once and one clock read for every file of the line, not once per file.
-        data = text.encode("utf-8") if snapshot.encode else None
+        data = None
+        if snapshot.encode:
+            try:
+                data = text.encode("utf-8")
+            except UnicodeError:
+                pass  # each file's write() reports it as a lost line, as on the logging path
         now = monotonic()
         for handler, write_bytes in snapshot.writes:
             if level >= handler.level:
-                if write_bytes is None:
+                if write_bytes is None or data is None:
                     handler.write(text)  # type: ignore[attr-defined]
                 else:
                     write_bytes(data, now)

@@ -93,7 +93,13 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
         """Hand ``text`` (one or more whole lines, ending in a newline) to the kernel in one
         ``os.write``, rotating first when it would fill the file. Never raises: a failure is
         reported once and counted."""
-        self.write_bytes(text.encode(self.encoding), time.monotonic())
+        try:
+            data = text.encode(self.encoding)
+        except UnicodeError:  # a lone surrogate: this line is lost, reported as a failure
+            with self.lock:
+                self.handleError(None)
+            return
+        self.write_bytes(data, time.monotonic())
 
     def write_bytes(self, data: bytes, now: float) -> None:
         """:meth:`write` for text already encoded in :attr:`encoding`; ``now`` is

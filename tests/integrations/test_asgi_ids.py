@@ -174,3 +174,18 @@ def test_the_previous_id_is_restored_in_the_task_that_ran_the_request():
     seen, inner_id = run(requests_in_this_task())
     assert seen == ["", "outer-1"]
     assert inner_id not in ("", "outer-1")
+
+
+def test_response_headers_given_as_a_one_shot_iterable_are_all_sent(records):
+    # ASGI allows any iterable of header pairs: looking through it must not use it up.
+    async def app(scope, receive, send):
+        pairs = [(b"content-type", b"text/plain"), (b"x-app", b"1")]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": (pair for pair in pairs)})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    exchange = run(asgi_call(SherlockMiddleware(app), "/"))
+    assert exchange.header(b"content-type") == b"text/plain"
+    assert exchange.header(b"x-app") == b"1"
+    assert sherlock_ai.is_valid_request_id(exchange.header(b"x-request-id").decode())
+    assert len(records.messages("MEMORY")) == 1
