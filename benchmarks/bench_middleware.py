@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import cpu_asgi_us, cpu_calls_us, table
+from benchmarks.common import cpu_asgi_us, cpu_calls_us, opcodes_per_request, table
 from benchmarks.middleware_cases import cases, installed, reset, starlette_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,16 @@ def in_process(number: int, rounds: int) -> Dict[str, Tuple[str, List[float]]]:
                                                                           per_round)}
 
 
+def opcodes(keys: Sequence[str]) -> Dict[str, float]:
+    """key -> Python bytecode instructions per request, for the cases ``keys``."""
+    defined = cases()
+    out = {}
+    for key in keys:
+        set_up, wrap = defined[key][1]
+        out[key] = opcodes_per_request(wrap(starlette_app()), set_up, reset, "/items/1")
+    return out
+
+
 def _median_of(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -57,17 +67,18 @@ def ratio(rows: Dict[str, Tuple[str, List[float]]], key: str, over: str = "bare"
     return _median_of([(k - o) / (r - b) for k, o, r, b in zip(rows[key][1], base, ref, bare)])
 
 
-def request_table(rows: Dict[str, Tuple[str, List[float]]]) -> str:
+def request_table(rows: Dict[str, Tuple[str, List[float]]], ops: Dict[str, float]) -> str:
     body = []
     for key, (label, figures) in rows.items():
         target = f"≤ {TARGETS[key]:.1f}x" if key in TARGETS else ""
+        count = f"{ops[key]:,.0f}" if key in ops else ""
         if key == "bare":
-            body.append((label, _median_of(figures), "", "", ""))
+            body.append((label, _median_of(figures), "", "", "", count))
             continue
         body.append((label, _median_of(figures), added(rows, key), f"{ratio(rows, key):.2f}x",
-                     target))
+                     target, count))
     return table(["case", "CPU µs / request", "added µs", "added ÷ asgi-correlation-id's",
-                  "target"], body)
+                  "target", "bytecodes / request"], body)
 
 
 def exporter_table(rows: Dict[str, Tuple[str, List[float]]], hooks: Dict[str, float]) -> str:
@@ -148,6 +159,8 @@ def run(quick: bool = False) -> Dict[str, str]:
     """The figures of the section (templates/bench_middleware.md)."""
     number, rounds = (300, 3) if quick else (3_000, 9)
     rows = in_process(number, rounds)
+    ops = opcodes([key for key in ("bare", "cid", "default", "text", "json", "no_line")
+                   if key in rows])
     hooks = exporter_hooks(2_000 if quick else 20_000, rounds)
     missing = [name for name, module in (("prometheus-fastapi-instrumentator",
                                           "prometheus_fastapi_instrumentator"),
@@ -158,7 +171,7 @@ def run(quick: bool = False) -> Dict[str, str]:
         "requests_per_round": f"{number:,}",
         "bare_us": f"{_median_of(rows['bare'][1]):.1f}",
         "cid_us": f"{added(rows, 'cid'):.1f}",
-        "in_process": request_table(rows),
+        "in_process": request_table(rows, ops),
         "json_ratio": f"{added(rows, 'json') / added(rows, 'text'):.2f}",
         "json_target": f"{JSON_TARGET:.1f}",
         "missing_peers": ("Peers not installed here, left out: " + ", ".join(missing) + "."
