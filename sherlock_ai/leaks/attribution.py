@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .estimator import Estimate
 from .linear import dot, invert, nnls, ols
+from .robust import choose_timing, clip_steps, cross_products, normal_equations, squares
 from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
 
 __all__ = ["SiteWindow", "WindowCounts", "attribute", "group_estimate", "site_window",
@@ -43,8 +44,8 @@ _EVEN_F = 4.0
 
 def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
               candidates: Optional[Sequence[int]], recent_requests: int = 1,
-              floor: float = 0.0, unsplit: Optional[List[Tuple[int, ...]]] = None
-              ) -> Dict[int, Estimate]:
+              floor: float = 0.0, unsplit: Optional[List[Tuple[int, ...]]] = None,
+              dropped: Optional[List[int]] = None) -> Dict[int, Estimate]:
     """Per route, the pooled estimate of what it retains at one site over ``windows``
     (``site`` holds the site's reduction per window number; a window it is missing from saw
     no change). ``candidates``: the routes that may be blamed (``None``: every route that
@@ -52,33 +53,36 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     growth spread evenly over several routes, below ``floor`` bytes per request, fits about as
     well as the routes the fit keeps, nothing is returned (not attributable). Routes the fit
     keeps whose counts moved in lockstep cannot be split: none of them is returned, and the
-    group is added to ``unsplit`` (see :func:`group_estimate`)."""
-    empty = SiteWindow([], 0.0, 0, 0, 0, 0)
+    group is added to ``unsplit`` (see :func:`group_estimate`). Routes that had a positive
+    slope but left the fit in the noise are added to ``dropped``. The counts and the site's
+    steps are prepared by :mod:`.robust` first."""
     routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
         else [r for r in candidates if any(r in w.dx for w in windows)]
     if not routes:
         return {}
-
-    def cross_of(r: int) -> float:
-        return sum(dot(w.dx[r], site.get(w.number, empty).dy)
-                   for w in windows if r in w.dx and w.number in site)
-
-    def gram_of(r: int, q: int) -> float:
-        return sum(dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
-
-    cross_all = {r: cross_of(r) for r in routes}
     if len(routes) > _MAX_CANDIDATES:
         # Screen by correlation with the site's growth: many routes, few points.
-        def score(r: int) -> float:
-            g = gram_of(r, r)
-            return cross_all[r] / math.sqrt(g) if g > 0 else 0.0
-        routes = sorted(routes, key=score, reverse=True)[:_MAX_CANDIDATES]
-    gram = [[gram_of(r, q) for q in routes] for r in routes]
-    cross = [cross_all[r] for r in routes]
+        screen_gram, screen_cross, _ = normal_equations(windows, site, routes)
+        score = {r: screen_cross[i] / math.sqrt(screen_gram[i][i])
+                 if screen_gram[i][i] > 0 else 0.0 for i, r in enumerate(routes)}
+        routes = sorted(routes, key=score.get, reverse=True)[:_MAX_CANDIDATES]
+    windows = choose_timing(windows, site, routes)
+    gram = normal_equations(windows, site, routes)[0]
+    points = sum(w.points for w in windows) - len(windows)
+
+    def slopes_of(version: Dict[int, SiteWindow]) -> Dict[int, float]:
+        c, y = cross_products(windows, version, routes), squares(windows, version)
+        first = [i for i, v in enumerate(nnls(gram, c)) if v > 0]
+        kept = _eliminate(gram, c, y, points, first)
+        if isinstance(kept, list):
+            return {}
+        return {routes[i]: v for i, v in zip(kept[0], kept[1])}
+
+    site = clip_steps(windows, site, slopes_of)
+    cross, yy = cross_products(windows, site, routes), squares(windows, site)
     b = nnls(gram, cross)
     active = [i for i in range(len(routes)) if b[i] > 0]
-    yy = sum(site[w.number].yy for w in windows if w.number in site)
-    points = sum(w.points for w in windows) - len(windows)
+
     def lockstep(indexes: Sequence[int]) -> Dict[int, Estimate]:
         if unsplit is not None and len(indexes) > 1:
             unsplit.append(tuple(sorted(routes[i] for i in indexes)))
@@ -88,6 +92,8 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     if isinstance(fitted, list):
         return lockstep(fitted)
     active, slopes, t_values, rss, full_active = fitted
+    if dropped is not None:
+        dropped.extend(routes[i] for i in full_active if i not in active)
     if _spread_fits_as_well(windows, site, routes, gram, cross, yy, points, active, rss,
                             floor, [list(range(len(routes))), full_active]):
         return {}
@@ -238,7 +244,9 @@ def group_estimate(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     merged = []
     for w in windows:
         rows = [w.dx[r] for r in members if r in w.dx]
+        late = None if w.late is None else [w.late[r] for r in members if r in w.dx]
         merged.append(WindowCounts(
             w.number, w.points, {-1: [sum(v) for v in zip(*rows)]} if rows else {},
-            {-1: sum(w.requests.get(r, 0) for r in members)}))
+            {-1: sum(w.requests.get(r, 0) for r in members)},
+            None if late is None else {-1: [sum(v) for v in zip(*late)]} if rows else {}))
     return attribute(merged, site, [-1], recent_requests).get(-1)

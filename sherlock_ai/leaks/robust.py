@@ -1,0 +1,132 @@
+"""What the site fit of :mod:`.attribution` does to its data first: it picks the moment the
+counts stand for, and it clips the steps a site takes that no route's counts explain.
+
+**Which counts.** A snapshot holds what requests still in flight have already kept, but they
+are counted only when they finish. Whether an in-flight request has kept its bytes depends on
+the app: behind uvicorn, with most of the concurrency waiting in the client and the network,
+the finished counts at the snapshot fitted the sites almost exactly and their mean with the
+counts a few requests later (``late``) added noise that moved two rates at one site by 20% to
+40%; with eight handlers in flight in one event loop, the mean was the better measure. Of the
+counts at the snapshot, the mean with the late ones and the late ones alone, the fit takes
+the one that leaves the smallest residual (:func:`choose_timing`).
+
+**Steps.** A list's item array grows by reallocation: when it is reallocated during a window,
+tracemalloc sees the whole new array at once (a step of 8 bytes per item, tens of KB for a list
+of thousands), once, at the line that appends. A request in flight at a snapshot that has kept
+its bytes but is not counted yet lifts one point and drops the next. Neither follows any
+route's counts, yet either can outweigh a small route's share of the site. So each increment
+of the site's size between consecutive points is clipped to within :data:`_CLIP` robust
+deviations of what the slopes of the routes the fit keeps predict for it, and the fit redone, for
+:data:`_ROUNDS` rounds (:func:`clip_steps`). Windows of two points (one
+increment, as the RSS readings of :mod:`.native` are, which clip their own) are left alone.
+
+Nothing here touches tracemalloc: the functions take plain numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Sequence, Tuple
+
+from .linear import dot, nnls
+from .series import SiteWindow, WindowCounts, centred
+
+# How far the late counts weigh in: the counts at the snapshot, their mean, the late alone.
+_TIMINGS = (0.0, 0.5, 1.0)
+_ROUNDS = 6
+_CLIP = 3.0
+_MAD_SCALE = 1.4826  # a normal distribution's standard deviation per median deviation
+# The robust deviation is at least this many bytes: a site that the slopes fit to a few bytes
+# would otherwise have every small misfit clipped.
+_SPREAD_FLOOR = 256.0
+
+Normal = Tuple[List[List[float]], List[float], float]
+
+
+def normal_equations(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                     routes: Sequence[int]) -> Normal:
+    """The sums of products the least-squares fit of the site on ``routes`` needs: the
+    routes' Gram matrix, their products with the site's sizes, and the sizes' squares."""
+    gram = [[sum(dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
+             for q in routes] for r in routes]
+    return gram, cross_products(windows, site, routes), squares(windows, site)
+
+
+def cross_products(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+           routes: Sequence[int]) -> List[float]:
+    return [sum(dot(w.dx[r], site[w.number].dy) for w in windows
+                if r in w.dx and w.number in site) for r in routes]
+
+
+def squares(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow]) -> float:
+    return sum(site[w.number].yy for w in windows if w.number in site)
+
+
+def _residual(gram: List[List[float]], cross: List[float], yy: float) -> Tuple[List[float],
+                                                                            float]:
+    b = nnls(gram, cross)
+    return b, yy - sum(v * c for v, c in zip(b, cross))
+
+
+def choose_timing(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+                  routes: Sequence[int]) -> List[WindowCounts]:
+    """``windows`` with the counts that fit the site best (see the module)."""
+    if not routes or any(w.late is None for w in windows):
+        return list(windows)
+    best, best_rss = list(windows), None
+    for weight in _TIMINGS:
+        moved = [w.at(weight) for w in windows]
+        _, rss = _residual(*normal_equations(moved, site, routes))
+        if best_rss is None or rss < best_rss:
+            best, best_rss = moved, rss
+    return best
+
+
+def clip_steps(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+               slopes_of: Callable[[Dict[int, SiteWindow]], Dict[int, float]]
+               ) -> Dict[int, SiteWindow]:
+    """The site's windows with their steps clipped (see the module); ``slopes_of`` fits a
+    version of the site and returns the slopes of the routes it keeps. Growth, blocks and
+    rises stay the site's own."""
+    fitted = [w for w in windows if w.number in site and w.points >= 3]
+    if not fitted:
+        return site
+    rises = {w.number: _increments(site[w.number].dy) for w in fitted}
+    current = dict(site)
+    for _ in range(_ROUNDS):
+        slopes = slopes_of(current)
+        predicted = {w.number: _predicted(w, slopes) for w in fitted}
+        residuals = [d - p for w in fitted
+                     for d, p in zip(rises[w.number], predicted[w.number])]
+        centre = _median(residuals)
+        spread = max(_MAD_SCALE * _median([abs(e - centre) for e in residuals]),
+                     _SPREAD_FLOOR)
+        low, high = centre - _CLIP * spread, centre + _CLIP * spread
+        clipped = dict(site)
+        for w in fitted:
+            level = [0.0]
+            for d, p in zip(rises[w.number], predicted[w.number]):
+                level.append(level[-1] + p + min(max(d - p, low), high))
+            own = site[w.number]
+            dy = centred(level)
+            clipped[w.number] = SiteWindow(dy, dot(dy, dy), own.growth, own.blocks,
+                                           own.steps, own.rises)
+        current = clipped
+    return current
+
+
+def _increments(values: Sequence[float]) -> List[float]:
+    return [b - a for a, b in zip(values, values[1:])]
+
+
+def _predicted(window: WindowCounts, slopes: Dict[int, float]) -> List[float]:
+    out = [0.0] * (window.points - 1)
+    for r, v in slopes.items():
+        if r in window.dx:
+            out = [o + v * d for o, d in zip(out, _increments(window.dx[r]))]
+    return out
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2 if n else 0.0
