@@ -70,10 +70,14 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     gram = normal_equations(windows, site, routes)[0]
     points = sum(w.points for w in windows) - len(windows)
 
-    def slopes_of(version: Dict[int, SiteWindow]) -> Dict[int, float]:
+    def slopes_of(version: Dict[int, SiteWindow], first: bool) -> Dict[int, float]:
+        # The first prediction is the fit on every candidate, which cannot miss a route
+        # whose share a step hides; then the fit of the routes kept.
         c, y = cross_products(windows, version, routes), squares(windows, version)
-        first = [i for i, v in enumerate(nnls(gram, c)) if v > 0]
-        kept = _eliminate(gram, c, y, points, first)
+        b0 = nnls(gram, c)
+        if first:
+            return {routes[i]: v for i, v in enumerate(b0) if v > 0}
+        kept = _eliminate(gram, c, y, points, [i for i, v in enumerate(b0) if v > 0])
         if isinstance(kept, list):
             return {}
         return {routes[i]: v for i, v in zip(kept[0], kept[1])}

@@ -16,9 +16,10 @@ of thousands), once, at the line that appends. A request in flight at a snapshot
 its bytes but is not counted yet lifts one point and drops the next. Neither follows any
 route's counts, yet either can outweigh a small route's share of the site. So each increment
 of the site's size between consecutive points is clipped to within :data:`_CLIP` robust
-deviations of what the slopes of the routes the fit keeps predict for it, and the fit redone, for
-:data:`_ROUNDS` rounds (:func:`clip_steps`). Windows of two points (one
-increment, as the RSS readings of :mod:`.native` are, which clip their own) are left alone.
+deviations of what the routes' slopes predict for it (first the slopes of every candidate
+route, then those of the routes the fit keeps), and the fit redone, for :data:`_ROUNDS`
+rounds (:func:`clip_steps`). Windows of two points (one increment, as the RSS readings of
+:mod:`.native` are, which clip their own) are left alone.
 
 Nothing here touches tracemalloc: the functions take plain numbers.
 """
@@ -82,18 +83,18 @@ def choose_timing(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
 
 
 def clip_steps(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
-               slopes_of: Callable[[Dict[int, SiteWindow]], Dict[int, float]]
+               slopes_of: Callable[[Dict[int, SiteWindow], bool], Dict[int, float]]
                ) -> Dict[int, SiteWindow]:
-    """The site's windows with their steps clipped (see the module); ``slopes_of`` fits a
-    version of the site and returns the slopes of the routes it keeps. Growth, blocks and
-    rises stay the site's own."""
+    """The site's windows with their steps clipped (see the module); ``slopes_of(version,
+    first)`` fits a version of the site and returns the slopes that predict it (``first``:
+    the raw site). Growth, blocks and rises stay the site's own."""
     fitted = [w for w in windows if w.number in site and w.points >= 3]
     if not fitted:
         return site
     rises = {w.number: _increments(site[w.number].dy) for w in fitted}
     current = dict(site)
-    for _ in range(_ROUNDS):
-        slopes = slopes_of(current)
+    for round_ in range(_ROUNDS):
+        slopes = slopes_of(current, round_ == 0)
         predicted = {w.number: _predicted(w, slopes) for w in fitted}
         residuals = [d - p for w in fitted
                      for d, p in zip(rises[w.number], predicted[w.number])]

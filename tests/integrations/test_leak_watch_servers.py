@@ -141,16 +141,16 @@ def test_uvicorn_two_routes_retaining_at_one_site_are_both_flagged_with_their_ra
     latest = {s["name"]: s for s in suspects}  # the last warning of each route
     assert set(latest) == {f"GET {path}" for path in SHARED_SITE_SIZES}
     line = line_of("SHARED_LEAKS")
-    # A route's last warning can lag its current estimate (a warning is repeated only when
-    # the estimate moves by more than a quarter, and the larger route carries part of the
-    # smaller one's growth until that one is flagged): 28% and 37% off were seen here. The
-    # rates are held to a quarter in-process (tests/test_leaks.py); here, to a half.
+    # Each route's last warning, within a quarter. Fitted on the mean of the counts at the
+    # snapshot and a few requests later, with the steps of the list's reallocations in the
+    # fit, they were 28% and 37% off here (the larger route carried the smaller one's share
+    # whenever the latest windows lost the smaller one in the noise).
     for path, size in SHARED_SITE_SIZES.items():
         suspect = latest[f"GET {path}"]
         assert (suspect["sites"][0]["file"], suspect["sites"][0]["line"]) == (
             "leak_server.py", line)
         assert suspect["per_request"] == pytest.approx(sys.getsizeof(bytes(size)) + 8,
-                                                       rel=0.5)
+                                                       rel=0.25)
     assert latest["GET /large"]["sites"][0]["share"] > latest["GET /small"]["sites"][0]["share"]
 
 
