@@ -66,8 +66,7 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         score = {r: screen_cross[i] / math.sqrt(screen_gram[i][i])
                  if screen_gram[i][i] > 0 else 0.0 for i, r in enumerate(routes)}
         routes = sorted(routes, key=score.get, reverse=True)[:_MAX_CANDIDATES]
-    windows = choose_timing(windows, site, routes)
-    gram = normal_equations(windows, site, routes)[0]
+    windows, gram = choose_timing(windows, site, routes)
     points = sum(w.points for w in windows) - len(windows)
 
     def slopes_of(version: Dict[int, SiteWindow], first: bool) -> Dict[int, float]:

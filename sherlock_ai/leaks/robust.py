@@ -7,8 +7,8 @@ the app: behind uvicorn, with most of the concurrency waiting in the client and 
 the finished counts at the snapshot fitted the sites almost exactly and their mean with the
 counts a few requests later (``late``) added noise that moved two rates at one site by 20% to
 40%; with eight handlers in flight in one event loop, the mean was the better measure. Of the
-counts at the snapshot, the mean with the late ones and the late ones alone, the fit takes
-the one that leaves the smallest residual (:func:`choose_timing`).
+counts at the snapshot and their mean with the late ones, the fit takes the one that leaves
+the smaller residual (:func:`choose_timing`).
 
 **Steps.** A list's item array grows by reallocation: when it is reallocated during a window,
 tracemalloc sees the whole new array at once (a step of 8 bytes per item, tens of KB for a list
@@ -31,8 +31,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 from .linear import dot, nnls
 from .series import SiteWindow, WindowCounts, centred
 
-# How far the late counts weigh in: the counts at the snapshot, their mean, the late alone.
-_TIMINGS = (0.0, 0.5, 1.0)
+# How far the late counts weigh in: the counts at the snapshot, or their mean with them.
+_TIMINGS = (0.0, 0.5)
 _ROUNDS = 6
 _CLIP = 3.0
 _MAD_SCALE = 1.4826  # a normal distribution's standard deviation per median deviation
@@ -47,9 +47,23 @@ def normal_equations(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow
                      routes: Sequence[int]) -> Normal:
     """The sums of products the least-squares fit of the site on ``routes`` needs: the
     routes' Gram matrix, their products with the site's sizes, and the sizes' squares."""
-    gram = [[sum(dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
-             for q in routes] for r in routes]
-    return gram, cross_products(windows, site, routes), squares(windows, site)
+    return gram_of(windows, routes), cross_products(windows, site, routes), \
+        squares(windows, site)
+
+
+def gram_of(windows: Sequence[WindowCounts], routes: Sequence[int]) -> List[List[float]]:
+    """The routes' Gram matrix over ``windows`` (symmetric: each product once)."""
+    n = len(routes)
+    gram = [[0.0] * n for _ in range(n)]
+    for w in windows:
+        rows = [(k, w.dx[r]) for k, r in enumerate(routes) if r in w.dx]
+        for a, (i, x) in enumerate(rows):
+            for j, z in rows[a:]:
+                gram[i][j] += dot(x, z)
+    for i in range(n):
+        for j in range(i):
+            gram[i][j] = gram[j][i]
+    return gram
 
 
 def cross_products(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
@@ -69,16 +83,19 @@ def _residual(gram: List[List[float]], cross: List[float], yy: float) -> Tuple[L
 
 
 def choose_timing(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
-                  routes: Sequence[int]) -> List[WindowCounts]:
-    """``windows`` with the counts that fit the site best (see the module)."""
-    if not routes or any(w.late is None for w in windows):
-        return list(windows)
-    best, best_rss = list(windows), None
+                  routes: Sequence[int]) -> Tuple[List[WindowCounts], List[List[float]]]:
+    """``windows`` with the counts that fit the site best (see the module), and the
+    routes' Gram matrix on them."""
+    if any(w.late is None for w in windows):
+        return list(windows), gram_of(windows, routes)
+    best: Tuple[List[WindowCounts], List[List[float]]] = ([], [])
+    best_rss = 0.0
     for weight in _TIMINGS:
         moved = [w.at(weight) for w in windows]
-        _, rss = _residual(*normal_equations(moved, site, routes))
-        if best_rss is None or rss < best_rss:
-            best, best_rss = moved, rss
+        gram = gram_of(moved, routes)
+        _, rss = _residual(gram, cross_products(moved, site, routes), squares(moved, site))
+        if not best[0] or rss < best_rss:
+            best, best_rss = (moved, gram), rss
     return best
 
 
@@ -102,6 +119,9 @@ def clip_steps(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         spread = max(_MAD_SCALE * _median([abs(e - centre) for e in residuals]),
                      _SPREAD_FLOOR)
         low, high = centre - _CLIP * spread, centre + _CLIP * spread
+        if all(low <= d - p <= high for w in fitted
+               for d, p in zip(rises[w.number], predicted[w.number])):
+            return current if round_ else site  # nothing to clip (any more)
         clipped = dict(site)
         for w in fitted:
             level = [0.0]
