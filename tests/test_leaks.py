@@ -874,3 +874,98 @@ def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_
             assert found[0].per_request == pytest.approx(SMALL, rel=0.15)
         assert found[1].per_request == pytest.approx(LARGE, rel=0.15 if 0 in found else 0.25)
     assert named >= 10  # 5 of 12 before
+
+
+# -- class-based endpoints: their bases' code is theirs too -----------------------------------
+
+
+def test_the_code_of_an_endpoint_class_includes_what_it_inherits():
+    import inspect
+
+    from flask.views import MethodView
+    from starlette.endpoints import HTTPEndpoint
+
+    from sherlock_ai.leaks.code_prior import EndpointIndex, code_ranges
+
+    class Shelf(HTTPEndpoint):
+        async def get(self, request):
+            return None
+
+    class Cart(MethodView):
+        def get(self):
+            return None
+
+    index = EndpointIndex()
+    for route_id in range(4):
+        index = index.with_endpoint(route_id, code_ranges(Shelf))
+    index = index.with_endpoint(4, code_ranges(Cart.as_view("cart")))
+    # Starlette's own HTTPEndpoint.__init__ runs only in the requests of its subclasses'
+    # routes: a site there is theirs to share, no other route's.
+    init = inspect.getsourcefile(HTTPEndpoint)
+    assert index.routes_at(init, HTTPEndpoint.__init__.__code__.co_firstlineno + 2) == (
+        0, 1, 2, 3)
+    # The function Flask's as_view() makes serves its view_class's methods, inherited too.
+    dispatch = MethodView.dispatch_request.__code__
+    assert index.routes_at(dispatch.co_filename, dispatch.co_firstlineno + 1) == (4,)
+    get = Cart.get.__code__
+    assert index.routes_at(get.co_filename, get.co_firstlineno) == (4,)
+
+
+#: Captured behind uvicorn (the "endpoint" app of the server tests, seed 28): per window, the
+#: per-route counts since its first point (routes /shelf/a-d, served by one HTTPEndpoint, then
+#: /catalog/0-5), the counts a third of snapshot_every later, and the size of Starlette's
+#: endpoints.py line 26 with its blocks. It grows by about 85 bytes per /shelf request, less
+#: and less: one of the clean routes, /catalog/3, came out at 395 bytes per request.
+HTTPENDPOINT_WINDOWS = [
+    ([[0] * 10, [0, 3, 2, 1, 0, 4, 6, 2, 5, 2], [6, 6, 4, 4, 2, 6, 7, 6, 5, 4],
+      [8, 10, 6, 7, 4, 10, 8, 8, 7, 7], [10, 10, 7, 9, 8, 16, 12, 9, 10, 9],
+      [13, 11, 9, 11, 11, 20, 15, 11, 12, 12]],
+     [[0, 0, 0, 1, 0, 1, 3, 1, 2, 0], [2, 4, 4, 3, 0, 4, 6, 3, 5, 2],
+      [6, 7, 4, 5, 3, 9, 8, 6, 5, 5], [9, 10, 6, 8, 5, 11, 11, 8, 7, 8],
+      [10, 10, 9, 10, 8, 17, 13, 9, 12, 10], [13, 14, 10, 11, 12, 20, 16, 13, 12, 12]],
+     [0, 1119, 2191, 3364, 3628, 4323], [0, 21, 41, 63, 68, 81]),
+    ([[0] * 10, [2, 1, 3, 4, 5, 2, 3, 2, 1, 2], [5, 4, 6, 9, 9, 3, 6, 3, 2, 3],
+      [8, 6, 7, 10, 14, 6, 8, 5, 4, 7], [12, 8, 8, 12, 17, 11, 11, 6, 7, 8],
+      [17, 10, 10, 14, 18, 11, 14, 7, 16, 8]],
+     [[1, 0, 2, 1, 2, 0, 0, 0, 0, 2], [3, 2, 4, 5, 7, 2, 5, 2, 1, 2],
+      [8, 5, 6, 10, 11, 3, 7, 3, 2, 3], [10, 8, 8, 10, 16, 6, 8, 6, 4, 7],
+      [13, 9, 9, 13, 17, 11, 11, 6, 11, 8], [17, 13, 11, 14, 18, 13, 16, 7, 16, 8]],
+     [0, 799, 1658, 2084, 2451, 2882], [0, 15, 31, 39, 46, 54]),
+    ([[0] * 10, [4, 4, 3, 3, 4, 1, 0, 1, 2, 3], [8, 10, 5, 3, 5, 6, 1, 3, 4, 5],
+      [12, 14, 8, 4, 8, 7, 3, 4, 7, 8], [14, 16, 12, 8, 12, 11, 6, 5, 7, 9],
+      [17, 18, 15, 11, 16, 14, 7, 6, 9, 12]],
+     [[1, 2, 1, 1, 3, 0, 0, 0, 0, 0], [4, 5, 4, 3, 4, 3, 1, 2, 2, 5],
+      [9, 11, 6, 3, 5, 6, 3, 4, 5, 6], [13, 14, 10, 6, 9, 7, 5, 4, 7, 8],
+      [16, 16, 13, 9, 14, 12, 6, 5, 8, 9], [18, 18, 15, 11, 17, 17, 7, 7, 9, 14]],
+     [0, 221, 1240, 1506, 2040, 2416], [0, 4, 23, 28, 38, 45]),
+]
+
+
+def test_growth_in_httpendpoint_code_is_not_pinned_on_a_route_it_does_not_serve():
+    import inspect
+
+    from starlette.endpoints import HTTPEndpoint
+
+    from sherlock_ai.leaks.code_prior import EndpointIndex, code_ranges
+    from sherlock_ai.leaks.evidence import EvidenceStore
+
+    class Shelf(HTTPEndpoint):
+        async def get(self, request):
+            return None
+
+    async def clean(request):
+        return None
+
+    index = EndpointIndex()
+    for route_id in range(10):
+        index = index.with_endpoint(route_id, code_ranges(Shelf if route_id < 4 else clean))
+    site = (inspect.getsourcefile(HTTPEndpoint), HTTPEndpoint.__init__.__code__.co_firstlineno
+            + 8)
+    # A one-frame traceback: its frame is the site, in endpoint code or not (as key_of does).
+    key = (site, site if index.routes_at(*site) is not None else None)
+    store = EvidenceStore(4, CRITERIA)
+    for number, ((counts, late, sizes, blocks), confirming) in enumerate(
+            zip(HTTPENDPOINT_WINDOWS, (False, True, True)), 1):
+        store.add_window(number, counts, [{key: point} for point in zip(sizes, blocks)], late)
+        store.weigh(index, lambda route_id: True, confirming)
+    assert store.flagged == {} and store.groups == {}
