@@ -110,7 +110,43 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     twinned = {i for i, _ in twins}
     if twins:
         lockstep(sorted(twinned | {j for _, j in twins}))
+    if sum(cross) < floor * sum(map(sum, gram)):
+        # Spread over every candidate this growth would be below the threshold: the kind of
+        # site where one route's counts can match growth that is not its own by chance.
+        twinned = twinned | _unsteady(windows, site, routes, b, active,
+                                      rss / max(points - len(active), 1))
     return _estimates(windows, site, routes, b, t_values, active, twinned, recent_requests)
+
+
+# How many standard errors below its pooled slope a route's slope in the latest window may be.
+_STEADY_SE = 2.0
+
+
+def _unsteady(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
+              b: List[float], active: List[int], variance: float) -> Set[int]:
+    """The kept routes whose slope in the latest window (the others' slopes held) falls more
+    than :data:`_STEADY_SE` standard errors below their pooled slope. A leak keeps the same
+    bytes per request in every window; growth that one route's counts followed by chance in
+    earlier windows (Starlette's ``HTTPEndpoint.__init__`` growing fast in the first windows
+    and slower after, shared by four routes) does not."""
+    latest = windows[-1]
+    if len(windows) < 2 or latest.number not in site:
+        return set()
+    dy = site[latest.number].dy
+    out = set()
+    for i in active:
+        x = latest.dx.get(routes[i])
+        if x is None:
+            continue
+        others = [sum(b[j] * latest.dx[routes[j]][k] for j in active
+                      if j != i and routes[j] in latest.dx) for k in range(latest.points)]
+        g = dot(x, x)
+        if g <= 0:
+            continue
+        own = dot(x, [y - o for y, o in zip(dy, others)]) / g
+        if own < b[i] - _STEADY_SE * math.sqrt(variance / g):
+            out.add(i)
+    return out
 
 
 Fit = Tuple[List[int], List[float], List[float], float, List[int]]
@@ -150,8 +186,8 @@ def _eliminate(gram: List[List[float]], cross: List[float], yy: float, points: i
 def _estimates(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
                b: List[float], t_values: List[float], active: List[int], twinned: Set[int],
                recent_requests: int) -> Dict[int, Estimate]:
-    """The estimate of each kept route that is not a twin: its slope and its share of the
-    site's growth, blocks and rises."""
+    """The estimate of each kept route that is not in ``twinned`` (a twin, or unsteady): its
+    slope and its share of the site's growth, blocks and rises."""
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     kept = [site.get(w.number, empty) for w in windows]
     growth = sum(s.growth for s in kept)
