@@ -115,19 +115,11 @@ def test_uvicorn_factory_routes_no_other_route_flagged_in_20000_requests(tmp_pat
                for s in suspects)
 
 
-@pytest.mark.xfail(reason="known defect, in about 2 full-suite runs of 5 here: besides /shelf/c "
-                          "(always found), a clean rule sharing the MethodView is flagged too; "
-                          "the same family as the HTTPEndpoint case below", strict=False)
 def test_flask_methodview_under_four_rules_the_rule_that_retains_is_flagged(tmp_path):
     assert_the_leak_is_named(serve_and_drive(tmp_path, "methodview", 2_000, seed=7),
                              route="/shelf/c", line=line_of("SHELF_LEAKS"))
 
 
-@pytest.mark.xfail(reason="known defect, in about 1 run in 12: Starlette's own endpoints.py:26 "
-                          "grows about 85 bytes per request of the four HTTPEndpoint routes, "
-                          "and the fit can still pin it on one of them (about 340 bytes per "
-                          "request) instead of 'not attributable'; /shelf/c itself is found",
-                   strict=False)
 def test_starlette_httpendpoint_under_four_routes_the_route_that_retains_is_flagged(tmp_path):
     assert_the_leak_is_named(serve_and_drive(tmp_path, "endpoint", 2_000, seed=8),
                              route="/shelf/c", line=line_of("SHELF_LEAKS"))
