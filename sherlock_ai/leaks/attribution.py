@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .estimator import Estimate
 from .linear import dot, invert, nnls, ols
-from .robust import choose_timing, clip_steps, cross_products, normal_equations, squares
+from .robust import cross_products, normal_equations, prepare, squares
 from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
 
 __all__ = ["SiteWindow", "WindowCounts", "attribute", "group_estimate", "site_window",
@@ -66,13 +66,13 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         score = {r: screen_cross[i] / math.sqrt(screen_gram[i][i])
                  if screen_gram[i][i] > 0 else 0.0 for i, r in enumerate(routes)}
         routes = sorted(routes, key=score.get, reverse=True)[:_MAX_CANDIDATES]
-    windows, gram = choose_timing(windows, site, routes)
     points = sum(w.points for w in windows) - len(windows)
 
-    def slopes_of(version: Dict[int, SiteWindow], first: bool) -> Dict[int, float]:
+    def slopes_of(moved: List[WindowCounts], gram: List[List[float]],
+                  version: Dict[int, SiteWindow], first: bool) -> Dict[int, float]:
         # The first prediction is the fit on every candidate, which cannot miss a route
         # whose share a step hides; then the fit of the routes kept.
-        c, y = cross_products(windows, version, routes), squares(windows, version)
+        c, y = cross_products(moved, version, routes), squares(moved, version)
         b0 = nnls(gram, c)
         if first:
             return {routes[i]: v for i, v in enumerate(b0) if v > 0}
@@ -81,7 +81,7 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
             return {}
         return {routes[i]: v for i, v in zip(kept[0], kept[1])}
 
-    site = clip_steps(windows, site, slopes_of)
+    windows, gram, site = prepare(windows, site, routes, slopes_of)
     cross, yy = cross_products(windows, site, routes), squares(windows, site)
     b = nnls(gram, cross)
     active = [i for i in range(len(routes)) if b[i] > 0]

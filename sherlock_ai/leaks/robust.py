@@ -8,7 +8,8 @@ the finished counts at the snapshot fitted the sites almost exactly and their me
 counts a few requests later (``late``) added noise that moved two rates at one site by 20% to
 40%; with eight handlers in flight in one event loop, the mean was the better measure. Of the
 counts at the snapshot and their mean with the late ones, the fit takes the one that leaves
-the smaller residual (:func:`choose_timing`).
+the smaller residual once the steps below are clipped (:func:`prepare`; steps left in would
+decide the choice).
 
 **Steps.** A list's item array grows by reallocation: when it is reallocated during a window,
 tracemalloc sees the whole new array at once (a step of 8 bytes per item, tens of KB for a list
@@ -26,6 +27,7 @@ Nothing here touches tracemalloc: the functions take plain numbers.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from .linear import dot, nnls
@@ -82,20 +84,30 @@ def _residual(gram: List[List[float]], cross: List[float], yy: float) -> Tuple[L
     return b, yy - sum(v * c for v, c in zip(b, cross))
 
 
-def choose_timing(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
-                  routes: Sequence[int]) -> Tuple[List[WindowCounts], List[List[float]]]:
-    """``windows`` with the counts that fit the site best (see the module), and the
-    routes' Gram matrix on them."""
-    if any(w.late is None for w in windows):
-        return list(windows), gram_of(windows, routes)
-    best: Tuple[List[WindowCounts], List[List[float]]] = ([], [])
+#: ``slopes(windows, gram, version, first)``: the slopes that predict a version of the site
+#: (see :func:`clip_steps`).
+Slopes = Callable[[List[WindowCounts], List[List[float]], Dict[int, SiteWindow], bool],
+                  Dict[int, float]]
+
+
+def prepare(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
+            routes: Sequence[int], slopes: Slopes
+            ) -> Tuple[List[WindowCounts], List[List[float]], Dict[int, SiteWindow]]:
+    """The windows with the counts that fit the site best once its steps are clipped (see
+    the module), the routes' Gram matrix on them, and the clipped site."""
+    timings = _TIMINGS if all(w.late is not None for w in windows) else (0.0,)
+    best: Tuple[List[WindowCounts], List[List[float]], Dict[int, SiteWindow]] = ([], [], {})
     best_rss = 0.0
-    for weight in _TIMINGS:
+    for weight in timings:
         moved = [w.at(weight) for w in windows]
         gram = gram_of(moved, routes)
-        _, rss = _residual(gram, cross_products(moved, site, routes), squares(moved, site))
+        clipped = clip_steps(moved, site, partial(slopes, moved, gram))
+        if len(timings) == 1:
+            return moved, gram, clipped
+        _, rss = _residual(gram, cross_products(moved, clipped, routes),
+                           squares(moved, clipped))
         if not best[0] or rss < best_rss:
-            best, best_rss = (moved, gram), rss
+            best, best_rss = (moved, gram, clipped), rss
     return best
 
 
@@ -119,9 +131,9 @@ def clip_steps(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         spread = max(_MAD_SCALE * _median([abs(e - centre) for e in residuals]),
                      _SPREAD_FLOOR)
         low, high = centre - _CLIP * spread, centre + _CLIP * spread
-        if all(low <= d - p <= high for w in fitted
-               for d, p in zip(rises[w.number], predicted[w.number])):
-            return current if round_ else site  # nothing to clip (any more)
+        if round_ and all(low <= d - p <= high for w in fitted
+                          for d, p in zip(rises[w.number], predicted[w.number])):
+            return current  # nothing (more) to clip against the kept routes' fit
         clipped = dict(site)
         for w in fitted:
             level = [0.0]
