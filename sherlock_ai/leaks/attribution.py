@@ -130,8 +130,8 @@ def _unsteady(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], rout
     earlier windows (Starlette's ``HTTPEndpoint.__init__`` growing fast in the first windows
     and slower after, shared by four routes) does not."""
     latest = windows[-1]
-    if len(windows) < 2 or latest.number not in site:
-        return set()
+    if len(windows) < 2 or latest.number not in site or latest.points < 3:
+        return set()  # (two points: one increment of the RSS readings, too coarse alone)
     dy = site[latest.number].dy
     out = set()
     for i in active:
