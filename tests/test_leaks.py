@@ -774,3 +774,246 @@ def test_rss_growth_that_the_traced_sites_explain_is_not_native():
     assert native_evidence(readings, explained={9: 65000.0}).flagged == {}
     # A route tracemalloc has not watched long enough is not called native either.
     assert native_evidence(readings, traced=2).flagged == {}
+
+
+# -- two routes at one site: what the fit makes of the counts' timing and of steps ------------
+
+SMALL, LARGE = 2089.0, 6185.0  # what /small and /large keep per request at one line
+
+
+def shared_site_windows(rng: random.Random, windows: int = 4, lag: int = 0,
+                        items: int = 0) -> tuple:
+    """Ten routes at random, 25 requests between points; routes 0 and 1 keep SMALL and LARGE
+    bytes per request at one site, counted exactly at each snapshot (as behind uvicorn). With
+    ``lag``, the late counts are read ``lag`` requests after each point. With ``items``, the
+    bytes go into a list of that many items whose item array CPython reallocates when full
+    (an eighth more; tracemalloc sees the whole new array when the old one was not traced)."""
+    from sherlock_ai.leaks.series import site_window, window_counts
+
+    counts, rates = [0] * 10, {0: SMALL, 1: LARGE}
+    capacity, traced = items + rng.randrange(1, 120), False
+    out, site = [], {}
+    for number in range(windows):
+        stream = [rng.randrange(10) for _ in range(6 * 25 + lag)]
+        rows, late, ys, size = [], [], [], 0.0
+        for k in range(6):
+            for r in stream[25 * k:25 * (k + 1)]:
+                counts[r] += 1
+                size += rates.get(r, 0.0)
+                if items and r in rates:
+                    items += 1
+                    if items > capacity:
+                        old, capacity = capacity, items + (items >> 3) + 6
+                        size += 8 * (capacity - (old if traced else 0))
+                        traced = True
+            rows.append(list(counts))
+            ahead = list(counts)
+            for r in stream[25 * (k + 1):25 * (k + 1) + lag]:
+                ahead[r] += 1
+            late.append(ahead)
+            ys.append(int(size))
+        out.append(window_counts(number, rows, late if lag else None))
+        site[number] = site_window(ys, [0] * 6)
+    return out, site
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_counts_at_the_snapshot_that_fit_exactly_are_not_blurred_by_the_late_counts(seed):
+    # Behind uvicorn the counts at the snapshot fitted the site almost exactly; fitted on
+    # their mean with the counts 8 requests later instead, the two rates came out up to 24%
+    # apart from the truth (the late counts' noise pulls them towards each other).
+    from sherlock_ai.leaks.attribution import attribute
+
+    windows, site = shared_site_windows(random.Random(seed), lag=8)
+    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    assert found[0].per_request == pytest.approx(SMALL, rel=0.05)
+    assert found[1].per_request == pytest.approx(LARGE, rel=0.05)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_steps_of_a_growing_list_do_not_move_two_rates_at_one_site(seed):
+    # The list the two routes append to has 3,000 items: its reallocation adds about 27 KB at
+    # once in some windows. Fitted as they were, the smaller rate came out 51% to 79% off,
+    # or was lost (the larger then carried it).
+    from sherlock_ai.leaks.attribution import attribute
+
+    windows, site = shared_site_windows(random.Random(seed), items=3000)
+    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    assert found[0].per_request == pytest.approx(SMALL, rel=0.10)
+    assert found[1].per_request == pytest.approx(LARGE, rel=0.10)
+
+
+def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_windows():
+    # Eight windows of plain traffic, then four in which route 0 gets a third of its share and
+    # the site jitters by about 2.5 KB per point: route 0 leaves the fit of the latest four
+    # windows (the evidence pooled by default). It used to stay out, and route 1 alone was
+    # named, carrying route 0's share.
+    from sherlock_ai.leaks.code_prior import EndpointIndex
+    from sherlock_ai.leaks.evidence import EvidenceStore
+
+    key = (("shop.py", 7), None)
+    named = 0
+    for seed in range(12):
+        rng = random.Random(seed)
+        store, counts, size = EvidenceStore(4, CRITERIA), [0] * 10, 0.0
+        for number in range(12):
+            rows, sizes = [], []
+            for _ in range(6):
+                for _ in range(25):
+                    r = rng.randrange(10)
+                    if r == 0 and number >= 8 and rng.random() < 0.7:
+                        r = rng.randrange(2, 10)
+                    counts[r] += 1
+                    size += {0: SMALL, 1: LARGE}.get(r, 0.0)
+                rows.append(list(counts))
+                sizes.append({key: (int(size + rng.gauss(0, 2500)), 0)})
+            store.add_window(number, rows, sizes)
+        found, _ = store._estimate(key, EndpointIndex())
+        if 0 in found:
+            named += 1
+            assert found[0].per_request == pytest.approx(SMALL, rel=0.15)
+        assert found[1].per_request == pytest.approx(LARGE, rel=0.15 if 0 in found else 0.25)
+    assert named >= 10  # 5 of 12 before
+
+
+# -- class-based endpoints: their bases' code is theirs too -----------------------------------
+
+
+def test_the_code_of_an_endpoint_class_includes_what_it_inherits():
+    import inspect
+
+    from flask.views import MethodView
+    from starlette.endpoints import HTTPEndpoint
+
+    from sherlock_ai.leaks.code_prior import EndpointIndex, code_ranges
+
+    class Shelf(HTTPEndpoint):
+        async def get(self, request):
+            return None
+
+    class Cart(MethodView):
+        def get(self):
+            return None
+
+    index = EndpointIndex()
+    for route_id in range(4):
+        index = index.with_endpoint(route_id, code_ranges(Shelf))
+    index = index.with_endpoint(4, code_ranges(Cart.as_view("cart")))
+    # Starlette's own HTTPEndpoint.__init__ runs only in the requests of its subclasses'
+    # routes: a site there is theirs to share, no other route's.
+    init = inspect.getsourcefile(HTTPEndpoint)
+    assert index.routes_at(init, HTTPEndpoint.__init__.__code__.co_firstlineno + 2) == (
+        0, 1, 2, 3)
+    # The function Flask's as_view() makes serves its view_class's methods, inherited too.
+    dispatch = MethodView.dispatch_request.__code__
+    assert index.routes_at(dispatch.co_filename, dispatch.co_firstlineno + 1) == (4,)
+    get = Cart.get.__code__
+    assert index.routes_at(get.co_filename, get.co_firstlineno) == (4,)
+
+
+#: Captured behind uvicorn (the "endpoint" app of the server tests): per window, the
+#: per-route counts since its first point (routes /shelf/a-d, served by one HTTPEndpoint, then
+#: /catalog/0-5), the counts a third of snapshot_every later, and the size of Starlette's
+#: endpoints.py line 26 with its blocks. It grows by about 85 bytes per /shelf request, less
+#: and less. In the first run a clean route, /catalog/3, came out at 395 bytes per request;
+#: in the second, once the four routes were the only candidates, /shelf/a at 439 (its counts
+#: followed the first window's growth; in the second window, its own slope was far lower).
+HTTPENDPOINT_WINDOWS = [(False, True, True), [
+    ([[0] * 10, [0, 3, 2, 1, 0, 4, 6, 2, 5, 2], [6, 6, 4, 4, 2, 6, 7, 6, 5, 4],
+      [8, 10, 6, 7, 4, 10, 8, 8, 7, 7], [10, 10, 7, 9, 8, 16, 12, 9, 10, 9],
+      [13, 11, 9, 11, 11, 20, 15, 11, 12, 12]],
+     [[0, 0, 0, 1, 0, 1, 3, 1, 2, 0], [2, 4, 4, 3, 0, 4, 6, 3, 5, 2],
+      [6, 7, 4, 5, 3, 9, 8, 6, 5, 5], [9, 10, 6, 8, 5, 11, 11, 8, 7, 8],
+      [10, 10, 9, 10, 8, 17, 13, 9, 12, 10], [13, 14, 10, 11, 12, 20, 16, 13, 12, 12]],
+     [0, 1119, 2191, 3364, 3628, 4323], [0, 21, 41, 63, 68, 81]),
+    ([[0] * 10, [2, 1, 3, 4, 5, 2, 3, 2, 1, 2], [5, 4, 6, 9, 9, 3, 6, 3, 2, 3],
+      [8, 6, 7, 10, 14, 6, 8, 5, 4, 7], [12, 8, 8, 12, 17, 11, 11, 6, 7, 8],
+      [17, 10, 10, 14, 18, 11, 14, 7, 16, 8]],
+     [[1, 0, 2, 1, 2, 0, 0, 0, 0, 2], [3, 2, 4, 5, 7, 2, 5, 2, 1, 2],
+      [8, 5, 6, 10, 11, 3, 7, 3, 2, 3], [10, 8, 8, 10, 16, 6, 8, 6, 4, 7],
+      [13, 9, 9, 13, 17, 11, 11, 6, 11, 8], [17, 13, 11, 14, 18, 13, 16, 7, 16, 8]],
+     [0, 799, 1658, 2084, 2451, 2882], [0, 15, 31, 39, 46, 54]),
+    ([[0] * 10, [4, 4, 3, 3, 4, 1, 0, 1, 2, 3], [8, 10, 5, 3, 5, 6, 1, 3, 4, 5],
+      [12, 14, 8, 4, 8, 7, 3, 4, 7, 8], [14, 16, 12, 8, 12, 11, 6, 5, 7, 9],
+      [17, 18, 15, 11, 16, 14, 7, 6, 9, 12]],
+     [[1, 2, 1, 1, 3, 0, 0, 0, 0, 0], [4, 5, 4, 3, 4, 3, 1, 2, 2, 5],
+      [9, 11, 6, 3, 5, 6, 3, 4, 5, 6], [13, 14, 10, 6, 9, 7, 5, 4, 7, 8],
+      [16, 16, 13, 9, 14, 12, 6, 5, 8, 9], [18, 18, 15, 11, 17, 17, 7, 7, 9, 14]],
+     [0, 221, 1240, 1506, 2040, 2416], [0, 4, 23, 28, 38, 45]),
+]]
+HTTPENDPOINT_LATER = [(False, True), [
+    ([[0] * 10, [2, 5, 1, 1, 0, 0, 5, 3, 3, 5], [8, 8, 5, 1, 2, 0, 9, 4, 6, 7],
+      [13, 8, 8, 4, 6, 2, 11, 6, 7, 10], [13, 10, 11, 5, 10, 6, 14, 9, 10, 12],
+      [16, 12, 12, 7, 12, 9, 19, 13, 12, 13]],
+     [[1, 1, 1, 0, 0, 0, 2, 2, 0, 1], [2, 7, 2, 1, 0, 0, 7, 4, 5, 5],
+      [9, 8, 5, 4, 3, 0, 9, 6, 6, 8], [13, 8, 9, 4, 6, 2, 13, 8, 9, 11],
+      [14, 11, 11, 6, 10, 8, 16, 9, 10, 13], [17, 14, 12, 7, 12, 9, 19, 14, 13, 16]],
+     [0, 747, 3689, 5610, 6463, 7486], [0, 14, 69, 105, 121, 140]),
+    ([[0] * 10, [3, 3, 1, 4, 4, 2, 3, 3, 0, 2], [4, 6, 5, 5, 6, 7, 3, 6, 4, 4],
+      [5, 7, 11, 8, 7, 9, 7, 8, 7, 6], [9, 8, 11, 11, 11, 12, 9, 11, 8, 10],
+      [10, 11, 15, 15, 14, 17, 10, 13, 9, 11]],
+     [[1, 1, 0, 2, 1, 1, 0, 2, 0, 0], [3, 5, 1, 5, 5, 3, 3, 3, 2, 3],
+      [5, 6, 7, 6, 6, 7, 5, 7, 4, 5], [6, 8, 11, 10, 8, 9, 8, 9, 7, 7],
+      [9, 11, 12, 12, 12, 13, 9, 11, 9, 10], [10, 12, 15, 17, 15, 18, 10, 13, 11, 12]],
+     [0, 1119, 1494, 1975, 2405, 3048], [0, 21, 28, 37, 45, 57]),
+]]
+
+
+@pytest.mark.parametrize("capture", [HTTPENDPOINT_WINDOWS, HTTPENDPOINT_LATER],
+                         ids=["clean-route-pinned", "one-of-four-pinned"])
+def test_growth_in_httpendpoint_code_is_pinned_on_no_route(capture):
+    import inspect
+
+    from starlette.endpoints import HTTPEndpoint
+
+    from sherlock_ai.leaks.code_prior import EndpointIndex, code_ranges
+    from sherlock_ai.leaks.evidence import EvidenceStore
+
+    class Shelf(HTTPEndpoint):
+        async def get(self, request):
+            return None
+
+    async def clean(request):
+        return None
+
+    index = EndpointIndex()
+    for route_id in range(10):
+        index = index.with_endpoint(route_id, code_ranges(Shelf if route_id < 4 else clean))
+    site = (inspect.getsourcefile(HTTPEndpoint), HTTPEndpoint.__init__.__code__.co_firstlineno
+            + 8)
+    # A one-frame traceback: its frame is the site, in endpoint code or not (as key_of does).
+    key = (site, site if index.routes_at(*site) is not None else None)
+    store = EvidenceStore(4, CRITERIA)
+    kinds, windows = capture
+    for number, ((counts, late, sizes, blocks), confirming) in enumerate(
+            zip(windows, kinds), 1):
+        store.add_window(number, counts, [{key: point} for point in zip(sizes, blocks)], late)
+        store.weigh(index, lambda route_id: True, confirming)
+    assert store.flagged == {} and store.groups == {}
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_two_rates_at_one_site_are_fitted_on_all_kept_windows(seed):
+    # Twelve windows; in the latest four, one snapshot in three holds a route-1 request in
+    # flight that has kept its bytes but is not counted yet. Fitted on the latest four alone
+    # (the evidence pooled by default), route 0's rate came out up to 31% low.
+    from sherlock_ai.leaks.code_prior import EndpointIndex
+    from sherlock_ai.leaks.evidence import EvidenceStore
+
+    rng = random.Random(seed)
+    store, counts, size = EvidenceStore(4, CRITERIA), [0] * 10, 0.0
+    key = (("shop.py", 7), None)
+    for number in range(12):
+        rows, sizes = [], []
+        for _ in range(6):
+            for _ in range(25):
+                r = rng.randrange(10)
+                counts[r] += 1
+                size += {0: SMALL, 1: LARGE}.get(r, 0.0)
+            rows.append(list(counts))
+            in_flight = LARGE if number >= 8 and rng.random() < 0.35 else 0.0
+            sizes.append({key: (int(size + in_flight), 0)})
+        store.add_window(number, rows, sizes)
+    found, _ = store._estimate(key, EndpointIndex())
+    assert found[0].per_request == pytest.approx(SMALL, rel=0.10)
+    assert found[1].per_request == pytest.approx(LARGE, rel=0.10)

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .estimator import Estimate
 from .linear import dot, invert, nnls, ols
+from .robust import cross_products, normal_equations, prepare, squares
 from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
 
 __all__ = ["SiteWindow", "WindowCounts", "attribute", "group_estimate", "site_window",
@@ -43,8 +44,8 @@ _EVEN_F = 4.0
 
 def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
               candidates: Optional[Sequence[int]], recent_requests: int = 1,
-              floor: float = 0.0, unsplit: Optional[List[Tuple[int, ...]]] = None
-              ) -> Dict[int, Estimate]:
+              floor: float = 0.0, unsplit: Optional[List[Tuple[int, ...]]] = None,
+              dropped: Optional[List[int]] = None) -> Dict[int, Estimate]:
     """Per route, the pooled estimate of what it retains at one site over ``windows``
     (``site`` holds the site's reduction per window number; a window it is missing from saw
     no change). ``candidates``: the routes that may be blamed (``None``: every route that
@@ -52,33 +53,39 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     growth spread evenly over several routes, below ``floor`` bytes per request, fits about as
     well as the routes the fit keeps, nothing is returned (not attributable). Routes the fit
     keeps whose counts moved in lockstep cannot be split: none of them is returned, and the
-    group is added to ``unsplit`` (see :func:`group_estimate`)."""
-    empty = SiteWindow([], 0.0, 0, 0, 0, 0)
+    group is added to ``unsplit`` (see :func:`group_estimate`). Routes that had a positive
+    slope but left the fit in the noise are added to ``dropped``. The counts and the site's
+    steps are prepared by :mod:`.robust` first."""
     routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
         else [r for r in candidates if any(r in w.dx for w in windows)]
     if not routes:
         return {}
-
-    def cross_of(r: int) -> float:
-        return sum(dot(w.dx[r], site.get(w.number, empty).dy)
-                   for w in windows if r in w.dx and w.number in site)
-
-    def gram_of(r: int, q: int) -> float:
-        return sum(dot(w.dx[r], w.dx[q]) for w in windows if r in w.dx and q in w.dx)
-
-    cross_all = {r: cross_of(r) for r in routes}
     if len(routes) > _MAX_CANDIDATES:
         # Screen by correlation with the site's growth: many routes, few points.
-        def score(r: int) -> float:
-            g = gram_of(r, r)
-            return cross_all[r] / math.sqrt(g) if g > 0 else 0.0
-        routes = sorted(routes, key=score, reverse=True)[:_MAX_CANDIDATES]
-    gram = [[gram_of(r, q) for q in routes] for r in routes]
-    cross = [cross_all[r] for r in routes]
+        screen_gram, screen_cross, _ = normal_equations(windows, site, routes)
+        score = {r: screen_cross[i] / math.sqrt(screen_gram[i][i])
+                 if screen_gram[i][i] > 0 else 0.0 for i, r in enumerate(routes)}
+        routes = sorted(routes, key=score.get, reverse=True)[:_MAX_CANDIDATES]
+    points = sum(w.points for w in windows) - len(windows)
+
+    def slopes_of(moved: List[WindowCounts], gram: List[List[float]],
+                  version: Dict[int, SiteWindow], first: bool) -> Dict[int, float]:
+        # The first prediction is the fit on every candidate, which cannot miss a route
+        # whose share a step hides; then the fit of the routes kept.
+        c, y = cross_products(moved, version, routes), squares(moved, version)
+        b0 = nnls(gram, c)
+        if first:
+            return {routes[i]: v for i, v in enumerate(b0) if v > 0}
+        kept = _eliminate(gram, c, y, points, [i for i, v in enumerate(b0) if v > 0])
+        if isinstance(kept, list):
+            return {}
+        return {routes[i]: v for i, v in zip(kept[0], kept[1])}
+
+    windows, gram, site = prepare(windows, site, routes, slopes_of)
+    cross, yy = cross_products(windows, site, routes), squares(windows, site)
     b = nnls(gram, cross)
     active = [i for i in range(len(routes)) if b[i] > 0]
-    yy = sum(site[w.number].yy for w in windows if w.number in site)
-    points = sum(w.points for w in windows) - len(windows)
+
     def lockstep(indexes: Sequence[int]) -> Dict[int, Estimate]:
         if unsplit is not None and len(indexes) > 1:
             unsplit.append(tuple(sorted(routes[i] for i in indexes)))
@@ -88,6 +95,8 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     if isinstance(fitted, list):
         return lockstep(fitted)
     active, slopes, t_values, rss, full_active = fitted
+    if dropped is not None:
+        dropped.extend(routes[i] for i in full_active if i not in active)
     if _spread_fits_as_well(windows, site, routes, gram, cross, yy, points, active, rss,
                             floor, [list(range(len(routes))), full_active]):
         return {}
@@ -101,7 +110,43 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     twinned = {i for i, _ in twins}
     if twins:
         lockstep(sorted(twinned | {j for _, j in twins}))
+    if sum(cross) < floor * sum(map(sum, gram)):
+        # Spread over every candidate this growth would be below the threshold: the kind of
+        # site where one route's counts can match growth that is not its own by chance.
+        twinned = twinned | _unsteady(windows, site, routes, b, active,
+                                      rss / max(points - len(active), 1))
     return _estimates(windows, site, routes, b, t_values, active, twinned, recent_requests)
+
+
+# How many standard errors below its pooled slope a route's slope in the latest window may be.
+_STEADY_SE = 2.0
+
+
+def _unsteady(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
+              b: List[float], active: List[int], variance: float) -> Set[int]:
+    """The kept routes whose slope in the latest window (the others' slopes held) falls more
+    than :data:`_STEADY_SE` standard errors below their pooled slope. A leak keeps the same
+    bytes per request in every window; growth that one route's counts followed by chance in
+    earlier windows (Starlette's ``HTTPEndpoint.__init__`` growing fast in the first windows
+    and slower after, shared by four routes) does not."""
+    latest = windows[-1]
+    if len(windows) < 2 or latest.number not in site or latest.points < 3:
+        return set()  # (two points: one increment of the RSS readings, too coarse alone)
+    dy = site[latest.number].dy
+    out = set()
+    for i in active:
+        x = latest.dx.get(routes[i])
+        if x is None:
+            continue
+        others = [sum(b[j] * latest.dx[routes[j]][k] for j in active
+                      if j != i and routes[j] in latest.dx) for k in range(latest.points)]
+        g = dot(x, x)
+        if g <= 0:
+            continue
+        own = dot(x, [y - o for y, o in zip(dy, others)]) / g
+        if own < b[i] - _STEADY_SE * math.sqrt(variance / g):
+            out.add(i)
+    return out
 
 
 Fit = Tuple[List[int], List[float], List[float], float, List[int]]
@@ -141,8 +186,8 @@ def _eliminate(gram: List[List[float]], cross: List[float], yy: float, points: i
 def _estimates(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
                b: List[float], t_values: List[float], active: List[int], twinned: Set[int],
                recent_requests: int) -> Dict[int, Estimate]:
-    """The estimate of each kept route that is not a twin: its slope and its share of the
-    site's growth, blocks and rises."""
+    """The estimate of each kept route that is not in ``twinned`` (a twin, or unsteady): its
+    slope and its share of the site's growth, blocks and rises."""
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     kept = [site.get(w.number, empty) for w in windows]
     growth = sum(s.growth for s in kept)
@@ -238,7 +283,9 @@ def group_estimate(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
     merged = []
     for w in windows:
         rows = [w.dx[r] for r in members if r in w.dx]
+        late = None if w.late is None else [w.late[r] for r in members if r in w.dx]
         merged.append(WindowCounts(
             w.number, w.points, {-1: [sum(v) for v in zip(*rows)]} if rows else {},
-            {-1: sum(w.requests.get(r, 0) for r in members)}))
+            {-1: sum(w.requests.get(r, 0) for r in members)},
+            None if late is None else {-1: [sum(v) for v in zip(*late)]} if rows else {}))
     return attribute(merged, site, [-1], recent_requests).get(-1)

@@ -40,8 +40,8 @@ def _last_line(code: types.CodeType) -> int:
 
 def _functions(endpoint: Any) -> List[types.FunctionType]:
     """The plain functions whose code is the endpoint's: the function itself (decorators
-    unwrapped), a partial's or bound method's function, a class's own methods, or a callable
-    object's ``__call__``."""
+    unwrapped; with the methods of its ``view_class``), a partial's or bound method's
+    function, a class's methods (its bases' too), or a callable object's ``__call__``."""
     target = endpoint
     for _ in range(16):  # wrappers of wrappers, bounded
         try:
@@ -55,19 +55,28 @@ def _functions(endpoint: Any) -> List[types.FunctionType]:
         else:
             break
     if inspect.isfunction(target):
-        return [target]
+        # Flask's and Django's as_view() make a function that serves a class's methods.
+        view_class = getattr(target, "view_class", None)
+        return [target] + (_methods(view_class) if inspect.isclass(view_class) else [])
     if inspect.isclass(target):
-        found = []
-        for member in vars(target).values():
-            member = getattr(member, "__func__", member)  # staticmethod, classmethod
-            if inspect.isfunction(member):
-                found.append(member)
-        return found
+        return _methods(target)
     for klass in type(target).__mro__[:-1]:  # a callable object's class, not object's
         call = vars(klass).get("__call__")
         if call is not None:
             return [call] if inspect.isfunction(call) else []
     return []
+
+
+def _methods(klass: type) -> List[types.FunctionType]:
+    """A class's methods and those it inherits (Starlette's ``HTTPEndpoint.dispatch``, a
+    mixin's): they run only in the requests of routes served by such classes."""
+    found = []
+    for base in klass.__mro__[:-1]:  # not object's
+        for member in vars(base).values():
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            if inspect.isfunction(member):
+                found.append(member)
+    return found
 
 
 def code_ranges(endpoint: Any) -> List[LineRange]:

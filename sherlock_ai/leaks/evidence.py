@@ -152,14 +152,22 @@ class EvidenceStore:
         recent = max(1, self.criteria.min_requests // 4)
         floor = self.criteria.min_bytes_per_request
         unsplit: List[Tuple[int, ...]] = []
-        estimates = attribute(windows, seen, candidates, recent, floor, unsplit)
-        if len(kept) > len(windows) and any(
-                e.requests < self.criteria.min_requests or self.candidates.min_t <= e.t_value
-                < self.criteria.min_t for e in estimates.values()):
+        dropped: List[int] = []
+        estimates = attribute(windows, seen, candidates, recent, floor, unsplit, dropped)
+        weak = any(e.requests < self.criteria.min_requests or self.candidates.min_t
+                   <= e.t_value < self.criteria.min_t for e in estimates.values())
+        shared = len(estimates) > 1
+        if len(kept) > len(windows) and (weak or dropped or shared):
             # A route with little traffic, or one not yet clear of the noise (a second route
-            # at a shared site): pool every window kept (up to 8 times as many).
-            windows, unsplit = kept, []
-            estimates = attribute(kept, seen, candidates, recent, floor, unsplit)
+            # at a shared site): pool every window kept (up to 8 times as many). So too when
+            # the latest windows lost a route in the noise that all of them show clearly
+            # (the routes left would carry its share), and when several routes retain at
+            # the site (a step in a few windows moves their split).
+            longer: List[Tuple[int, ...]] = []
+            pooled = attribute(kept, seen, candidates, recent, floor, longer)
+            if weak or shared or any(r in pooled and pooled[r].t_value >= self.candidates.min_t
+                                     for r in dropped):
+                windows, unsplit, estimates = kept, longer, pooled
         groups = {}
         for members in unsplit:
             estimate = group_estimate(windows, seen, members, recent)

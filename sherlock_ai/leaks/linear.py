@@ -14,35 +14,41 @@ def dot(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def nnls(gram: List[List[float]], cross: List[float]) -> List[float]:
-    """``b >= 0`` minimising ``b'Gb - 2c'b`` (cyclic coordinate descent, then the exact
-    least-squares solution on the positive set)."""
+    """``b >= 0`` minimising ``b'Gb - 2c'b``: the active-set method of Lawson and Hanson on
+    the normal equations (a route joins while its gradient is positive; a route whose exact
+    slope would turn negative leaves). Routes whose counts never moved (``G[i][i] == 0``)
+    and routes that would make the system singular (counts in lockstep with one already in)
+    stay at 0."""
     n = len(cross)
     b = [0.0] * n
+    passive: List[int] = []
+    barred: set = set()
+    scale = max([abs(c) for c in cross] + [0.0])
     for _ in range(_SWEEPS):
-        change = 0.0
-        for i in range(n):
-            if gram[i][i] <= 0:
-                continue
-            rest = sum(gram[i][j] * b[j] for j in range(n) if j != i)
-            new = max(0.0, (cross[i] - rest) / gram[i][i])
-            change = max(change, abs(new - b[i]))
-            b[i] = new
-        if change <= 1e-9 * (1.0 + max(b)):
+        gradient = [cross[i] - dot(gram[i], b) for i in range(n)]
+        joining = [i for i in range(n) if i not in passive and i not in barred
+                   and gram[i][i] > 0 and gradient[i] > 1e-12 * scale]
+        if not joining:
             break
-    active = [i for i in range(n) if b[i] > 0]
-    while active:
-        inverse = invert([[gram[i][j] for j in active] for i in active])
-        if inverse is None:
-            break
-        exact = [dot(row, [cross[j] for j in active]) for row in inverse]
-        if all(v > 0 for v in exact):
-            for i, v in zip(active, exact):
-                b[i] = v
-            break
-        active = [i for i, v in zip(active, exact) if v > 0]
-        for i in range(n):
-            if i not in active:
-                b[i] = 0.0
+        passive.append(max(joining, key=lambda i: gradient[i]))
+        while passive:
+            inverse = invert([[gram[i][j] for j in passive] for i in passive])
+            if inverse is None:
+                barred.add(passive.pop())
+                break
+            exact = [dot(row, [cross[j] for j in passive]) for row in inverse]
+            if all(v > 0 for v in exact):
+                for i, v in zip(passive, exact):
+                    b[i] = v
+                break
+            # Move towards the exact solution until the first slope reaches 0; it leaves.
+            step = min(b[i] / (b[i] - v) for i, v in zip(passive, exact) if v <= 0)
+            for i, v in zip(passive, exact):
+                b[i] += step * (v - b[i])
+            passive = [i for i in passive if b[i] > 1e-12 * (1.0 + abs(b[i]))]
+            for i in range(n):
+                if i not in passive:
+                    b[i] = 0.0
     return b
 
 

@@ -16,12 +16,23 @@ def centred(values: Sequence[float]) -> List[float]:
 @dataclass
 class WindowCounts:
     """One window's per-route request counts: centred cumulative counts at each point
-    (routes that served requests in it only) and the requests each route finished."""
+    (routes that served requests in it only), the requests each route finished, and (when
+    they were read) the centred counts a few requests after each point (``late``)."""
 
     number: int
     points: int
     dx: Dict[int, List[float]]
     requests: Dict[int, int]
+    late: Optional[Dict[int, List[float]]] = None
+
+    def at(self, weight: float) -> WindowCounts:
+        """The same window with the counts ``dx + weight * (late - dx)`` (``self`` when
+        there are no late counts or ``weight`` is 0)."""
+        if not weight or self.late is None:
+            return self
+        dx = {r: [a + weight * (b - a) for a, b in zip(x, self.late[r])]
+              for r, x in self.dx.items()}
+        return WindowCounts(self.number, self.points, dx, self.requests)
 
 
 @dataclass
@@ -56,21 +67,21 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
 
     ``late[k]``, when given, holds the counts a few requests after point ``k``'s snapshot.
     The snapshot already holds what requests in flight kept before it, yet they are counted
-    only when they finish: a route whose requests are in flight at a point has its count
-    low there and the other routes' relatively high, which biases the split between two
-    routes that retain at one site (the larger rate pulled down, the smaller pushed up).
-    The mean of the counts at the snapshot and a little later is fitted instead."""
+    only when they finish. How many of them had kept their bytes depends on the app (where
+    in the handler it keeps them, how much of the concurrency waits in the client): the fit
+    chooses between the counts at the snapshot and their mean with the late ones
+    (:func:`.attribution.attribute`), so both are kept."""
     points = len(counts)
     width = max((len(c) for c in counts), default=0)
     dx: Dict[int, List[float]] = {}
+    after: Dict[int, List[float]] = {}
     requests: Dict[int, int] = {}
+    has_late = late is not None and len(late) == points
     for r in range(width):
         column = [c[r] if r < len(c) else 0 for c in counts]
         if column[-1] != column[0]:
-            if late is not None and len(late) == points:
-                after = [c[r] if r < len(c) else 0 for c in late]
-                dx[r] = centred([(a + b) / 2 for a, b in zip(column, after)])
-            else:
-                dx[r] = centred(column)
+            dx[r] = centred(column)
+            if has_late:
+                after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
             requests[r] = column[-1] - column[0]
-    return WindowCounts(number, points, dx, requests)
+    return WindowCounts(number, points, dx, requests, after if has_late else None)
