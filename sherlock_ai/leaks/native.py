@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from .attribution import attribute
 from .estimator import Estimate, LeakCriteria
@@ -87,14 +87,28 @@ class NativeEvidence:
         """Update the flags. ``explained``: per route, the bytes per request its traced sites
         account for; ``traced``: per route, its requests inside the traced windows the
         estimates pool (a route tracemalloc has not watched cannot be called native)."""
+        for _ in self.weigh_steps(explained, traced, blamable):
+            pass
+
+    def weigh_steps(self, explained: Dict[int, float], traced: Dict[int, int],
+                    blamable: Callable[[int], bool]) -> Iterator[int]:
+        """:meth:`weigh`, one round of the robust fit per step; yields each step's number of
+        intervals fitted."""
         kept = list(self.segments)
         if len(kept) < 2:
             return
+        if not self._grew(kept[-self.pooled:]):
+            # The fit pools hundreds of intervals (tens of milliseconds); a mark that did not
+            # rise by what a route must keep to stay flagged leaves nothing to find (the
+            # latest intervals of a native leak keep growing).
+            self.flagged = {}
+            return
         recent = self.criteria.min_requests
-        estimates = self._fit(kept[-self.pooled:], recent)
+        estimates = yield from self._fit(kept[-self.pooled:], recent)
         if any(e.requests < self.criteria.min_requests for e in estimates.values()) and \
                 len(kept) > self.pooled:
-            estimates = self._fit(kept, recent)  # a route with little traffic: pool more
+            # A route with little traffic: pool more.
+            estimates = yield from self._fit(kept, recent)
         flagged: Dict[int, Estimate] = {}
         for route_id, estimate in estimates.items():
             if not blamable(route_id) or traced.get(route_id, 0) < self.candidates.min_requests:
@@ -110,7 +124,14 @@ class NativeEvidence:
                 flagged[route_id] = unexplained
         self.flagged = flagged
 
-    def _fit(self, kept: List[List[Interval]], recent: int) -> Dict[int, Estimate]:
+    def _grew(self, kept: List[List[Interval]]) -> bool:
+        """Whether the high-water mark rose over ``kept`` by what the candidates' criteria
+        ask of a route at the least (``min_requests`` requests at the floor)."""
+        least = self.candidates.min_bytes_per_request * self.candidates.min_requests
+        return sum(s.growth for segment in kept for _, s in segment) >= least
+
+    def _fit(self, kept: List[List[Interval]], recent: int
+             ) -> Generator[int, None, Dict[int, Estimate]]:
         """The fit on the intervals of ``kept``, robust to steps: each interval's increment
         is clipped to within :data:`_CLIP` robust deviations of its prediction (first the
         median increment, then the fit's), and the fit redone on the clipped increments."""
@@ -124,6 +145,7 @@ class NativeEvidence:
             site = {w.number: site_window([0, round(v)], [0, 0])
                     for w, v in zip(windows, clipped)}
             estimates = attribute(windows, site, None, recent, self.floor)
+            yield len(windows)
             predicted = [sum(e.per_request * w.requests.get(r, 0) for r, e in estimates.items())
                          for w in windows]
         return estimates
