@@ -1,10 +1,13 @@
-"""What the leak watch costs, and how many requests it needs to find a leak.
+"""What the leak watch costs, how many requests it needs to find a leak, and how long it
+holds up the event loop.
 
-Cost: the mean in-process cost of a request to a ten-route FastAPI app, bare and with the
-leak watch around it (defaults, and the low-cost setting), measured in the same run over
-enough requests to include many tracing windows. Speed: requests until a route retaining
-4 KB per request (one of ten, random traffic) is flagged, when the leak is there from the
-start and when it starts just after a tracing window closed.
+Cost: the mean in-process cost (process CPU time) of a request to a ten-route FastAPI app,
+bare and with the leak watch around it (defaults, and the low-cost setting), measured in the
+same run over enough requests to include several tracing windows; rounds interleave the
+cases, medians are taken. Speed: requests until a route retaining 4 KB per request (one of
+ten, random traffic) is flagged, when the leak is there from the start and when it starts
+just after a tracing window closed. Pause: the longest ``request_finished`` call against the
+number of live traced blocks, with tracemalloc already running.
 
 Run: ``python -m benchmarks.bench_leaks`` (add ``--quick`` for a shorter run).
 """
@@ -12,14 +15,20 @@ Run: ``python -m benchmarks.bench_leaks`` (add ``--quick`` for a shorter run).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
+import statistics
 import sys
 import time
+import tracemalloc
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from benchmarks.common import asgi_request_driver, table
+from sherlock_ai.engine import tracing
+from sherlock_ai.engine.heap import group_sizes
 from sherlock_ai.leaks import LeakWatch
+from sherlock_ai.leaks.watch import WORK_PER_CALL
 
 #: The documented low-cost setting.
 LOW_COST: Dict[str, Any] = {"trace_share": 0.01}
@@ -95,7 +104,8 @@ def make_app(leaking: Optional[List[bool]] = None) -> Tuple[Any, List[str]]:
 
 
 def mean_cost_us(app: Any, paths: List[str], requests: int, seed: int = 7) -> float:
-    """Mean cost of one request over ``requests`` random requests, in microseconds."""
+    """Mean process CPU time of one request over ``requests`` random requests, in
+    microseconds (a shared machine's steal is not counted)."""
     rng = random.Random(seed)
     drivers = {path: asgi_request_driver(app, path) for path in paths}
     order = [drivers[rng.choice(paths)] for _ in range(requests)]
@@ -103,26 +113,34 @@ def mean_cost_us(app: Any, paths: List[str], requests: int, seed: int = 7) -> fl
     async def run() -> float:
         for one in order[:300]:  # warm-up
             await one()
-        start = time.perf_counter()
+        gc.collect()
+        start = time.process_time()
         for one in order:
             await one()
-        return (time.perf_counter() - start) / len(order) * 1e6
+        return (time.process_time() - start) / len(order) * 1e6
 
     return asyncio.run(run())
 
 
-def best_of_passes(cases: List[Tuple[str, Callable[[], float]]],
-                   passes: int = 2) -> List[Tuple[str, float]]:
-    """The lowest figure of each case over ``passes`` runs of all cases, every other run in
-    reverse order, so that a machine whose speed drifts during the run favours no case."""
-    best = {label: float("inf") for label, _ in cases}
-    for done in range(passes):
+ROUNDS = 3
+
+
+def median_of_rounds(cases: List[Tuple[str, Callable[[], float]]],
+                     rounds: int = ROUNDS) -> List[Tuple[str, float, float]]:
+    """Per case its median over ``rounds`` rounds (each round measures every case in turn,
+    every other round in reverse order) and the median of its per-round ratio to the first
+    case."""
+    figures: Dict[str, List[float]] = {label: [] for label, _ in cases}
+    for done in range(rounds):
         for label, measure in cases if done % 2 == 0 else cases[::-1]:
-            best[label] = min(best[label], measure())
-    return [(label, best[label]) for label, _ in cases]
+            figures[label].append(measure())
+    base = figures[cases[0][0]]
+    return [(label, statistics.median(values),
+             statistics.median(v / b for v, b in zip(values, base)))
+            for label, values in figures.items()]
 
 
-def measure_cost(requests: int) -> List[Tuple[str, float]]:
+def measure_cost(requests: int) -> List[Tuple[str, float, float]]:
     """Mean µs per request: the bare app, the wiring with a watch that does nothing (the
     baseline), and the leak watch at its defaults and at the low-cost setting."""
     app, paths = make_app()
@@ -137,16 +155,16 @@ def measure_cost(requests: int) -> List[Tuple[str, float]]:
 
         return measure
 
-    return best_of_passes([
-        ("bare app", lambda: mean_cost_us(app, paths, requests)),
+    return median_of_rounds([
         ("wiring, watch doing nothing (baseline)",
          lambda: mean_cost_us(WatchedApp(app, NullWatch()), paths, requests)),
+        ("bare app", lambda: mean_cost_us(app, paths, requests)),
         ("leak watch, defaults", watched(DEFAULTS)),
         ("leak watch, low-cost setting", watched(LOW_COST)),
     ])
 
 
-def measure_middleware_cost(requests: int) -> List[Tuple[str, float]]:
+def measure_middleware_cost(requests: int) -> List[Tuple[str, float, float]]:
     """Mean µs per request through the real ASGI middleware: without leak detection (the
     baseline), with it at the defaults and at the low-cost setting."""
     from sherlock_ai.integrations.asgi import SherlockMiddleware
@@ -163,7 +181,7 @@ def measure_middleware_cost(requests: int) -> List[Tuple[str, float]]:
 
         return measure
 
-    return best_of_passes([
+    return median_of_rounds([
         ("SherlockMiddleware (baseline)",
          lambda: mean_cost_us(SherlockMiddleware(app), paths, requests)),
         ("+ leak_detection, defaults", watched(DEFAULTS)),
@@ -174,7 +192,8 @@ def measure_middleware_cost(requests: int) -> List[Tuple[str, float]]:
 def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
                      seed: int = 11) -> Tuple[Optional[int], float]:
     """Requests, counted from the leak's start, until its route is flagged (concurrency 8),
-    and the longest time one ``request_finished`` call took, in milliseconds."""
+    and the longest time one ``request_finished`` call took, in milliseconds (wall clock:
+    what the event loop waits)."""
     leaking = [leak_after == 0]
     app, paths = make_app(leaking)
     watch = LeakWatch(**settings)
@@ -202,6 +221,37 @@ def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
     return flagged_at, (served.longest_pause or 0.0) * 1e3
 
 
+def pause_against_blocks(blocks: int, requests: int = 400) -> Tuple[int, float, float, float]:
+    """With tracemalloc already running and ``blocks`` live traced blocks kept: the live
+    traced blocks a snapshot held, the time of one snapshot, of grouping it at once (what a
+    window's call did before its grouping was spread), and the longest ``request_finished``
+    call of a watch over ``requests`` requests (windows of 75 requests, a snapshot every 25),
+    in milliseconds."""
+    tracing.hold_tracing()
+    try:
+        kept = [bytearray(64) for _ in range(blocks)]
+        start = time.perf_counter()
+        snapshot = tracemalloc.take_snapshot()
+        snap_ms = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        group_sizes(snapshot)
+        group_ms = (time.perf_counter() - start) * 1e3
+        live = len(snapshot.traces)
+        del snapshot
+        watch = LeakWatch(warmup_requests=0, window_requests=75, snapshot_every=25)
+        longest = 0.0
+        for _ in range(requests):
+            handle = watch.request_started("GET /a", None)
+            start = time.perf_counter()
+            watch.request_finished(handle)
+            longest = max(longest, time.perf_counter() - start)
+        watch.close()
+        del kept
+    finally:
+        tracing.release_tracing()
+    return live, snap_ms, group_ms, longest * 1e3
+
+
 def first_window_end(settings: Dict[str, Any]) -> int:
     """The request count at which the first scheduled window closes."""
     watch = LeakWatch(**settings)
@@ -216,13 +266,9 @@ def run(quick: bool = False) -> Dict[str, str]:
     monitoring.propagate = False
     requests = 6_000 if quick else 30_000
     cost = measure_cost(requests)
-    base = cost[1][1]
-    cost_table = table(["case", "µs per request", "× baseline"],
-                       [(label, us, us / base) for label, us in cost])
+    cost_table = table(["case", "CPU µs per request", "× baseline"], cost)
     through = measure_middleware_cost(requests)
-    through_base = through[0][1]
-    middleware_table = table(["case", "µs per request", "× baseline"],
-                             [(label, us, us / through_base) for label, us in through])
+    middleware_table = table(["case", "CPU µs per request", "× baseline"], through)
     rows = []
     for label, settings in (("defaults", DEFAULTS), ("low-cost setting", LOW_COST)):
         watch = LeakWatch(**settings)
@@ -238,9 +284,15 @@ def run(quick: bool = False) -> Dict[str, str]:
     speed_table = table(
         ["setting", "trace_share", "requests per period", "requests to flag (leak from start)",
          "requests to flag (leak starts after a window)", "longest pause (ms)"], rows)
-    return {"requests": f"{requests:,}", "cost": cost_table,
+    pauses = table(
+        ["live traced blocks", "one snapshot (ms)", "grouping it at once (ms)",
+         "longest request_finished (ms)"],
+        [pause_against_blocks(blocks) for blocks in
+         ((10_000, 50_000) if quick else (10_000, 100_000, 300_000))])
+    return {"requests": f"{requests:,}", "rounds": str(ROUNDS), "cost": cost_table,
             "through_middleware": middleware_table, "low_cost": low_cost,
-            "requests_to_flag": speed_table}
+            "requests_to_flag": speed_table, "pauses": pauses,
+            "work_per_call": f"{WORK_PER_CALL:,}"}
 
 
 if __name__ == "__main__":

@@ -774,3 +774,81 @@ def test_rss_growth_that_the_traced_sites_explain_is_not_native():
     assert native_evidence(readings, explained={9: 65000.0}).flagged == {}
     # A route tracemalloc has not watched long enough is not called native either.
     assert native_evidence(readings, traced=2).flagged == {}
+
+
+# -- cost and pause ------------------------------------------------------------------------------
+
+
+def test_a_flat_rss_costs_no_native_fit_and_a_rising_one_is_fitted():
+    # The native fit pools hundreds of intervals; it ran at every window's end, also when the
+    # RSS had not risen at all (most of the watch's cost between windows).
+    from sherlock_ai.leaks.native import NativeEvidence
+
+    flat = NativeEvidence(CRITERIA, 16384, 4)
+    rising = NativeEvidence(CRITERIA, 16384, 4)
+    for segment in range(3):
+        for k in range(24):
+            counts = [segment * 240 + k * 10 + r for r in range(10)]
+            flat.sample(counts, 50 << 20)
+            rising.sample(counts, (50 << 20) + (segment * 24 + k) * 65536)
+        flat.cut()
+        rising.cut()
+    traced = {r: 200 for r in range(10)}
+    assert list(flat.weigh_steps({}, traced, lambda r: True)) == []
+    assert len(list(rising.weigh_steps({}, traced, lambda r: True))) >= 3  # the fit's rounds
+
+
+def test_a_snapshot_is_grouped_a_bounded_number_of_traces_per_call(monkeypatch):
+    from sherlock_ai.engine.heap import group_sizes
+    from sherlock_ai.leaks import watch as watch_module
+    from sherlock_ai.leaks.windows import GROUP_CHUNK, Window
+
+    units_per_call: List[int] = []
+    snapshots = []
+    grouped = Window.group
+
+    def counting(self, snapshot):
+        snapshots.append((self, snapshot))
+        for units in grouped(self, snapshot):
+            units_per_call[-1] += units
+            yield units
+
+    monkeypatch.setattr(Window, "group", counting)
+    tracing.hold_tracing()  # tracing already on: every snapshot holds all of this
+    try:
+        kept = [bytearray(64) for _ in range(5 * GROUP_CHUNK)]
+        watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+        for _ in range(40):
+            units_per_call.append(0)
+            watch.request_finished(watch.request_started("GET /a", app.health))
+        watch.close()
+    finally:
+        tracing.release_tracing()
+    window, snapshot = snapshots[0]
+    assert len(snapshot.traces) > len(kept)
+    assert max(units_per_call) <= watch_module.WORK_PER_CALL + GROUP_CHUNK
+    assert sum(1 for units in units_per_call if units) >= len(kept) // (2 * GROUP_CHUNK)
+    assert window.sizes[0] == group_sizes(snapshot, window.key_of)  # the same as at once
+
+
+@pytest.mark.slow
+def test_a_clean_app_is_traced_at_about_trace_share_and_a_later_leak_is_found_in_5000():
+    routes = [("POST /fixed", leaky_then_fixed)] + list(app.ROUTES[1:])
+    watch = LeakWatch()
+    traffic = Traffic(watch, routes, seed=31)
+    LEAKING[0] = False
+    try:
+        asyncio.run(traffic.run(16_000))
+        windows = watch._windows
+        # The warm-up window, its confirmations (at most three) and the scheduled ones.
+        assert windows <= 1 + 3 + 16_000 // (watch.settings.scout_requests
+                                            + watch.settings.pause_requests)
+        assert watch.suspects() == []
+        LEAKING[0] = True
+        start = traffic.done
+        asyncio.run(traffic.run(start + 5_000))
+    finally:
+        LEAKING[0] = True
+        watch.close()
+    assert "POST /fixed" in traffic.first_flagged
+    assert traffic.first_flagged["POST /fixed"] - start <= 5_000

@@ -42,7 +42,7 @@ class LeakWatchSettings:
       by the traced sites, that is reported as a native leak (memory tracemalloc cannot see).
     """
 
-    trace_share: float = 0.02
+    trace_share: float = 0.025
     window_requests: int = 150
     snapshot_every: int = 25
     warmup_requests: int = 100
@@ -81,9 +81,17 @@ class LeakWatchSettings:
         return from_keywords(cls, settings, "LeakWatch setting(s)")
 
     @property
+    def scout_requests(self) -> int:
+        """Requests of a window while nothing is suspected: two thirds of
+        ``window_requests`` (at least three snapshots). The first window, confirming
+        windows and windows while a route is suspected take ``window_requests``."""
+        points = self.window_requests // self.snapshot_every
+        return max(3, points * 2 // 3) * self.snapshot_every
+
+    @property
     def pause_requests(self) -> int:
         """Untraced requests between two scheduled windows while nothing is suspected."""
-        return _pause(self.window_requests, self.trace_share)
+        return _pause(self.scout_requests, self.trace_share)
 
     @property
     def suspect_pause_requests(self) -> int:

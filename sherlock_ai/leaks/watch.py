@@ -217,8 +217,10 @@ class LeakWatch:
         s = self.settings
         with self._gate.lock:
             index = self._routes.index
+        full = kind != NORMAL or self._suspect_windows or not self._windows
+        requests = s.window_requests if full else s.scout_requests
         self._windows += 1
-        self._window = Window.start(self._windows, kind, s.window_requests // s.snapshot_every,
+        self._window = Window.start(self._windows, kind, requests // s.snapshot_every,
                                     s.frames, index.key_of)
         self._gate.schedule(s.snapshot_every)
 
