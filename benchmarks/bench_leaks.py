@@ -272,7 +272,7 @@ def run(quick: bool = False) -> Dict[str, str]:
     rows = []
     for label, settings in (("defaults", DEFAULTS), ("low-cost setting", LOW_COST)):
         watch = LeakWatch(**settings)
-        period = watch.settings.window_requests + watch.settings.pause_requests
+        period = watch.settings.scout_requests + watch.settings.pause_requests
         limit = 4 * period + 5_000
         from_start, pause = requests_to_flag(settings, 0, limit)
         later, later_pause = requests_to_flag(settings, first_window_end(settings) + 1, limit)

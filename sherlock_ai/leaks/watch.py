@@ -23,8 +23,8 @@ _LATE_SHARE = 3
 #: Work units (about one grouped trace each; a site's fit counts as FIT_UNITS) that one
 #: request_finished call does at most, plus one step: the bound of the pause it causes.
 WORK_PER_CALL = 2_000
-#: Work units of one native interval fitted (ten routes: a few microseconds each).
-NATIVE_UNITS = 10
+#: Work units of one native interval fitted (a round of 100 intervals takes a call of its own).
+NATIVE_UNITS = 20
 # Windows at the suspect share after a change, in units of evidence_windows.
 _SUSPECT_WINDOWS = 2
 #: The smallest growth of the RSS within a pause that calls a window early.

@@ -82,6 +82,7 @@ class Window:
         self.done = False
         self.sizes: List[Sizes] = []
         self.open = False
+        self.frozen = False
 
     @classmethod
     def start(cls, number: int, kind: str, points: int, frames: int,
@@ -90,6 +91,13 @@ class Window:
         window = cls(number, kind, points, key_of)
         tracing.hold_tracing(frames)
         window.open = True
+        if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
+            # The objects alive now go to the permanent generation until the window's
+            # collection (O(1) both ways): that collection then examines only what was
+            # made since, so its pause follows the window's objects, not the process's.
+            # Not when something else froze objects: unfreezing would undo that.
+            gc.freeze()
+            window.frozen = True
         return window
 
     def take_point(self, counts: Callable[[], Sequence[int]]) -> tracemalloc.Snapshot:
@@ -99,6 +107,7 @@ class Window:
         if last and self.kind == CONFIRM:
             # Garbage in reference cycles waits for a full collection; a leak survives it.
             gc.collect()
+            self._unfreeze()
         now = counts()
         snapshot = tracemalloc.take_snapshot()
         if last:
@@ -137,8 +146,14 @@ class Window:
                     entry[1] += 1
             yield min(GROUP_CHUNK, len(raw) - start)
 
+    def _unfreeze(self) -> None:
+        if self.frozen:
+            self.frozen = False
+            gc.unfreeze()
+
     def close(self) -> None:
-        """Give back the tracing lease (once)."""
+        """Give back the tracing lease (once), and the objects frozen at the start."""
+        self._unfreeze()
         if self.open:
             self.open = False
             tracing.release_tracing()
