@@ -103,65 +103,82 @@ def make_app(leaking: Optional[List[bool]] = None) -> Tuple[Any, List[str]]:
     return app, ["/orders"] + [f"/clean{n}" for n in range(9)]
 
 
-def mean_cost_us(app: Any, paths: List[str], requests: int, seed: int = 7) -> float:
-    """Mean process CPU time of one request over ``requests`` random requests, in
-    microseconds (a shared machine's steal is not counted)."""
-    rng = random.Random(seed)
-    drivers = {path: asgi_request_driver(app, path) for path in paths}
-    order = [drivers[rng.choice(paths)] for _ in range(requests)]
-
-    async def run() -> float:
-        for one in order[:300]:  # warm-up
-            await one()
-        gc.collect()
-        start = time.process_time()
-        for one in order:
-            await one()
-        return (time.process_time() - start) / len(order) * 1e6
-
-    return asyncio.run(run())
-
-
+CHUNK = 500
 ROUNDS = 3
 
 
-def median_of_rounds(cases: List[Tuple[str, Callable[[], float]]],
-                     rounds: int = ROUNDS) -> List[Tuple[str, float, float]]:
-    """Per case its median over ``rounds`` rounds (each round measures every case in turn,
-    every other round in reverse order) and the median of its per-round ratio to the first
-    case."""
-    figures: Dict[str, List[float]] = {label: [] for label, _ in cases}
-    for done in range(rounds):
-        for label, measure in cases if done % 2 == 0 else cases[::-1]:
-            figures[label].append(measure())
-    base = figures[cases[0][0]]
-    return [(label, statistics.median(values),
-             statistics.median(v / b for v, b in zip(values, base)))
-            for label, values in figures.items()]
+def interleaved_cost_us(apps: List[Tuple[str, Any]], paths: List[str], requests: int,
+                        seed: int = 7) -> List[float]:
+    """Mean process CPU time of one request to each app, in microseconds, over ``requests``
+    random requests each. The apps take turns in chunks of :data:`CHUNK` requests, so that
+    a shared machine whose speed changes during the run slows every case alike; a chunk that
+    ends inside a tracing window runs on until the window closes (tracing is process-wide:
+    the next case must not pay for it)."""
+    rng = random.Random(seed)
+    picks = [rng.choice(paths) for _ in range(requests + 300)]
+    runs = []
+    for _, app in apps:
+        drivers = {path: asgi_request_driver(app, path) for path in paths}
+        runs.append([drivers[path] for path in picks])
+
+    async def measure() -> List[float]:
+        for order in runs:
+            for one in order[:300]:  # warm-up
+                await one()
+        spent = [0.0] * len(runs)
+        done = [300] * len(runs)
+        gc.collect()
+        while done[0] < len(picks):
+            for i, order in enumerate(runs):
+                start = time.process_time()
+                end = min(done[i] + CHUNK, len(order))
+                while done[i] < end or (tracemalloc.is_tracing() and done[i] < len(order)):
+                    await order[done[i]]()
+                    done[i] += 1
+                spent[i] += time.process_time() - start
+        return [t / (n - 300) * 1e6 for t, n in zip(spent, done)]
+
+    return asyncio.run(measure())
+
+
+def rounds_of(cases: Callable[[], List[Tuple[str, Any]]], paths: List[str], requests: int,
+              close: Callable[[Any], None], rounds: int = ROUNDS
+              ) -> List[Tuple[str, float, float]]:
+    """Per case the median over ``rounds`` of :func:`interleaved_cost_us` (fresh apps each
+    round) and the median of its per-round ratio to the first case."""
+    figures: List[List[float]] = []
+    labels: List[str] = []
+    for _ in range(rounds):
+        apps = cases()
+        labels = [label for label, _ in apps]
+        try:
+            figures.append(interleaved_cost_us(apps, paths, requests))
+        finally:
+            for _, app in apps:
+                close(app)
+    return [(label, statistics.median(f[i] for f in figures),
+             statistics.median(f[i] / f[0] for f in figures)) for i, label in enumerate(labels)]
 
 
 def measure_cost(requests: int) -> List[Tuple[str, float, float]]:
-    """Mean µs per request: the bare app, the wiring with a watch that does nothing (the
-    baseline), and the leak watch at its defaults and at the low-cost setting."""
+    """Mean µs per request: the wiring with a watch that does nothing (the baseline), the
+    bare app, and the leak watch at its defaults and at the low-cost setting."""
     app, paths = make_app()
 
-    def watched(settings: Dict[str, Any]) -> Callable[[], float]:
-        def measure() -> float:
-            watch = LeakWatch(**settings)
-            try:
-                return mean_cost_us(WatchedApp(app, watch), paths, requests)
-            finally:
-                watch.close()
+    def cases() -> List[Tuple[str, Any]]:
+        return [
+            ("wiring, watch doing nothing (baseline)", WatchedApp(app, NullWatch())),
+            ("bare app", app),
+            ("leak watch, defaults", WatchedApp(app, LeakWatch(**DEFAULTS))),
+            ("leak watch, low-cost setting", WatchedApp(app, LeakWatch(**LOW_COST))),
+        ]
 
-        return measure
+    def close(served: Any) -> None:
+        watch = getattr(served, "watch", None)
+        if isinstance(watch, LeakWatch):
+            watch.close()
 
-    return median_of_rounds([
-        ("wiring, watch doing nothing (baseline)",
-         lambda: mean_cost_us(WatchedApp(app, NullWatch()), paths, requests)),
-        ("bare app", lambda: mean_cost_us(app, paths, requests)),
-        ("leak watch, defaults", watched(DEFAULTS)),
-        ("leak watch, low-cost setting", watched(LOW_COST)),
-    ])
+    return rounds_of(cases, paths, requests, close)
 
 
 def measure_middleware_cost(requests: int) -> List[Tuple[str, float, float]]:
@@ -171,22 +188,20 @@ def measure_middleware_cost(requests: int) -> List[Tuple[str, float, float]]:
 
     app, paths = make_app()
 
-    def watched(settings: Dict[str, Any]) -> Callable[[], float]:
-        def measure() -> float:
-            middleware = SherlockMiddleware(app, leak_detection=True, leak_settings=settings)
-            try:
-                return mean_cost_us(middleware, paths, requests)
-            finally:
-                middleware.leak_watch.close()
+    def cases() -> List[Tuple[str, Any]]:
+        return [
+            ("SherlockMiddleware (baseline)", SherlockMiddleware(app)),
+            ("+ leak_detection, defaults",
+             SherlockMiddleware(app, leak_detection=True, leak_settings=DEFAULTS)),
+            ("+ leak_detection, low-cost setting",
+             SherlockMiddleware(app, leak_detection=True, leak_settings=LOW_COST)),
+        ]
 
-        return measure
+    def close(middleware: Any) -> None:
+        if middleware.leak_watch is not None:
+            middleware.leak_watch.close()
 
-    return median_of_rounds([
-        ("SherlockMiddleware (baseline)",
-         lambda: mean_cost_us(SherlockMiddleware(app), paths, requests)),
-        ("+ leak_detection, defaults", watched(DEFAULTS)),
-        ("+ leak_detection, low-cost setting", watched(LOW_COST)),
-    ])
+    return rounds_of(cases, paths, requests, close)
 
 
 def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,

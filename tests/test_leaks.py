@@ -885,3 +885,33 @@ def test_a_confirming_collection_examines_only_what_was_made_since_its_window_op
     assert traffic.first_flagged == {}  # the cycles are garbage: collected, not a leak
     assert frozen_during_full_collections and min(frozen_during_full_collections) > 1_000
     assert gc.get_freeze_count() == 0
+
+
+BIG_LEAK: List[bytes] = []
+BIG_LEAKING = [False]
+
+
+async def big_leak_later(n: int) -> int:
+    if BIG_LEAKING[0]:
+        size = 65536
+        BIG_LEAK.append(b"b" * size)  # written: the pages are resident, the RSS grows
+    await asyncio.sleep(0)
+    return n
+
+
+def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
+    routes = [("POST /big", big_leak_later)] + list(app.ROUTES[1:])
+    watch = LeakWatch()
+    traffic = Traffic(watch, routes, seed=43)
+    try:
+        asyncio.run(traffic.run(1_500))  # the first window and its follow-ups are over
+        assert watch._window is None and watch.suspects() == []
+        windows, scheduled = watch._windows, watch._pause_until
+        BIG_LEAKING[0] = True
+        asyncio.run(traffic.run(traffic.done + watch.settings.suspect_pause_requests + 400))
+        assert traffic.done < scheduled  # the scheduled scout is still ahead
+        assert watch._windows > windows  # yet a window opened: the RSS called it
+    finally:
+        BIG_LEAKING[0] = False
+        BIG_LEAK.clear()
+        watch.close()
