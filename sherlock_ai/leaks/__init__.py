@@ -11,7 +11,8 @@ How it works (details and limits in docs/leak-detection.md):
    while a route is suspected, full ones ``suspect_trace_share``; RSS growth that the flagged
    suspects do not explain calls a window early.
 3. Each snapshot is grouped by allocation site, a bounded amount of work per
-   ``request_finished`` call (the analysis too: the pause a call causes stays bounded). Per site, its retained size is fitted, with
+   ``request_finished`` call (the analysis too: the pause a call causes stays bounded). Per
+   site, its retained size is fitted, with
    non-negative slopes, on the routes' request counts (:mod:`.attribution`): a site that
    grows by 4 KB for every request of one route and not otherwise is that route's, whatever
    code it sits in. When the site is in the code of one route's endpoint, only that route

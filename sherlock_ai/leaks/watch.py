@@ -28,7 +28,7 @@ NATIVE_UNITS = 20
 # Windows at the suspect share after a change, in units of evidence_windows.
 _SUSPECT_WINDOWS = 2
 #: The smallest growth of the RSS within a pause that calls a window early.
-EARLY_BYTES = 256 * 1024
+EARLY_BYTES = 1 << 20
 
 
 class _Request:
@@ -188,8 +188,8 @@ class LeakWatch:
 
     def _rss_calls_a_window(self, total: int, counts: List[int], rss: Optional[int]) -> bool:
         """Whether the RSS grew, since the pause's first reading, by more than the flagged
-        suspects explain: at least :data:`EARLY_BYTES` and ``min_bytes_per_request / 2``
-        per request of the pause. Not before ``suspect_pause_requests`` of it."""
+        suspects explain: at least :data:`EARLY_BYTES` and ``min_bytes_per_request`` per
+        request of the pause. Not before ``suspect_pause_requests`` of it."""
         if rss is None:
             return False
         if self._pause_base is None:
@@ -201,8 +201,7 @@ class LeakWatch:
         explained = sum(rate * (counts[r] - before[r]) for r, rate in self._rates.items()
                         if r < len(before))
         growth = rss - base - explained
-        return growth >= max(EARLY_BYTES,
-                             (total - since) * self.settings.min_bytes_per_request / 2)
+        return growth >= max(EARLY_BYTES, (total - since) * self.settings.min_bytes_per_request)
 
     def _pause(self, requests: int) -> None:
         """Untraced for ``requests`` requests (RSS readings every ``snapshot_every``)."""
