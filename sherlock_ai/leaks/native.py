@@ -52,8 +52,9 @@ class NativeEvidence:
         self.candidates = self.criteria.for_candidates()
         self.floor = floor
         self.pooled = 2 * windows
-        #: Per segment, its intervals (two consecutive readings each).
-        self.segments: Deque[List[Interval]] = deque(maxlen=8 * windows)
+        #: Per segment, its readings (turned into intervals only when fitted: most weighings
+        #: skip the fit, and building them at every cut cost a few µs per request).
+        self.segments: Deque[_Segment] = deque(maxlen=8 * windows)
         #: Route id -> the estimate of its unexplained growth, while flagged.
         self.flagged: Dict[int, Estimate] = {}
         self._counts: List[Sequence[int]] = []
@@ -74,12 +75,8 @@ class NativeEvidence:
         """End the current segment (a window opens, or it is full)."""
         points = len(self._marks)
         if points >= 3:
-            intervals = []
-            for k in range(1, points):
-                self._number += 1
-                intervals.append((window_counts(self._number, self._counts[k - 1:k + 1]),
-                                  site_window(self._marks[k - 1:k + 1], [0, 0])))
-            self.segments.append(intervals)
+            self.segments.append(_Segment(self._number, self._counts, self._marks))
+            self._number += points - 1
         self._counts, self._marks = [], []
 
     def weigh(self, explained: Dict[int, float], traced: Dict[int, int],
@@ -124,17 +121,18 @@ class NativeEvidence:
                 flagged[route_id] = unexplained
         self.flagged = flagged
 
-    def _grew(self, kept: List[List[Interval]]) -> bool:
+    def _grew(self, kept: List[_Segment]) -> bool:
         """Whether the high-water mark rose over ``kept`` by what the candidates' criteria
         ask of a route at the least (``min_requests`` requests at the floor)."""
         least = self.candidates.min_bytes_per_request * self.candidates.min_requests
-        return sum(s.growth for segment in kept for _, s in segment) >= least
+        return sum(segment.marks[-1] - segment.marks[0] for segment in kept) >= least
 
-    def _fit(self, kept: List[List[Interval]], recent: int
+    def _fit(self, segments: List[_Segment], recent: int
              ) -> Generator[int, None, Dict[int, Estimate]]:
         """The fit on the intervals of ``kept``, robust to steps: each interval's increment
         is clipped to within :data:`_CLIP` robust deviations of its prediction (first the
         median increment, then the fit's), and the fit redone on the clipped increments."""
+        kept = [segment.intervals() for segment in segments]
         windows = [w for segment in kept for w, _ in segment]
         rises = [float(s.growth) for segment in kept for _, s in segment]
         middle = _median(rises)
@@ -149,6 +147,24 @@ class NativeEvidence:
             predicted = [sum(e.per_request * w.requests.get(r, 0) for r, e in estimates.items())
                          for w in windows]
         return estimates
+
+
+class _Segment:
+    """The readings of one segment: per reading the routes' counts and the high-water mark;
+    its intervals are numbered from ``first + 1``."""
+
+    __slots__ = ("first", "counts", "marks")
+
+    def __init__(self, first: int, counts: List[Sequence[int]], marks: List[int]) -> None:
+        self.first = first
+        self.counts = counts
+        self.marks = marks
+
+    def intervals(self) -> List[Interval]:
+        """Two consecutive readings each: the counts and the mark between them."""
+        return [(window_counts(self.first + k, self.counts[k - 1:k + 1]),
+                 site_window(self.marks[k - 1:k + 1], [0, 0]))
+                for k in range(1, len(self.marks))]
 
 
 def _median(values: Sequence[float]) -> float:
