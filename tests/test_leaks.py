@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import math
+import mmap
 import random
 import re
 import sys
@@ -887,14 +888,17 @@ def test_a_confirming_collection_examines_only_what_was_made_since_its_window_op
     assert gc.get_freeze_count() == 0
 
 
-BIG_LEAK: List[bytes] = []
+BIG_LEAK: list = []
 BIG_LEAKING = [False]
 
 
 async def big_leak_later(n: int) -> int:
     if BIG_LEAKING[0]:
-        size = 65536
-        BIG_LEAK.append(b"b" * size)  # written: the pages are resident, the RSS grows
+        # New pages, written: the RSS grows whatever memory the allocator already holds
+        # (a malloc'ed leak can be absorbed by what earlier tests freed).
+        pages = mmap.mmap(-1, 65536)
+        pages.write(b"b" * 65536)
+        BIG_LEAK.append(pages)
     await asyncio.sleep(0)
     return n
 
@@ -913,5 +917,7 @@ def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
         assert watch._windows > windows  # yet a window opened: the RSS called it
     finally:
         BIG_LEAKING[0] = False
+        for pages in BIG_LEAK:
+            pages.close()
         BIG_LEAK.clear()
         watch.close()
