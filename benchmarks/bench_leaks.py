@@ -1,10 +1,13 @@
-"""What the leak watch costs, and how many requests it needs to find a leak.
+"""What the leak watch costs, how many requests it needs to find a leak, and how long it
+holds up the event loop.
 
-Cost: the mean in-process cost of a request to a ten-route FastAPI app, bare and with the
-leak watch around it (defaults, and the low-cost setting), measured in the same run over
-enough requests to include many tracing windows. Speed: requests until a route retaining
-4 KB per request (one of ten, random traffic) is flagged, when the leak is there from the
-start and when it starts just after a tracing window closed.
+Cost: the mean in-process cost (process CPU time) of a request to a ten-route FastAPI app,
+bare and with the leak watch around it (defaults, and the low-cost setting), measured in the
+same run over enough requests to include several tracing windows; rounds interleave the
+cases, medians are taken. Speed: requests until a route retaining 4 KB per request (one of
+ten, random traffic) is flagged, when the leak is there from the start and when it starts
+just after a tracing window closed. Pause: the longest ``request_finished`` call against the
+number of live traced blocks, with tracemalloc already running.
 
 Run: ``python -m benchmarks.bench_leaks`` (add ``--quick`` for a shorter run).
 """
@@ -12,14 +15,20 @@ Run: ``python -m benchmarks.bench_leaks`` (add ``--quick`` for a shorter run).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
+import statistics
 import sys
 import time
+import tracemalloc
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from benchmarks.common import asgi_request_driver, table
+from sherlock_ai.engine import tracing
+from sherlock_ai.engine.heap import group_sizes
 from sherlock_ai.leaks import LeakWatch
+from sherlock_ai.leaks.watch import WORK_PER_CALL
 
 #: The documented low-cost setting.
 LOW_COST: Dict[str, Any] = {"trace_share": 0.01}
@@ -94,87 +103,112 @@ def make_app(leaking: Optional[List[bool]] = None) -> Tuple[Any, List[str]]:
     return app, ["/orders"] + [f"/clean{n}" for n in range(9)]
 
 
-def mean_cost_us(app: Any, paths: List[str], requests: int, seed: int = 7) -> float:
-    """Mean cost of one request over ``requests`` random requests, in microseconds."""
+CHUNK = 500
+ROUNDS = 3
+
+
+def interleaved_cost_us(apps: List[Tuple[str, Any]], paths: List[str], requests: int,
+                        seed: int = 7) -> List[float]:
+    """Mean process CPU time of one request to each app, in microseconds, over ``requests``
+    random requests each. The apps take turns in chunks of :data:`CHUNK` requests, so that
+    a shared machine whose speed changes during the run slows every case alike; a chunk that
+    ends inside a tracing window runs on until the window closes (tracing is process-wide:
+    the next case must not pay for it)."""
     rng = random.Random(seed)
-    drivers = {path: asgi_request_driver(app, path) for path in paths}
-    order = [drivers[rng.choice(paths)] for _ in range(requests)]
+    picks = [rng.choice(paths) for _ in range(requests + 300)]
+    runs = []
+    for _, app in apps:
+        drivers = {path: asgi_request_driver(app, path) for path in paths}
+        runs.append([drivers[path] for path in picks])
 
-    async def run() -> float:
-        for one in order[:300]:  # warm-up
-            await one()
-        start = time.perf_counter()
-        for one in order:
-            await one()
-        return (time.perf_counter() - start) / len(order) * 1e6
+    async def measure() -> List[float]:
+        for order in runs:
+            for one in order[:300]:  # warm-up
+                await one()
+        spent = [0.0] * len(runs)
+        done = [300] * len(runs)
+        gc.collect()
+        while done[0] < len(picks):
+            for i, order in enumerate(runs):
+                start = time.process_time()
+                end = min(done[i] + CHUNK, len(order))
+                while done[i] < end or (tracemalloc.is_tracing() and done[i] < len(order)):
+                    await order[done[i]]()
+                    done[i] += 1
+                spent[i] += time.process_time() - start
+        return [t / (n - 300) * 1e6 for t, n in zip(spent, done)]
 
-    return asyncio.run(run())
-
-
-def best_of_passes(cases: List[Tuple[str, Callable[[], float]]],
-                   passes: int = 2) -> List[Tuple[str, float]]:
-    """The lowest figure of each case over ``passes`` runs of all cases, every other run in
-    reverse order, so that a machine whose speed drifts during the run favours no case."""
-    best = {label: float("inf") for label, _ in cases}
-    for done in range(passes):
-        for label, measure in cases if done % 2 == 0 else cases[::-1]:
-            best[label] = min(best[label], measure())
-    return [(label, best[label]) for label, _ in cases]
+    return asyncio.run(measure())
 
 
-def measure_cost(requests: int) -> List[Tuple[str, float]]:
-    """Mean µs per request: the bare app, the wiring with a watch that does nothing (the
-    baseline), and the leak watch at its defaults and at the low-cost setting."""
+def rounds_of(cases: Callable[[], List[Tuple[str, Any]]], paths: List[str], requests: int,
+              close: Callable[[Any], None], rounds: int = ROUNDS
+              ) -> List[Tuple[str, float, float]]:
+    """Per case the median over ``rounds`` of :func:`interleaved_cost_us` (fresh apps each
+    round) and the median of its per-round ratio to the first case."""
+    figures: List[List[float]] = []
+    labels: List[str] = []
+    for _ in range(rounds):
+        apps = cases()
+        labels = [label for label, _ in apps]
+        try:
+            figures.append(interleaved_cost_us(apps, paths, requests))
+        finally:
+            for _, app in apps:
+                close(app)
+    return [(label, statistics.median(f[i] for f in figures),
+             statistics.median(f[i] / f[0] for f in figures)) for i, label in enumerate(labels)]
+
+
+def measure_cost(requests: int) -> List[Tuple[str, float, float]]:
+    """Mean µs per request: the wiring with a watch that does nothing (the baseline), the
+    bare app, and the leak watch at its defaults and at the low-cost setting."""
     app, paths = make_app()
 
-    def watched(settings: Dict[str, Any]) -> Callable[[], float]:
-        def measure() -> float:
-            watch = LeakWatch(**settings)
-            try:
-                return mean_cost_us(WatchedApp(app, watch), paths, requests)
-            finally:
-                watch.close()
+    def cases() -> List[Tuple[str, Any]]:
+        return [
+            ("wiring, watch doing nothing (baseline)", WatchedApp(app, NullWatch())),
+            ("bare app", app),
+            ("leak watch, defaults", WatchedApp(app, LeakWatch(**DEFAULTS))),
+            ("leak watch, low-cost setting", WatchedApp(app, LeakWatch(**LOW_COST))),
+        ]
 
-        return measure
+    def close(served: Any) -> None:
+        watch = getattr(served, "watch", None)
+        if isinstance(watch, LeakWatch):
+            watch.close()
 
-    return best_of_passes([
-        ("bare app", lambda: mean_cost_us(app, paths, requests)),
-        ("wiring, watch doing nothing (baseline)",
-         lambda: mean_cost_us(WatchedApp(app, NullWatch()), paths, requests)),
-        ("leak watch, defaults", watched(DEFAULTS)),
-        ("leak watch, low-cost setting", watched(LOW_COST)),
-    ])
+    return rounds_of(cases, paths, requests, close)
 
 
-def measure_middleware_cost(requests: int) -> List[Tuple[str, float]]:
+def measure_middleware_cost(requests: int) -> List[Tuple[str, float, float]]:
     """Mean µs per request through the real ASGI middleware: without leak detection (the
     baseline), with it at the defaults and at the low-cost setting."""
     from sherlock_ai.integrations.asgi import SherlockMiddleware
 
     app, paths = make_app()
 
-    def watched(settings: Dict[str, Any]) -> Callable[[], float]:
-        def measure() -> float:
-            middleware = SherlockMiddleware(app, leak_detection=True, leak_settings=settings)
-            try:
-                return mean_cost_us(middleware, paths, requests)
-            finally:
-                middleware.leak_watch.close()
+    def cases() -> List[Tuple[str, Any]]:
+        return [
+            ("SherlockMiddleware (baseline)", SherlockMiddleware(app)),
+            ("+ leak_detection, defaults",
+             SherlockMiddleware(app, leak_detection=True, leak_settings=DEFAULTS)),
+            ("+ leak_detection, low-cost setting",
+             SherlockMiddleware(app, leak_detection=True, leak_settings=LOW_COST)),
+        ]
 
-        return measure
+    def close(middleware: Any) -> None:
+        if middleware.leak_watch is not None:
+            middleware.leak_watch.close()
 
-    return best_of_passes([
-        ("SherlockMiddleware (baseline)",
-         lambda: mean_cost_us(SherlockMiddleware(app), paths, requests)),
-        ("+ leak_detection, defaults", watched(DEFAULTS)),
-        ("+ leak_detection, low-cost setting", watched(LOW_COST)),
-    ])
+    return rounds_of(cases, paths, requests, close)
 
 
 def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
                      seed: int = 11) -> Tuple[Optional[int], float]:
     """Requests, counted from the leak's start, until its route is flagged (concurrency 8),
-    and the longest time one ``request_finished`` call took, in milliseconds."""
+    and the longest time one ``request_finished`` call took, in milliseconds (wall clock:
+    what the event loop waits)."""
     leaking = [leak_after == 0]
     app, paths = make_app(leaking)
     watch = LeakWatch(**settings)
@@ -202,6 +236,37 @@ def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
     return flagged_at, (served.longest_pause or 0.0) * 1e3
 
 
+def pause_against_blocks(blocks: int, requests: int = 400) -> Tuple[int, float, float, float]:
+    """With tracemalloc already running and ``blocks`` live traced blocks kept: the live
+    traced blocks a snapshot held, the time of one snapshot, of grouping it at once (what a
+    window's call did before its grouping was spread), and the longest ``request_finished``
+    call of a watch over ``requests`` requests (windows of 75 requests, a snapshot every 25),
+    in milliseconds."""
+    tracing.hold_tracing()
+    try:
+        kept = [bytearray(64) for _ in range(blocks)]
+        start = time.perf_counter()
+        snapshot = tracemalloc.take_snapshot()
+        snap_ms = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        group_sizes(snapshot)
+        group_ms = (time.perf_counter() - start) * 1e3
+        live = len(snapshot.traces)
+        del snapshot
+        watch = LeakWatch(warmup_requests=0, window_requests=75, snapshot_every=25)
+        longest = 0.0
+        for _ in range(requests):
+            handle = watch.request_started("GET /a", None)
+            start = time.perf_counter()
+            watch.request_finished(handle)
+            longest = max(longest, time.perf_counter() - start)
+        watch.close()
+        del kept
+    finally:
+        tracing.release_tracing()
+    return live, snap_ms, group_ms, longest * 1e3
+
+
 def first_window_end(settings: Dict[str, Any]) -> int:
     """The request count at which the first scheduled window closes."""
     watch = LeakWatch(**settings)
@@ -216,17 +281,13 @@ def run(quick: bool = False) -> Dict[str, str]:
     monitoring.propagate = False
     requests = 6_000 if quick else 30_000
     cost = measure_cost(requests)
-    base = cost[1][1]
-    cost_table = table(["case", "µs per request", "× baseline"],
-                       [(label, us, us / base) for label, us in cost])
+    cost_table = table(["case", "CPU µs per request", "× baseline"], cost)
     through = measure_middleware_cost(requests)
-    through_base = through[0][1]
-    middleware_table = table(["case", "µs per request", "× baseline"],
-                             [(label, us, us / through_base) for label, us in through])
+    middleware_table = table(["case", "CPU µs per request", "× baseline"], through)
     rows = []
     for label, settings in (("defaults", DEFAULTS), ("low-cost setting", LOW_COST)):
         watch = LeakWatch(**settings)
-        period = watch.settings.window_requests + watch.settings.pause_requests
+        period = watch.settings.scout_requests + watch.settings.pause_requests
         limit = 4 * period + 5_000
         from_start, pause = requests_to_flag(settings, 0, limit)
         later, later_pause = requests_to_flag(settings, first_window_end(settings) + 1, limit)
@@ -238,9 +299,15 @@ def run(quick: bool = False) -> Dict[str, str]:
     speed_table = table(
         ["setting", "trace_share", "requests per period", "requests to flag (leak from start)",
          "requests to flag (leak starts after a window)", "longest pause (ms)"], rows)
-    return {"requests": f"{requests:,}", "cost": cost_table,
+    pauses = table(
+        ["live traced blocks", "one snapshot (ms)", "grouping it at once (ms)",
+         "longest request_finished (ms)"],
+        [pause_against_blocks(blocks) for blocks in
+         ((10_000, 50_000) if quick else (10_000, 100_000, 300_000))])
+    return {"requests": f"{requests:,}", "rounds": str(ROUNDS), "cost": cost_table,
             "through_middleware": middleware_table, "low_cost": low_cost,
-            "requests_to_flag": speed_table}
+            "requests_to_flag": speed_table, "pauses": pauses,
+            "work_per_call": f"{WORK_PER_CALL:,}"}
 
 
 if __name__ == "__main__":

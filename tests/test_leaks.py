@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import math
+import mmap
 import random
 import re
 import sys
@@ -1017,3 +1018,149 @@ def test_two_rates_at_one_site_are_fitted_on_all_kept_windows(seed):
     found, _ = store._estimate(key, EndpointIndex())
     assert found[0].per_request == pytest.approx(SMALL, rel=0.10)
     assert found[1].per_request == pytest.approx(LARGE, rel=0.10)
+
+
+# -- cost and pause ------------------------------------------------------------------------------
+
+
+def test_a_flat_rss_costs_no_native_fit_and_a_rising_one_is_fitted():
+    # The native fit pools hundreds of intervals; it ran at every window's end, also when the
+    # RSS had not risen at all (most of the watch's cost between windows).
+    from sherlock_ai.leaks.native import NativeEvidence
+
+    flat = NativeEvidence(CRITERIA, 16384, 4)
+    rising = NativeEvidence(CRITERIA, 16384, 4)
+    for segment in range(3):
+        for k in range(24):
+            counts = [segment * 240 + k * 10 + r for r in range(10)]
+            flat.sample(counts, 50 << 20)
+            rising.sample(counts, (50 << 20) + (segment * 24 + k) * 65536)
+        flat.cut()
+        rising.cut()
+    traced = {r: 200 for r in range(10)}
+    assert list(flat.weigh_steps({}, traced, lambda r: True)) == []
+    assert len(list(rising.weigh_steps({}, traced, lambda r: True))) >= 3  # the fit's rounds
+
+
+def test_a_snapshot_is_grouped_a_bounded_number_of_traces_per_call(monkeypatch):
+    from sherlock_ai.engine.heap import group_sizes
+    from sherlock_ai.leaks import watch as watch_module
+    from sherlock_ai.leaks.windows import GROUP_CHUNK, Window
+
+    units_per_call: List[int] = []
+    snapshots = []
+    grouped = Window.group
+
+    def counting(self, snapshot):
+        snapshots.append((self, snapshot))
+        for units in grouped(self, snapshot):
+            units_per_call[-1] += units
+            yield units
+
+    monkeypatch.setattr(Window, "group", counting)
+    tracing.hold_tracing()  # tracing already on: every snapshot holds all of this
+    try:
+        kept = [bytearray(64) for _ in range(5 * GROUP_CHUNK)]
+        watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+        for _ in range(40):
+            units_per_call.append(0)
+            watch.request_finished(watch.request_started("GET /a", app.health))
+        watch.close()
+    finally:
+        tracing.release_tracing()
+    window, snapshot = snapshots[0]
+    assert len(snapshot.traces) > len(kept)
+    assert max(units_per_call) <= watch_module.WORK_PER_CALL + GROUP_CHUNK
+    assert sum(1 for units in units_per_call if units) >= len(kept) // (2 * GROUP_CHUNK)
+    assert window.sizes[0] == group_sizes(snapshot, window.key_of)  # the same as at once
+
+
+@pytest.mark.slow
+def test_a_clean_app_is_traced_at_about_trace_share_and_a_later_leak_is_found_in_5000():
+    routes = [("POST /fixed", leaky_then_fixed)] + list(app.ROUTES[1:])
+    watch = LeakWatch()
+    traffic = Traffic(watch, routes, seed=31)
+    LEAKING[0] = False
+    try:
+        asyncio.run(traffic.run(16_000))
+        # Traced requests at most: the first window, three confirming ones, and scheduled
+        # ones at twice the default share (2.5%; the old defaults traced a quarter).
+        traced = watch._windows * watch.settings.window_requests
+        assert traced <= 0.05 * 16_000 + 4 * watch.settings.window_requests
+        assert watch.suspects() == []
+        LEAKING[0] = True
+        start = traffic.done
+        asyncio.run(traffic.run(start + 5_000))
+    finally:
+        LEAKING[0] = True
+        watch.close()
+    assert "POST /fixed" in traffic.first_flagged
+    assert traffic.first_flagged["POST /fixed"] - start <= 5_000
+
+
+async def cyclic_garbage(n: int) -> int:
+    node: list = [bytes(app.LEAK_SIZE)]
+    node.append(node)  # a reference cycle: freed only by a collection
+    await asyncio.sleep(0)
+    return n
+
+
+def test_a_confirming_collection_examines_only_what_was_made_since_its_window_opened():
+    # The confirming window's full collection paused the event loop for as long as the whole
+    # process's objects take to examine (40-100 ms in the benchmark app); the objects alive
+    # when the window opens are frozen out of it, and given back afterwards.
+    import gc
+
+    frozen_during_full_collections: List[int] = []
+
+    def note(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            frozen_during_full_collections.append(gc.get_freeze_count())
+
+    routes = [("POST /cycles", cyclic_garbage)] + list(app.ROUTES[1:])
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10 ** 6)  # cycles wait for an explicit collection
+    gc.callbacks.append(note)
+    try:
+        traffic = drive(LeakWatch(), 1_500, seed=41, routes=routes)
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*thresholds)
+    assert traffic.first_flagged == {}  # the cycles are garbage: collected, not a leak
+    assert frozen_during_full_collections and min(frozen_during_full_collections) > 1_000
+    assert gc.get_freeze_count() == 0
+
+
+BIG_LEAK: list = []
+BIG_LEAKING = [False]
+
+
+async def big_leak_later(n: int) -> int:
+    if BIG_LEAKING[0]:
+        # New pages, written: the RSS grows whatever memory the allocator already holds
+        # (a malloc'ed leak can be absorbed by what earlier tests freed).
+        pages = mmap.mmap(-1, 65536)
+        pages.write(b"b" * 65536)
+        BIG_LEAK.append(pages)
+    await asyncio.sleep(0)
+    return n
+
+
+def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
+    routes = [("POST /big", big_leak_later)] + list(app.ROUTES[1:])
+    watch = LeakWatch()
+    traffic = Traffic(watch, routes, seed=43)
+    try:
+        asyncio.run(traffic.run(1_500))  # the first window and its follow-ups are over
+        assert watch._window is None and watch.suspects() == []
+        windows, scheduled = watch._windows, watch._pause_until
+        BIG_LEAKING[0] = True
+        asyncio.run(traffic.run(traffic.done + watch.settings.suspect_pause_requests + 400))
+        assert traffic.done < scheduled  # the scheduled scout is still ahead
+        assert watch._windows > windows  # yet a window opened: the RSS called it
+    finally:
+        BIG_LEAKING[0] = False
+        for pages in BIG_LEAK:
+            pages.close()
+        BIG_LEAK.clear()
+        watch.close()

@@ -7,14 +7,20 @@ How it works (details and limits in docs/leak-detection.md):
 2. Every so often a *window* opens: tracemalloc traces (1 frame by default) for
    ``window_requests`` requests, and the heap is snapshotted every ``snapshot_every`` of them.
    A snapshot taken while tracing holds exactly what the window allocated and is still alive.
-3. Each snapshot is grouped by allocation site. Per site, its retained size is fitted, with
+   While nothing is suspected, shorter scout windows trace ``trace_share`` of the requests;
+   while a route is suspected, full ones ``suspect_trace_share``; RSS growth that the flagged
+   suspects do not explain calls a window early.
+3. Each snapshot is grouped by allocation site, a bounded amount of work per
+   ``request_finished`` call (the analysis too: the pause a call causes stays bounded). Per
+   site, its retained size is fitted, with
    non-negative slopes, on the routes' request counts (:mod:`.attribution`): a site that
    grows by 4 KB for every request of one route and not otherwise is that route's, whatever
    code it sits in. When the site is in the code of one route's endpoint, only that route
    is considered (the code is the prior); code shared by several routes leaves the choice to
    the counts among them; code outside every endpoint, to the counts of all routes.
 4. A (site, route) that looks like a leak is confirmed by an immediate second window that
-   runs a full garbage collection before its last snapshot.
+   runs a full garbage collection (of the objects made since it opened) before its last
+   snapshot.
 5. A confirmed route is logged once as a WARNING on ``MonitoringLogger``, and again only when
    its estimate changes by more than a quarter.
 

@@ -4,7 +4,7 @@ sizes, and per (site, route) whether the pooled evidence says "leak"."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Deque, Dict, Hashable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..engine.heap import Site, Sizes
 from .attribution import (
@@ -21,6 +21,10 @@ from .estimator import Estimate, LeakCriteria
 #: ``(allocation site, newest frame in endpoint code or None)``.
 Key = Tuple[Site, Optional[Site]]
 _KEYS_LIMIT = 10_000
+#: Work units (see :meth:`EvidenceStore.weigh_steps`) of a key whose growth gets fitted, and
+#: of one that a cheap test settles (units are about one grouped trace's work each).
+FIT_UNITS = 500
+CHECK_UNITS = 5
 
 
 class EvidenceStore:
@@ -40,6 +44,11 @@ class EvidenceStore:
         self.traced: Dict[int, int] = {}
         #: (key, routes whose counts moved in lockstep) -> their estimate together.
         self.groups: Dict[Tuple[Hashable, Tuple[int, ...]], Estimate] = {}
+        #: Whether the latest weighing found candidates that need a confirming window, and
+        #: whether it found a route growing a site clearly but over too few requests yet.
+        self.needed = False
+        self.growing = False
+        self._fitted = False
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
@@ -63,8 +72,18 @@ class EvidenceStore:
               confirming: bool) -> bool:
         """Update the flags from the latest window; whether candidates need a confirming
         window (flags are raised only by one: it collects garbage before its last point)."""
+        for _ in self.weigh_steps(index, blamable, confirming):
+            pass
+        return self.needed
+
+    def weigh_steps(self, index: EndpointIndex, blamable: Callable[[int], bool],
+                    confirming: bool) -> Iterator[int]:
+        """:meth:`weigh` one key per step, yielding each step's work units
+        (:data:`FIT_UNITS` for a fitted key, :data:`CHECK_UNITS` for one the cheap test
+        settles); the result is in :attr:`needed` once exhausted."""
+        self.needed = self.growing = False
         if not self.windows:
-            return False
+            return
         latest = self.windows[-1].number
         keys = {key for key, seen in self.sites.items() if latest in seen}
         keys.update(key for key, _ in self.flagged)
@@ -73,6 +92,7 @@ class EvidenceStore:
         explained: Dict[int, float] = {}
         for key in keys:
             estimates, groups = self._estimate(key, index)
+            yield FIT_UNITS if self._fitted else CHECK_UNITS
             needed |= self._weigh_groups(key, groups, confirming)
             for route_id, estimate in estimates.items():
                 explained[route_id] = explained.get(route_id, 0.0) + estimate.per_request
@@ -95,13 +115,17 @@ class EvidenceStore:
                     self.flagged[flag] = (estimate, share)
                 elif estimate.is_leak(self.candidates):
                     needed = True
+                elif estimate.per_request >= self.criteria.min_bytes_per_request and \
+                        estimate.t_value >= self.candidates.min_t:
+                    # Clear growth, too few requests yet: worth denser windows.
+                    self.growing = True
         self.explained = explained
         traced: Dict[int, int] = {}
         for window in list(self.windows)[-self.windows_pooled:]:
             for route_id, requests in window.requests.items():
                 traced[route_id] = traced.get(route_id, 0) + requests
         self.traced = traced
-        return needed
+        self.needed = needed
 
     def _weigh_groups(self, key: Hashable, groups: Dict[Tuple[int, ...], Estimate],
                       confirming: bool) -> bool:
@@ -137,6 +161,7 @@ class EvidenceStore:
                   ) -> Tuple[Dict[int, Estimate], Dict[Tuple[int, ...], Estimate]]:
         """Per route, its estimate at ``key``; and per group of routes the counts cannot
         split, their estimate together."""
+        self._fitted = False
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
@@ -149,6 +174,7 @@ class EvidenceStore:
         windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
             return {}, {}
+        self._fitted = True
         recent = max(1, self.criteria.min_requests // 4)
         floor = self.criteria.min_bytes_per_request
         unsplit: List[Tuple[int, ...]] = []

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from .attribution import attribute
 from .estimator import Estimate, LeakCriteria
@@ -52,8 +52,9 @@ class NativeEvidence:
         self.candidates = self.criteria.for_candidates()
         self.floor = floor
         self.pooled = 2 * windows
-        #: Per segment, its intervals (two consecutive readings each).
-        self.segments: Deque[List[Interval]] = deque(maxlen=8 * windows)
+        #: Per segment, its readings (turned into intervals only when fitted: most weighings
+        #: skip the fit, and building them at every cut cost a few µs per request).
+        self.segments: Deque[_Segment] = deque(maxlen=8 * windows)
         #: Route id -> the estimate of its unexplained growth, while flagged.
         self.flagged: Dict[int, Estimate] = {}
         self._counts: List[Sequence[int]] = []
@@ -74,12 +75,8 @@ class NativeEvidence:
         """End the current segment (a window opens, or it is full)."""
         points = len(self._marks)
         if points >= 3:
-            intervals = []
-            for k in range(1, points):
-                self._number += 1
-                intervals.append((window_counts(self._number, self._counts[k - 1:k + 1]),
-                                  site_window(self._marks[k - 1:k + 1], [0, 0])))
-            self.segments.append(intervals)
+            self.segments.append(_Segment(self._number, self._counts, self._marks))
+            self._number += points - 1
         self._counts, self._marks = [], []
 
     def weigh(self, explained: Dict[int, float], traced: Dict[int, int],
@@ -87,14 +84,28 @@ class NativeEvidence:
         """Update the flags. ``explained``: per route, the bytes per request its traced sites
         account for; ``traced``: per route, its requests inside the traced windows the
         estimates pool (a route tracemalloc has not watched cannot be called native)."""
+        for _ in self.weigh_steps(explained, traced, blamable):
+            pass
+
+    def weigh_steps(self, explained: Dict[int, float], traced: Dict[int, int],
+                    blamable: Callable[[int], bool]) -> Iterator[int]:
+        """:meth:`weigh`, one round of the robust fit per step; yields each step's number of
+        intervals fitted."""
         kept = list(self.segments)
         if len(kept) < 2:
             return
+        if not self._grew(kept[-self.pooled:]):
+            # The fit pools hundreds of intervals (tens of milliseconds); a mark that did not
+            # rise by what a route must keep to stay flagged leaves nothing to find (the
+            # latest intervals of a native leak keep growing).
+            self.flagged = {}
+            return
         recent = self.criteria.min_requests
-        estimates = self._fit(kept[-self.pooled:], recent)
+        estimates = yield from self._fit(kept[-self.pooled:], recent)
         if any(e.requests < self.criteria.min_requests for e in estimates.values()) and \
                 len(kept) > self.pooled:
-            estimates = self._fit(kept, recent)  # a route with little traffic: pool more
+            # A route with little traffic: pool more.
+            estimates = yield from self._fit(kept, recent)
         flagged: Dict[int, Estimate] = {}
         for route_id, estimate in estimates.items():
             if not blamable(route_id) or traced.get(route_id, 0) < self.candidates.min_requests:
@@ -110,10 +121,18 @@ class NativeEvidence:
                 flagged[route_id] = unexplained
         self.flagged = flagged
 
-    def _fit(self, kept: List[List[Interval]], recent: int) -> Dict[int, Estimate]:
+    def _grew(self, kept: List[_Segment]) -> bool:
+        """Whether the high-water mark rose over ``kept`` by what the candidates' criteria
+        ask of a route at the least (``min_requests`` requests at the floor)."""
+        least = self.candidates.min_bytes_per_request * self.candidates.min_requests
+        return sum(segment.marks[-1] - segment.marks[0] for segment in kept) >= least
+
+    def _fit(self, segments: List[_Segment], recent: int
+             ) -> Generator[int, None, Dict[int, Estimate]]:
         """The fit on the intervals of ``kept``, robust to steps: each interval's increment
         is clipped to within :data:`_CLIP` robust deviations of its prediction (first the
         median increment, then the fit's), and the fit redone on the clipped increments."""
+        kept = [segment.intervals() for segment in segments]
         windows = [w for segment in kept for w, _ in segment]
         rises = [float(s.growth) for segment in kept for _, s in segment]
         middle = _median(rises)
@@ -124,9 +143,28 @@ class NativeEvidence:
             site = {w.number: site_window([0, round(v)], [0, 0])
                     for w, v in zip(windows, clipped)}
             estimates = attribute(windows, site, None, recent, self.floor)
+            yield len(windows)
             predicted = [sum(e.per_request * w.requests.get(r, 0) for r, e in estimates.items())
                          for w in windows]
         return estimates
+
+
+class _Segment:
+    """The readings of one segment: per reading the routes' counts and the high-water mark;
+    its intervals are numbered from ``first + 1``."""
+
+    __slots__ = ("first", "counts", "marks")
+
+    def __init__(self, first: int, counts: List[Sequence[int]], marks: List[int]) -> None:
+        self.first = first
+        self.counts = counts
+        self.marks = marks
+
+    def intervals(self) -> List[Interval]:
+        """Two consecutive readings each: the counts and the mark between them."""
+        return [(window_counts(self.first + k, self.counts[k - 1:k + 1]),
+                 site_window(self.marks[k - 1:k + 1], [0, 0]))
+                for k in range(1, len(self.marks))]
 
 
 def _median(values: Sequence[float]) -> float:

@@ -4,12 +4,12 @@ their snapshots into suspects (see :mod:`sherlock_ai.leaks`)."""
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..engine.rss import current_rss
 from ..safety import report_internal_error
 from .estimator import LeakCriteria
-from .evidence import EvidenceStore
+from .evidence import FIT_UNITS, EvidenceStore
 from .native import NativeEvidence
 from .routes import OVERFLOW_ROUTE, RouteRegistry
 from .settings import LeakWatchSettings
@@ -20,6 +20,15 @@ from .windows import CONFIRM, NORMAL, Gate, Window
 _MAX_EXTRA_WINDOWS = 3
 # The late counts of a point are read this fraction of snapshot_every after it (1/3).
 _LATE_SHARE = 3
+#: Work units (about one grouped trace each; a site's fit counts as FIT_UNITS) that one
+#: request_finished call does at most, plus one step: the bound of the pause it causes.
+WORK_PER_CALL = 2_000
+#: Work units of one native interval fitted (a round of 100 intervals takes a call of its own).
+NATIVE_UNITS = 20
+# Windows at the suspect share after a change, in units of evidence_windows.
+_SUSPECT_WINDOWS = 2
+#: The smallest growth of the RSS within a pause that calls a window early.
+EARLY_BYTES = 1 << 20
 
 
 class _Request:
@@ -71,8 +80,16 @@ class LeakWatch:
         self._evidence = EvidenceStore(s.evidence_windows, self.criteria)
         self._native = NativeEvidence(self.criteria, s.native_min_bytes_per_request,
                                       s.evidence_windows)
-        # Between windows: the request count that ends the pause (RSS readings until then).
+        # Between windows: the request count that ends the pause (RSS readings until then),
+        # where it started, and its first reading (request count, route counts, RSS).
         self._pause_until = 0
+        self._pause_started = 0
+        self._pause_base: Optional[Tuple[int, List[int], int]] = None
+        # The analysis in progress, a step per call (see _work); windows left at the suspect
+        # share; per route id, what its flagged suspects retain per request.
+        self._job: Optional[Iterator[int]] = None
+        self._suspect_windows = 0
+        self._rates: Dict[int, float] = {}
         self._book = SuspectBook()
         _live.add(self)
 
@@ -118,6 +135,7 @@ class LeakWatch:
         if not self._gate.take():
             return
         try:
+            self._job = None
             self._abandon_window()
         finally:
             self._gate.release()
@@ -126,29 +144,71 @@ class LeakWatch:
 
     def _advance(self) -> None:
         try:
-            if self._window is not None:
+            if self._job is not None:
+                self._work()
+            elif self._window is not None:
                 self._take_point(self._window)
-                return
-            with self._gate.lock:
-                left = self._pause_until - self._gate.total
-            if left > 0:
-                # In the pause: an RSS reading (no tracing, no snapshot).
-                self._native.sample(self._counts(), current_rss())
-                self._gate.schedule(min(self.settings.snapshot_every, left))
             else:
-                self._native.cut()
-                self._open_window()
+                self._between_windows()
         except Exception as exc:  # noqa: BLE001
             report_internal_error("LeakWatch window", exc)
+            self._job = None
             self._abandon_window()
             self._pause(self.settings.pause_requests)
         finally:
             self._gate.release()
 
+    def _work(self) -> None:
+        """Run the job in progress for at most :data:`WORK_PER_CALL` units (its last step
+        may go past them by one step); the rest waits for the next request."""
+        job = self._job
+        spent = 0
+        while spent < WORK_PER_CALL:
+            try:
+                spent += next(job)  # type: ignore[arg-type]
+            except StopIteration:
+                if self._job is job:
+                    self._job = None
+                return
+        self._gate.schedule(1)
+
+    def _between_windows(self) -> None:
+        with self._gate.lock:
+            total = self._gate.total
+        left = self._pause_until - total
+        if left > 0:
+            # In the pause: an RSS reading (no tracing, no snapshot).
+            counts, rss = self._counts(), current_rss()
+            self._native.sample(counts, rss)
+            if not self._rss_calls_a_window(total, counts, rss):
+                self._gate.schedule(min(self.settings.snapshot_every, left))
+                return
+        self._native.cut()
+        self._open_window()
+
+    def _rss_calls_a_window(self, total: int, counts: List[int], rss: Optional[int]) -> bool:
+        """Whether the RSS grew, since the pause's first reading, by more than the flagged
+        suspects explain: at least :data:`EARLY_BYTES` and ``min_bytes_per_request`` per
+        request of the pause. Not before ``suspect_pause_requests`` of it."""
+        if rss is None:
+            return False
+        if self._pause_base is None:
+            self._pause_base = (total, counts, rss)
+            return False
+        since, before, base = self._pause_base
+        if total - self._pause_started < self.settings.suspect_pause_requests:
+            return False
+        explained = sum(rate * (counts[r] - before[r]) for r, rate in self._rates.items()
+                        if r < len(before))
+        growth = rss - base - explained
+        return growth >= max(EARLY_BYTES, (total - since) * self.settings.min_bytes_per_request)
+
     def _pause(self, requests: int) -> None:
         """Untraced for ``requests`` requests (RSS readings every ``snapshot_every``)."""
         with self._gate.lock:
+            self._pause_started = self._gate.total
             self._pause_until = self._gate.total + requests
+        self._pause_base = None
         self._gate.schedule(min(self.settings.snapshot_every, requests))
 
     def _open_window(self) -> None:
@@ -156,8 +216,10 @@ class LeakWatch:
         s = self.settings
         with self._gate.lock:
             index = self._routes.index
+        full = kind != NORMAL or self._suspect_windows or not self._windows
+        requests = s.window_requests if full else s.scout_requests
         self._windows += 1
-        self._window = Window.start(self._windows, kind, s.window_requests // s.snapshot_every,
+        self._window = Window.start(self._windows, kind, requests // s.snapshot_every,
                                     s.frames, index.key_of)
         self._gate.schedule(s.snapshot_every)
 
@@ -173,10 +235,14 @@ class LeakWatch:
     def _take_point(self, window: Window) -> None:
         every = self.settings.snapshot_every
         lag = max(1, every // _LATE_SHARE)
+        with self._gate.lock:
+            total = self._gate.total
         if not window.awaiting_late:
-            window.done = window.take_point(self._counts)
+            # The snapshot, then its grouping, a bounded part per call (see _work).
+            snapshot = window.take_point(self._counts)
             window.awaiting_late = True
-            self._gate.schedule(lag)
+            self._job = self._grouping(window, snapshot, total + lag)
+            self._work()
             return
         # The counts a little after the snapshot: see Window.late.
         window.late.append(self._counts())
@@ -185,18 +251,52 @@ class LeakWatch:
             self._gate.schedule(every - lag)
             return
         self._window = None
-        evidence = self._evidence
+        self._job = self._weighing(window)
+        self._work()
+
+    def _grouping(self, window: Window, snapshot: Any, due: int) -> Iterator[int]:
+        yield from window.group(snapshot)
+        self._gate.schedule_at(due)
+
+    def _weighing(self, window: Window) -> Iterator[int]:
+        """The analysis of a finished window, in steps of bounded work (see :meth:`_work`):
+        the fits per site, the native fit, the suspects; then the next window's schedule."""
+        evidence, native = self._evidence, self._native
+        before = (set(evidence.flagged), set(evidence.groups), set(native.flagged))
         evidence.add_window(window.number, window.counts, window.sizes, window.late)
+        yield sum(len(point) for point in window.sizes)
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
-        needed = evidence.weigh(index, self._routes.blamable, window.kind != NORMAL)
-        self._native.weigh(evidence.explained, evidence.traced, self._routes.blamable)
-        self._book.update(evidence.by_site(), names, self._native.flagged,
-                          evidence.groups_by_site())
+        yield from evidence.weigh_steps(index, self._routes.blamable, window.kind != NORMAL)
+        needed = evidence.needed
+        for intervals in native.weigh_steps(evidence.explained, evidence.traced,
+                                            self._routes.blamable):
+            yield max(FIT_UNITS, intervals * NATIVE_UNITS)
+        self._book.update(evidence.by_site(), names, native.flagged, evidence.groups_by_site())
+        self._rates = self._flagged_rates()
+        changed = before != (set(evidence.flagged), set(evidence.groups), set(native.flagged))
+        if needed or changed or evidence.growing:
+            self._suspect_windows = _SUSPECT_WINDOWS * self.settings.evidence_windows
+        elif self._suspect_windows:
+            self._suspect_windows -= 1
         if needed and self._extra_windows < _MAX_EXTRA_WINDOWS:
             self._extra_windows += 1
             self._next_kind = CONFIRM
             self._pause(0)
             return
         self._extra_windows = 0
-        self._pause(self.settings.pause_requests)
+        s = self.settings
+        self._pause(s.suspect_pause_requests if self._suspect_windows else s.pause_requests)
+
+    def _flagged_rates(self) -> Dict[int, float]:
+        """Per route id, the bytes per request its flagged suspects retain (a group's rate
+        for each of its routes)."""
+        rates: Dict[int, float] = {}
+        for (_, route_id), (estimate, _) in self._evidence.flagged.items():
+            rates[route_id] = rates.get(route_id, 0.0) + estimate.per_request
+        for (_, members), estimate in self._evidence.groups.items():
+            for route_id in members:
+                rates[route_id] = rates.get(route_id, 0.0) + estimate.per_request
+        for route_id, estimate in self._native.flagged.items():
+            rates[route_id] = rates.get(route_id, 0.0) + estimate.per_request
+        return rates

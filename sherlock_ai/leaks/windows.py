@@ -7,10 +7,14 @@ from __future__ import annotations
 import gc
 import threading
 import tracemalloc
-from typing import Callable, Hashable, List, Optional, Sequence
+from typing import Callable, Hashable, Iterator, List, Optional, Sequence
 
 from ..engine import tracing
 from ..engine.heap import Sizes, group_sizes
+
+#: Traces grouped per step of :meth:`Window.group`: the pause a grouping step causes is
+#: bounded by this count, whatever the number of live traced blocks.
+GROUP_CHUNK = 2_000
 
 
 class Gate:
@@ -49,6 +53,12 @@ class Gate:
         with self.lock:
             self._next_at = self.total + after
 
+    def schedule_at(self, total: int) -> None:
+        """Work is next due when :attr:`total` reaches ``total`` (the next request, if it
+        already has)."""
+        with self.lock:
+            self._next_at = max(total, self.total + 1)
+
 
 NORMAL, CONFIRM = "normal", "confirm"
 
@@ -66,12 +76,14 @@ class Window:
         self.counts: List[Sequence[int]] = []
         #: Per point, the counts a few requests after its snapshot. A snapshot holds what
         #: requests still in flight have already kept, and they are not counted yet; the
-        #: fit uses the mean of both counts (see .series.window_counts).
+        #: fit takes the counts at the snapshot or their mean with these, whichever fits the
+        #: site better (see .series.window_counts).
         self.late: List[Sequence[int]] = []
         self.awaiting_late = False
         self.done = False
         self.sizes: List[Sizes] = []
         self.open = False
+        self.frozen = False
 
     @classmethod
     def start(cls, number: int, kind: str, points: int, frames: int,
@@ -80,26 +92,69 @@ class Window:
         window = cls(number, kind, points, key_of)
         tracing.hold_tracing(frames)
         window.open = True
+        if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
+            # The objects alive now go to the permanent generation until the window's
+            # collection (O(1) both ways): that collection then examines only what was
+            # made since, so its pause follows the window's objects, not the process's.
+            # Not when something else froze objects: unfreezing would undo that.
+            gc.freeze()
+            window.frozen = True
         return window
 
-    def take_point(self, counts: Callable[[], Sequence[int]]) -> bool:
-        """Snapshot now; ``True`` when that was the last point (the lease is given back)."""
-        last = len(self.sizes) + 1 >= self.points_wanted
+    def take_point(self, counts: Callable[[], Sequence[int]]) -> tracemalloc.Snapshot:
+        """Snapshot now, with the counts; after the last point (:attr:`done`) the lease is
+        given back. The snapshot is grouped later, step by step (:meth:`group`)."""
+        last = len(self.counts) + 1 >= self.points_wanted
         if last and self.kind == CONFIRM:
             # Garbage in reference cycles waits for a full collection; a leak survives it.
             gc.collect()
+            self._unfreeze()
         now = counts()
         snapshot = tracemalloc.take_snapshot()
         if last:
             self.close()
+            self.done = True
         self.counts.append(now)
-        self.sizes.append(group_sizes(snapshot, self.key_of))
-        return last
+        return snapshot
+
+    def group(self, snapshot: tracemalloc.Snapshot) -> Iterator[int]:
+        """Group ``snapshot`` by :attr:`key_of` into the next entry of :attr:`sizes`, at most
+        :data:`GROUP_CHUNK` traces per step; yields the traces of each step."""
+        sizes: Sizes = {}
+        self.sizes.append(sizes)
+        raw = getattr(snapshot.traces, "_traces", None)
+        if not isinstance(raw, list):  # not CPython's layout: group in one step
+            sizes.update(group_sizes(snapshot, self.key_of))
+            yield len(snapshot.traces)
+            return
+        keys: dict = {}
+        key_of = self.key_of
+        for start in range(0, len(raw), GROUP_CHUNK):
+            for trace in raw[start:start + GROUP_CHUNK]:
+                # A raw trace: (domain, size, frames, total frames); frames repeat a lot.
+                frames = trace[2]
+                try:
+                    key = keys[frames]
+                except KeyError:
+                    key = keys[frames] = key_of(tracemalloc.Traceback(frames))
+                if key is None:
+                    continue
+                entry = sizes.get(key)
+                if entry is None:
+                    sizes[key] = [trace[1], 1]
+                else:
+                    entry[0] += trace[1]
+                    entry[1] += 1
+            yield min(GROUP_CHUNK, len(raw) - start)
+
+    def _unfreeze(self) -> None:
+        if self.frozen:
+            self.frozen = False
+            gc.unfreeze()
 
     def close(self) -> None:
-        """Give back the tracing lease (once)."""
+        """Give back the tracing lease (once), and the objects frozen at the start."""
+        self._unfreeze()
         if self.open:
             self.open = False
             tracing.release_tracing()
-
-
