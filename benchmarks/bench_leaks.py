@@ -277,8 +277,17 @@ def run(quick: bool = False) -> Dict[str, str]:
     """The figures of the section (templates/bench_leaks.md)."""
     # The lines the runs provoke are expected; keep them off the console.
     monitoring = logging.getLogger("MonitoringLogger")
-    monitoring.addHandler(logging.NullHandler())
-    monitoring.propagate = False
+    quiet = logging.NullHandler()
+    monitoring.addHandler(quiet)
+    propagate, monitoring.propagate = monitoring.propagate, False
+    try:
+        return _figures(quick)
+    finally:
+        monitoring.removeHandler(quiet)
+        monitoring.propagate = propagate
+
+
+def _figures(quick: bool) -> Dict[str, str]:
     requests = 6_000 if quick else 30_000
     cost = measure_cost(requests)
     cost_table = table(["case", "CPU µs per request", "× baseline"], cost)

@@ -29,9 +29,34 @@ EXPORTER_ROWS = (  # (label, case, the case it adds to)
 )
 
 
+#: The cases whose lines must take the direct path (only the set-up's handlers listen).
+DIRECT_CASES = ("default", "text", "json")
+
+
+def check_direct_path(defined: Dict[str, Tuple[str, Any]]) -> None:
+    """Refuse to measure when something left in this process (a handler or filter on the
+    request logger or the root, a record factory) would send those cases' lines through
+    ``logging``: their figures would not be what a service gets."""
+    import logging
+
+    from sherlock_ai.logs.direct import takes_direct_path
+
+    for key in DIRECT_CASES:
+        set_up = defined[key][1][0]
+        set_up()
+        try:
+            if not takes_direct_path(logging.getLogger("MonitoringLogger")):
+                raise RuntimeError(f"case {key!r}: its lines would go through logging, not "
+                                   "the direct path; something in this process added a "
+                                   "handler, a filter or a record factory")
+        finally:
+            reset()
+
+
 def in_process(number: int, rounds: int) -> Dict[str, Tuple[str, List[float]]]:
     """key -> (label, CPU µs per request in each round)."""
     defined = cases()
+    check_direct_path(defined)
     measured = []
     for _, (set_up, wrap) in defined.values():
         measured.append((wrap(starlette_app()), set_up, reset))

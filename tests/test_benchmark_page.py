@@ -3,6 +3,9 @@ return: each benchmark module has its template, and no figure or placeholder is 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,49 @@ def test_the_page_is_the_header_then_the_sections():
     assert text.startswith("# Performance\n")
     assert "Machine of this run: 2 cores, test.\n" in text
     assert text.index("## A") < text.index("## B")
+
+
+def test_each_section_runs_in_an_interpreter_of_its_own(tmp_path, monkeypatch):
+    # The leak section once left a handler on MonitoringLogger, so the middleware section
+    # after it measured the logging path instead of the direct one users get.
+    from benchmarks.run_all import run_section
+
+    (tmp_path / "section_that_changes_logging.py").write_text(
+        "import logging, os\n"
+        "def run(quick=False):\n"
+        "    logger = logging.getLogger('MonitoringLogger')\n"
+        "    logger.addHandler(logging.NullHandler())\n"
+        "    logger.propagate = False\n"
+        "    return {'pid': str(os.getpid()), 'quick': str(quick)}\n")
+    (tmp_path / "section_after_it.py").write_text(
+        "import logging, os\n"
+        "def run(quick=False):\n"
+        "    logger = logging.getLogger('MonitoringLogger')\n"
+        "    return {'pid': str(os.getpid()), 'handlers': str(len(logger.handlers)),\n"
+        "            'propagate': str(logger.propagate)}\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    first = run_section("section_that_changes_logging", quick=True)
+    second = run_section("section_after_it")
+    assert first["quick"] == "True"
+    assert second["handlers"] == "0" and second["propagate"] == "True"
+    assert len({first["pid"], second["pid"], str(os.getpid())}) == 3
+
+
+def test_the_middleware_bench_refuses_to_time_the_logging_path_as_the_direct_one():
+    # In a process of its own: pytest's log capture is a foreign handler on the root.
+    script = (
+        "import logging\n"
+        "from benchmarks.bench_middleware import check_direct_path\n"
+        "from benchmarks.middleware_cases import cases\n"
+        "check_direct_path(cases())\n"
+        "print('clean: direct')\n"
+        "logging.getLogger('MonitoringLogger').addHandler(logging.NullHandler())\n"
+        "try:\n"
+        "    check_direct_path(cases())\n"
+        "except RuntimeError as exc:\n"
+        "    print('refused:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "clean: direct"
+    assert "through logging, not the direct path" in done.stdout.splitlines()[1]

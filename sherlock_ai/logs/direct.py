@@ -155,6 +155,14 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
     return True
 
 
+def takes_direct_path(logger: logging.Logger) -> bool:
+    """Whether ``logger``'s measurement lines are written directly now (only the set-up's own
+    handlers listen), rather than through ``logging``: what benchmarks check before they
+    publish the direct path's cost."""
+    snapshot = _Snapshot(logger)
+    return snapshot.render is not None
+
+
 # Record attributes a text format may use on this path (others send it through logging).
 _FIELDS = {"asctime", "request_id", "name", "levelname", "levelno", "message", "process",
            "thread", "threadName", "funcName", "pathname", "filename", "module", "lineno"}
