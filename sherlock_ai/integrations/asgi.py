@@ -10,37 +10,20 @@ from __future__ import annotations
 
 import inspect
 from operator import itemgetter
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Awaitable,
-    Callable,
-    MutableMapping,
-    Optional,
-    Protocol,
-    TypeVar,
-    Union,
-    overload,
-)
+from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, overload
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import request_id_var
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
-from .asgi_exchange import Exchange, with_header
+from .asgi_exchange import ASGIApp, Exchange, Message, Receive, Scope, Send, with_header
 from .asgi_routes import RouteNames
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .shedding import shed_asgi, shed_route
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INCOMPLETE = "the application returned without completing the response"
 _name_of = itemgetter(0)
