@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 import tracemalloc
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
 from ..logs.formatting import log_safe
 
@@ -109,17 +109,44 @@ def group_sizes(
     """Retained size and block count of ``snapshot`` per ``key_of(traceback)`` (blocks whose
     key is ``None`` are left out)."""
     out: Sizes = {}
-    for stat in snapshot.statistics("traceback"):
-        key = key_of(stat.traceback)
-        if key is None:
-            continue
-        entry = out.get(key)
-        if entry is None:
-            out[key] = [stat.size, stat.count]
-        else:
-            entry[0] += stat.size
-            entry[1] += stat.count
+    for _ in group_in_steps(snapshot, key_of, out, chunk=sys.maxsize):
+        pass
     return out
+
+
+def group_in_steps(snapshot: tracemalloc.Snapshot,
+                   key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]],
+                   into: Sizes, chunk: int) -> Iterator[int]:
+    """:func:`group_sizes` into ``into``, at most ``chunk`` traces per step; yields the traces
+    of each step (a caller that must not pause long runs the steps apart)."""
+    raw = getattr(snapshot.traces, "_traces", None)
+    if not isinstance(raw, list):  # not CPython's layout: through the public API, at once
+        for stat in snapshot.statistics("traceback"):
+            _add(into, key_of(stat.traceback), stat.size, stat.count)
+        yield len(snapshot.traces)
+        return
+    keys: Dict[Any, Optional[Hashable]] = {}
+    for start in range(0, len(raw), chunk):
+        for trace in raw[start:start + chunk]:
+            # A raw trace: (domain, size, frames, total frames); frames repeat a lot.
+            frames = trace[2]
+            try:
+                key = keys[frames]
+            except KeyError:
+                key = keys[frames] = key_of(tracemalloc.Traceback(frames))
+            _add(into, key, trace[1], 1)
+        yield min(chunk, len(raw) - start)
+
+
+def _add(sizes: Sizes, key: Optional[Hashable], size: int, count: int) -> None:
+    if key is None:
+        return
+    entry = sizes.get(key)
+    if entry is None:
+        sizes[key] = [size, count]
+    else:
+        entry[0] += size
+        entry[1] += count
 
 
 def site_sizes() -> Sizes:

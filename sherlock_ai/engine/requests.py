@@ -89,29 +89,27 @@ class OpenRequest:
             try:
                 min_duration = meter.min_duration
                 # GeneratorExit is a body closed early by its consumer, not a failure.
-                if error is None and (exc is None or isinstance(exc, GeneratorExit)):
-                    eager = meter.keep_all or registry.finished_all
-                    # The closing RSS read is skipped only when no line and no consumer
-                    # shows it.
-                    duration, rss, rss_change, traced, traced_peak, concurrent = span.close(
-                        min_duration if exc is None and min_duration and not eager else -1.0)
-                    if duration >= min_duration or eager:
-                        measurement = Measurement(
-                            "memory", name, SUCCESS, duration, meter.level, request_id_var.get(),
-                            None, rss, rss_change, traced, traced_peak, concurrent,
-                            duration < min_duration, attributes)
+                success = error is None and (exc is None or isinstance(exc, GeneratorExit))
+                eager = meter.keep_all or registry.finished_all
+                # The closing RSS read is skipped only when no line and no consumer shows it.
+                duration, rss, rss_change, traced, traced_peak, concurrent = span.close(
+                    min_duration if success and exc is None and min_duration and not eager
+                    else -1.0)
+                if success:
+                    kept = duration >= min_duration or eager
+                    status, level, message = SUCCESS, meter.level, None
                 else:
-                    duration, rss, rss_change, traced, traced_peak, concurrent = span.close()
+                    kept, status, level = True, ERROR, _ERROR_LEVEL
                     if exc is None:
                         message = log_safe(error)
                     else:
                         message = log_safe(exception_summary(exc))
                         attributes["error_type"] = type(exc).__name__
+                if kept:
                     measurement = Measurement(
-                        "memory", name, ERROR, duration, _ERROR_LEVEL, request_id_var.get(),
-                        message, rss, rss_change, traced, traced_peak, concurrent, False,
-                        attributes)
-                if measurement is not None:
+                        "memory", name, status, duration, level, request_id_var.get(), message,
+                        rss, rss_change, traced, traced_peak, concurrent,
+                        success and duration < min_duration, attributes)
                     consumers.measurement_finished(measurement)
             except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
                 report_internal_error(f"{meter.protocol} request finish", internal)

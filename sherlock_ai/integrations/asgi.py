@@ -9,7 +9,6 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 from __future__ import annotations
 
 import inspect
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, overload
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
@@ -17,7 +16,16 @@ from asgiref.compatibility import double_to_single_callable, is_double_callable
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import request_id_var
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
-from .asgi_exchange import ASGIApp, Exchange, Message, Receive, Scope, Send, with_header
+from .asgi_exchange import (
+    ASGIApp,
+    Exchange,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header_name,
+    with_header,
+)
 from .asgi_routes import RouteNames
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .shedding import shed_asgi, shed_route
@@ -26,7 +34,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 _INCOMPLETE = "the application returned without completing the response"
-_name_of = itemgetter(0)
 
 
 class SherlockMiddleware:
@@ -106,7 +113,7 @@ class SherlockMiddleware:
         wanted = self._header
         headers = scope.get("headers") or ()
         # Most requests carry no id: a list (what servers give) is searched at C speed first.
-        if type(headers) is list and wanted not in map(_name_of, headers):
+        if type(headers) is list and wanted not in map(header_name, headers):
             return None
         for name, value in headers:
             if name == wanted:

@@ -27,7 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-_name_of = itemgetter(0)
+#: A header's name, from its ``(name, value)`` pair.
+header_name = itemgetter(0)
 _lowered = methodcaller("lower")
 
 
@@ -39,7 +40,7 @@ def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
     if type(given) is not list and type(given) is not tuple:
         given = list(given)  # any iterable: looked through twice below
     # Looked for at C speed first: an app rarely sets the id header itself.
-    if name in map(_lowered, map(_name_of, given)):
+    if name in map(_lowered, map(header_name, given)):
         headers = [h for h in given if h[0].lower() != name]
     else:
         headers = list(given)

@@ -28,6 +28,7 @@ from typing import Callable, Deque, Dict, Generator, Iterator, List, Optional, S
 
 from .attribution import attribute
 from .estimator import Estimate, LeakCriteria
+from .robust import band, median
 from .series import SiteWindow, WindowCounts, site_window, window_counts
 
 #: RSS readings per segment at most (a long pause is cut into several segments).
@@ -36,11 +37,9 @@ POINTS = 24
 Interval = Tuple[WindowCounts, SiteWindow]
 # What the traced sites must leave unexplained of a route's RSS slope to call it native.
 _UNEXPLAINED_SHARE = 0.5
-# Robust fit: rounds, and how many robust deviations an increment may stray from its
-# prediction (a step of the allocator strays far).
+# Robust fit: its rounds, and the least robust deviation of an increment (a page); how far an
+# increment may stray from its prediction (a step of the allocator strays far) is robust.band's.
 _ROUNDS = 3
-_CLIP = 3.0
-_MAD_SCALE = 1.4826  # a normal distribution's standard deviation per median deviation
 _PAGE = 4096
 
 
@@ -130,12 +129,12 @@ class NativeEvidence:
     def _fit(self, segments: List[_Segment], recent: int
              ) -> Generator[int, None, Dict[int, Estimate]]:
         """The fit on the intervals of ``kept``, robust to steps: each interval's increment
-        is clipped to within :data:`_CLIP` robust deviations of its prediction (first the
+        is clipped to within three robust deviations of its prediction (first the
         median increment, then the fit's), and the fit redone on the clipped increments."""
         kept = [segment.intervals() for segment in segments]
         windows = [w for segment in kept for w, _ in segment]
         rises = [float(s.growth) for segment in kept for _, s in segment]
-        middle = _median(rises)
+        middle = median(rises)
         predicted = [middle] * len(rises)
         estimates: Dict[int, Estimate] = {}
         for _ in range(_ROUNDS):
@@ -167,17 +166,8 @@ class _Segment:
                 for k in range(1, len(self.marks))]
 
 
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2 if n else 0.0
-
-
 def _clip(values: Sequence[float], predicted: Sequence[float]) -> List[float]:
-    """``values`` clipped to their prediction plus or minus :data:`_CLIP` times the
+    """``values`` clipped to their prediction plus or minus three times the
     residuals' robust deviation (at least a page)."""
-    residuals = [v - p for v, p in zip(values, predicted)]
-    centre = _median(residuals)
-    spread = max(_MAD_SCALE * _median([abs(e - centre) for e in residuals]), _PAGE)
-    return [min(max(v, p + centre - _CLIP * spread), p + centre + _CLIP * spread)
-            for v, p in zip(values, predicted)]
+    low, high = band([v - p for v, p in zip(values, predicted)], _PAGE)
+    return [min(max(v, p + low), p + high) for v, p in zip(values, predicted)]

@@ -127,10 +127,7 @@ def clip_steps(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         predicted = {w.number: _predicted(w, slopes) for w in fitted}
         residuals = [d - p for w in fitted
                      for d, p in zip(rises[w.number], predicted[w.number])]
-        centre = _median(residuals)
-        spread = max(_MAD_SCALE * _median([abs(e - centre) for e in residuals]),
-                     _SPREAD_FLOOR)
-        low, high = centre - _CLIP * spread, centre + _CLIP * spread
+        low, high = band(residuals, _SPREAD_FLOOR)
         if round_ and all(low <= d - p <= high for w in fitted
                           for d, p in zip(rises[w.number], predicted[w.number])):
             return current  # nothing (more) to clip against the kept routes' fit
@@ -159,7 +156,16 @@ def _predicted(window: WindowCounts, slopes: Dict[int, float]) -> List[float]:
     return out
 
 
-def _median(values: Sequence[float]) -> float:
+def median(values: Sequence[float]) -> float:
+    """The median of ``values`` (0 for none)."""
     ordered = sorted(values)
     n = len(ordered)
     return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2 if n else 0.0
+
+
+def band(residuals: Sequence[float], floor: float) -> Tuple[float, float]:
+    """The range within :data:`_CLIP` robust deviations of the residuals' median (the median
+    absolute deviation scaled to a standard deviation, at least ``floor``)."""
+    centre = median(residuals)
+    spread = max(_MAD_SCALE * median([abs(e - centre) for e in residuals]), floor)
+    return centre - _CLIP * spread, centre + _CLIP * spread

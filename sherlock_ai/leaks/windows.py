@@ -10,7 +10,7 @@ import tracemalloc
 from typing import Callable, Hashable, Iterator, List, Optional, Sequence
 
 from ..engine import tracing
-from ..engine.heap import Sizes, group_sizes
+from ..engine.heap import Sizes, group_in_steps
 
 #: Traces grouped per step of :meth:`Window.group`: the pause a grouping step causes is
 #: bounded by this count, whatever the number of live traced blocks.
@@ -122,30 +122,7 @@ class Window:
         :data:`GROUP_CHUNK` traces per step; yields the traces of each step."""
         sizes: Sizes = {}
         self.sizes.append(sizes)
-        raw = getattr(snapshot.traces, "_traces", None)
-        if not isinstance(raw, list):  # not CPython's layout: group in one step
-            sizes.update(group_sizes(snapshot, self.key_of))
-            yield len(snapshot.traces)
-            return
-        keys: dict = {}
-        key_of = self.key_of
-        for start in range(0, len(raw), GROUP_CHUNK):
-            for trace in raw[start:start + GROUP_CHUNK]:
-                # A raw trace: (domain, size, frames, total frames); frames repeat a lot.
-                frames = trace[2]
-                try:
-                    key = keys[frames]
-                except KeyError:
-                    key = keys[frames] = key_of(tracemalloc.Traceback(frames))
-                if key is None:
-                    continue
-                entry = sizes.get(key)
-                if entry is None:
-                    sizes[key] = [trace[1], 1]
-                else:
-                    entry[0] += trace[1]
-                    entry[1] += 1
-            yield min(GROUP_CHUNK, len(raw) - start)
+        return group_in_steps(snapshot, self.key_of, sizes, GROUP_CHUNK)
 
     def _unfreeze(self) -> None:
         if self.frozen:

@@ -89,13 +89,6 @@ class _Snapshot:
                  else None) for h in chain)
             self.encode = any(write_bytes is not None for _, write_bytes in self.writes)
 
-    def current(self, logger: logging.Logger) -> bool:
-        """Whether nothing it depends on changed (what :func:`write` checks, inline)."""
-        root = logging.root
-        return self.generation == _generation and self.state == (
-            logger.handlers, root.handlers, logger.filters, root.filters, logger.propagate,
-            logger.disabled, logging.getLogRecordFactory())
-
 
 _snapshots: Dict[str, _Snapshot] = {}
 
@@ -122,7 +115,7 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
     (the caller checked ``logger.isEnabledFor(level)``). ``False``: use the logging path."""
     snapshot = _snapshots.get(logger.name)
     root = logging.root
-    # _Snapshot.current() inline: it runs for every line.
+    # Whether anything the snapshot depends on changed: one comparison per line.
     if snapshot is None or snapshot.generation != _generation or snapshot.state != (
             logger.handlers, root.handlers, logger.filters, root.filters, logger.propagate,
             logger.disabled, logging.getLogRecordFactory()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Tuple
 
 try:
     import fcntl
@@ -32,10 +32,9 @@ class RotationLock:
         self.path = os.path.join(folder, f".{name}.lock")
         self._fd = -1
         self._map: Optional[mmap.mmap] = None
-        self._counter: Optional[memoryview] = None
         #: The shared rotation counter, ``counter[0]`` (a ``(0,)`` stand-in while closed):
         #: read by every line, so a plain attribute rather than :attr:`generation`'s call.
-        self.counter: Sequence[int] = _CLOSED
+        self.counter: Any = _CLOSED
         self._identity: Optional[Tuple[int, int]] = None
         self.open()
 
@@ -53,7 +52,7 @@ class RotationLock:
             os.close(fd)
             raise
         self._fd = fd
-        self._counter = self.counter = memoryview(self._map).cast("Q")
+        self.counter = memoryview(self._map).cast("Q")
         self._identity = (status.st_dev, status.st_ino)
 
     @property
@@ -63,8 +62,9 @@ class RotationLock:
 
     def rotated(self) -> None:
         """Count one rotation (call it while holding the lock)."""
-        if self._counter is not None:
-            self._counter[0] = (self._counter[0] + 1) & 0xFFFFFFFFFFFFFFFF
+        counter = self.counter
+        if counter is not _CLOSED:
+            counter[0] = (counter[0] + 1) & 0xFFFFFFFFFFFFFFFF
 
     def moved(self) -> bool:
         """Whether the lock file's path no longer names the open file (``rm -rf logs/``)."""
@@ -85,10 +85,9 @@ class RotationLock:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        self.counter = _CLOSED
-        if self._counter is not None:
-            self._counter.release()
-            self._counter = None
+        counter, self.counter = self.counter, _CLOSED
+        if counter is not _CLOSED:
+            counter.release()
         if self._map is not None:
             self._map.close()
             self._map = None
