@@ -120,6 +120,10 @@ class Registry:
         self.request_finished: Tuple[Callable[[str, Optional[Measurement]], None], ...] = ()
         self.request_ended: Tuple[Callable[[RequestEnd], None], ...] = ()
         self.memory_event: Tuple[Callable[[Any], None], ...] = ()
+        #: The line's figures writer when the line is the only consumer (see
+        #: :func:`set_line_writer`), else ``None``: requests then build no ``Measurement``.
+        self.line_only: Optional[Callable[..., None]] = None
+        self._line: Tuple[Any, Any] = (None, None)
 
     def add(self, consumer: object) -> None:
         """Start telling ``consumer`` (idempotent; a second add refreshes its ``wants_all``)."""
@@ -152,6 +156,20 @@ class Registry:
         self.request_finished = bound("request_finished", consumers)
         self.request_ended = bound("request_ended", consumers)
         self.memory_event = bound("memory_event", consumers)
+        sink, writer = self._line
+        alone = (self.finished == (sink,) and not self.finished_all and not self.started
+                 and not self.request_finished and not self.request_ended)
+        self.line_only = writer if alone and sink is not None else None
+
+    def set_line_writer(self, sink: Callable[[Measurement], None],
+                        writer: Callable[..., None]) -> None:
+        """Declare ``writer`` the equivalent of the sink ``sink`` for a request's figures: when
+        ``sink`` is the only consumer, a request's end calls ``writer`` (see
+        :meth:`sherlock_ai.engine.requests.OpenRequest.finish`) instead of building a
+        ``Measurement`` and dispatching it."""
+        with self._lock:
+            self._line = (sink, writer)
+            self._rebuild()
 
 
 #: Every consumer of this process (the log line is added when sherlock_ai is imported).

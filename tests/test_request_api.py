@@ -41,14 +41,34 @@ def test_a_request_is_one_measurement_named_when_it_ends_and_its_hooks_are_told_
 
 
 def test_an_error_or_an_exception_makes_it_error_and_names_the_exception_type():
-    meter = RequestMeter(protocol="wsgi", min_duration=10.0, trace_malloc=False)
-    problem = meter.open().finish("GET /b", {}, error="HTTP 500")
+    told = Told()
+    add_consumer(told)
+    try:
+        meter = RequestMeter(protocol="wsgi", min_duration=10.0, trace_malloc=False)
+        problem = meter.open().finish("GET /b", {}, error="HTTP 500")
+        raised = meter.open().finish("GET /c", {}, exc=KeyError("k"))
+        # A fast success under min_duration that no consumer wants is not kept.
+        fast = meter.open().finish("GET /d", {})
+    finally:
+        remove_consumer(told)
     assert (problem.status, problem.error) == ("ERROR", "HTTP 500")
-    raised = meter.open().finish("GET /c", {}, exc=KeyError("k"))
     assert raised.status == "ERROR" and raised.error == "KeyError: 'k'"
     assert raised.attributes == {"error_type": "KeyError"}
-    # A fast success under min_duration that no consumer wants is not kept.
-    assert meter.open().finish("GET /d", {}) is None
+    assert fast is None
+
+
+def test_when_only_the_line_listens_no_measurement_is_built_and_the_line_is_the_same(caplog):
+    # The logging path (pytest's capture handler on the root) renders the line from the
+    # Measurement that the line's writer builds only then.
+    meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False)
+    with caplog.at_level("INFO", logger="MonitoringLogger"):
+        assert meter.open().finish("GET /e", {"route": "/e"}, error="HTTP 503") is None
+    (record,) = [r for r in caplog.records if r.name == "MonitoringLogger"]
+    m = record.sherlock
+    assert (m.name, m.status, m.error, m.attributes) == ("GET /e", "ERROR", "HTTP 503",
+                                                         {"route": "/e"})
+    assert record.getMessage().startswith("MEMORY | GET /e | ERROR | ")
+    assert record.getMessage().endswith(" | Error: HTTP 503")
 
 
 def test_lend_take_back_and_leave_keep_the_callers_span_as_it_was():

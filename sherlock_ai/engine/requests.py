@@ -77,8 +77,10 @@ class OpenRequest:
         """End the measurement as ``name`` with ``attributes``; ERROR with ``exc`` (what the
         application raised) or with ``error`` (a 5xx response, a client gone away) when given.
         Then tell the request hooks (``endpoint`` is the function that served the request).
-        Returns the measurement, or ``None`` when it was not kept (a fast success) or the
-        request ended already. Never raises."""
+        Returns the measurement, or ``None`` when none was built: not kept (a fast success),
+        the request ended already, or nothing but the MEMORY line reads it (its writer then
+        renders the line from the figures, see ``consumers.Registry.set_line_writer``).
+        Never raises."""
         meter = self.meter
         if meter is None:
             return None  # finished before
@@ -92,9 +94,10 @@ class OpenRequest:
                 success = error is None and (exc is None or isinstance(exc, GeneratorExit))
                 eager = meter.keep_all or registry.finished_all
                 # The closing RSS read is skipped only when no line and no consumer shows it.
-                duration, rss, rss_change, traced, traced_peak, concurrent = span.close(
+                figures = span.close(
                     min_duration if success and exc is None and min_duration and not eager
                     else -1.0)
+                duration = figures[0]
                 if success:
                     kept = duration >= min_duration or eager
                     status, level, message = SUCCESS, meter.level, None
@@ -105,11 +108,17 @@ class OpenRequest:
                     else:
                         message = log_safe(exception_summary(exc))
                         attributes["error_type"] = type(exc).__name__
-                if kept:
+                line_only = registry.line_only
+                if not kept:
+                    pass
+                elif line_only is not None and not meter.ended:
+                    # Nobody but the line reads the measurement: the line's writer builds it
+                    # only if it needs one (a JSON line, a record for logging).
+                    line_only(name, status, level, figures, message, attributes)
+                else:
                     measurement = Measurement(
                         "memory", name, status, duration, level, request_id_var.get(), message,
-                        rss, rss_change, traced, traced_peak, concurrent,
-                        success and duration < min_duration, attributes)
+                        *figures[1:], success and duration < min_duration, attributes)
                     consumers.measurement_finished(measurement)
             except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
                 report_internal_error(f"{meter.protocol} request finish", internal)

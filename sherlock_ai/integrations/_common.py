@@ -92,12 +92,14 @@ class RequestPolicy:
         #: The memory guard of ``memory_budget`` / ``rss_limit``, else ``None``.
         self.guard = guard = _memory_guard(options)
         ended = () if watch is None else (_LeakCount(watch).request_ended,)
-        self._meter = RequestMeter(
+        self.meter = RequestMeter(
             protocol=protocol, min_duration=options.min_duration,
             trace_malloc=options.trace_malloc,
             ended=ended if guard is None else ended + (guard.request_ended,),
             # The guard compares every request's figures, the fast successes' included.
             keep_all=guard is not None)
+        #: Whether :meth:`start_measurement` has more to do than open the measurement.
+        self.lease_or_guard = self._lease is not None or guard is not None
         install_request_id_factory()
 
     def request_id(self, incoming: Optional[str]) -> str:
@@ -128,7 +130,7 @@ class RequestPolicy:
                 report_internal_error("tracemalloc lease", exc)
         if self.guard is not None:
             self.guard.request_started()
-        return OpenRequest(self._meter)  # RequestMeter.open(), one call less per request
+        return OpenRequest(self.meter)  # RequestMeter.open(), one call less per request
 
 
 class MeasuredRequest:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, overl
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from ..logs.records import ESCAPED_REQUEST_ID
-from ..request_id import request_id_var
+from ..request_id import generate_request_id, request_id_var
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
 from .asgi_exchange import (
     ASGIApp,
@@ -64,6 +64,10 @@ class SherlockMiddleware:
         #: The route templates that name its requests (see :class:`RouteNames`).
         self.route_names = RouteNames()
         self._guard = self.policy.guard
+        # Neither excluded paths nor a guard to ask: each request goes straight to its
+        # measurement.
+        self._plain = self.policy.exclude_paths.empty and self._guard is None
+        self._fresh_ids = self.options.id_generator is generate_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -72,17 +76,25 @@ class SherlockMiddleware:
             # SherlockMiddleware already owns: one id, one line.
             await self.app(scope, receive, send)
             return
-        request_id = self.policy.request_id(self._incoming_id(scope))
+        headers = scope.get("headers")
+        # Most requests carry no id: a list of headers (what servers give) is searched at C
+        # speed, and a fresh id is taken without the policy's checks.
+        if type(headers) is list and self._header not in map(header_name, headers) \
+                and self._fresh_ids:
+            request_id = generate_request_id()
+        else:
+            request_id = self.policy.request_id(self._incoming_id(scope))
         scope[REQUEST_ID_KEY] = request_id
         token = request_id_var.set(request_id)
         try:
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
-            elif not self.policy.exclude_paths.empty and self._excluded(scope):
+            elif not self._plain and self._excluded(scope):
                 await self.app(scope, receive, self._echoing(send, request_id,
                                                              "http.response.start"))
-            elif self._guard is not None and self._guard.shedding and self._guard.should_shed(
-                    request_method(scope.get("method")), lambda: shed_route(scope)):
+            elif not self._plain and self._guard is not None and self._guard.shedding \
+                    and self._guard.should_shed(request_method(scope.get("method")),
+                                                lambda: shed_route(scope)):
                 await shed_asgi(send, self._header, request_id if self.policy.echo else None)
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
@@ -111,11 +123,7 @@ class SherlockMiddleware:
 
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header
-        headers = scope.get("headers") or ()
-        # Most requests carry no id: a list (what servers give) is searched at C speed first.
-        if type(headers) is list and wanted not in map(header_name, headers):
-            return None
-        for name, value in headers:
+        for name, value in scope.get("headers") or ():
             if name == wanted:
                 return value.decode("latin-1") if isinstance(value, bytes) else None
         return None

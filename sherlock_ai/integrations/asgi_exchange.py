@@ -7,6 +7,7 @@ import sys
 from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
 
+from ..engine.requests import OpenRequest
 from ..logs.formatting import exception_summary
 from ..safety import report_internal_error
 from ._common import (
@@ -72,7 +73,9 @@ class Exchange(MeasuredRequest):
         method = scope.get("method")  # request_method() inline: one call less per request
         self.method = method if method in STANDARD_METHODS else OTHER_METHOD
         self.status: Optional[int] = None
-        self.measuring = policy.start_measurement()
+        # start_measurement() inline when it would only open the measurement.
+        self.measuring = (policy.start_measurement() if policy.lease_or_guard
+                          else OpenRequest(policy.meter))
 
     async def receive(self) -> Message:
         message = await self._receive()

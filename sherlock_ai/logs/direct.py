@@ -36,6 +36,7 @@ _pid = os.getpid()
 _generation = 0
 #: Where the direct path takes a line's time (``LogRecord`` takes ``time.time()`` too).
 clock = time.time
+_level_names = logging._levelToName  # type: ignore[attr-defined]
 monotonic = time.monotonic
 
 
@@ -47,7 +48,8 @@ def changed() -> None:
 
 class _Snapshot:
     __slots__ = ("generation", "state", "handlers", "root_handlers", "filters", "root_filters",
-                 "propagate", "disabled", "factory", "targets", "writes", "encode", "render")
+                 "propagate", "disabled", "factory", "targets", "writes", "encode", "render",
+                 "default_text")
 
     def __init__(self, logger: logging.Logger) -> None:
         root = logging.root
@@ -68,6 +70,9 @@ class _Snapshot:
         self.writes: Tuple[Tuple[logging.Handler, Any], ...] = ()
         self.encode = False  # whether some target takes bytes
         self.render: Optional[Callable[..., str]] = None
+        #: Whether the line is the default text format (rendered inline, without the
+        #: measurement); any other renderer reads the measurement.
+        self.default_text = False
         chain = self.handlers + (self.root_handlers if logger.propagate else [])
         if (logger.parent is not root or self.filters or self.root_filters or self.disabled
                 or self.factory is not RequestIdRecord or not chain):
@@ -83,6 +88,7 @@ class _Snapshot:
                 return
         self.render = _renderer(getattr(formatter, "inner", None))
         if self.render is not None:
+            self.default_text = getattr(self.render, "default", False)
             self.targets = tuple(chain)
             self.writes = tuple(
                 (h, getattr(h, "write_bytes", None) if getattr(h, "encoding", None) == "utf-8"
@@ -113,6 +119,13 @@ class DirectHandler:
 def write(logger: logging.Logger, level: int, message: str, measurement: Any) -> bool:
     """Write ``message`` as ``logger``'s record would be written, if only our handlers listen
     (the caller checked ``logger.isEnabledFor(level)``). ``False``: use the logging path."""
+    snapshot = listening(logger)
+    return snapshot is not None and write_line(snapshot, logger, level, message, measurement)
+
+
+def listening(logger: logging.Logger) -> Optional[_Snapshot]:
+    """``logger``'s snapshot when only our handlers listen to it (its line may be written
+    with :func:`write_line`), else ``None`` (use the logging path)."""
     snapshot = _snapshots.get(logger.name)
     root = logging.root
     # Whether anything the snapshot depends on changed: one comparison per line.
@@ -120,17 +133,31 @@ def write(logger: logging.Logger, level: int, message: str, measurement: Any) ->
             logger.handlers, root.handlers, logger.filters, root.filters, logger.propagate,
             logger.disabled, logging.getLogRecordFactory()):
         snapshot = _snapshots[logger.name] = _Snapshot(logger)
+    return snapshot if snapshot.render is not None else None
+
+
+def write_line(snapshot: _Snapshot, logger: logging.Logger, level: int, message: str,
+               measurement: Any) -> bool:
+    """Write the line to the snapshot's handlers (``measurement`` may be ``None`` when
+    ``snapshot.default_text``: that line does not show it). ``False``: the format failed, use
+    the logging path."""
     render = snapshot.render
-    if render is None:
-        return False
     request_id = request_id_var.get() or NO_REQUEST_ID
-    levelname = logging.getLevelName(level)
+    # getLevelName()'s own first step, without its call.
+    levelname = _level_names.get(level) or logging.getLevelName(level)
     with order_lock:
-        try:
-            text = render(clock(), logger.name, level, levelname, message, request_id,
-                          measurement)
-        except Exception:  # noqa: BLE001 - a format that fails: logging reports it as usual
-            return False
+        if snapshot.default_text:  # _TextLine of DEFAULT_FORMAT, inline: the common line
+            created = clock()
+            cached = render._second  # type: ignore[union-attr]
+            asctime = (cached[1] if cached[0] == int(created)
+                       else render.asctime(created))  # type: ignore[union-attr]
+            text = f"{asctime} - {request_id} - {logger.name} - {levelname} - {message}\n"
+        else:
+            try:
+                text = render(clock(), logger.name, level, levelname,  # type: ignore[misc]
+                              message, request_id, measurement)
+            except Exception:  # noqa: BLE001 - a format that fails: logging reports it
+                return False
         # Encoded once and one clock read for every file of the line, not once per file.
         data = None
         if snapshot.encode:
@@ -197,11 +224,7 @@ class _TextLine:
 
     def __call__(self, created: float, name: str, level: int, levelname: str, message: str,
                  request_id: str, m: Any) -> str:
-        """The line, ending in a newline."""
-        if self.default:
-            cached = self._second  # asctime() inline: this runs for every line
-            asctime = cached[1] if cached[0] == int(created) else self.asctime(created)
-            return f"{asctime} - {request_id} - {name} - {levelname} - {message}\n"
+        """The line, ending in a newline (:func:`write` renders the default format inline)."""
         thread = threading.current_thread()
         return self.fmt % {
             "asctime": self.asctime(created), "request_id": request_id, "name": name,

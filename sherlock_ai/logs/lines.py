@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Dict, Optional
 
+from ..consumers import registry
 from ..engine.measurement import Measurement
+from ..engine.span import Figures
+from ..request_id import request_id_var
 from ..safety import report_internal_error
 from . import direct
 from .formatting import format_bytes, format_change, log_safe
@@ -43,16 +46,27 @@ def _tail(m: Measurement) -> str:
 
 def memory_line(m: Measurement) -> str:
     """``MEMORY | name | STATUS | 0.245s | Current: .. | Change: .. [| Traced: .. (Peak: ..)]``"""
-    line = (
-        f"{MEMORY} | {m.name} | {m.status} | {m.duration:.3f}s"
-        f" | {CURRENT}: {format_bytes(m.rss)} | {CHANGE}: {format_change(m.rss_change)}"
-    )
-    if m.traced is not None:
-        line += f" | {TRACED}: {format_bytes(m.traced)} ({PEAK}: {format_bytes(m.traced_peak)})"
-    if m.concurrent or m.error is not None:
-        line += _tail(m)
+    line = memory_text(m.name, m.status, m.duration, m.rss, m.rss_change, m.traced,
+                       m.traced_peak, m.concurrent, m.error)
     sites = m.attributes.get("top_allocations")
     return line + _site_lines(sites) if sites else line
+
+
+def memory_text(name: str, status: str, duration: float, rss: Optional[int],
+                rss_change: Optional[int], traced: Optional[int], traced_peak: Optional[int],
+                concurrent: int, error: Optional[str]) -> str:
+    """The MEMORY line of these figures (:func:`memory_line` without allocation sites)."""
+    line = (
+        f"{MEMORY} | {name} | {status} | {duration:.3f}s"
+        f" | {CURRENT}: {format_bytes(rss)} | {CHANGE}: {format_change(rss_change)}"
+    )
+    if traced is not None:
+        line += f" | {TRACED}: {format_bytes(traced)} ({PEAK}: {format_bytes(traced_peak)})"
+    if concurrent:
+        line += f" | {CONCURRENT}: {concurrent}"
+    if error is not None:
+        line += f" | {ERROR}: {error}"
+    return line
 
 
 def _site_lines(sites: list) -> str:
@@ -103,13 +117,46 @@ def log_sink(m: Measurement) -> None:
         message = render(m)
         if direct.write(logger, m.level, message, m):
             return  # only sherlock_ai's own files and console listen: written directly
-        # Built directly rather than through logger.log(): the caller lookup that log() does
-        # would name a line of sherlock_ai, and costs as much as the rest of the record.
-        record = logging.getLogRecordFactory()(
-            logger.name, m.level, "sherlock_ai", 0, message, (), None, m.name
-        )
-        record.sherlock = m
-        _handle(logger, record)
+        _log_record(logger, message, m)
+
+
+def log_request(name: str, status: str, level: int, figures: Figures, error: Optional[str],
+                attributes: Dict[str, Any]) -> None:
+    """:func:`log_sink` for a request's figures, when the line is their only consumer: the
+    same line, the ``Measurement`` built only when something reads it (a JSON line, a record
+    for ``logging``)."""
+    logger = _monitoring
+    if logger.isEnabledFor(level):
+        duration, rss, rss_change, traced, traced_peak, concurrent = figures
+        message = memory_text(name, status, duration, rss, rss_change, traced, traced_peak,
+                              concurrent, error)
+        snapshot = direct.listening(logger)
+        if snapshot is not None:
+            if snapshot.default_text:
+                if direct.write_line(snapshot, logger, level, message, None):
+                    return
+            else:
+                m = _measurement(name, status, level, figures, error, attributes)
+                if direct.write_line(snapshot, logger, level, message, m):
+                    return
+        _log_record(logger, message, _measurement(name, status, level, figures, error,
+                                                  attributes))
+
+
+def _measurement(name: str, status: str, level: int, figures: Figures, error: Optional[str],
+                 attributes: Dict[str, Any]) -> Measurement:
+    return Measurement("memory", name, status, figures[0], level, request_id_var.get(), error,
+                       *figures[1:], False, attributes)
+
+
+def _log_record(logger: logging.Logger, message: str, m: Measurement) -> None:
+    # Built directly rather than through logger.log(): the caller lookup that log() does
+    # would name a line of sherlock_ai, and costs as much as the rest of the record.
+    record = logging.getLogRecordFactory()(
+        logger.name, m.level, "sherlock_ai", 0, message, (), None, m.name
+    )
+    record.sherlock = m
+    _handle(logger, record)
 
 
 def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
@@ -141,3 +188,6 @@ def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
 def safe_name(name: str) -> str:
     """A tracker or route name fit for one log line."""
     return log_safe(name, limit=200)
+
+
+registry.set_line_writer(log_sink, log_request)
