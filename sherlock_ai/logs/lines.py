@@ -56,10 +56,14 @@ def memory_text(name: str, status: str, duration: float, rss: Optional[int],
                 rss_change: Optional[int], traced: Optional[int], traced_peak: Optional[int],
                 concurrent: int, error: Optional[str]) -> str:
     """The MEMORY line of these figures (:func:`memory_line` without allocation sites)."""
-    line = (
-        f"{MEMORY} | {name} | {status} | {duration:.3f}s"
-        f" | {CURRENT}: {format_bytes(rss)} | {CHANGE}: {format_change(rss_change)}"
-    )
+    # A service's RSS and its changes repeat from request to request: their text is kept.
+    current = _size_texts.get(rss)
+    if current is None:
+        current = _kept(_size_texts, rss, format_bytes(rss))
+    change = _change_texts.get(rss_change)
+    if change is None:
+        change = _kept(_change_texts, rss_change, format_change(rss_change))
+    line = f"{_MEMORY}{name} | {status} | {duration:.3f}s{_CURRENT}{current}{_CHANGE}{change}"
     if traced is not None:
         line += f" | {TRACED}: {format_bytes(traced)} ({PEAK}: {format_bytes(traced_peak)})"
     if concurrent:
@@ -67,6 +71,21 @@ def memory_text(name: str, status: str, duration: float, rss: Optional[int],
     if error is not None:
         line += f" | {ERROR}: {error}"
     return line
+
+
+_MEMORY, _CURRENT, _CHANGE = f"{MEMORY} | ", f" | {CURRENT}: ", f" | {CHANGE}: "
+# Figure -> text; equal figures (1024 and 1024.0 too) have the same text. Bounded: cleared
+# when full.
+_size_texts: Dict[Any, str] = {}
+_change_texts: Dict[Any, str] = {}
+_KEPT = 4096
+
+
+def _kept(texts: Dict[Any, str], figure: Any, text: str) -> str:
+    if len(texts) >= _KEPT:
+        texts.clear()
+    texts[figure] = text
+    return text
 
 
 def _site_lines(sites: list) -> str:
