@@ -365,3 +365,67 @@ def test_a_line_that_cannot_be_encoded_fares_as_on_the_logging_path(tmp_path, ca
     console, file = out[0]
     assert [line.split(" | ")[1] for line in console] == ["job", "after"]
     assert [line.split(" | ")[1] for line in file] == ["after"]
+
+
+@pytest.mark.parametrize("config", [
+    {},
+    {"log_format": "%(asctime)s %(request_id)s %(funcName)s %(levelname)s %(message)s",
+     "date_format": "%d/%m/%Y %H.%M.%S"},
+    {"log_format_type": "json"},
+], ids=["default", "custom-format", "json"])
+@ours_only
+def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
+        tmp_path, monkeypatch, config):
+    # With only the line listening, a request's figures go straight to the line's writer
+    # (no Measurement); with any other consumer they are dispatched as a Measurement; with a
+    # record factory of the user's they go through logging. Same figures, same bytes.
+    import itertools
+
+    from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
+    from sherlock_ai.engine import span
+    from sherlock_ai.engine.requests import RequestMeter
+
+    class Other(Consumer):
+        def finished(self, measurement):
+            pass
+
+    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    out = []
+    for way in ("line only", "dispatched", "logging"):
+        ticks = itertools.count(0.0, 0.125)
+        monkeypatch.setattr(span, "perf_counter", ticks.__next__)
+        sizes = itertools.cycle([50 << 20, (50 << 20) + 12_288])
+        monkeypatch.setattr(span, "current_rss", sizes.__next__)
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way.replace(" ", "_"),
+                                                      console_enabled=False, **config))
+        other = Other()
+        if way == "dispatched":
+            add_consumer(other)
+        if way == "logging":
+            def factory(*args, **kwargs):
+                record = RequestIdRecord(*args, **kwargs)
+                record.created, record.msecs = NOW, int((NOW - int(NOW)) * 1000) + 0.0
+                return record
+
+            monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        try:
+            assert (registry.line_only is not None) is (way != "dispatched")
+            meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
+            with sherlock_ai.request_id_context("rid-7"):
+                meter.open().finish("GET /items/{id}", {"method": "GET",
+                                                        "route": "/items/{id}",
+                                                        "status_code": 200})
+                meter.open().finish("POST /x", {"method": "POST", "route": "/x",
+                                                "status_code": 503}, error="HTTP 503")
+                meter.open().finish("GET /y", {"method": "GET", "route": "/y",
+                                               "status_code": None}, exc=ValueError("bad\nx"))
+        finally:
+            remove_consumer(other)
+            monkeypatch.setattr(logging, "_logRecordFactory", RequestIdRecord)
+        out.append({key: path.read_bytes() for key, path in setup.log_files.items()})
+        sherlock_ai.SherlockAI.cleanup()
+    line_only, dispatched, through_logging = out
+    assert line_only == dispatched == through_logging
+    assert line_only["monitoring"].count(b"\n") == 3
+    assert line_only["errors"].count(b"\n") == 2
+    assert b"0.125s" in line_only["monitoring"] and b"12.00KB" in line_only["monitoring"]

@@ -35,7 +35,8 @@ class RequestMeter:
     ``min_duration`` too (the memory guard compares every request); they still write no line
     (``below_threshold``)."""
 
-    __slots__ = ("protocol", "min_duration", "trace_malloc", "level", "ended", "keep_all")
+    __slots__ = ("protocol", "min_duration", "trace_malloc", "level", "ended", "keep_all",
+                 "plain")
 
     def __init__(self, *, protocol: str, min_duration: float, trace_malloc: bool,
                  level: int = logging.INFO, ended: Tuple[EndHook, ...] = (),
@@ -46,27 +47,29 @@ class RequestMeter:
         self.trace_malloc = trace_malloc
         self.level = level
         self.ended = ended
+        #: Every request is kept and its end told to nobody of the integration's own.
+        self.plain = not min_duration and not keep_all and not ended
 
     def open(self) -> OpenRequest:
         """Start measuring a request in the current context and tell the consumers."""
         return OpenRequest(self)
 
 
-class OpenRequest:
-    """A request's measurement in progress (made by :meth:`RequestMeter.open`)."""
+class OpenRequest(Span):
+    """A request's measurement in progress (made by :meth:`RequestMeter.open`): the request's
+    own :class:`~.span.Span`, with the settings it was opened with."""
 
-    __slots__ = ("meter", "span", "outer")
+    __slots__ = ("meter", "measured")
 
     def __init__(self, meter: RequestMeter) -> None:
         #: The settings it was opened with; ``None`` once it finished.
         self.meter: Optional[RequestMeter] = meter
-        #: The span current when the request began (restored by :meth:`leave`).
-        self.outer = _current.get()
-        self.span: Optional[Span] = None
         # Plain try/except rather than guarded(): once per request, free until it raises.
         try:
-            self.span = Span(meter.trace_malloc)
+            Span.__init__(self, meter.trace_malloc)
+            self.measured = True
         except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
+            self.measured = False
             report_internal_error(f"{meter.protocol} request start", exc)
         if registry.started:
             consumers.request_started(meter.protocol)
@@ -84,9 +87,18 @@ class OpenRequest:
         meter = self.meter
         if meter is None:
             return None  # finished before
-        span, self.span, self.meter = self.span, None, None  # type: ignore[assignment]
+        self.meter = None
+        line_only = registry.line_only
+        if line_only is not None and meter.plain and error is None and exc is None \
+                and self.measured:
+            # The common request, in few steps: a success that only the line reads.
+            try:
+                line_only(name, SUCCESS, meter.level, self.close(), None, attributes)
+            except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(f"{meter.protocol} request finish", internal)
+            return None
         measurement = None
-        if span is not None:
+        if self.measured:
             # One function, not two: this runs once per request and every call counts.
             try:
                 min_duration = meter.min_duration
@@ -94,7 +106,7 @@ class OpenRequest:
                 success = error is None and (exc is None or isinstance(exc, GeneratorExit))
                 eager = meter.keep_all or registry.finished_all
                 # The closing RSS read is skipped only when no line and no consumer shows it.
-                figures = span.close(
+                figures = self.close(
                     min_duration if success and exc is None and min_duration and not eager
                     else -1.0)
                 duration = figures[0]
@@ -108,7 +120,6 @@ class OpenRequest:
                     else:
                         message = log_safe(exception_summary(exc))
                         attributes["error_type"] = type(exc).__name__
-                line_only = registry.line_only
                 if not kept:
                     pass
                 elif line_only is not None and not meter.ended:
@@ -132,8 +143,7 @@ class OpenRequest:
         """Make this request's span current in this context for one step of work that belongs
         to it but runs elsewhere (a chunk of a streamed WSGI body, iterated by the server);
         undo with :meth:`take_back` in the same context right after the step."""
-        span = self.span
-        return None if span is None else _current.set(span)
+        return _current.set(self) if self.measured and self.meter is not None else None
 
     @staticmethod
     def take_back(token: Optional[Token]) -> None:
@@ -145,5 +155,5 @@ class OpenRequest:
         """Make the span that was current when the request began current again in this
         context, where a response streamed from a child task ended the request in that task's
         context copy, which could not restore this one."""
-        if _current.get() is not self.outer:
-            _current.set(self.outer)
+        if _current.get() is not self.parent:
+            _current.set(self.parent)

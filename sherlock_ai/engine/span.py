@@ -63,8 +63,9 @@ class Span:
         # Order matters: whatever allocates (RSS read, context switch-over) happens before
         # tracing starts here and after it stops in close(), where tracemalloc's per-allocation
         # tax and the traced figures cannot see it.
-        self.rss_start = current_rss()
+        # The parent first: an OpenRequest whose RSS read fails still knows what to restore.
         self.parent = parent = _current.get()
+        self.rss_start = current_rss()
         self._token = _current.set(self)
         self.trace = trace
         self.open = True

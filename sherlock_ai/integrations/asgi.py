@@ -63,6 +63,8 @@ class SherlockMiddleware:
         self._header = self.policy.header_key
         #: The route templates that name its requests (see :class:`RouteNames`).
         self.route_names = RouteNames()
+        #: The log-safe route template of a finished request (see :class:`RouteNames`).
+        self.route_template = self.route_names.template
         self._guard = self.policy.guard
         # Neither excluded paths nor a guard to ask: each request goes straight to its
         # measurement.
@@ -92,9 +94,7 @@ class SherlockMiddleware:
             elif not self._plain and self._excluded(scope):
                 await self.app(scope, receive, self._echoing(send, request_id,
                                                              "http.response.start"))
-            elif not self._plain and self._guard is not None and self._guard.shedding \
-                    and self._guard.should_shed(request_method(scope.get("method")),
-                                                lambda: shed_route(scope)):
+            elif not self._plain and self._shed(scope):
                 await shed_asgi(send, self._header, request_id if self.policy.echo else None)
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
@@ -128,6 +128,11 @@ class SherlockMiddleware:
                 return value.decode("latin-1") if isinstance(value, bytes) else None
         return None
 
+    def _shed(self, scope: Scope) -> bool:
+        guard = self._guard
+        return guard is not None and guard.shedding and guard.should_shed(
+            request_method(scope.get("method")), lambda: shed_route(scope))
+
     def _excluded(self, scope: Scope) -> bool:
         paths = self.policy.exclude_paths
         if paths.empty:
@@ -149,10 +154,6 @@ class SherlockMiddleware:
             await send(message)
 
         return echoing_send
-
-    def route_template(self, scope: Scope, root_path: str) -> str:
-        """The log-safe route template of a finished request (see :class:`RouteNames`)."""
-        return self.route_names.template(scope, root_path)
 
 
 def _tag_escaped(exc: BaseException, request_id: str) -> None:

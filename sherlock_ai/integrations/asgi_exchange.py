@@ -43,9 +43,9 @@ def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
     # Looked for at C speed first: an app rarely sets the id header itself.
     if name in map(_lowered, map(header_name, given)):
         headers = [h for h in given if h[0].lower() != name]
+        headers.append(header)
     else:
-        headers = list(given)
-    headers.append(header)
+        headers = [*given, header]
     return {**message, "headers": headers}
 
 
@@ -87,7 +87,7 @@ class Exchange(MeasuredRequest):
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message.get("status")
-            self.trailers = bool(message.get("trailers", False))
+            self.trailers = message.get("trailers", False)  # read for its truth only
             if self.header is not None:
                 message = with_header(message, self.header)
             await self._send(message)
@@ -135,7 +135,7 @@ class Exchange(MeasuredRequest):
         self.done = True
         # A plain try, not guarded(): once per request, and free until something raises.
         try:
-            route = self.middleware.route_names.template(self.scope, self.root_path)
+            route = self.middleware.route_template(self.scope, self.root_path)
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("asgi route name", internal)
             route = UNMATCHED_ROUTE

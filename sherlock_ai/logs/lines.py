@@ -46,16 +46,15 @@ def _tail(m: Measurement) -> str:
 
 def memory_line(m: Measurement) -> str:
     """``MEMORY | name | STATUS | 0.245s | Current: .. | Change: .. [| Traced: .. (Peak: ..)]``"""
-    line = memory_text(m.name, m.status, m.duration, m.rss, m.rss_change, m.traced,
-                       m.traced_peak, m.concurrent, m.error)
+    line = memory_text(m.name, m.status, (m.duration, m.rss, m.rss_change, m.traced,
+                                          m.traced_peak, m.concurrent), m.error)
     sites = m.attributes.get("top_allocations")
     return line + _site_lines(sites) if sites else line
 
 
-def memory_text(name: str, status: str, duration: float, rss: Optional[int],
-                rss_change: Optional[int], traced: Optional[int], traced_peak: Optional[int],
-                concurrent: int, error: Optional[str]) -> str:
+def memory_text(name: str, status: str, figures: Figures, error: Optional[str]) -> str:
     """The MEMORY line of these figures (:func:`memory_line` without allocation sites)."""
+    duration, rss, rss_change, traced, traced_peak, concurrent = figures
     # A service's RSS and its changes repeat from request to request: their text is kept.
     current = _size_texts.get(rss)
     if current is None:
@@ -146,9 +145,7 @@ def log_request(name: str, status: str, level: int, figures: Figures, error: Opt
     for ``logging``)."""
     logger = _monitoring
     if logger.isEnabledFor(level):
-        duration, rss, rss_change, traced, traced_peak, concurrent = figures
-        message = memory_text(name, status, duration, rss, rss_change, traced, traced_peak,
-                              concurrent, error)
+        message = memory_text(name, status, figures, error)
         snapshot = direct.listening(logger)
         if snapshot is not None:
             if snapshot.default_text:
