@@ -70,8 +70,7 @@ class Span:
         self.trace = trace
         self.open = True
         self.inside = 0  # descendants opened so far
-        self.peak_seen = 0
-        self.traced_start: Optional[int] = None
+        # peak_seen and traced_start are set, and read, only for a traced block.
         with _LOCK:
             before = _open_now
             while parent is not None:
@@ -84,6 +83,8 @@ class Span:
             _opened += 1
             _open_now += 1
             if trace:
+                self.peak_seen = 0
+                self.traced_start: Optional[int] = None
                 tracing.acquire()
                 if tracemalloc.is_tracing():
                     level, peak = tracemalloc.get_traced_memory()

@@ -47,7 +47,6 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
         self._fd = -1
         self._identity: Optional[Tuple[int, int]] = None
         self._size = 0  # the file's size after this process's last line
-        self._failed_now = False
         self._lost = 0
         self._rotation: Optional[RotationLock] = None
         self._generation = 0
@@ -105,7 +104,6 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
         """:meth:`write` for text already encoded in :attr:`encoding`; ``now`` is
         ``time.monotonic()`` (the direct path reads the clock once for every file of a line)."""
         with self.lock:
-            self._failed_now = False
             try:
                 rotation = self._rotation
                 # The checks of _follow in one expression: it has nothing to do on almost
@@ -125,7 +123,8 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
                               else self._size + len(data))
             except Exception:  # noqa: BLE001 - reported, never raised
                 self.handleError(None)
-            if self._lost and not self._failed_now:
+                return
+            if self._lost:
                 sys.stderr.write(
                     f"sherlock_ai: writing {self.baseFilename} works again; "
                     f"{self._lost} records were lost\n"
@@ -238,7 +237,6 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
         super().close()
 
     def handleError(self, record: Optional[logging.LogRecord]) -> None:
-        self._failed_now = True
         self._lost += 1
         if self._lost == 1:
             exc = sys.exc_info()[1]
