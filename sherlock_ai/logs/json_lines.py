@@ -153,10 +153,13 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
         cached = _seconds = (second, datetime.fromtimestamp(second, tz=timezone.utc)
                              .isoformat()[:19])
     duration = round(m.duration, 6)
+    # _value() inline for the finite float a duration is.
+    duration_text = (float.__repr__(duration) if type(duration) is float
+                     and duration - duration == 0 else _value(duration))
     concurrent = m.concurrent
     text = (f'{{"timestamp": "{cached[1]}.{micro // 1000:03d}+00:00", {head}'
             f'"message": {string(message)}, "request_id": {string(request_id)}, {name}'
-            f'"duration": {_value(duration)}, "concurrent": '
+            f'"duration": {duration_text}, "concurrent": '
             f'{concurrent if type(concurrent) is int else _value(concurrent)}')
     if m.error is not None:
         text += f', "error": {_value(m.error)}'
