@@ -6,7 +6,7 @@ import json
 import json.encoder
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 from ..engine.measurement import Measurement
 from ..request_id import get_request_id
@@ -109,8 +109,6 @@ def _value(value: Any) -> str:
 _heads: Dict[Tuple[str, str, int], str] = {}
 _names: Dict[Tuple[str, str, str], str] = {}
 _keys: Dict[str, str] = {}
-_tails: Dict[Any, str] = {}
-_CACHEABLE = frozenset((str, int, type(None)))
 _CACHED = 4096  # entries of the caches above (route names are few; never unbounded)
 
 
@@ -175,40 +173,17 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
         text += f', "traced": {_value(m.traced)}'
     if m.traced_peak is not None:
         text += f', "traced_peak": {_value(m.traced_peak)}'
-    if attributes:
-        # A request's attributes (method, route, status code) repeat: their text is cached
-        # when every value is a str, an int or None (equal values of these types render
-        # alike, unlike 0.0 and -0.0).
-        kinds = tuple(map(type, attributes.values()))
-        cacheable = _CACHEABLE.issuperset(kinds)
-        key = (tuple(attributes.items()), kinds) if cacheable else None
-        tail = _tails.get(key) if cacheable else None
-        if tail is None:
-            tail = _attributes_text(attributes)
-            if tail is None:
-                return _slow_line(created, levelname, logger, pid, message, request_id, m)
-            if cacheable:
-                _cached(_tails, key, tail)
-        text += tail
-    text += "}"
-    if "\u2028" in text or "\u2029" in text:
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return text
-
-
-def _attributes_text(attributes: Dict[Any, Any]) -> Optional[str]:
-    """The attributes' part of a line (``, "key": value`` each), or ``None`` when a key is not
-    a string (the generic path decides)."""
-    string = _string
-    text = ""
     for key, item in attributes.items():
         if type(key) is not str:
-            return None
+            return _slow_line(created, levelname, logger, pid, message, request_id, m)
         if key not in _FIXED:
             quoted = _keys.get(key) or _cached(_keys, key, f", {string(key)}: ")
             kind = type(item)
             text += quoted + (string(item) if kind is str else f"{item}" if kind is int
                               else _value(item))
+    text += "}"
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text
 
 
