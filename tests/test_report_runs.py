@@ -228,7 +228,14 @@ GUARD = ("MEMORY BUDGET | POST /cart/items | +182.40MB > 50.00MB | RSS change",
 PROBE = """<script>
 const hover = ["rss", "routes"].map(name => {
   const svg = document.querySelector(`svg[data-chart='${name}']`);
-  const hits = svg.querySelectorAll("circle.hit");
+  // A point of its own: lines of one second with the same figure are drawn on one spot,
+  // where the tip shows one of them.
+  const all = [...svg.querySelectorAll("circle.hit")];
+  const centre = h => { const r = h.getBoundingClientRect();
+                        return [r.left + r.width / 2, r.top + r.height / 2]; };
+  const alone = all.filter(h => { const [x, y] = centre(h);
+    return all.every(o => o === h || Math.hypot(centre(o)[0] - x, centre(o)[1] - y) > 2); });
+  const hits = alone.length ? alone : all;
   const hit = hits[Math.floor(hits.length / 2)];
   const b = hit.getBoundingClientRect();
   svg.dispatchEvent(new PointerEvent("pointermove", {bubbles: true,
