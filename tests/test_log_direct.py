@@ -79,6 +79,14 @@ def ours_only(test):
     return run
 
 
+def record_at_now(*args, **kwargs):
+    """A record factory of the user's (it sends every line through logging) whose records
+    carry the fixed time stamp the direct path is given."""
+    record = RequestIdRecord(*args, **kwargs)
+    record.created, record.msecs = NOW, int((NOW - int(NOW)) * 1000) + 0.0
+    return record
+
+
 def write_both_ways(tmp_path, monkeypatch, **config):
     """The bytes of each file after the measurements went the direct way, and after they
     went through logging (forced by a record factory of the user's)."""
@@ -89,12 +97,7 @@ def write_both_ways(tmp_path, monkeypatch, **config):
         setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=folder, console_enabled=False,
                                                       **config))
         if way == "logging":
-            def factory(*args, **kwargs):
-                record = RequestIdRecord(*args, **kwargs)
-                record.created, record.msecs = NOW, int((NOW - int(NOW)) * 1000) + 0.0
-                return record
-
-            monkeypatch.setattr(logging, "_logRecordFactory", factory)
+            monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         with sherlock_ai.request_id_context("rid-1"):
             for m in measurements():
                 sherlock_ai.log_sink(m)
@@ -402,12 +405,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         if way == "dispatched":
             add_consumer(other)
         if way == "logging":
-            def factory(*args, **kwargs):
-                record = RequestIdRecord(*args, **kwargs)
-                record.created, record.msecs = NOW, int((NOW - int(NOW)) * 1000) + 0.0
-                return record
-
-            monkeypatch.setattr(logging, "_logRecordFactory", factory)
+            monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         try:
             assert (registry.line_only is not None) is (way != "dispatched")
             meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
