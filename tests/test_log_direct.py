@@ -427,3 +427,32 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
     assert line_only["monitoring"].count(b"\n") == 3
     assert line_only["errors"].count(b"\n") == 2
     assert b"0.125s" in line_only["monitoring"] and b"12.00KB" in line_only["monitoring"]
+
+
+@ours_only
+def test_a_request_line_honours_the_loggers_level_at_once(tmp_path):
+    # The line-only lane reads the level for each line, as logging does.
+    from sherlock_ai.consumers import registry
+    from sherlock_ai.engine.requests import RequestMeter
+
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+    logger = logging.getLogger("MonitoringLogger")
+    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
+    try:
+        assert registry.line_only is not None
+        meter.open().finish("GET /a", {})
+        logger.setLevel(logging.WARNING)
+        meter.open().finish("GET /b", {})
+        meter.open().finish("GET /c", {}, error="HTTP 500")
+        logger.setLevel(logging.NOTSET)
+        logging.disable(logging.ERROR)
+        meter.open().finish("GET /d", {}, error="HTTP 500")
+        logging.disable(logging.NOTSET)
+        meter.open().finish("GET /e", {})
+        text = setup.log_files["monitoring"].read_text(encoding="utf-8")
+    finally:
+        logger.setLevel(logging.NOTSET)
+        logging.disable(logging.NOTSET)
+        sherlock_ai.SherlockAI.cleanup()
+    names = [line.split(" | ")[1] for line in text.splitlines()]
+    assert names == ["GET /a", "GET /c", "GET /e"]
