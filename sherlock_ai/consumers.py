@@ -121,7 +121,7 @@ class Registry:
         self.request_ended: Tuple[Callable[[RequestEnd], None], ...] = ()
         self.memory_event: Tuple[Callable[[Any], None], ...] = ()
         #: The line's figures writer when the line is the only consumer (see
-        #: :func:`set_line_writer`), else ``None``: requests then build no ``Measurement``.
+        #: :meth:`set_line_writer`), else ``None``: requests then build no ``Measurement``.
         self.line_only: Optional[Callable[..., None]] = None
         self._line: Tuple[Any, Any] = (None, None)
 
