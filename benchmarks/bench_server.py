@@ -86,13 +86,6 @@ class Server:
         with open(self.stderr_path) as f:
             raise RuntimeError(f"server {self.kind} did not start: {f.read()[-2000:]}")
 
-    def cpu_seconds(self) -> float:
-        """The server process's CPU time so far, user and system (``taskset`` execs it: the
-        pid is the server's)."""
-        with open(f"/proc/{self.process.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -139,21 +132,15 @@ def measure(rounds: int, seconds: int) -> Dict[str, object]:
                     # Rotate who goes first, so no case always follows the same one.
                     order = servers[r % len(servers):] + servers[:r % len(servers)]
                     rps: Dict[str, float] = {}
-                    cpu: Dict[str, float] = {}
                     for server in order:
-                        before = server.cpu_seconds()
                         rps[server.kind], done, failed = wrk(load_pin, server.port, path,
                                                              concurrency, seconds)
-                        cpu[server.kind] = (server.cpu_seconds() - before) / max(done, 1) * 1e6
                         responses[server.kind] += done
                         errors += failed
                     for kind in KINDS:
-                        row = results.setdefault((s, kind), {"rps": [], "ratio": [], "cpu": [],
-                                                             "added": []})
+                        row = results.setdefault((s, kind), {"rps": [], "ratio": []})
                         row["rps"].append(rps[kind])
                         row["ratio"].append(rps[kind] / rps["bare"])
-                        row["cpu"].append(cpu[kind])
-                        row["added"].append(cpu[kind] - cpu["bare"])
         finally:
             for server in servers:
                 server.stop()
@@ -191,23 +178,15 @@ def run(quick: bool = False) -> Dict[str, str]:
     out = measure(rounds, seconds)
     results = out["results"]  # type: ignore[assignment]
     body = []
-    median = statistics.median
     for s, (label, _, concurrency) in enumerate(SCENARIOS):
-        cid_added = median(results[(s, "cid")]["added"])  # type: ignore[index]
         for kind in KINDS:
             row = results[(s, kind)]  # type: ignore[index]
-            added = median(row["added"])
-            body.append((label, concurrency, LABELS[kind], f"{median(row['rps']):,.0f}",
-                         f"{median(row['ratio']):.2f}", f"{median(row['cpu']):.0f}",
-                         "" if kind == "bare" else f"{added:.0f}",
-                         f"{added / cid_added:.2f}x" if kind == "ours" and cid_added > 0
-                         else ""))
+            body.append((label, concurrency, LABELS[kind], f"{statistics.median(row['rps']):,.0f}",
+                         f"{statistics.median(row['ratio']):.2f}"))
     return {
         **figures,
         "pinned": str(out["pinned"]),
-        "throughput": table(["handler", "concurrency", "app", "requests / s", "÷ bare",
-                             "server CPU µs / response", "added µs",
-                             "added ÷ asgi-correlation-id's"], body),
+        "throughput": table(["handler", "concurrency", "app", "requests / s", "÷ bare"], body),
         "details": DETAILS.format(
             verdicts="\n".join(f"- {line}" for line in verdicts(results)),  # type: ignore[arg-type]
             lines=f"{out['lines']:,}", responses=f"{out['responses']['ours']:,}",  # type: ignore[index]
