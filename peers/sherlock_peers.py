@@ -263,5 +263,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     LEDGER.test = "<session end>"
     gc.collect()  # responses nobody closed end at the latest when collected
+    # ... on the finisher thread: wait for it, or the last ones are counted as missing.
+    from sherlock_ai.integrations.collected import wait_for_collected
+
+    wait_for_collected()
     with open(out, "w", encoding="utf-8") as f:
         json.dump(LEDGER.summary(*settings), f, indent=1)

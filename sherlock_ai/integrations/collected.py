@@ -32,6 +32,28 @@ def end_when_collected(body: object, finish: Callable[[], None]) -> weakref.fina
     return weakref.finalize(body, _collected, finish)
 
 
+def wait_for_collected(timeout: float = 10.0) -> bool:
+    """Wait until the measurements of the bodies collected so far have ended (the finisher
+    thread does them in order): what a test or a harness calls after ``gc.collect()`` before
+    it counts the lines. ``False`` when that took longer than ``timeout`` seconds."""
+    if _thread is None or not _thread.is_alive():
+        _drain()
+        return True
+    done = threading.Event()
+    _work.put(done.set)
+    return done.wait(timeout)
+
+
+def _drain() -> None:
+    # No finisher thread (none started yet, or a forked child): do what is queued here.
+    while True:
+        try:
+            finish = _work.get_nowait()
+        except queue.Empty:
+            return
+        _run(finish)
+
+
 def _collected(finish: Callable[[], None]) -> None:
     if _exiting:
         _run(finish)  # nothing else runs any more: no lock can be held by this thread
@@ -65,12 +87,7 @@ def _ensure_finisher() -> None:
 def _at_exit() -> None:
     global _exiting
     _exiting = True
-    while True:
-        try:
-            finish = _work.get_nowait()
-        except queue.Empty:
-            return
-        _run(finish)
+    _drain()
 
 
 def _after_fork_in_child() -> None:

@@ -98,10 +98,20 @@ def test_a_worker_over_its_rss_limit_is_recycled_without_a_failed_request(
             # Done once a recycled worker's successor has served a request.
             if recycled and len(set(pids)) > 2 and pids[-1] not in recycled:
                 break
-    log = guard_env.read_text()
+    # Each request the application saw was answered: the MEMORY lines of /grow (written as a
+    # response ends, so waited for a moment) are as many as its 200s.
+    deadline = time.monotonic() + 10
+    while True:
+        log = guard_env.read_text()
+        measured = log.count("MEMORY | GET /grow | ")
+        if measured >= len(statuses) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert statuses and set(statuses) == {200}, statuses
+    assert measured == len(statuses), (measured, len(statuses), unanswered)
     # Unanswered connections only where uvicorn stops the worker, and then a rare few (each
-    # needs a connection to arrive in the instant the leaving worker stops).
+    # needs a connection to arrive in the instant the leaving worker stops); the count above
+    # shows the application never saw them.
     assert unanswered == 0 or (uvicorn_stops and unanswered <= 3), unanswered
     recycled_lines = list(RECYCLING.finditer(log))
     assert recycled_lines, log

@@ -245,3 +245,20 @@ def test_a_body_collected_while_the_engine_holds_its_lock_does_not_deadlock(tmp_
     assert said == "collected without deadlock"
     assert line.startswith("MEMORY | GET <unmatched> | ERROR | ")
     assert line.endswith("| Error: " + NOT_CLOSED)
+
+
+def test_after_wait_for_collected_every_collected_body_has_its_line(records):
+    # What a harness counting lines needs (make peers does): the collected bodies' ends run on
+    # the finisher thread, and waiting for it leaves none to come.
+    from sherlock_ai.integrations.collected import wait_for_collected
+
+    middleware = SherlockWSGIMiddleware(stream_app)
+    for _ in range(30):
+        body = middleware(environ("/waited"), start_response)
+        next(body)
+    del body
+    gc.collect()
+    assert wait_for_collected()
+    lines = [m for m in records.messages() if m.startswith("MEMORY | ")]
+    assert len(lines) == 30
+    assert no_other_block_is_open()
