@@ -224,7 +224,8 @@ class _TextLine:
 
     def __call__(self, created: float, name: str, level: int, levelname: str, message: str,
                  request_id: str, m: Any) -> str:
-        """The line, ending in a newline (:func:`write` renders the default format inline)."""
+        """The line, ending in a newline (:func:`write_line` renders the default format
+        inline)."""
         thread = threading.current_thread()
         return self.fmt % {
             "asctime": self.asctime(created), "request_id": request_id, "name": name,

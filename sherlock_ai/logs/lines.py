@@ -147,16 +147,14 @@ def log_request(name: str, status: str, level: int, figures: Figures, error: Opt
     if logger.isEnabledFor(level):
         message = memory_text(name, status, figures, error)
         snapshot = direct.listening(logger)
+        m = None
         if snapshot is not None:
-            if snapshot.default_text:
-                if direct.write_line(snapshot, logger, level, message, None):
-                    return
-            else:
+            if not snapshot.default_text:  # the line shows the measurement: built for it
                 m = _measurement(name, status, level, figures, error, attributes)
-                if direct.write_line(snapshot, logger, level, message, m):
-                    return
-        _log_record(logger, message, _measurement(name, status, level, figures, error,
-                                                  attributes))
+            if direct.write_line(snapshot, logger, level, message, m):
+                return
+        _log_record(logger, message, m or _measurement(name, status, level, figures, error,
+                                                       attributes))
 
 
 def _measurement(name: str, status: str, level: int, figures: Figures, error: Optional[str],
