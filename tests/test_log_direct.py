@@ -67,6 +67,18 @@ def measurements():
                       attributes={"status": "replaced by an attribute", 7: "not a str key"})
 
 
+def equal_values_of_other_types():
+    """Request lines one after the other whose attributes are equal but not the same text
+    (1 == True == 1.0, 0.0 == -0.0): a kept attribute text is never another value's."""
+    for code in (1, True, 1.0, 0.0, -0.0, 0, None, "1"):
+        yield Measurement("memory", "GET /same", "SUCCESS", 0.5, logging.INFO, rss=1,
+                          rss_change=0, attributes={"method": "GET", "status_code": code})
+    yield Measurement("memory", "GET /same", "SUCCESS", 0.5, logging.INFO, rss=1, rss_change=0,
+                      attributes={"method": "GET", 7: "a key that is not a str"})
+    yield Measurement("memory", "GET /same", "SUCCESS", 0.5, logging.INFO, rss=1, rss_change=0,
+                      attributes={"timestamp": "a fixed key: the line's own is kept"})
+
+
 def ours_only(test):
     """Run ``test`` with only_ours()."""
     import functools
@@ -330,7 +342,7 @@ def test_the_json_encoder_writes_what_json_dumps_writes():
 
     formatter = JsonFormatter()
     for created in (NOW, 1_796_130_000.9999996, 1_796_130_000.0004996, 1.0):
-        for m in measurements():
+        for m in [*measurements(), *equal_values_of_other_types()]:
             record = RequestIdRecord(m.kind, m.level, "sherlock_ai", 0, f"MEMORY | {m.name}",
                                      (), None)
             record.created, record.sherlock = created, m

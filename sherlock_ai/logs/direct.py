@@ -21,10 +21,25 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from ..request_id import request_id_var
 from .records import NO_REQUEST_ID, RequestIdRecord
+
+if TYPE_CHECKING:
+    from ..engine.measurement import Measurement
+    from ..engine.span import Figures
+
+#: What a measurement line shows of its measurement: ``(kind, name, status, figures, error,
+#: attributes)``, the figures in :class:`~sherlock_ai.engine.span.Figures` order. A request
+#: whose line is its only consumer has these without a ``Measurement`` being built.
+LineFields = Tuple[str, str, str, "Figures", Optional[str], Dict[str, Any]]
+
+
+def fields_of(m: Measurement) -> LineFields:
+    """The line fields of a measurement."""
+    return (m.kind, m.name, m.status, (m.duration, m.rss, m.rss_change, m.traced,  # type: ignore[return-value]
+            m.traced_peak, m.concurrent), m.error, m.attributes)
 
 #: What a handler the set-up installed carries: the formatter and the filter it was given.
 MARK = "_sherlock_direct"
@@ -116,11 +131,14 @@ class DirectHandler:
         changed()
 
 
-def write(logger: logging.Logger, level: int, message: str, measurement: Any) -> bool:
-    """Write ``message`` as ``logger``'s record would be written, if only our handlers listen
-    (the caller checked ``logger.isEnabledFor(level)``). ``False``: use the logging path."""
+def write(logger: logging.Logger, level: int, message: str, measurement: Measurement) -> bool:
+    """Write ``message`` as ``logger``'s record carrying ``measurement`` would be written, if
+    only our handlers listen (the caller checked ``logger.isEnabledFor(level)``). ``False``:
+    use the logging path."""
     snapshot = listening(logger)
-    return snapshot is not None and write_line(snapshot, logger, level, message, measurement)
+    return snapshot is not None and write_line(
+        snapshot, logger, level, message,
+        None if snapshot.default_text else fields_of(measurement))
 
 
 def listening(logger: logging.Logger) -> Optional[_Snapshot]:
@@ -137,10 +155,10 @@ def listening(logger: logging.Logger) -> Optional[_Snapshot]:
 
 
 def write_line(snapshot: _Snapshot, logger: logging.Logger, level: int, message: str,
-               measurement: Any) -> bool:
-    """Write the line to the snapshot's handlers (``measurement`` may be ``None`` when
-    ``snapshot.default_text``: that line does not show it). ``False``: the format failed, use
-    the logging path."""
+               fields: Optional[LineFields]) -> bool:
+    """Write the line to the snapshot's handlers (``fields`` may be ``None`` when
+    ``snapshot.default_text``: that line does not show them). ``False``: the format failed,
+    use the logging path."""
     render = snapshot.render
     request_id = request_id_var.get() or NO_REQUEST_ID
     # getLevelName()'s own first step, without its call.
@@ -155,7 +173,7 @@ def write_line(snapshot: _Snapshot, logger: logging.Logger, level: int, message:
         else:
             try:
                 text = render(clock(), logger.name, level, levelname,  # type: ignore[misc]
-                              message, request_id, measurement)
+                              message, request_id, fields)
             except Exception:  # noqa: BLE001 - a format that fails: logging reports it
                 return False
         # Encoded once and one clock read for every file of the line, not once per file.
@@ -196,8 +214,8 @@ def _renderer(formatter: Optional[logging.Formatter]) -> Optional[Callable[..., 
             "logs.json_lines"):
         from .json_lines import json_line
 
-        return lambda created, name, level, levelname, message, rid, m: json_line(
-            created, levelname, name, _pid, message, rid, m) + "\n"
+        return lambda created, name, level, levelname, message, rid, fields: json_line(
+            created, levelname, name, _pid, message, rid, fields, "}\n")
     fmt, datefmt = formatter._fmt, formatter.datefmt  # type: ignore[attr-defined]
     if (type(formatter._style) is not logging.PercentStyle or not fmt  # type: ignore[attr-defined]
             or not set(_FIELD.findall(fmt)) <= _FIELDS or not datefmt or "%f" in datefmt):
@@ -223,14 +241,14 @@ class _TextLine:
         return cached[1]
 
     def __call__(self, created: float, name: str, level: int, levelname: str, message: str,
-                 request_id: str, m: Any) -> str:
+                 request_id: str, fields: LineFields) -> str:
         """The line, ending in a newline (:func:`write_line` renders the default format
         inline)."""
         thread = threading.current_thread()
         return self.fmt % {
             "asctime": self.asctime(created), "request_id": request_id, "name": name,
             "levelname": levelname, "levelno": level, "message": message, "process": _pid,
-            "thread": thread.ident, "threadName": thread.name, "funcName": m.name,
+            "thread": thread.ident, "threadName": thread.name, "funcName": fields[1],
             "pathname": "sherlock_ai", "filename": "sherlock_ai", "module": "sherlock_ai",
             "lineno": 0,
         } + "\n"

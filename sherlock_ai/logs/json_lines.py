@@ -6,10 +6,11 @@ import json
 import json.encoder
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..engine.measurement import Measurement
 from ..request_id import get_request_id
+from .direct import LineFields, fields_of
 from .records import NO_REQUEST_ID
 
 
@@ -28,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             if (type(request_id) is str and type(record.process) is int
                     and type(record.name) is str and type(record.levelname) is str):
                 return json_line(record.created, record.levelname, record.name, record.process,
-                                 record.getMessage(), request_id, measurement)
+                                 record.getMessage(), request_id, fields_of(measurement))
         return self.generic(record)
 
     def generic(self, record: logging.LogRecord) -> str:
@@ -106,13 +107,12 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-_heads: Dict[Tuple[str, str, int], str] = {}
-_names: Dict[Tuple[str, str, str], str] = {}
+_parts: Dict[Tuple[str, str, int, str, str, str], Tuple[str, str]] = {}
 _keys: Dict[str, str] = {}
 _CACHED = 4096  # entries of the caches above (route names are few; never unbounded)
 
 
-def _cached(cache: Dict[Any, str], key: Any, text: str) -> str:
+def _cached(cache: Dict[Any, Any], key: Any, text: Any) -> Any:
     if len(cache) >= _CACHED:
         cache.clear()
     cache[key] = text
@@ -120,24 +120,24 @@ def _cached(cache: Dict[Any, str], key: Any, text: str) -> str:
 
 
 def json_line(created: float, levelname: str, logger: str, pid: int, message: str,
-              request_id: str, measurement: Any) -> str:
+              request_id: str, fields: LineFields, end: str = "}") -> str:
     """The line :class:`JsonFormatter` writes for a record of ``logger`` made at ``created``
-    carrying ``measurement`` (``record.sherlock``) and no exception."""
+    carrying a measurement of these ``fields`` (see :func:`~.direct.fields_of`) and no
+    exception; ``end`` closes the object (the direct path adds the newline there)."""
     # Long, and inlined on purpose: it runs once per JSON line on the request path, and each
     # helper call it saved was measured (see the hot-path notes in docs/performance.md).
     global _seconds
-    m = measurement
-    attributes = m.attributes
+    kind, name, status, figures, error, attributes = fields
     if attributes and not _BASE.isdisjoint(attributes):
         # An attribute replaces one of as_dict()'s own figures: let as_dict() decide.
-        return _slow_line(created, levelname, logger, pid, message, request_id, m)
+        return _slow_line(created, levelname, logger, pid, message, request_id, fields) + end[1:]
     string = _string
-    key = (levelname, logger, pid)
-    head = _heads.get(key) or _cached(_heads, key, (
-        f'"level": {string(levelname)}, "logger": {string(logger)}, "pid": {pid}, '))
-    key = (m.kind, m.name, m.status)
-    name = _names.get(key) or _cached(_names, key, (
-        f'"kind": {string(m.kind)}, "name": {string(m.name)}, "status": {string(m.status)}, '))
+    key = (levelname, logger, pid, kind, name, status)
+    parts = _parts.get(key)
+    if parts is None:
+        parts = _cached(_parts, key, (
+            f'"level": {string(levelname)}, "logger": {string(logger)}, "pid": {pid}, ',
+            f'"kind": {string(kind)}, "name": {string(name)}, "status": {string(status)}, '))
     # The time stamp: see _timestamp (inlined, this runs for every line). Rounding to the
     # microsecond changes the millisecond only from ...999.5 up: only then round() it.
     second = int(created)
@@ -150,18 +150,17 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
     if cached[0] != second:
         cached = _seconds = (second, datetime.fromtimestamp(second, tz=timezone.utc)
                              .isoformat()[:19])
-    duration = round(m.duration, 6)
+    duration, rss, change, traced, traced_peak, concurrent = figures
+    duration = round(duration, 6)
     # _value() inline for the finite float a duration is.
     duration_text = (float.__repr__(duration) if type(duration) is float
                      and duration - duration == 0 else _value(duration))
-    concurrent = m.concurrent
-    text = (f'{{"timestamp": "{cached[1]}.{micro // 1000:03d}+00:00", {head}'
-            f'"message": {string(message)}, "request_id": {string(request_id)}, {name}'
+    text = (f'{{"timestamp": "{cached[1]}.{micro // 1000:03d}+00:00", {parts[0]}'
+            f'"message": {string(message)}, "request_id": {string(request_id)}, {parts[1]}'
             f'"duration": {duration_text}, "concurrent": '
             f'{concurrent if type(concurrent) is int else _value(concurrent)}')
-    if m.error is not None:
-        text += f', "error": {_value(m.error)}'
-    rss, change = m.rss, m.rss_change
+    if error is not None:
+        text += f', "error": {_value(error)}'
     if type(rss) is int and type(change) is int:  # both read, as nearly always
         text += f', "rss": {rss}, "rss_change": {change}'
     else:
@@ -169,28 +168,60 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
             text += f', "rss": {_value(rss)}'
         if change is not None:
             text += f', "rss_change": {_value(change)}'
-    if m.traced is not None:
-        text += f', "traced": {_value(m.traced)}'
-    if m.traced_peak is not None:
-        text += f', "traced_peak": {_value(m.traced_peak)}'
-    for key, item in attributes.items():
-        if type(key) is not str:
-            return _slow_line(created, levelname, logger, pid, message, request_id, m)
-        if key not in _FIXED:
-            quoted = _keys.get(key) or _cached(_keys, key, f", {string(key)}: ")
-            kind = type(item)
-            text += quoted + (string(item) if kind is str else f"{item}" if kind is int
-                              else _value(item))
-    text += "}"
+    if traced is not None:
+        text += f', "traced": {_value(traced)}'
+    if traced_peak is not None:
+        text += f', "traced_peak": {_value(traced_peak)}'
+    if attributes:
+        # Requests repeat their attributes (method, route, status code): their text is kept
+        # when every value is a str, an int or None (values of those types are equal only
+        # when their text is).
+        if _PLAIN.issuperset(map(type, attributes.values())):
+            items = tuple(attributes.items())
+            tail = _tails.get(items)
+            if tail is None:
+                tail = _attributes_text(attributes)
+                if tail is None:
+                    return _slow_line(created, levelname, logger, pid, message, request_id,
+                                      fields) + end[1:]
+                _cached(_tails, items, tail)
+        else:
+            tail = _attributes_text(attributes)
+            if tail is None:
+                return _slow_line(created, levelname, logger, pid, message, request_id,
+                                  fields) + end[1:]
+        text += tail
+    text += end
     if "\u2028" in text or "\u2029" in text:
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text
 
 
+_PLAIN = frozenset((str, int, type(None)))
+_tails: Dict[Tuple[Tuple[Any, Any], ...], str] = {}
+
+
+def _attributes_text(attributes: Dict[str, Any]) -> Optional[str]:
+    """The attributes' part of the line (``None``: a key that is not a string, for
+    ``json.dumps`` to decide)."""
+    text = ""
+    for key, item in attributes.items():
+        if type(key) is not str:
+            return None
+        if key not in _FIXED:
+            quoted = _keys.get(key) or _cached(_keys, key, f", {_string(key)}: ")
+            kind = type(item)
+            text += quoted + (_string(item) if kind is str else f"{item}" if kind is int
+                              else _value(item))
+    return text
+
+
 def _slow_line(created: float, levelname: str, logger: str, pid: int, message: str,
-               request_id: str, measurement: Any) -> str:
+               request_id: str, fields: LineFields) -> str:
+    kind, name, status, figures, error, attributes = fields
     record = logging.LogRecord(logger, logging.INFO, "sherlock_ai", 0, message, (), None)
     record.created, record.levelname, record.process = created, levelname, pid
     record.request_id = request_id
-    record.sherlock = measurement
+    record.sherlock = Measurement(kind, name, status, figures[0], logging.INFO, request_id,
+                                  error, *figures[1:], False, attributes)
     return JsonFormatter().generic(record)

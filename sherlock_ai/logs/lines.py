@@ -141,20 +141,17 @@ def log_sink(m: Measurement) -> None:
 def log_request(name: str, status: str, level: int, figures: Figures, error: Optional[str],
                 attributes: Dict[str, Any]) -> None:
     """:func:`log_sink` for a request's figures, when the line is their only consumer: the
-    same line, the ``Measurement`` built only when something reads it (a JSON line, a record
-    for ``logging``)."""
+    same line, the ``Measurement`` built only for a record of ``logging``."""
     logger = _monitoring
     if logger.isEnabledFor(level):
         message = memory_text(name, status, figures, error)
         snapshot = direct.listening(logger)
-        m = None
-        if snapshot is not None:
-            if not snapshot.default_text:  # the line shows the measurement: built for it
-                m = _measurement(name, status, level, figures, error, attributes)
-            if direct.write_line(snapshot, logger, level, message, m):
-                return
-        _log_record(logger, message, m or _measurement(name, status, level, figures, error,
-                                                       attributes))
+        if snapshot is not None and direct.write_line(
+                snapshot, logger, level, message, None if snapshot.default_text
+                else ("memory", name, status, figures, error, attributes)):
+            return
+        _log_record(logger, message, _measurement(name, status, level, figures, error,
+                                                  attributes))
 
 
 def _measurement(name: str, status: str, level: int, figures: Figures, error: Optional[str],
