@@ -184,7 +184,8 @@ def run(quick: bool = False) -> Dict[str, str]:
     """The figures of the section (templates/bench_middleware.md)."""
     number, rounds = (300, 3) if quick else (3_000, 9)
     rows = in_process(number, rounds)
-    ops = opcodes([key for key in ("bare", "cid", "default", "text", "json", "no_line")
+    ops = opcodes([key for key in ("bare", "cid", "floor", "default", "text", "json",
+                                         "no_line")
                    if key in rows])
     hooks = exporter_hooks(2_000 if quick else 20_000, rounds)
     missing = [name for name, module in (("prometheus-fastapi-instrumentator",

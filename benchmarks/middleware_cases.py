@@ -137,6 +137,12 @@ def _otel_asgi(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return wrap
 
 
+def _floor(app: Any) -> Any:
+    from benchmarks.floor import FloorMiddleware
+
+    return FloorMiddleware(app, os.path.join(fresh_folder(), "monitoring.log"))
+
+
 def _ours(app: Any) -> Any:
     from sherlock_ai.integrations.asgi import SherlockMiddleware
 
@@ -198,6 +204,9 @@ def cases() -> Dict[str, Tuple[str, Case]]:
         "bare": ("bare Starlette app (baseline)", (_nothing, _same)),
         "cid": ("asgi-correlation-id", (_nothing, _correlation_id)),
     }
+    if os.path.exists("/proc/self/statm"):  # Linux: the floor reads RSS there
+        out["floor"] = ("hand-written floor: id, header, 2 RSS reads, one line, one write "
+                        "(not a product)", (_nothing, _floor))
     if installed("prometheus_fastapi_instrumentator"):
         out["pfi"] = ("prometheus-fastapi-instrumentator", (_nothing, _instrumentator))
     if installed("opentelemetry.instrumentation.asgi"):
