@@ -124,8 +124,8 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
     """The line :class:`JsonFormatter` writes for a record of ``logger`` made at ``created``
     carrying a measurement of these ``fields`` (see :func:`~.direct.fields_of`) and no
     exception; ``end`` closes the object (the direct path adds the newline there)."""
-    # Long, and inlined on purpose: it runs once per JSON line on the request path, and each
-    # helper call it saved was measured (see the hot-path notes in docs/performance.md).
+    # Long, and inlined on purpose: it runs once per JSON line on the request path, where a
+    # helper call per field is a measurable share of the line's cost.
     global _seconds
     kind, name, status, figures, error, attributes = fields
     if attributes and not _BASE.isdisjoint(attributes):
