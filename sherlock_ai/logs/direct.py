@@ -28,18 +28,20 @@ from .records import NO_REQUEST_ID, RequestIdRecord
 
 if TYPE_CHECKING:
     from ..engine.measurement import Measurement
-    from ..engine.span import Figures
 
+#: A measurement's figures in :class:`~sherlock_ai.engine.span.Figures` order (a ``Figures``
+#: is one): duration, rss, rss_change, traced, traced_peak, concurrent.
+FigureValues = Tuple[float, Optional[int], Optional[int], Optional[int], Optional[int], int]
 #: What a measurement line shows of its measurement: ``(kind, name, status, figures, error,
-#: attributes)``, the figures in :class:`~sherlock_ai.engine.span.Figures` order. A request
-#: whose line is its only consumer has these without a ``Measurement`` being built.
-LineFields = Tuple[str, str, str, "Figures", Optional[str], Dict[str, Any]]
+#: attributes)``. A request whose line is its only consumer has these without a
+#: ``Measurement`` being built.
+LineFields = Tuple[str, str, str, FigureValues, Optional[str], Dict[str, Any]]
 
 
 def fields_of(m: Measurement) -> LineFields:
     """The line fields of a measurement."""
-    return (m.kind, m.name, m.status, (m.duration, m.rss, m.rss_change, m.traced,  # type: ignore[return-value]
-            m.traced_peak, m.concurrent), m.error, m.attributes)
+    figures = (m.duration, m.rss, m.rss_change, m.traced, m.traced_peak, m.concurrent)
+    return (m.kind, m.name, m.status, figures, m.error, m.attributes)
 
 #: What a handler the set-up installed carries: the formatter and the filter it was given.
 MARK = "_sherlock_direct"
