@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks.common import cpu_asgi_us, cpu_calls_us, opcodes_per_request, table
+from benchmarks.instructions import instructions_per_request
 from benchmarks.middleware_cases import cases, installed, reset, starlette_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,18 +93,53 @@ def ratio(rows: Dict[str, Tuple[str, List[float]]], key: str, over: str = "bare"
     return _median_of([(k - o) / (r - b) for k, o, r, b in zip(rows[key][1], base, ref, bare)])
 
 
-def request_table(rows: Dict[str, Tuple[str, List[float]]], ops: Dict[str, float]) -> str:
+def request_table(rows: Dict[str, Tuple[str, List[float]]], ops: Dict[str, float],
+                  instructions: Dict[str, float]) -> str:
     body = []
     for key, (label, figures) in rows.items():
         target = f"≤ {TARGETS[key]:.1f}x" if key in TARGETS else ""
         count = f"{ops[key]:,.0f}" if key in ops else ""
+        machine = f"{instructions[key]:,.0f}" if key in instructions else ""
         if key == "bare":
-            body.append((label, _median_of(figures), "", "", "", count))
+            body.append((label, _median_of(figures), "", "", "", count, machine))
             continue
         body.append((label, _median_of(figures), added(rows, key), f"{ratio(rows, key):.2f}x",
-                     target, count))
+                     target, count, machine))
     return table(["case", "CPU µs / request", "added µs", "added ÷ asgi-correlation-id's",
-                  "target", "bytecodes / request"], body)
+                  "target", "bytecodes / request", "instructions / request"], body)
+
+
+def instruction_counts(keys: Sequence[str]) -> Dict[str, float]:
+    """key -> machine instructions per request (cachegrind), for the cases ``keys``; empty
+    without valgrind."""
+    out = {}
+    for key in keys:
+        count = instructions_per_request(key)
+        if count is None:
+            return {}
+        out[key] = count
+    return out
+
+
+def instruction_summary(instructions: Dict[str, float]) -> str:
+    """What the instruction counts say of the ratios to asgi-correlation-id."""
+    if not instructions:
+        return ("Instructions were not counted in this run: valgrind was not found (Debian: "
+                "`apt-get install valgrind`).")
+    bare, cid = instructions["bare"], instructions["cid"]
+
+    def over_cid(key: str) -> str:
+        return f"{(instructions[key] - bare) / (cid - bare):.2f}x"
+
+    return ("Counted in instructions, what a request adds over the bare app is "
+            + ", ".join(f"{over_cid(key)} asgi-correlation-id's for {label}"
+                        for key, label in (("default", "the default set-up"),
+                                           ("text", "one text file"), ("json", "one JSON file"),
+                                           ("no_line", "no line"), ("floor", "the floor"))
+                        if key in instructions)
+            + ". CPU time also counts the system calls (asgi-correlation-id makes none) and "
+            "the time lost to cache misses, which grow with the code and data a request "
+            "touches; instructions count neither.")
 
 
 def exporter_table(rows: Dict[str, Tuple[str, List[float]]], hooks: Dict[str, float]) -> str:
@@ -184,9 +220,10 @@ def run(quick: bool = False) -> Dict[str, str]:
     """The figures of the section (templates/bench_middleware.md)."""
     number, rounds = (300, 3) if quick else (3_000, 9)
     rows = in_process(number, rounds)
-    ops = opcodes([key for key in ("bare", "cid", "floor", "default", "text", "json",
-                                         "no_line")
-                   if key in rows])
+    counted = [key for key in ("bare", "cid", "floor", "default", "text", "json", "no_line")
+               if key in rows]
+    ops = opcodes(counted)
+    instructions = {} if quick else instruction_counts(counted)
     hooks = exporter_hooks(2_000 if quick else 20_000, rounds)
     missing = [name for name, module in (("prometheus-fastapi-instrumentator",
                                           "prometheus_fastapi_instrumentator"),
@@ -197,7 +234,8 @@ def run(quick: bool = False) -> Dict[str, str]:
         "requests_per_round": f"{number:,}",
         "bare_us": f"{_median_of(rows['bare'][1]):.1f}",
         "cid_us": f"{added(rows, 'cid'):.1f}",
-        "in_process": request_table(rows, ops),
+        "in_process": request_table(rows, ops, instructions),
+        "instructions": instruction_summary(instructions),
         "json_ratio": f"{added(rows, 'json') / added(rows, 'text'):.2f}",
         "json_target": f"{JSON_TARGET:.1f}",
         "missing_peers": ("Peers not installed here, left out: " + ", ".join(missing) + "."

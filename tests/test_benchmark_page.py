@@ -4,6 +4,7 @@ return: each benchmark module has its template, and no figure or placeholder is 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,15 @@ def test_the_middleware_bench_refuses_to_time_the_logging_path_as_the_direct_one
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "clean: direct"
     assert "through logging, not the direct path" in done.stdout.splitlines()[1]
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None,
+                    reason="valgrind is not installed (CI installs it: .ci/run)")
+def test_instructions_per_request_counts_what_a_middleware_adds():
+    from benchmarks.instructions import instructions_per_request
+
+    bare = instructions_per_request("bare", (10, 60))
+    with_id = instructions_per_request("cid", (10, 60))
+    assert bare is not None and with_id is not None
+    # A Starlette request is tens of thousands of instructions; an id middleware adds more.
+    assert 10_000 < bare < with_id < 10 * bare
