@@ -28,7 +28,8 @@ demo: install
 	$(BIN)/python examples/guard_demo.py
 
 # Rewrites docs/performance.md (about 12 min). The uvicorn section needs wrk and the
-# instruction counts valgrind (Debian: apt-get install wrk valgrind); each says so without. A quick check of one section, writing nothing:
+# instruction counts valgrind (Debian: apt-get install wrk valgrind); each says so without.
+# A quick check of one section, writing nothing:
 # .venv/bin/python -m benchmarks.run_all --only bench_server --quick
 bench: install
 	$(BIN)/python -m benchmarks.run_all
