@@ -150,26 +150,39 @@ def measure(rounds: int, seconds: int) -> Dict[str, object]:
 
 
 def verdicts(results: Dict[Tuple[int, str], Dict[str, List[float]]]) -> List[str]:
-    """The issue's targets, one sentence each, with what was measured."""
+    """The issue's targets, one sentence each, with what was measured: medians over the rounds
+    and, since one round's ratios can be far from the next's on a shared machine, their range.
+    The trivial handler's target compares ours with asgi-correlation-id's ratio round by round
+    (both loaded in the same round)."""
     out = []
     median = statistics.median
     for s, (label, _, concurrency) in enumerate(SCENARIOS):
-        ours, cid = median(results[(s, "ours")]["ratio"]), median(results[(s, "cid")]["ratio"])
+        ours = results[(s, "ours")]["ratio"]
         if s < 2:
-            met = "met" if ours >= cid - TRIVIAL_MARGIN else "not met"
-            out.append(f"{label}, concurrency {concurrency}: {ours:.2f} of bare against "
-                       f"asgi-correlation-id's {cid:.2f} (target: within {TRIVIAL_MARGIN:.2f}; "
-                       f"{met}).")
+            cid = results[(s, "cid")]["ratio"]
+            gaps = [a - b for a, b in zip(ours, cid)]
+            met = "met" if median(gaps) >= -TRIVIAL_MARGIN else "not met"
+            every = "in every round" if min(gaps) >= -TRIVIAL_MARGIN else (
+                "in no round" if max(gaps) < -TRIVIAL_MARGIN else "not in every round")
+            out.append(f"{label}, concurrency {concurrency}: {median(ours):.2f} of bare against "
+                       f"asgi-correlation-id's {median(cid):.2f}; ours minus theirs, round by "
+                       f"round: median {median(gaps):+.2f}, range {min(gaps):+.2f} to "
+                       f"{max(gaps):+.2f} (target: at least -{TRIVIAL_MARGIN:.2f}; {met}, "
+                       f"{every}).")
         else:
-            met = "met" if ours >= REALISTIC_TARGET else "not met"
-            out.append(f"{label}, concurrency {concurrency}: {ours:.2f} of bare (target: at "
-                       f"least {REALISTIC_TARGET:.2f}; {met}).")
+            met = "met" if median(ours) >= REALISTIC_TARGET else "not met"
+            every = "in every round" if min(ours) >= REALISTIC_TARGET else (
+                "in no round" if max(ours) < REALISTIC_TARGET else "not in every round")
+            out.append(f"{label}, concurrency {concurrency}: {median(ours):.2f} of bare, rounds "
+                       f"{min(ours):.2f} to {max(ours):.2f} (target: at least "
+                       f"{REALISTIC_TARGET:.2f}; {met}, {every}).")
     return out
 
 
 def run(quick: bool = False) -> Dict[str, str]:
     """The figures of the section (templates/bench_server.md)."""
-    rounds, seconds = (1, 1) if quick else (5, 5)
+    # Short rounds, many: the cases compared in one round are loaded close together in time.
+    rounds, seconds = (1, 1) if quick else (8, 3)
     figures = {"rounds": str(rounds), "seconds": str(seconds), "cores": str(os.cpu_count())}
     if shutil.which("wrk") is None:
         message = ("**Not measured in this run: `wrk` was not found** (Debian: `apt-get "
@@ -182,11 +195,13 @@ def run(quick: bool = False) -> Dict[str, str]:
         for kind in KINDS:
             row = results[(s, kind)]  # type: ignore[index]
             body.append((label, concurrency, LABELS[kind], f"{statistics.median(row['rps']):,.0f}",
-                         f"{statistics.median(row['ratio']):.2f}"))
+                         f"{statistics.median(row['ratio']):.2f}",
+                         f"{min(row['ratio']):.2f} to {max(row['ratio']):.2f}"))
     return {
         **figures,
         "pinned": str(out["pinned"]),
-        "throughput": table(["handler", "concurrency", "app", "requests / s", "÷ bare"], body),
+        "throughput": table(["handler", "concurrency", "app", "requests / s", "÷ bare",
+                             "÷ bare, range over rounds"], body),
         "details": DETAILS.format(
             verdicts="\n".join(f"- {line}" for line in verdicts(results)),  # type: ignore[arg-type]
             lines=f"{out['lines']:,}", responses=f"{out['responses']['ours']:,}",  # type: ignore[index]

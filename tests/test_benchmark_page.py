@@ -99,3 +99,24 @@ def test_instructions_per_request_counts_what_a_middleware_adds():
     assert bare is not None and with_id is not None
     # A Starlette request is tens of thousands of instructions; an id middleware adds more.
     assert 10_000 < bare < with_id < 10 * bare
+
+
+def test_the_server_verdicts_give_the_median_and_the_range_of_the_rounds():
+    from benchmarks.bench_server import verdicts
+
+    def rows(ours, cid):
+        return {"ours": {"ratio": ours}, "cid": {"ratio": cid}}
+
+    scenarios = [
+        rows([0.80, 0.90, 0.70], [0.82, 0.88, 0.90]),  # gaps -0.02, +0.02, -0.20
+        rows([0.60, 0.70, 0.65], [0.90, 0.95, 0.92]),  # gaps all below -0.05
+        rows([0.95, 0.85, 0.91], [0.99, 0.99, 0.99]),
+    ]
+    results = {(s, kind): row for s, scenario in enumerate(scenarios)
+               for kind, row in scenario.items()}
+    first, second, third = verdicts(results)
+    assert first.endswith("median -0.02, range -0.20 to +0.02 (target: at least -0.05; met, "
+                          "not in every round).")
+    assert second.endswith("(target: at least -0.05; not met, in no round).")
+    assert third.endswith("0.91 of bare, rounds 0.85 to 0.95 (target: at least 0.90; met, "
+                          "not in every round).")
