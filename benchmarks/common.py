@@ -52,9 +52,16 @@ def _nothing() -> None:
 
 def cpu_calls_us(calls: Sequence[Tuple[Callable[[], Any], int]], rounds: int = 7) -> List[float]:
     """Median over ``rounds`` of the mean **process CPU time** of one call of each
-    ``(func, number)``, in microseconds. Each round runs every function in turn: steal and
-    frequency changes on a shared machine shift the cases of a round alike, and CPU time does
-    not count the time this process waited for a core (wall clock does)."""
+    ``(func, number)``, in microseconds (see :func:`cpu_calls_rounds`)."""
+    return [statistics.median(values) for values in cpu_calls_rounds(calls, rounds)]
+
+
+def cpu_calls_rounds(calls: Sequence[Tuple[Callable[[], Any], int]],
+                     rounds: int = 7) -> List[List[float]]:
+    """Per ``(func, number)``, the mean **process CPU time** of one call in each of ``rounds``
+    rounds, in microseconds. Each round runs every function in turn: steal and frequency
+    changes on a shared machine shift the cases of a round alike, and CPU time does not count
+    the time this process waited for a core (wall clock does)."""
     per_round: List[List[float]] = [[] for _ in calls]
     for _ in range(rounds):
         for i, (func, number) in enumerate(calls):
@@ -65,7 +72,7 @@ def cpu_calls_us(calls: Sequence[Tuple[Callable[[], Any], int]], rounds: int = 7
             for _ in range(number):
                 func()
             per_round[i].append((time.process_time() - start) / number * 1e6)
-    return [statistics.median(values) for values in per_round]
+    return per_round
 
 
 def cpu_asgi_us(
