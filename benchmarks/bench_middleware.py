@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import cpu_asgi_us, cpu_calls_us, opcodes_per_request, table
+from benchmarks.common import cpu_asgi_us, cpu_calls_us, opcodes_per_request, table, verdict
 from benchmarks.instructions import instructions_per_request
 from benchmarks.middleware_cases import cases, installed, reset, starlette_app
 
@@ -86,11 +86,36 @@ def added(rows: Dict[str, Tuple[str, List[float]]], key: str, over: str = "bare"
     return _median_of([a - b for a, b in zip(rows[key][1], rows[over][1])])
 
 
+def ratios(rows: Dict[str, Tuple[str, List[float]]], key: str, over: str = "bare",
+           to: str = "cid") -> List[float]:
+    """(``key`` - ``over``) / (``to`` - bare) in each round, from that round's figures."""
+    bare, base, ref = rows["bare"][1], rows[over][1], rows[to][1]
+    return [(k - o) / (r - b) for k, o, r, b in zip(rows[key][1], base, ref, bare)]
+
+
 def ratio(rows: Dict[str, Tuple[str, List[float]]], key: str, over: str = "bare",
           to: str = "cid") -> float:
-    """Median over rounds of (``key`` - ``over``) / (``to`` - bare), each round's figures."""
-    bare, base, ref = rows["bare"][1], rows[over][1], rows[to][1]
-    return _median_of([(k - o) / (r - b) for k, o, r, b in zip(rows[key][1], base, ref, bare)])
+    """Median over rounds of :func:`ratios`."""
+    return _median_of(ratios(rows, key, over, to))
+
+
+def target_verdicts(rows: Dict[str, Tuple[str, List[float]]]) -> List[str]:
+    """Issue 12's in-process targets, one sentence each: the median over the rounds, their
+    range (one round can be far from the next on a shared machine) and the verdict."""
+    out = []
+    for key, to, what, limit in (
+            ("text", "cid", "One text file adds", TARGETS["text"]),
+            ("default", "cid", "The default set-up adds", TARGETS["default"]),
+            ("json", "text", "JSON lines add", JSON_TARGET)):
+        if key not in rows or to not in rows:
+            continue
+        per_round = ratios(rows, key, to=to)
+        median = _median_of(per_round)
+        whose = "asgi-correlation-id's" if to == "cid" else "what text lines add"
+        held = verdict(median, per_round, lambda value, limit=limit: value <= limit)
+        out.append(f"- {what} {median:.2f}x {whose}, rounds {min(per_round):.2f}x to "
+                   f"{max(per_round):.2f}x (target: at most {limit:.1f}x; {held}).")
+    return out
 
 
 def request_table(rows: Dict[str, Tuple[str, List[float]]], ops: Dict[str, float],
@@ -101,12 +126,15 @@ def request_table(rows: Dict[str, Tuple[str, List[float]]], ops: Dict[str, float
         count = f"{ops[key]:,.0f}" if key in ops else ""
         machine = f"{instructions[key]:,.0f}" if key in instructions else ""
         if key == "bare":
-            body.append((label, _median_of(figures), "", "", "", count, machine))
+            body.append((label, _median_of(figures), "", "", "", "", count, machine))
             continue
-        body.append((label, _median_of(figures), added(rows, key), f"{ratio(rows, key):.2f}x",
-                     target, count, machine))
+        per_round = ratios(rows, key)
+        body.append((label, _median_of(figures), added(rows, key),
+                     f"{_median_of(per_round):.2f}x",
+                     f"{min(per_round):.2f}x to {max(per_round):.2f}x", target, count, machine))
     return table(["case", "CPU µs / request", "added µs", "added ÷ asgi-correlation-id's",
-                  "target", "bytecodes / request", "instructions / request"], body)
+                  "range over rounds", "target", "bytecodes / request",
+                  "instructions / request"], body)
 
 
 def instruction_counts(keys: Sequence[str]) -> Dict[str, float]:
@@ -121,8 +149,10 @@ def instruction_counts(keys: Sequence[str]) -> Dict[str, float]:
     return out
 
 
-def instruction_summary(instructions: Dict[str, float]) -> str:
+def instruction_summary(instructions: Dict[str, float], quick: bool = False) -> str:
     """What the instruction counts say of the ratios to asgi-correlation-id."""
+    if quick:
+        return "Instructions are not counted in a quick run."
     if not instructions:
         return ("Instructions were not counted in this run: valgrind was not found (Debian: "
                 "`apt-get install valgrind`).")
@@ -235,9 +265,8 @@ def run(quick: bool = False) -> Dict[str, str]:
         "bare_us": f"{_median_of(rows['bare'][1]):.1f}",
         "cid_us": f"{added(rows, 'cid'):.1f}",
         "in_process": request_table(rows, ops, instructions),
-        "instructions": instruction_summary(instructions),
-        "json_ratio": f"{added(rows, 'json') / added(rows, 'text'):.2f}",
-        "json_target": f"{JSON_TARGET:.1f}",
+        "instructions": instruction_summary(instructions, quick),
+        "verdicts": "\n".join(target_verdicts(rows)),
         "missing_peers": ("Peers not installed here, left out: " + ", ".join(missing) + "."
                           if missing else ""),
         "exporters": exporter_table(rows, hooks),

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import table
+from benchmarks.common import table, verdict
 from benchmarks.middleware_cases import log_lines
 from benchmarks.server_app import KINDS
 
@@ -161,21 +161,16 @@ def verdicts(results: Dict[Tuple[int, str], Dict[str, List[float]]]) -> List[str
         if s < 2:
             cid = results[(s, "cid")]["ratio"]
             gaps = [a - b for a, b in zip(ours, cid)]
-            met = "met" if median(gaps) >= -TRIVIAL_MARGIN else "not met"
-            every = "in every round" if min(gaps) >= -TRIVIAL_MARGIN else (
-                "in no round" if max(gaps) < -TRIVIAL_MARGIN else "not in every round")
+            held = verdict(median(gaps), gaps, lambda gap: gap >= -TRIVIAL_MARGIN)
             out.append(f"{label}, concurrency {concurrency}: {median(ours):.2f} of bare against "
                        f"asgi-correlation-id's {median(cid):.2f}; ours minus theirs, round by "
                        f"round: median {median(gaps):+.2f}, range {min(gaps):+.2f} to "
-                       f"{max(gaps):+.2f} (target: at least -{TRIVIAL_MARGIN:.2f}; {met}, "
-                       f"{every}).")
+                       f"{max(gaps):+.2f} (target: at least -{TRIVIAL_MARGIN:.2f}; {held}).")
         else:
-            met = "met" if median(ours) >= REALISTIC_TARGET else "not met"
-            every = "in every round" if min(ours) >= REALISTIC_TARGET else (
-                "in no round" if max(ours) < REALISTIC_TARGET else "not in every round")
+            held = verdict(median(ours), ours, lambda share: share >= REALISTIC_TARGET)
             out.append(f"{label}, concurrency {concurrency}: {median(ours):.2f} of bare, rounds "
                        f"{min(ours):.2f} to {max(ours):.2f} (target: at least "
-                       f"{REALISTIC_TARGET:.2f}; {met}, {every}).")
+                       f"{REALISTIC_TARGET:.2f}; {held}).")
     return out
 
 

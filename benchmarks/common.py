@@ -140,6 +140,15 @@ def opcodes_per_request(app: Any, set_up: Callable[[], None], tear_down: Callabl
     return count / number
 
 
+def verdict(median: float, rounds: Sequence[float], meets: Callable[[float], bool]) -> str:
+    """Whether a target is met by the median over the rounds, and whether it held in every
+    round, in no round or not in every round: ``"met, not in every round"``."""
+    held = [meets(value) for value in rounds]
+    every = ("in every round" if all(held) else "in no round" if not any(held)
+             else "not in every round")
+    return f"{'met' if meets(median) else 'not met'}, {every}"
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A markdown table."""
     lines: List[str] = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -120,3 +120,21 @@ def test_the_server_verdicts_give_the_median_and_the_range_of_the_rounds():
     assert second.endswith("(target: at least -0.05; not met, in no round).")
     assert third.endswith("0.91 of bare, rounds 0.85 to 0.95 (target: at least 0.90; met, "
                           "not in every round).")
+
+
+def test_the_in_process_verdicts_give_the_median_and_the_range_of_the_rounds():
+    from benchmarks.bench_middleware import target_verdicts
+
+    rows = {key: ("", figures) for key, figures in {
+        "bare": [10.0, 10.0, 10.0],
+        "cid": [15.0, 15.0, 15.0],  # adds 5 µs in every round
+        "text": [20.0, 19.0, 21.0],  # 2.0x, 1.8x, 2.2x
+        "default": [25.0, 26.0, 27.0],  # 3.0x, 3.2x, 3.4x
+        "json": [22.0, 21.0, 23.0],  # 1.20, 1.22, 1.18 times what text adds
+    }.items()}
+    text, default, json_lines = target_verdicts(rows)
+    assert text == ("- One text file adds 2.00x asgi-correlation-id's, rounds 1.80x to 2.20x "
+                    "(target: at most 2.0x; met, not in every round).")
+    assert default.endswith("rounds 3.00x to 3.40x (target: at most 2.5x; not met, in no round).")
+    assert json_lines == ("- JSON lines add 1.20x what text lines add, rounds 1.18x to 1.22x "
+                          "(target: at most 1.3x; met, in every round).")

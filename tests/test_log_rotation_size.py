@@ -55,10 +55,12 @@ def test_a_line_of_a_forked_child_counts_for_its_parents_rotation(tmp_path, hand
     handler.write(line("p", 500))
     child = os.fork()
     if child == 0:  # the child: one line, then out without running the parent's clean-up
+        status = 1
         try:
             handler.write(line("c", 450))
+            status = 0
         finally:
-            os._exit(0)
+            os._exit(status)
     assert os.waitpid(child, 0)[1] == 0
     handler.write(line("q", 10))  # the file now ends at 960, the child's line included
     handler.write(line("r"))  # 960 + 100 reaches 1000: rotated first
