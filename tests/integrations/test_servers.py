@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from collections import Counter
@@ -105,8 +106,11 @@ def test_uvicorn_access_lines_carry_the_request_id(tmp_path):
 
 def test_gunicorn_access_lines_carry_the_request_id(tmp_path):
     (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
+    # SIGTERM, gunicorn's graceful stop: the worker ends the request it is in, access line
+    # included. On SIGINT it raises SystemExit wherever it is; in the access log call, just
+    # after the response went out, gunicorn then logs that request again as a 500.
     with server("-m", "gunicorn", "-c", "gunicorn_conf.py", "wsgi_app:app", cwd=tmp_path,
-                port_pattern=GUNICORN_PORT) as gunicorn, \
+                port_pattern=GUNICORN_PORT, stop_signal=signal.SIGTERM) as gunicorn, \
             httpx.Client(base_url=gunicorn.url) as client:
         trusted = client.get("/items/1", headers={"X-Request-ID": "guni-1"})
         fresh = client.get("/items/2")
