@@ -197,8 +197,15 @@ def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
 
 
 def safe_name(name: str) -> str:
-    """A tracker or route name fit for one log line."""
-    return log_safe(name, limit=200)
+    """A tracker or route name fit for one log line: control characters escaped (see
+    :func:`~.formatting.log_safe`), at most 200 characters, and every ``|`` written as
+    ``\\x7c``, the same escape, so that a name built from a client's text never holds the
+    field separator ``" | "`` and cannot pass for a status, a duration or figures."""
+    return log_safe(name, limit=200).replace("|", NAME_BAR)
+
+
+#: What a ``|`` in a name is written as (:func:`safe_name`).
+NAME_BAR = "\\x7c"
 
 
 registry.set_line_writer(log_sink, log_request)
