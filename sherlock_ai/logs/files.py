@@ -207,11 +207,19 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
             rotation.release()
 
     def _shift_backups(self) -> None:
+        # A file that is gone by the time it is renamed was moved by someone else (an outside
+        # rotation such as logrotate's, landing between our checks and our rename): that
+        # move is the rotation, and the caller opens the path anew.
         for i in range(self.backupCount - 1, 0, -1):
             source = self.rotation_filename(f"{self.baseFilename}.{i}")
-            if os.path.exists(source):
+            try:
                 os.replace(source, self.rotation_filename(f"{self.baseFilename}.{i + 1}"))
-        os.replace(self.baseFilename, self.rotation_filename(self.baseFilename + ".1"))
+            except FileNotFoundError:
+                pass
+        try:
+            os.replace(self.baseFilename, self.rotation_filename(self.baseFilename + ".1"))
+        except FileNotFoundError:
+            pass
 
     def doRollover(self) -> None:
         """Rotate now (under the shared lock), whatever the file's size."""
