@@ -14,7 +14,8 @@ WRITER = textwrap.dedent("""
     import sys
     from sherlock_ai.logs.files import SafeRotatingFileHandler
 
-    handler = SafeRotatingFileHandler(sys.argv[1], maxBytes=2000, backupCount=500)  # none shifted out
+    # backupCount: none shifted out
+    handler = SafeRotatingFileHandler(sys.argv[1], maxBytes=2000, backupCount=500)
     handler.check_interval = 0.0  # look at the path before every line: the widest race
     for i in range(int(sys.argv[2])):
         handler.write(f"line {i:06d} " + "x" * 40 + "\\n")

@@ -219,3 +219,7 @@ def install_trace_context_factory() -> None:
 
         factory._sherlock_ai_trace = True  # type: ignore[attr-defined]
         logging.setLogRecordFactory(factory)
+        # sherlock_ai's own lines then carry the ids too (rendered through a record).
+        from ..logs.writer import factory_changed
+
+        factory_changed()

@@ -16,7 +16,6 @@ from ..consumers import RequestEnd
 from ..engine.requests import OpenRequest, RequestMeter
 from ..engine.tracing import hold_tracing, release_tracing
 from ..logs.lines import safe_name
-from ..logs.records import install_request_id_factory
 from ..request_id import generate_request_id, is_valid_request_id
 from ..safety import report_internal_error
 from .observers import (  # noqa: F401 - RequestObserver and its functions used to live here
@@ -100,7 +99,6 @@ class RequestPolicy:
             keep_all=guard is not None)
         #: Whether :meth:`start_measurement` has more to do than open the measurement.
         self.lease_or_guard = self._lease is not None or guard is not None
-        install_request_id_factory()
 
     def request_id(self, incoming: Optional[str]) -> str:
         """The incoming id when trusted and valid, else a fresh one."""

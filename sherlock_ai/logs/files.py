@@ -10,14 +10,13 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from .direct import DirectHandler
 from .rotation_lock import RotationLock
 
 _write, _lseek, _SEEK_CUR = os.write, os.lseek, os.SEEK_CUR
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandler):
+class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A rotating file written with one ``os.write`` per whole line on an ``O_APPEND``
     descriptor: no user-space buffer, so each line is in the kernel when ``emit`` (or
     :meth:`write`) returns and a killed process loses none; lines of several processes
@@ -49,6 +48,7 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
         self._size = 0  # the file's size after this process's last line
         self._lost = 0
         self._rotation: Optional[RotationLock] = None
+        self._closed_rotation = False  # closed with a shared rotation: reopen it with the file
         self._generation = 0
         self._next_check = time.monotonic() + self.check_interval
         self._open_fd()
@@ -58,6 +58,12 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
             self._generation = self._rotation.generation
 
     def _open_fd(self) -> None:
+        # A handler closed by someone else (logging.config.dictConfig closes every handler
+        # that exists) still gets sherlock_ai's lines: its shared rotation opens again too.
+        if self._closed_rotation:
+            self._closed_rotation = False
+            self._rotation = RotationLock(self.baseFilename)
+            self._generation = self._rotation.generation
         # The folder may have been removed since: recreate it rather than lose every line.
         folder = os.path.dirname(self.baseFilename)
         if folder:
@@ -242,6 +248,7 @@ class SafeRotatingFileHandler(DirectHandler, logging.handlers.RotatingFileHandle
             if self._rotation is not None:
                 self._rotation.close()
                 self._rotation = None
+                self._closed_rotation = True
         super().close()
 
     def handleError(self, record: Optional[logging.LogRecord]) -> None:

@@ -10,8 +10,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..engine.measurement import Measurement
 from ..request_id import get_request_id
-from .direct import LineFields, fields_of
 from .records import NO_REQUEST_ID
+from .render import LineFields, SecondStamp, fields_of
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,30 +68,16 @@ def _traced(record: logging.LogRecord) -> bool:
                for key in ("trace_id", "span_id"))
 
 
-# The direct path's encoder: the same object JsonFormatter writes for one of our records
-# (json.dumps with its default separators), assembled from parts rather than from a dict.
+# The JSON renderer of our lines: the same object JsonFormatter.generic writes for one of our
+# records (json.dumps with its default separators), assembled from parts rather than a dict.
 _string = json.encoder.encode_basestring  # what ensure_ascii=False uses, in C when available
-_seconds: Tuple[int, str] = (-1, "")
+# "2026-12-01T13:11:49": the date and time of a second.
+_stamp = SecondStamp(lambda second: datetime.fromtimestamp(second, tz=timezone.utc)
+                     .isoformat()[:19])
 _FIXED = frozenset(("timestamp", "level", "logger", "pid", "message", "request_id"))
 _OPTIONAL = ("error", "rss", "rss_change", "traced", "traced_peak")
 # The keys Measurement.as_dict() writes before its attributes.
 _BASE = frozenset(("kind", "name", "status", "duration", "concurrent", *_OPTIONAL))
-
-
-def _timestamp(created: float) -> str:
-    # datetime.fromtimestamp(created, utc).isoformat(timespec="milliseconds"), the date and
-    # time rendered once per second: microseconds rounded half-even, as datetime does
-    # (created - second is exact in floating point).
-    global _seconds
-    second = int(created)
-    micro = round((created - second) * 1e6)
-    if micro >= 1_000_000:
-        second, micro = second + 1, micro - 1_000_000
-    cached = _seconds
-    if cached[0] != second:
-        text = datetime.fromtimestamp(second, tz=timezone.utc).isoformat()
-        cached = _seconds = (second, text[:19])  # "2026-12-01T13:11:49"
-    return f"{cached[1]}.{micro // 1000:03d}+00:00"
 
 
 def _value(value: Any) -> str:
@@ -122,11 +108,10 @@ def _cached(cache: Dict[Any, Any], key: Any, text: Any) -> Any:
 def json_line(created: float, levelname: str, logger: str, pid: int, message: str,
               request_id: str, fields: LineFields, end: str = "}") -> str:
     """The line :class:`JsonFormatter` writes for a record of ``logger`` made at ``created``
-    carrying a measurement of these ``fields`` (see :func:`~.direct.fields_of`) and no
-    exception; ``end`` closes the object (the direct path adds the newline there)."""
+    carrying a measurement of these ``fields`` (see :func:`~.render.fields_of`) and no
+    exception; ``end`` closes the object (the line writer adds the newline there)."""
     # Long, and inlined on purpose: it runs once per JSON line on the request path, where a
     # helper call per field is a measurable share of the line's cost.
-    global _seconds
     kind, name, status, figures, error, attributes = fields
     if attributes and not _BASE.isdisjoint(attributes):
         # An attribute replaces one of as_dict()'s own figures: let as_dict() decide.
@@ -138,24 +123,22 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
         parts = _cached(_parts, key, (
             f'"level": {string(levelname)}, "logger": {string(logger)}, "pid": {pid}, ',
             f'"kind": {string(kind)}, "name": {string(name)}, "status": {string(status)}, '))
-    # The time stamp: see _timestamp (inlined, this runs for every line). Rounding to the
-    # microsecond changes the millisecond only from ...999.5 up: only then round() it.
+    # The time stamp of datetime.fromtimestamp(created, utc).isoformat(timespec=
+    # "milliseconds"), the date and time rendered once per second. datetime rounds to the
+    # microsecond half-even (created - second is exact in floating point), which changes the
+    # millisecond only from ...999.5 up: only then round() it.
     second = int(created)
     micro = int(fraction := (created - second) * 1e6)
     if micro % 1000 == 999:
         micro = round(fraction)
         if micro >= 1_000_000:
             second, micro = second + 1, micro - 1_000_000
-    cached = _seconds
-    if cached[0] != second:
-        cached = _seconds = (second, datetime.fromtimestamp(second, tz=timezone.utc)
-                             .isoformat()[:19])
     duration, rss, change, traced, traced_peak, concurrent = figures
     duration = round(duration, 6)
     # _value() inline for the finite float a duration is.
     duration_text = (float.__repr__(duration) if type(duration) is float
                      and duration - duration == 0 else _value(duration))
-    text = (f'{{"timestamp": "{cached[1]}.{micro // 1000:03d}+00:00", {parts[0]}'
+    text = (f'{{"timestamp": "{_stamp.text(second)}.{micro // 1000:03d}+00:00", {parts[0]}'
             f'"message": {string(message)}, "request_id": {string(request_id)}, {parts[1]}'
             f'"duration": {duration_text}, "concurrent": '
             f'{concurrent if type(concurrent) is int else _value(concurrent)}')

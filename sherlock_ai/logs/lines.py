@@ -8,9 +8,7 @@ from typing import Any, Dict, Optional
 from ..consumers import registry
 from ..engine.measurement import Measurement
 from ..engine.span import Figures
-from ..request_id import request_id_var
-from ..safety import report_internal_error
-from . import direct
+from . import writer
 from .formatting import format_bytes, format_change, log_safe
 from .schema import (
     ARGS,
@@ -33,8 +31,9 @@ from .schema import (
 MONITORING_LOGGER = "MonitoringLogger"
 PERFORMANCE_LOGGER = "PerformanceLogger"
 
-_monitoring = logging.getLogger(MONITORING_LOGGER)
-_performance = logging.getLogger(PERFORMANCE_LOGGER)
+# Never disabled by an app's dictConfig (see writer.keep_enabled).
+_monitoring = writer.keep_enabled(logging.getLogger(MONITORING_LOGGER))
+_performance = writer.keep_enabled(logging.getLogger(PERFORMANCE_LOGGER))
 
 
 def _tail(m: Measurement) -> str:
@@ -129,71 +128,27 @@ _FORMATS = {
 
 
 def log_sink(m: Measurement) -> None:
-    """Write the measurement's line, with the record carrying it as ``record.sherlock``."""
+    """Write the measurement's line through the writer the configuration chose (see
+    :mod:`sherlock_ai.logs.writer`)."""
     logger, render = _FORMATS[m.kind]
     if logger.isEnabledFor(m.level):
-        message = render(m)
-        if direct.write(logger, m.level, message, m):
-            return  # only sherlock_ai's own files and console listen: written directly
-        _log_record(logger, message, m)
+        figures = (m.duration, m.rss, m.rss_change, m.traced, m.traced_peak, m.concurrent)
+        writer.current.write(logger, m.level, render(m),
+                             (m.kind, m.name, m.status, figures, m.error, m.attributes), m)
+    else:
+        writer.current.skipped(logger)
 
 
 def log_request(name: str, status: str, level: int, figures: Figures, error: Optional[str],
                 attributes: Dict[str, Any]) -> None:
     """:func:`log_sink` for a request's figures, when the line is their only consumer: the
-    same line, the ``Measurement`` built only for a record of ``logging``."""
+    same line, without a ``Measurement`` unless a record of ``logging`` carries one."""
     logger = _monitoring
     if logger.isEnabledFor(level):
-        message = memory_text(name, status, figures, error)
-        snapshot = direct.listening(logger)
-        if snapshot is not None and direct.write_line(
-                snapshot, logger, level, message, None if snapshot.default_text
-                else ("memory", name, status, figures, error, attributes)):
-            return
-        _log_record(logger, message, _measurement(name, status, level, figures, error,
-                                                  attributes))
-
-
-def _measurement(name: str, status: str, level: int, figures: Figures, error: Optional[str],
-                 attributes: Dict[str, Any]) -> Measurement:
-    return Measurement("memory", name, status, figures[0], level, request_id_var.get(), error,
-                       *figures[1:], False, attributes)
-
-
-def _log_record(logger: logging.Logger, message: str, m: Measurement) -> None:
-    # Built directly rather than through logger.log(): the caller lookup that log() does
-    # would name a line of sherlock_ai, and costs as much as the rest of the record.
-    record = logging.getLogRecordFactory()(
-        logger.name, m.level, "sherlock_ai", 0, message, (), None, m.name
-    )
-    record.sherlock = m
-    _handle(logger, record)
-
-
-def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
-    # Logger.handle() with each handler guarded: a handler whose emit() raises (rather than
-    # calling handleError) would otherwise stop the record before the root's files and console.
-    if logger.disabled:
-        return
-    passed = logger.filter(record)
-    if not passed:
-        return
-    if isinstance(passed, logging.LogRecord):  # Python 3.12's filters may replace the record
-        record = passed
-    found = False
-    current: Optional[logging.Logger] = logger
-    while current is not None:
-        for handler in current.handlers:
-            found = True
-            if record.levelno >= handler.level:
-                try:
-                    handler.handle(record)
-                # A plain try, not guarded(): this runs for every handler of every line.
-                except Exception as exc:  # noqa: BLE001 - one handler costs only its output
-                    report_internal_error(f"log handler {handler!r}", exc)
-        current = current.parent if current.propagate else None
-    if not found and logging.lastResort is not None and record.levelno >= logging.lastResort.level:
-        logging.lastResort.handle(record)
+        writer.current.write(logger, level, memory_text(name, status, figures, error),
+                             ("memory", name, status, figures, error, attributes), None)
+    else:
+        writer.current.skipped(logger)
 
 
 def safe_name(name: str) -> str:

@@ -98,6 +98,7 @@ def install_request_id_factory() -> None:
             return
         if previous is logging.LogRecord:
             logging.setLogRecordFactory(RequestIdRecord)
+            _factory_changed()
             return
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -115,3 +116,10 @@ def install_request_id_factory() -> None:
 
         factory._sherlock_ai = True  # type: ignore[attr-defined]
         logging.setLogRecordFactory(factory)
+        _factory_changed()
+
+
+def _factory_changed() -> None:
+    from .writer import factory_changed
+
+    factory_changed()

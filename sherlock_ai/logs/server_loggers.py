@@ -76,13 +76,15 @@ def _uvicorn_console_with_ids(handler: logging.Handler, request_ids: RequestIdFi
     return [undo]
 
 
-def root_console_with_ids(root: logging.Logger) -> Optional[logging.Handler]:
-    """A console handler of the root logger that already shows ids (one carrying a
-    :class:`RequestIdFilter`, like the ``console`` of ``gunicorn_logconfig_dict``)."""
+def root_console(root: logging.Logger) -> Optional[logging.Handler]:
+    """A console handler of the root logger (a ``StreamHandler`` writing to stderr or stdout:
+    ``logging.basicConfig``'s, the ``console`` of ``gunicorn_logconfig_dict``, a
+    ``dictConfig``'s), if it has one."""
+    consoles = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
     for handler in root.handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
-        ) and any(isinstance(f, RequestIdFilter) for f in handler.filters):
+        if (isinstance(handler, logging.StreamHandler)
+                and not isinstance(handler, logging.FileHandler)
+                and any(handler.stream is console for console in consoles)):
             return handler
     return None
 

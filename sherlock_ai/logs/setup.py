@@ -6,19 +6,15 @@ import logging
 import os
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from ..options import check_level
-from . import direct
-from .direct import DirectHandler
+from . import writer
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .records import RequestIdFilter, install_request_id_factory
-
-DEFAULT_FORMAT = "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"
-DEFAULT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+from .render import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT, TextFormatter
 
 
 @dataclass
@@ -48,7 +44,14 @@ def _default_files() -> Dict[str, LogFileConfig]:
 
 @dataclass
 class LoggingConfig:
-    """Where and how sherlock_ai writes logs. ``log_format_type`` is ``"log"`` or ``"json"``."""
+    """Where and how sherlock_ai writes logs. ``log_format_type`` is ``"log"`` or ``"json"``.
+
+    ``pass_to_logging``: whether sherlock_ai's own lines (MEMORY, PERFORMANCE, RESOURCES),
+    written to its files and console directly, are also handed to ``logging`` as records, for
+    handlers that are not the set-up's (a log shipper, Sentry, a test's capture). ``None``
+    (the default) decides when the set-up runs: yes when such a handler is then on the root
+    logger, ``MonitoringLogger`` or ``PerformanceLogger``.
+    """
 
     logs_dir: Union[str, Path] = "logs"
     log_format_type: str = "log"
@@ -58,28 +61,11 @@ class LoggingConfig:
     log_format: str = DEFAULT_FORMAT
     date_format: str = DEFAULT_DATE_FORMAT
     log_files: Dict[str, LogFileConfig] = field(default_factory=_default_files)
+    pass_to_logging: Optional[bool] = None
 
 
-class _TextFormatter(logging.Formatter):
-    """``logging.Formatter`` that renders the time stamp once per second, not per record."""
-
-    def __init__(self, fmt: str, datefmt: str) -> None:
-        super().__init__(fmt, datefmt)
-        self._second: Tuple[int, str] = (-1, "")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:
-        if datefmt is not None and datefmt != self.datefmt or "%f" in (self.datefmt or "%f"):
-            return super().formatTime(record, datefmt)
-        second = int(record.created)
-        cached = self._second
-        if cached[0] != second:
-            cached = (second, time.strftime(self.datefmt, self.converter(record.created)))
-            self._second = cached
-        return cached[1]
-
-
-class _Console(DirectHandler, logging.StreamHandler):
-    """The set-up's console (stderr); :meth:`write` is the direct path's ``emit``."""
+class _Console(logging.StreamHandler):
+    """The set-up's console (stderr); :meth:`write` is what the line writer calls."""
 
     def write(self, text: str) -> None:
         """Write and flush ``text`` (whole lines); a failure is reported as ``emit``'s is."""
@@ -146,13 +132,15 @@ class SherlockAI:
         self._file_levels = {k: check_level(f.level) for k, f in self.config.log_files.items()}
         self.log_files: Dict[str, Path] = {}
         self.errors: List[str] = []
+        #: Whether the set-up hands its lines to ``logging`` too (see ``LoggingConfig``).
+        self.pass_to_logging = False
 
     def _formatter(self) -> logging.Formatter:
         if self.config.log_format_type == "json":
             from .json_lines import JsonFormatter
 
-            return _FormatOnce(JsonFormatter())
-        return _FormatOnce(_TextFormatter(self.config.log_format, self.config.date_format))
+            return JsonFormatter()
+        return TextFormatter(self.config.log_format, self.config.date_format)
 
     def _path(self, file: LogFileConfig) -> Path:
         path = Path(self.config.logs_dir) / file.filename
@@ -161,13 +149,25 @@ class SherlockAI:
         return path
 
     def setup(self) -> SherlockAI:
-        """Install the handlers. A log folder or file that cannot be written is reported on
-        stderr and in ``self.errors`` and left out; the console then stays on, so no line is
-        lost."""
+        """Install the handlers and the line writer. A log folder or file that cannot be
+        written is reported on stderr and in ``self.errors`` and left out; the console then
+        stays on, so no line is lost.
+
+        The console (stderr) is added unless the root logger already has a console of
+        someone else's (``logging.basicConfig``'s, a server's, a ``dictConfig``'s): each line
+        is printed once, by that console, to which sherlock_ai's lines are then handed
+        (``pass_to_logging``)."""
         install_request_id_factory()
-        formatter = self._formatter()
+        keep_enabled = writer.keep_enabled
+        keep_enabled(logging.getLogger(MONITORING_LOGGER))
+        keep_enabled(logging.getLogger(PERFORMANCE_LOGGER))
+        inner = self._formatter()
+        formatter = _FormatOnce(inner)
         request_ids = RequestIdFilter()
         every_record: List[logging.Handler] = []  # the files that collect every record
+        # Per logger of our lines, the set-up's handlers that collect them.
+        outputs: Dict[str, List[logging.Handler]] = {MONITORING_LOGGER: [],
+                                                     PERFORMANCE_LOGGER: []}
         with _setup_lock:
             _remove_installed()
             self.log_files, self.errors = {}, []
@@ -193,41 +193,59 @@ class SherlockAI:
                     self.errors.append(f"cannot open {path}: {exc}")
                     continue
                 handler.setLevel(self._file_levels[key])
-                self._attach(handler, formatter, request_ids, file.loggers)
+                self._attach(handler, formatter, request_ids, file.loggers, outputs)
                 self.log_files[key] = path
                 if not file.loggers:
                     every_record.append(handler)
-            from .server_loggers import join_servers, root_console_with_ids
+            from .server_loggers import join_servers, root_console
 
-            # A server's console that already shows ids (gunicorn_logconfig_dict's) prints
-            # the app's lines; a second console would print each of them twice.
-            if (self.config.console_enabled and root_console_with_ids(root) is None
-                    or self.errors):
+            others = _others_handlers()
+            console = root_console(root)
+            if self.config.console_enabled and console is None or self.errors:
                 console = _Console(sys.stderr)
                 console.setLevel(self._console_level)
-                self._attach(console, formatter, request_ids, ())
+                self._attach(console, formatter, request_ids, (), outputs)
+            pass_to_logging = self.config.pass_to_logging
+            if pass_to_logging is None:
+                pass_to_logging = bool(others)
+            self.pass_to_logging = pass_to_logging
             _undo.extend(join_servers(every_record, request_ids))
-            direct.changed()
+            writer.use(writer.ToFiles(
+                {name: tuple(handlers) for name, handlers in outputs.items()}, inner,
+                self.config.log_format_type == "json", pass_to_logging,
+                frozenset(handler for _, handler in _installed)))
         for error in self.errors:
             sys.stderr.write(f"sherlock_ai: {error}; logging to the console instead\n")
         return self
 
     @staticmethod
-    def _attach(handler, formatter, request_ids, logger_names) -> None:
+    def _attach(handler: logging.Handler, formatter: logging.Formatter,
+                request_ids: RequestIdFilter, logger_names: Tuple[str, ...],
+                outputs: Dict[str, List[logging.Handler]]) -> None:
         handler.setFormatter(formatter)
         handler.addFilter(request_ids)
-        setattr(handler, direct.MARK, (formatter, request_ids))
         for name in logger_names or ("",):
             logger = logging.getLogger(name or None)
             logger.addHandler(handler)
             _installed.append((logger, handler))
+            for ours, collected in outputs.items():
+                if name in ("", ours) and handler not in collected:
+                    collected.append(handler)
 
     @staticmethod
     def cleanup() -> None:
-        """Remove and close every handler that sherlock_ai's set-up added."""
+        """Remove and close every handler that sherlock_ai's set-up added; lines go to
+        ``logging`` again."""
         with _setup_lock:
             _remove_installed()
-            direct.changed()
+            writer.use(writer.ToLogging())
+
+
+def _others_handlers() -> List[logging.Handler]:
+    """The handlers on the root logger and on our loggers that are not the set-up's."""
+    ours = {handler for _, handler in _installed}
+    return [handler for name in ("", MONITORING_LOGGER, PERFORMANCE_LOGGER)
+            for handler in logging.getLogger(name or None).handlers if handler not in ours]
 
 
 def sherlock_ai(config: Optional[LoggingConfig] = None) -> SherlockAI:

@@ -1,5 +1,6 @@
-"""Measurement lines written directly (only sherlock_ai's handlers listen) are the bytes the
-logging path writes, and anything a user attaches afterwards gets every record at once."""
+"""The line writer the set-up chooses: its renderers write the bytes ``logging``'s formatters
+write, its files get each line once, and whether lines are also handed to ``logging`` is the
+set-up's decision (``pass_to_logging``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 import sherlock_ai
 from sherlock_ai import LogFileConfig, LoggingConfig, Measurement
-from sherlock_ai.logs import direct
+from sherlock_ai.logs import writer
 from sherlock_ai.logs.records import RequestIdRecord
 
 NOW = 1_796_130_000.4996  # a fixed time stamp, so both paths' lines can be compared byte for byte
@@ -21,18 +22,11 @@ NOW = 1_796_130_000.4996  # a fixed time stamp, so both paths' lines can be comp
 @pytest.fixture(autouse=True)
 def _plain_record_factory():
     """The factory a fresh process has: an earlier test may have left another one wrapping
-    ours (the OpenTelemetry exporter's), which rightly sends every line through logging."""
+    ours (the OpenTelemetry exporter's), which renders every line through a record."""
     previous = logging.getLogRecordFactory()
     logging.setLogRecordFactory(logging.LogRecord)
     yield
     logging.setLogRecordFactory(previous)
-
-
-def listening():
-    """What listens to MonitoringLogger, for a failing assertion's message."""
-    logger, root = logging.getLogger("MonitoringLogger"), logging.getLogger()
-    return (logger.handlers, logger.filters, root.handlers, root.filters,
-            logging.getLogRecordFactory())
 
 
 @contextmanager
@@ -100,23 +94,23 @@ def record_at_now(*args, **kwargs):
 
 
 def write_both_ways(tmp_path, monkeypatch, **config):
-    """The bytes of each file after the measurements went the direct way, and after they
-    went through logging (forced by a record factory of the user's)."""
-    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    """The bytes of each file after the measurements were rendered from their fields, and
+    after they were rendered by formatting a record (chosen at set-up when a record factory
+    of the user's is installed)."""
+    monkeypatch.setattr(writer, "clock", lambda: NOW)
     out = []
-    for way in ("direct", "logging"):
+    for way in ("fields", "record"):
         folder = tmp_path / way
+        if way == "record":
+            monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=folder, console_enabled=False,
                                                       **config))
-        if way == "logging":
-            monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
+        assert (writer.current.render == writer.current._through_record) is (way == "record")
         with sherlock_ai.request_id_context("rid-1"):
             for m in measurements():
                 sherlock_ai.log_sink(m)
         for m in measurements():
             sherlock_ai.log_sink(m)
-        snapshot = direct._snapshots["MonitoringLogger"]
-        assert bool(snapshot.targets) is (way == "direct"), listening()
         out.append({key: path.read_bytes() for key, path in setup.log_files.items()})
         sherlock_ai.SherlockAI.cleanup()
         monkeypatch.setattr(logging, "_logRecordFactory", RequestIdRecord)
@@ -131,7 +125,7 @@ def write_both_ways(tmp_path, monkeypatch, **config):
     {"log_format_type": "json"},
 ], ids=["default", "custom-format", "json"])
 @ours_only
-def test_both_paths_write_the_same_bytes(tmp_path, monkeypatch, config):
+def test_both_renderers_write_the_same_bytes(tmp_path, monkeypatch, config):
     direct_files, logging_files = write_both_ways(tmp_path, monkeypatch, **config)
     assert direct_files == logging_files
     assert direct_files["monitoring"].count(b"\n") == 8
@@ -169,47 +163,51 @@ def monitoring_lines(setup):
 
 @pytest.fixture
 def setup(tmp_path):
-    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
     with only_ours():
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
         one_line("before")
-        assert direct._snapshots["MonitoringLogger"].targets, listening()  # the direct path
+    assert not setup.pass_to_logging
     return setup
 
 
 @pytest.mark.parametrize("where", ["MonitoringLogger", ""])
+@pytest.mark.parametrize("pass_to_logging", [None, True, False])
 @ours_only
-def test_a_handler_added_afterwards_gets_the_next_record(setup, where):
+def test_handlers_of_others_get_the_lines_as_the_set_up_decided(tmp_path, where,
+                                                                pass_to_logging):
+    # None: decided at set-up, from the handlers then present (here: one of the user's).
     seen = Seen()
     logging.getLogger(where or None).addHandler(seen)
     try:
-        one_line("after")
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                                      pass_to_logging=pass_to_logging))
+        one_line("handed")
     finally:
         logging.getLogger(where or None).removeHandler(seen)
-    assert [r.getMessage().split(" | ")[1] for r in seen.records] == ["after"]
-    assert seen.records[0].sherlock.name == "after"
-    assert len(monitoring_lines(setup)) == 2
-    one_line("alone again")
-    assert len(seen.records) == 1 and len(monitoring_lines(setup)) == 3
+    handed = pass_to_logging is not False
+    assert setup.pass_to_logging is handed
+    assert [r.getMessage().split(" | ")[1] for r in seen.records] == (["handed"] if handed
+                                                                        else [])
+    if handed:
+        assert seen.records[0].sherlock.name == "handed"
+        assert seen.records[0].request_id == "-"
+    # The set-up's files get each line once, whoever else gets it.
+    assert len(monitoring_lines(setup)) == 1
+    assert len(setup.log_files["app"].read_text().splitlines()) == 1
 
 
 @ours_only
-def test_a_filter_added_afterwards_decides_at_once(setup):
-    logger = logging.getLogger("MonitoringLogger")
-    dropped = []
-
-    def refuse(record):
-        dropped.append(record.getMessage())
-        return False
-
-    logger.addFilter(refuse)
+def test_a_handler_added_after_the_set_up_gets_the_lines_when_asked_for(tmp_path):
+    setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False,
+                                                  pass_to_logging=True))
+    seen = Seen()
+    logging.getLogger().addHandler(seen)
     try:
-        one_line("refused")
+        one_line("later")
     finally:
-        logger.removeFilter(refuse)
-    assert len(dropped) == 1 and len(monitoring_lines(setup)) == 1
-    one_line("kept")
-    assert monitoring_lines(setup)[-1].endswith("MEMORY | kept | SUCCESS | 0.001s | Current: "
-                                                "1.00B | Change: +0.00B")
+        logging.getLogger().removeHandler(seen)
+    assert [r.sherlock.name for r in seen.records] == ["later"]
+    assert len(monitoring_lines(setup)) == 1
 
 
 @ours_only
@@ -233,29 +231,6 @@ def test_levels_and_disable_are_honoured_at_once(setup):
         file_handler.setLevel(logging.INFO)
     assert len(monitoring_lines(setup)) == 1
     assert len(setup.log_files["app"].read_text().splitlines()) == 2  # the root's file got it
-
-
-@ours_only
-def test_a_filter_or_formatter_put_on_our_handler_is_used(setup):
-    handler = logging.getLogger("MonitoringLogger").handlers[0]
-    handler.setFormatter(logging.Formatter("custom %(message)s"))
-    one_line("formatted")
-    assert monitoring_lines(setup)[-1].startswith("custom MEMORY | formatted | ")
-    handler.addFilter(lambda record: False)
-    one_line("filtered")
-    assert monitoring_lines(setup)[-1].startswith("custom MEMORY | formatted | ")
-
-
-@ours_only
-def test_propagate_off_keeps_the_line_out_of_the_roots_files(setup):
-    logger = logging.getLogger("MonitoringLogger")
-    logger.propagate = False
-    try:
-        one_line("own file only")
-    finally:
-        logger.propagate = True
-    assert len(monitoring_lines(setup)) == 2
-    assert len(setup.log_files["app"].read_text().splitlines()) == 1
 
 
 @ours_only
@@ -286,14 +261,14 @@ def test_lines_of_many_threads_are_whole_and_in_time_order(tmp_path):
 
 @ours_only
 def test_the_console_gets_the_same_bytes_both_ways(tmp_path, capfd, monkeypatch):
-    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    monkeypatch.setattr(writer, "clock", lambda: NOW)
     out = []
     for way in ("direct", "logging"):
-        sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={}))
-        capfd.readouterr()
         seen = Seen()
         if way == "logging":
             logging.getLogger().addHandler(seen)
+        sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={}))
+        capfd.readouterr()
         for m in measurements():
             sherlock_ai.log_sink(m)
         logging.getLogger().removeHandler(seen)
@@ -306,7 +281,7 @@ def test_the_console_gets_the_same_bytes_both_ways(tmp_path, capfd, monkeypatch)
 
 
 @ours_only
-def test_a_removed_folder_and_a_full_disk_are_handled_on_the_direct_path(tmp_path, capfd):
+def test_a_removed_folder_and_a_full_disk_are_handled(tmp_path, capfd):
     import os
     import shutil
     import time
@@ -316,7 +291,6 @@ def test_a_removed_folder_and_a_full_disk_are_handled_on_the_direct_path(tmp_pat
     logs = tmp_path / "logs"
     setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=logs, console_enabled=False))
     one_line("before")
-    assert direct._snapshots["MonitoringLogger"].targets
     shutil.rmtree(logs)
     time.sleep(SafeRotatingFileHandler.check_interval + 0.1)
     one_line("after")
@@ -333,7 +307,6 @@ def test_a_removed_folder_and_a_full_disk_are_handled_on_the_direct_path(tmp_pat
                                               "monitoring", loggers=("MonitoringLogger",))}))
     for i in range(5):
         one_line(f"lost {i}")
-    assert direct._snapshots["MonitoringLogger"].targets
     assert capfd.readouterr().err.count("cannot write") == 1
 
 
@@ -353,20 +326,20 @@ def test_the_json_encoder_writes_what_json_dumps_writes():
     assert json.loads(formatter.format(record))["trace_id"] == "a" * 32
 
 
-def test_a_line_that_cannot_be_encoded_fares_as_on_the_logging_path(tmp_path, capfd, monkeypatch):
+def test_a_line_that_cannot_be_encoded_fares_as_through_logging(tmp_path, capfd, monkeypatch):
     # A lone surrogate (from an exception message) cannot be UTF-8: the file reports the lost
-    # line, the console still prints it, whichever path the line takes.
-    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    # line, the console still prints it, whether or not the line is also handed to logging.
+    monkeypatch.setattr(writer, "clock", lambda: NOW)
     bad = Measurement("memory", "job", "ERROR", 0.001, logging.ERROR, error="bad \ud800",
                       rss=1, rss_change=0)
     out = []
     for way in ("direct", "logging"):
-        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={
-            "monitoring": LogFileConfig("monitoring", loggers=("MonitoringLogger",))}))
-        capfd.readouterr()
         seen = Seen()
         if way == "logging":
             logging.getLogger().addHandler(seen)
+        setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={
+            "monitoring": LogFileConfig("monitoring", loggers=("MonitoringLogger",))}))
+        capfd.readouterr()
         with only_ours():
             sherlock_ai.log_sink(bad)
             one_line("after")
@@ -393,7 +366,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         tmp_path, monkeypatch, config):
     # With only the line listening, a request's figures go straight to the line's writer
     # (no Measurement); with any other consumer they are dispatched as a Measurement; with a
-    # record factory of the user's they go through logging. Same figures, same bytes.
+    # record factory of the user's they are rendered through a record. Same bytes.
     import itertools
 
     from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
@@ -404,9 +377,11 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         def finished(self, measurement):
             pass
 
-    monkeypatch.setattr(direct, "clock", lambda: NOW)
+    monkeypatch.setattr(writer, "clock", lambda: NOW)
     out = []
     for way in ("line only", "dispatched", "logging"):
+        if way == "logging":
+            monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         ticks = itertools.count(0.0, 0.125)
         monkeypatch.setattr(span, "perf_counter", ticks.__next__)
         sizes = itertools.cycle([50 << 20, (50 << 20) + 12_288])
@@ -416,8 +391,6 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         other = Other()
         if way == "dispatched":
             add_consumer(other)
-        if way == "logging":
-            monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         try:
             assert (registry.line_only is not None) is (way != "dispatched")
             meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
@@ -443,7 +416,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
 
 @ours_only
 def test_a_request_line_honours_the_loggers_level_at_once(tmp_path):
-    # The line-only lane reads the level for each line, as logging does.
+    # A request's line reads the level for each line, as logging does.
     from sherlock_ai.consumers import registry
     from sherlock_ai.engine.requests import RequestMeter
 
