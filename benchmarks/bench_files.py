@@ -3,7 +3,7 @@ line needs: the handler's lock and checks, rotation shared between processes (on
 writers of one file), and rotation itself when it happens often.
 
 Each case writes the same encoded line through ``SafeRotatingFileHandler.write_bytes`` (what
-the direct path calls); the cases run in turn in each round, in process CPU time (system time
+the line writer calls); the cases run in turn in each round, in process CPU time (system time
 included). Run: ``python -m benchmarks.bench_files``.
 """
 

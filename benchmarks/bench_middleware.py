@@ -30,26 +30,24 @@ EXPORTER_ROWS = (  # (label, case, the case it adds to)
 )
 
 
-#: The cases whose lines must take the direct path (only the set-up's handlers listen).
-DIRECT_CASES = ("default", "text", "json")
+#: The cases whose lines must go to the set-up's files only (no handler of anyone else's).
+OWN_FILES_CASES = ("default", "text", "json")
 
 
-def check_direct_path(defined: Dict[str, Tuple[str, Any]]) -> None:
-    """Refuse to measure when something left in this process (a handler or filter on the
-    request logger or the root, a record factory) would send those cases' lines through
-    ``logging``: their figures would not be what a service gets."""
-    import logging
+def check_own_files(defined: Dict[str, Tuple[str, Any]]) -> None:
+    """Refuse to measure when something left in this process (a handler on the request
+    logger or the root) would make those cases' set-ups hand their lines to ``logging`` too:
+    their figures would not be what a service gets."""
+    from sherlock_ai.logs import writer
 
-    from sherlock_ai.logs.direct import takes_direct_path
-
-    for key in DIRECT_CASES:
+    for key in OWN_FILES_CASES:
         set_up = defined[key][1][0]
         set_up()
         try:
-            if not takes_direct_path(logging.getLogger("MonitoringLogger")):
-                raise RuntimeError(f"case {key!r}: its lines would go through logging, not "
-                                   "the direct path; something in this process added a "
-                                   "handler, a filter or a record factory")
+            current = writer.current
+            if not isinstance(current, writer.ToFiles) or current.pass_to_logging:
+                raise RuntimeError(f"case {key!r}: its lines would be handed to logging too; "
+                                   "something in this process added a handler")
         finally:
             reset()
 
@@ -57,7 +55,7 @@ def check_direct_path(defined: Dict[str, Tuple[str, Any]]) -> None:
 def in_process(number: int, rounds: int) -> Dict[str, Tuple[str, List[float]]]:
     """key -> (label, CPU µs per request in each round)."""
     defined = cases()
-    check_direct_path(defined)
+    check_own_files(defined)
     measured = []
     for _, (set_up, wrap) in defined.values():
         measured.append((wrap(starlette_app()), set_up, reset))
@@ -250,7 +248,8 @@ def run(quick: bool = False) -> Dict[str, str]:
     """The figures of the section (templates/bench_middleware.md)."""
     number, rounds = (300, 3) if quick else (3_000, 9)
     rows = in_process(number, rounds)
-    counted = [key for key in ("bare", "cid", "floor", "default", "text", "json", "no_line")
+    counted = [key for key in ("bare", "cid", "floor", "default", "root_handler", "text",
+                               "json", "no_line")
                if key in rows]
     ops = opcodes(counted)
     instructions = {} if quick else instruction_counts(counted)

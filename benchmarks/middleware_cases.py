@@ -71,6 +71,16 @@ def one_file(json_lines: bool = False) -> Callable[[], None]:
     return setup
 
 
+_devnull = open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process
+
+
+def root_handler_setup() -> None:
+    """A handler of the user's on the root logger (``logging.basicConfig``, writing to
+    /dev/null), then the default set-up: the set-up hands its lines to logging too."""
+    logging.basicConfig(level=logging.INFO, stream=_devnull)
+    default_setup()
+
+
 def no_line() -> None:
     """The measurement without its line: the request logger above INFO."""
     logging.getLogger("MonitoringLogger").setLevel(logging.WARNING)
@@ -214,6 +224,8 @@ def cases() -> Dict[str, Tuple[str, Case]]:
     out.update({
         "default": ("sherlock_ai, default `sherlock_ai()` set-up (two files)",
                     (default_setup, _ours)),
+        "root_handler": ("sherlock_ai, default set-up after `logging.basicConfig()` (a root "
+                         "handler of the user's)", (root_handler_setup, _ours)),
         "text": ("sherlock_ai, one text file", (one_file(), _ours)),
         "json": ("sherlock_ai, one JSON file", (one_file(json_lines=True), _ours)),
         "no_line": ("sherlock_ai, no line (request logger above INFO)", (no_line, _ours)),
@@ -244,6 +256,10 @@ def reset() -> None:
         install_request_id_factory()
         _record_factory = logging.getLogRecordFactory()
     sherlock_ai.SherlockAI.cleanup()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "stream", None) is _devnull:  # root_handler_setup's
+            root.removeHandler(handler)
     logging.getLogger("MonitoringLogger").setLevel(logging.NOTSET)
     for consumer in list(consumers.registry):
         if getattr(consumer, "finished", None) is not sherlock_ai.log_sink:
