@@ -64,7 +64,10 @@ def _clean_state() -> Iterator[None]:
 
 @pytest.fixture
 def records() -> Iterator[RecordCollector]:
-    """Collect every record of the MonitoringLogger and PerformanceLogger."""
+    """Collect every record of the MonitoringLogger and PerformanceLogger. Records carry
+    request ids, as in a service whose set-up installed the record factory (a middleware
+    alone changes nothing of logging)."""
+    sherlock_ai.install_request_id_factory()
     collector = RecordCollector()
     loggers = [logging.getLogger(n) for n in ("MonitoringLogger", "PerformanceLogger")]
     saved = [(lg, lg.level) for lg in loggers]
@@ -79,7 +82,9 @@ def records() -> Iterator[RecordCollector]:
 
 @pytest.fixture
 def root_records() -> Iterator[RecordCollector]:
-    """Collect every record propagated to the root logger (application loggers included)."""
+    """Collect every record propagated to the root logger (application loggers included),
+    with request ids (see ``records``)."""
+    sherlock_ai.install_request_id_factory()
     collector = RecordCollector()
     root = logging.getLogger()
     level = root.level
