@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Optional, Tuple
 
 from ..engine.measurement import Measurement
 from ..request_id import request_id_var
@@ -143,7 +143,10 @@ class ToLogging:
         if not ToLogging.checked:
             ToLogging.checked = True
             if not _has_handler(logger):
-                sys.stderr.write(NO_HANDLER.format(logger=logger.name))
+                try:
+                    sys.stderr.write(NO_HANDLER.format(logger=logger.name))
+                except Exception:  # noqa: BLE001 - no stderr (pythonw): nothing to tell
+                    pass
 
 
 def _has_handler(logger: logging.Logger) -> bool:
@@ -257,10 +260,10 @@ class ToFiles:
 
 
 #: The writer of this process's lines (:func:`use` replaces it).
-current: Any = ToLogging()
+current: LineWriter = ToLogging()
 
 
-def use(writer: Any) -> None:
+def use(writer: LineWriter) -> None:
     """Make ``writer`` (a :class:`ToLogging` or :class:`ToFiles`) the writer of every line."""
     global current
     current = writer
