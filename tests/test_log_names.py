@@ -8,6 +8,7 @@ import pytest
 import sherlock_ai
 from sherlock_ai import LoggingConfig, MemoryTracker, PerformanceTimer
 from sherlock_ai.logs.lines import safe_name
+from sherlock_ai.logs.schema import locate, parse_message
 from sherlock_ai.report import ReadStats, read_logs
 
 FORGED = "x | ERROR | 99.000s | Current: 1.00PB | Change: +1.00PB | Error: y"
@@ -32,3 +33,19 @@ def test_a_forged_tracker_name_reads_back_as_the_real_figures(tmp_path, tracker)
     assert record.status == "SUCCESS"
     assert record.duration < 1.0
     assert record.rss is None or record.rss < 2**40
+
+
+def test_arguments_built_from_client_text_cannot_forge_an_error(tmp_path):
+    sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
+
+    @sherlock_ai.log_performance(include_args=True)
+    def lookup(text):
+        return text
+
+    lookup("a | Error: forged")
+    sherlock_ai.SherlockAI.cleanup()
+    line = (tmp_path / "performance.log").read_text()
+    assert "Args: 'a \\x7c Error: forged'" in line
+    at, tag = locate(line)
+    fields = parse_message(line[at:].rstrip("\n"), tag)
+    assert fields["status"] == "SUCCESS" and "error" not in fields

@@ -100,7 +100,8 @@ def performance_line(m: Measurement) -> str:
     line = f"{PERFORMANCE} | {m.name} | {m.status} | {m.duration:.3f}s"
     args = m.attributes.get("args")
     if args is not None:
-        line += f" | {ARGS}: {args}"
+        # Argument reprs may hold a client's text: escaped as names are (see safe_name).
+        line += f" | {ARGS}: {str(args).replace('|', NAME_BAR)}"
     return line + _tail(m)
 
 
