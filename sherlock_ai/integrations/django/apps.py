@@ -43,15 +43,24 @@ class SherlockConfig(AppConfig):
     def apply(self, value: object) -> None:
         """Check ``value`` as ``SHERLOCK_AI`` and serve requests with it."""
         checked = read_settings(value)
-        if checked.logging is not None:
-            self.logging_setup = SherlockAI(checked.logging).setup()
-        # LOGGING with "disable_existing_loggers": True disables every logger that existed
-        # when Django applied it: ours too, when sherlock_ai was imported before (by the
-        # settings, a gunicorn config). Only that flag disables a logger; nobody asked for it.
-        for name in (MONITORING_LOGGER, PERFORMANCE_LOGGER):
-            logging.getLogger(name).disabled = False
         self.settings = checked
+        self.set_up_logging()
         self.serving = Serving(checked.options)
+
+    def set_up_logging(self) -> None:
+        """Install sherlock_ai's log files (unless ``configure_logging`` is off) and enable its
+        loggers, after Django applied ``LOGGING``."""
+        if self.settings is not None and self.settings.logging is not None:
+            self.logging_setup = SherlockAI(self.settings.logging).setup()
+        _enable_own_loggers()
+
+    def logging_after_handler_built(self) -> None:
+        """Called when a request handler loads the middleware. ``get_wsgi_application()`` and
+        ``get_asgi_application()`` call ``django.setup()`` again (``runserver`` after its own
+        set-up did), and Django applies ``LOGGING`` again then: a ``LOGGING`` that disables
+        existing loggers disabled ours after :meth:`ready`. Set up again in that case."""
+        if any(logging.getLogger(name).disabled for name in _OWN_LOGGERS):
+            self.set_up_logging()
 
     @property
     def leak_watch(self) -> Any:
@@ -61,6 +70,17 @@ class SherlockConfig(AppConfig):
     def _setting_changed(self, setting: str, value: object = None, **_: Any) -> None:
         if setting == "SHERLOCK_AI":
             self.apply(value)
+
+
+_OWN_LOGGERS = (MONITORING_LOGGER, PERFORMANCE_LOGGER)
+
+
+def _enable_own_loggers() -> None:
+    # LOGGING with "disable_existing_loggers": True disables every logger that existed when
+    # Django applied it: ours too, when sherlock_ai was imported before (by the settings, a
+    # gunicorn config). Only that flag disables a logger; nobody asked for it.
+    for name in _OWN_LOGGERS:
+        logging.getLogger(name).disabled = False
 
 
 def note_exception(sender: Any, request: Any = None, **_: Any) -> None:
