@@ -258,3 +258,35 @@ def test_gthread_no_other_url_of_the_class_based_view_is_named_in_10000_requests
     assert {s["name"] for s in suspects} == {f"GET {LEAKING_SHELF}"}
     assert all(s["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
                for s in suspects)
+
+
+# -- the example -------------------------------------------------------------------------------
+
+
+def test_the_django_shop_example_serves_and_logs_with_ids(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOP_LOGS_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    port = free_port()
+    manage = str(ROOT / "examples" / "django_shop" / "manage.py")
+    with serving_on(port, manage, "runserver", "--noreload", f"127.0.0.1:{port}",
+                    cwd=tmp_path) as url, httpx.Client(base_url=url) as client:
+        item = client.get("/items/3/")
+        failed = client.get("/checkout/")
+        exported = client.get("/export/")
+        carts = [client.post("/cart/items/") for _ in range(3)]
+        health = client.get("/health/")
+    assert item.json() == {"id": 3, "name": "item 3"}
+    assert failed.status_code == 500 and exported.text.startswith("id,name\n0,item 0\n")
+    assert carts[-1].json() == {"carts": 3} and health.json() == {"ok": True}
+    memory = (tmp_path / "logs" / "monitoring.log").read_text()
+    assert f" - {item.headers['X-Request-ID']} - MonitoringLogger - INFO - MEMORY | " \
+           "GET /items/<int:pk>/ | SUCCESS" in memory
+    assert f" - {failed.headers['X-Request-ID']} - MonitoringLogger - ERROR - MEMORY | " \
+           "GET /checkout/ | ERROR" in memory
+    assert "Error: HTTP 500 (RuntimeError: payment provider unavailable)" in memory
+    assert f" - {exported.headers['X-Request-ID']} - MonitoringLogger - INFO - MEMORY | " \
+           "GET /export/ | SUCCESS" in memory
+    assert memory.count("MEMORY | POST /cart/items/ | SUCCESS") == 3
+    assert health.headers["X-Request-ID"] not in memory  # excluded: an id, no line
+    app = (tmp_path / "logs" / "app.log").read_text()
+    assert f" - {item.headers['X-Request-ID']} - shop - INFO - item 3 viewed" in app
