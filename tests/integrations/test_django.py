@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
+import subprocess
+import sys
+import textwrap
 import threading
 from collections import Counter
 
@@ -171,6 +175,25 @@ def test_a_file_response_is_measured_until_closed(records):
     assert only_memory(records, response.headers["X-Request-ID"]).status == "SUCCESS"
 
 
+def test_a_file_response_keeps_its_file_for_the_servers_file_path(records, tmp_path):
+    # What Django's WSGI handler hands to wsgi.file_wrapper (sendfile): the response's file.
+    from django.http import FileResponse
+    from django.test import RequestFactory
+
+    from sherlock_ai.integrations.django import SherlockMiddleware
+
+    (tmp_path / "data.bin").write_bytes(b"d" * 1000)
+    handle = open(tmp_path / "data.bin", "rb")  # noqa: SIM115 - the response closes it
+    middleware = SherlockMiddleware(lambda request: FileResponse(handle))
+    response = middleware(RequestFactory().get("/file/"))
+    assert response.file_to_stream is handle
+    assert records.memory() == []
+    response.close()
+    assert handle.closed
+    (record,) = records.memory()
+    assert record.sherlock.request_id == response.headers["X-Request-ID"]
+
+
 def test_a_stream_nobody_reads_ends_when_collected(records):
     request_id = client().get("/stream/").headers["X-Request-ID"]  # the response is dropped
     gc.collect()
@@ -298,3 +321,42 @@ def test_the_middleware_without_the_app_says_to_install_it():
             SherlockMiddleware(lambda request: None)
     finally:
         apps.unset_installed_apps()
+
+
+# -- the documented settings -------------------------------------------------------------------
+
+
+def documented_django_blocks():
+    from .support import ROOT
+
+    doc = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
+    section = doc[doc.index("\n## Django\n"):doc.index("\n## Any WSGI app\n")]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme_block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                        if "SHERLOCK_AI" in b)
+    return re.findall(r"```python\n(.*?)```", section, re.S), readme_block
+
+
+def test_the_documented_settings_are_accepted(tmp_path):
+    (settings_block, logging_block), readme_block = documented_django_blocks()
+    for block in (settings_block, readme_block):
+        namespace = {"__file__": str(tmp_path / "settings.py")}
+        exec(block, namespace)  # assignments only
+        assert MIDDLEWARE_PATH in namespace["MIDDLEWARE"][0]
+        assert "sherlock_ai.integrations.django" in namespace["INSTALLED_APPS"]
+        read_settings(namespace["SHERLOCK_AI"])
+    # The LOGGING recipe, applied in a process of its own (it disables existing loggers): a
+    # line of django.request logged outside any request shows the id of its request.
+    probe = logging_block + textwrap.dedent("""
+        import logging.config
+        logging.config.dictConfig(LOGGING)
+
+        class Request:
+            META = {"sherlock_ai.request_id": "documented-1"}
+
+        logging.getLogger("django.request").warning("Not Found: /x", extra={"request": Request()})
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert " - documented-1 - django.request - WARNING - Not Found: /x" in result.stderr

@@ -171,10 +171,18 @@ def test_runserver_writes_lines_with_ids(project, tmp_path):
         item = client.get("/items/3/")
         failed = client.get("/fail/")
         missing = client.get("/no/such/page/")
+        file, streamed = client.get("/file/"), client.get("/stream/")
     assert [item.status_code, failed.status_code, missing.status_code] == [200, 500, 404]
+    assert len(file.content) == 100_000 and len(streamed.content) == 5000
     ids = [r.headers["X-Request-ID"] for r in (item, failed, missing)]
     memory = {r["request_id"]: r for r in read_jsonl(project / "monitoring.jsonl")
               if r.get("kind") == "memory"}
+    # The file through the server's file wrapper, the stream to its last chunk: both closed.
+    file_line = memory.pop(file.headers["X-Request-ID"])
+    stream_line = memory.pop(streamed.headers["X-Request-ID"])
+    assert (file_line["name"], file_line["status"]) == ("GET /file/", "SUCCESS")
+    assert (stream_line["name"], stream_line["status"]) == ("GET /stream/", "SUCCESS")
+    assert stream_line["duration"] >= 5 * 0.02
     assert set(memory) == set(ids)
     assert [(memory[i]["name"], memory[i]["status"]) for i in ids] == [
         ("GET /items/<int:pk>/", "SUCCESS"), ("GET /fail/", "ERROR"),
