@@ -234,6 +234,72 @@ def test_async_client_500_carries_the_id_and_names_the_exception(records):
         "HTTP 500 (ZeroDivisionError: division by zero)"
 
 
+# -- memory guard and exporters ----------------------------------------------------------------
+
+
+def sherlock_settings(**options):
+    return override_settings(SHERLOCK_AI={"configure_logging": False, **options})
+
+
+def test_a_request_over_its_budget_gets_one_warning_named_by_its_pattern(records):
+    from .django_project import views
+
+    with sherlock_settings(memory_budget={"/export/": "10MB"}):
+        small = client().get("/items/1/")
+        big = client().get("/export/")
+    views.KEPT.clear()
+    assert small.status_code == big.status_code == 200
+    (warning,) = [r for r in records.named("MonitoringLogger")
+                  if r.getMessage().startswith("MEMORY BUDGET | ")]
+    assert warning.getMessage().startswith("MEMORY BUDGET | GET /export/ | +")
+    assert warning.request_id == big.headers["X-Request-ID"]
+
+
+def test_shed_requests_get_a_503_with_their_id_and_count_by_pattern(records):
+    from prometheus_client import CollectorRegistry
+
+    from sherlock_ai.engine.rss import current_rss
+    from sherlock_ai.integrations.prometheus import PrometheusExporter
+
+    from .django_project import views
+
+    registry = CollectorRegistry()
+    exporter = PrometheusExporter(registry).install()
+    try:
+        with sherlock_settings(rss_limit=current_rss() + 20 * 1024 * 1024,
+                               on_rss_limit="shed"):
+            responses = [client().get("/export/") for _ in range(3)]
+    finally:
+        exporter.uninstall()
+        views.KEPT.clear()
+    assert [r.status_code for r in responses] == [200, 503, 503]
+    shed = responses[-1]
+    assert sherlock_ai.is_valid_request_id(shed.headers["X-Request-ID"])
+    assert shed.headers["Retry-After"] and b"over its memory limit" in shed.content
+    assert registry.get_sample_value("sherlock_requests_shed_total",
+                                     {"method": "GET", "route": "/export/"}) == 2
+
+
+def test_prometheus_histograms_are_labelled_by_pattern():
+    from prometheus_client import CollectorRegistry
+
+    from sherlock_ai.integrations.prometheus import PrometheusExporter
+
+    registry = CollectorRegistry()
+    exporter = PrometheusExporter(registry).install()
+    try:
+        for n in range(3):
+            client().get(f"/items/{n}/")
+        client().get("/fail/")
+    finally:
+        exporter.uninstall()
+    count = registry.get_sample_value
+    assert count("sherlock_request_duration_seconds_count", {
+        "method": "GET", "route": "/items/<int:pk>/", "status_class": "2xx"}) == 3
+    assert count("sherlock_request_duration_seconds_count", {
+        "method": "GET", "route": "/fail/", "status_class": "5xx"}) == 1
+
+
 # -- threads -----------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include([path("items/<int:pk>/", views.item, name="api-item")])),
     re_path(r"^archive/(?P<year>[0-9]{4})/$", views.archive),
     path("fail/", views.fail),
+    path("export/", views.export),
     path("missing/", views.not_found),
     path("stream/", views.stream),
     path("stream-fails/", views.stream_fails),

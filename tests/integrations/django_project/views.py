@@ -11,6 +11,7 @@ from django.views import View
 
 logger = logging.getLogger("shop")
 RETAINED = []
+KEPT = []
 LEAK_SIZE = 4096
 SHELVES = "abcdefghij"
 LEAKING_SHELF = "g"
@@ -34,6 +35,11 @@ def slow_item(request, pk):
 
 def archive(request, year):
     return JsonResponse({"year": year})
+
+
+def export(request):
+    KEPT.append(b"e" * (24 * 1024 * 1024))  # RSS grows by 24 MB: over a 10 MB budget
+    return HttpResponse("kept")
 
 
 def fail(request):
