@@ -232,11 +232,12 @@ async def random_traffic(url: str, count: int, seed: int, paths: Sequence[str],
     return statuses
 
 
-def suspects_after(project: Path, tmp_path: Path, count: int, seed: int) -> List[dict]:
+def suspects_after(project: Path, tmp_path: Path, count: int, seed: int,
+                   paths: Sequence[str] = SHELVES) -> List[dict]:
     os.environ["DJANGO_PROJECT_SHERLOCK_AI"] = json.dumps({"leak_detection": True})
     with serve_gunicorn(tmp_path, "--workers", "1", "--worker-class", "gthread",
                         "--threads", "8") as gunicorn:
-        statuses = asyncio.run(random_traffic(gunicorn.url, count, seed, SHELVES))
+        statuses = asyncio.run(random_traffic(gunicorn.url, count, seed, paths))
     assert statuses.count(200) == count
     return [r for r in read_jsonl(project / "monitoring.jsonl")
             if r.get("kind") == "leak_suspect"]
@@ -266,6 +267,23 @@ def test_gthread_no_other_url_of_the_class_based_view_is_named_in_10000_requests
     assert {s["name"] for s in suspects} == {f"GET {LEAKING_SHELF}"}
     assert all(s["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
                for s in suspects)
+
+
+def test_gthread_a_rest_framework_viewset_action_that_keeps_memory_is_named(
+        project, tmp_path, monkeypatch):
+    pytest.importorskip("rest_framework", reason="Django REST framework is not installed")
+    monkeypatch.setenv("DJANGO_PROJECT_SHERLOCK_AI", "{}")
+    # The viewset's list and retrieve (which keeps 4 KB) among eight clean URLs.
+    paths = [p for p in SHELVES if p != LEAKING_SHELF][:8] + ["/drf/products/",
+                                                             "/drf/products/7/"]
+    suspects = suspects_after(project, tmp_path, 2_000, seed=13, paths=paths)
+    assert suspects, "the leaking viewset action was not flagged"
+    assert {s["name"] for s in suspects} == {"GET /drf/products/(?P<pk>[^/.]+)/$"}
+    assert suspects[0]["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
+    top = suspects[0]["sites"][0]
+    assert top["file"].endswith("viewsets.py") and top["line"] == next(
+        n for n, line in enumerate((PROJECT / "viewsets.py").read_text().splitlines(), 1)
+        if line.rstrip().endswith("# VIEWSET_LEAKS"))
 
 
 # -- the example -------------------------------------------------------------------------------
