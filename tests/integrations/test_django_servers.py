@@ -232,12 +232,26 @@ async def random_traffic(url: str, count: int, seed: int, paths: Sequence[str],
     return statuses
 
 
-def suspects_after(project: Path, tmp_path: Path, count: int, seed: int,
-                   paths: Sequence[str] = SHELVES) -> List[dict]:
-    os.environ["DJANGO_PROJECT_SHERLOCK_AI"] = json.dumps({"leak_detection": True})
+@contextmanager
+def gthread_url(tmp_path: Path) -> Iterator[str]:
     with serve_gunicorn(tmp_path, "--workers", "1", "--worker-class", "gthread",
                         "--threads", "8") as gunicorn:
-        statuses = asyncio.run(random_traffic(gunicorn.url, count, seed, paths))
+        yield gunicorn.url
+
+
+@contextmanager
+def uvicorn_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    with serving_on(port, "-m", "uvicorn", "django_project.asgi:application", "--port",
+                    str(port), "--no-access-log", cwd=tmp_path) as url:
+        yield url
+
+
+def suspects_after(project: Path, tmp_path: Path, count: int, seed: int,
+                   paths: Sequence[str] = SHELVES, serve=gthread_url) -> List[dict]:
+    os.environ["DJANGO_PROJECT_SHERLOCK_AI"] = json.dumps({"leak_detection": True})
+    with serve(tmp_path) as url:
+        statuses = asyncio.run(random_traffic(url, count, seed, paths))
     assert statuses.count(200) == count
     return [r for r in read_jsonl(project / "monitoring.jsonl")
             if r.get("kind") == "leak_suspect"]
@@ -259,11 +273,19 @@ def test_gthread_the_leaking_url_of_a_class_based_view_is_named_within_2000_requ
     assert_the_leaking_url_is_named(suspects_after(project, tmp_path, 2_000, seed=11))
 
 
-@pytest.mark.slow
-def test_gthread_no_other_url_of_the_class_based_view_is_named_in_10000_requests(
+def test_uvicorn_the_leaking_url_of_a_class_based_view_is_named_within_2000_requests(
         project, tmp_path, monkeypatch):
     monkeypatch.setenv("DJANGO_PROJECT_SHERLOCK_AI", "{}")
-    suspects = suspects_after(project, tmp_path, 10_000, seed=12)
+    assert_the_leaking_url_is_named(suspects_after(project, tmp_path, 2_000, seed=14,
+                                                   serve=uvicorn_url))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("serve", [gthread_url, uvicorn_url], ids=["gthread", "uvicorn"])
+def test_no_other_url_of_the_class_based_view_is_named_in_10000_requests(
+        project, tmp_path, monkeypatch, serve):
+    monkeypatch.setenv("DJANGO_PROJECT_SHERLOCK_AI", "{}")
+    suspects = suspects_after(project, tmp_path, 10_000, seed=12, serve=serve)
     assert {s["name"] for s in suspects} == {f"GET {LEAKING_SHELF}"}
     assert all(s["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
                for s in suspects)
