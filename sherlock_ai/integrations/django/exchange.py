@@ -103,8 +103,9 @@ class Exchange(MeasuredRequest):
 
     def _end_at_close(self, response: Any) -> None:
         # A FileResponse of a file keeps it for the server's own file path (sendfile): its
-        # chunks are not wrapped, only its close.
-        if getattr(response, "file_to_stream", None) is None:
+        # chunks are not wrapped, only its close (and so for a streaming response of some
+        # other kind than Django's, which may have no streaming_content).
+        if getattr(response, "file_to_stream", None) is None and hasattr(response, "is_async"):
             content = response.streaming_content
             response.streaming_content = (
                 _AsyncChunks(self, content) if response.is_async else _Chunks(self, content))

@@ -14,6 +14,7 @@ from django.urls import Resolver404, resolve
 
 from ...guard import SHED_BODY, SHED_HEADERS
 from ...logs.lines import safe_name
+from ...safety import report_internal_error
 from .._common import REQUEST_ID_KEY, UNMATCHED_ROUTE, RequestPolicy, request_method
 from ..options import RequestOptions
 from .exchange import Exchange
@@ -119,7 +120,9 @@ class SherlockMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        opened = self._app.serving.open(request)
+        opened = self._open(request)
+        if opened is None:
+            return self.get_response(request)
         if not isinstance(opened, Exchange):
             return opened
         try:
@@ -130,7 +133,9 @@ class SherlockMiddleware:
         return opened.respond(response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        opened = self._app.serving.open(request)
+        opened = self._open(request)
+        if opened is None:
+            return await self.get_response(request)  # type: ignore[no-any-return]
         if not isinstance(opened, Exchange):
             return opened
         tokens = opened.enter()
@@ -144,6 +149,15 @@ class SherlockMiddleware:
         finally:
             opened.leave(tokens)
         return opened.respond(response)
+
+    def _open(self, request: HttpRequest) -> Union[Exchange, HttpResponse, None]:
+        """The request's exchange (or the guard's 503); ``None`` when opening it failed: the
+        request is then served unmeasured."""
+        try:
+            return self._app.serving.open(request)
+        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("django request start", internal)
+            return None
 
     @property
     def leak_watch(self) -> Optional[Any]:
