@@ -389,6 +389,15 @@ def test_the_middleware_without_the_app_says_to_install_it():
         apps.unset_installed_apps()
 
 
+def test_the_package_and_its_log_filter_import_no_django():
+    code = ("import sys, sherlock_ai.integrations.django as app\n"
+            "assert app.RequestIdFilter is not None\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 # -- the documented settings -------------------------------------------------------------------
 
 
