@@ -325,6 +325,21 @@ def test_concurrent_threads_never_see_each_others_ids(records, root_records):
     assert {r.sherlock.name for r in records.memory()} == {"GET /slow/<int:pk>/"}
 
 
+def test_concurrent_async_requests_never_see_each_others_ids(records, root_records):
+    async def run():
+        async_client = AsyncClient()
+        paths = [f"/async/{n}/" if n % 2 else f"/items/{n}/" for n in range(40)]
+        responses = await asyncio.gather(*(async_client.get(path) for path in paths))
+        return {n: r.headers["X-Request-ID"] for n, r in enumerate(responses)}
+
+    ids = asyncio.run(run())
+    assert len(set(ids.values())) == 40
+    logged = {int(r.getMessage().split()[-1]): r.request_id for r in root_records.records
+              if r.name == "shop"}
+    assert logged == ids
+    assert {r.sherlock.request_id for r in records.memory()} == set(ids.values())
+
+
 # -- settings ----------------------------------------------------------------------------------
 
 
