@@ -164,6 +164,30 @@ def test_uvicorn_3000_requests_one_memory_record_each(project, tmp_path):
     assert_one_memory_record_per_request(project, results)
 
 
+def test_uvicorn_a_client_that_goes_away_ends_its_request_as_disconnected(
+        project, tmp_path, monkeypatch):
+    monkeypatch.setenv("DJANGO_PROJECT_SHERLOCK_AI", json.dumps({"trust_incoming_id": True}))
+    port = free_port()
+    with serving_on(port, "-m", "uvicorn", "django_project.asgi:application", "--port",
+                    str(port), cwd=tmp_path) as url:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
+            gone.sendall(b"GET /async-slow/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"X-Request-ID: gone-1\r\n\r\n")
+            time.sleep(0.3)  # the view is awaiting: Django cancels it when the client leaves
+        deadline = time.monotonic() + 20
+        records: List[dict] = []
+        while not records and time.monotonic() < deadline:
+            time.sleep(0.1)
+            records = [r for r in read_jsonl(project / "monitoring.jsonl")
+                       if r.get("request_id") == "gone-1"]
+        after = httpx.get(f"{url}/items/1/")
+    assert after.status_code == 200
+    (record,) = records
+    assert (record["name"], record["status"]) == ("GET /async-slow/", "ERROR")
+    assert record["error"] == "client disconnected before the response was complete"
+    assert record["duration"] < 2
+
+
 def test_runserver_writes_lines_with_ids(project, tmp_path):
     port = free_port()
     with serving_on(port, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{port}",

@@ -3,7 +3,8 @@ so Django never switches modes because of it."""
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, Optional, Union
+import asyncio
+from typing import Any, Callable, Dict, Optional, Union
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
@@ -15,7 +16,13 @@ from django.urls import Resolver404, resolve
 from ...guard import SHED_BODY, SHED_HEADERS
 from ...logs.lines import safe_name
 from ...safety import report_internal_error
-from .._common import REQUEST_ID_KEY, UNMATCHED_ROUTE, RequestPolicy, request_method
+from .._common import (
+    CLIENT_DISCONNECTED,
+    REQUEST_ID_KEY,
+    UNMATCHED_ROUTE,
+    RequestPolicy,
+    request_method,
+)
 from ..options import RequestOptions
 from .exchange import Exchange
 
@@ -127,7 +134,8 @@ class SherlockMiddleware:
             return opened
         try:
             response = opened.lend(self.get_response, request)
-        except BaseException as exc:  # Django turns Exceptions into responses: a BaseException
+        except BaseException as exc:
+            # Django turns every Exception into a response: this is a SystemExit or the like.
             opened.finish(exc)
             raise
         return opened.respond(response)
@@ -140,9 +148,11 @@ class SherlockMiddleware:
             return opened
         tokens = opened.enter()
         try:
-            get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = \
-                self.get_response
-            response = await get_response(request)
+            response = await self.get_response(request)
+        except asyncio.CancelledError:
+            # Django's ASGI handler cancels the request when its client disconnects.
+            opened.finish(None, CLIENT_DISCONNECTED)
+            raise
         except BaseException as exc:
             opened.finish(exc)
             raise

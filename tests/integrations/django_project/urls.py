@@ -19,6 +19,7 @@ urlpatterns = [
     path("file/", views.file),
     path("async/<int:pk>/", views.async_item),
     path("async-stream/", views.async_stream),
+    path("async-slow/", views.async_slow),
     *[path(f"shelf/{x}/", views.Shelf.as_view(), {"which": x}) for x in views.SHELVES],
 ]
 

@@ -81,6 +81,11 @@ async def async_item(request, pk):
     return JsonResponse({"id": pk})
 
 
+async def async_slow(request):
+    await asyncio.sleep(2)
+    return JsonResponse({"slept": 2})
+
+
 async def async_stream(request):
     async def chunks():
         for n in range(3):
