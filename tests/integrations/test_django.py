@@ -300,6 +300,43 @@ def test_prometheus_histograms_are_labelled_by_pattern():
         "method": "GET", "route": "/fail/", "status_class": "5xx"}) == 1
 
 
+def test_opentelemetry_span_attributes_and_histograms_by_pattern():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from sherlock_ai.integrations.opentelemetry import OpenTelemetryExporter
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    exporter = OpenTelemetryExporter(meter_provider=meter_provider).install()
+    tracer = tracer_provider.get_tracer("tests")
+    try:
+        # The server span a Django instrumentation would open around the request.
+        with tracer.start_as_current_span("GET", kind=SpanKind.SERVER):
+            response = client().get("/items/3/")
+        client().get("/fail/")
+    finally:
+        exporter.uninstall()
+        meter_provider.shutdown()
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["sherlock.memory.name"] == "GET /items/<int:pk>/"
+    assert span.attributes["sherlock.request_id"] == response.headers["X-Request-ID"]
+    counts = {(metric.name, point.attributes["http.route"], point.attributes["status_class"]):
+              point.count
+              for resource in reader.get_metrics_data().resource_metrics
+              for scope in resource.scope_metrics for metric in scope.metrics
+              for point in metric.data.data_points}
+    assert counts[("sherlock.request.duration", "/items/<int:pk>/", "2xx")] == 1
+    assert counts[("sherlock.request.duration", "/fail/", "5xx")] == 1
+
+
 # -- threads -----------------------------------------------------------------------------------
 
 
