@@ -315,6 +315,19 @@ def test_no_other_url_of_the_class_based_view_is_named_in_10000_requests(
                for s in suspects)
 
 
+def test_gthread_a_function_view_that_keeps_memory_is_named(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("DJANGO_PROJECT_SHERLOCK_AI", "{}")
+    paths = [p for p in SHELVES if p != LEAKING_SHELF] + ["/cart/add/"]
+    suspects = suspects_after(project, tmp_path, 2_000, seed=15, paths=paths)
+    assert suspects, "the leaking function view was not flagged"
+    assert {s["name"] for s in suspects} == {"GET /cart/add/"}
+    assert suspects[0]["per_request"] == pytest.approx(RETAINED_PER_REQUEST, rel=0.25)
+    top = suspects[0]["sites"][0]
+    assert top["file"].endswith("views.py") and top["line"] == next(
+        n for n, line in enumerate((PROJECT / "views.py").read_text().splitlines(), 1)
+        if line.rstrip().endswith("# FUNCTION_LEAKS"))
+
+
 def test_gthread_a_rest_framework_viewset_action_that_keeps_memory_is_named(
         project, tmp_path, monkeypatch):
     pytest.importorskip("rest_framework", reason="Django REST framework is not installed")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("async/<int:pk>/", views.async_item),
     path("async-stream/", views.async_stream),
     path("async-slow/", views.async_slow),
+    path("cart/add/", views.cart_add),
     *[path(f"shelf/{x}/", views.Shelf.as_view(), {"which": x}) for x in views.SHELVES],
 ]
 

@@ -96,6 +96,12 @@ async def async_stream(request):
     return StreamingHttpResponse(chunks())
 
 
+def cart_add(request):
+    time.sleep(0.0002)
+    RETAINED.append(b"f" * LEAK_SIZE)  # FUNCTION_LEAKS
+    return JsonResponse({"items": len(RETAINED)})
+
+
 class Shelf(View):
     def get(self, request, which):
         time.sleep(0.0002)  # waits on I/O, as a real view does
