@@ -28,7 +28,7 @@ class SherlockConfig(AppConfig):
     label = APP_LABEL
     verbose_name = "sherlock_ai"
     #: The checked ``SHERLOCK_AI``.
-    settings: Optional[SherlockSettings] = None
+    checked: Optional[SherlockSettings] = None
     #: What the middleware instances share (see :class:`~.middleware.Serving`).
     serving: Optional[Serving] = None
     #: The logging set-up applied (``None`` with ``"configure_logging": False``).
@@ -43,15 +43,15 @@ class SherlockConfig(AppConfig):
     def apply(self, value: object) -> None:
         """Check ``value`` as ``SHERLOCK_AI`` and serve requests with it."""
         checked = read_settings(value)
-        self.settings = checked
+        self.checked = checked
         self.set_up_logging()
         self.serving = Serving(checked.options)
 
     def set_up_logging(self) -> None:
         """Install sherlock_ai's log files (unless ``configure_logging`` is off) and enable its
         loggers, after Django applied ``LOGGING``."""
-        if self.settings is not None and self.settings.logging is not None:
-            self.logging_setup = SherlockAI(self.settings.logging).setup()
+        if self.checked is not None and self.checked.logging is not None:
+            self.logging_setup = SherlockAI(self.checked.logging).setup()
         _enable_own_loggers()
 
     def logging_after_handler_built(self) -> None:
