@@ -4,6 +4,8 @@
   (``SherlockMiddleware``, ``instrument_app``), also as :mod:`sherlock_ai.integrations.fastapi`.
 - WSGI (any WSGI app): :mod:`sherlock_ai.integrations.wsgi` (``SherlockWSGIMiddleware``).
 - Flask: :mod:`sherlock_ai.integrations.flask` (``Sherlock``).
+- Django: the app :mod:`sherlock_ai.integrations.django` (``SherlockMiddleware``,
+  ``RequestIdFilter``, ``settings.SHERLOCK_AI``).
 - uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
 - Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``); request
   observers: :mod:`sherlock_ai.integrations.observers` (``RequestObserver``).

@@ -16,7 +16,8 @@ class RequestObserver:
     """Told when a measured request starts and ends, e.g. for an "in progress" gauge.
 
     ``request_started(protocol)`` is called when a measured request begins (``protocol`` is
-    ``"asgi"`` or ``"wsgi"``; the route is not known yet). ``request_finished(protocol,
+    ``"asgi"``, ``"wsgi"``, or ``"django"`` for Django's middleware under either; the route is
+    not known yet). ``request_finished(protocol,
     measurement)`` is called exactly once for each start, when the measurement ends;
     ``measurement`` is ``None`` when it was not kept (a success under ``min_duration`` that
     no sink asked for) or monitoring failed. Excluded paths and websockets are not observed.

@@ -1,0 +1,52 @@
+"""The Django project of the tests, served by gunicorn, uvicorn and runserver.
+
+Environment: ``DJANGO_PROJECT_LOGS`` (sherlock_ai's log folder) and ``DJANGO_PROJECT_SHERLOCK_AI``
+(JSON merged into ``SHERLOCK_AI``). ``LOGGING`` disables every logger that exists when Django
+applies it, as many projects' do; this file imports sherlock_ai before that, as a settings file
+that configures its log files does.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from sherlock_ai import LogFileConfig
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+INSTALLED_APPS = ["sherlock_ai.integrations.django"]
+MIDDLEWARE = [
+    "sherlock_ai.integrations.django.SherlockMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "django_project.urls"
+DATABASES = {}
+USE_TZ = True
+REST_FRAMEWORK = {"DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+                  "UNAUTHENTICATED_USER": None}
+
+SHERLOCK_AI = {
+    "logs_dir": os.environ.get("DJANGO_PROJECT_LOGS", str(BASE_DIR / "logs")),
+    "log_format_type": "json",
+    "console_enabled": False,
+    "log_files": {"monitoring": LogFileConfig("monitoring", loggers=("MonitoringLogger",),
+                                              max_bytes=50 * 1024 * 1024)},
+    **json.loads(os.environ.get("DJANGO_PROJECT_SHERLOCK_AI", "{}")),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": True,
+    "filters": {"request_id": {"()": "sherlock_ai.integrations.django.RequestIdFilter"}},
+    "formatters": {"with_id": {
+        "format": "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "with_id"}},
+    "loggers": {
+        "django.request": {"handlers": ["console"], "level": "WARNING",
+                           "filters": ["request_id"], "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO",
+                          "filters": ["request_id"], "propagate": False},
+    },
+}
