@@ -230,6 +230,22 @@ class SherlockAI:
             direct.changed()
 
 
+def restore_files() -> int:
+    """Put the set-up's log files back on the loggers they were attached to where something
+    removed them (Celery's worker empties the root logger's handlers when it starts,
+    ``worker_hijack_root_logger``). The console is left out: the code that replaced the
+    handlers brought its own. Returns how many were put back."""
+    restored = 0
+    with _setup_lock:
+        for logger, handler in _installed:
+            if not isinstance(handler, _Console) and handler not in logger.handlers:
+                logger.addHandler(handler)
+                restored += 1
+        if restored:
+            direct.changed()
+    return restored
+
+
 def sherlock_ai(config: Optional[LoggingConfig] = None) -> SherlockAI:
     """Set up logging with ``config`` (defaults: ``logs/``, text lines, console on)."""
     return SherlockAI(config).setup()
