@@ -24,6 +24,7 @@ Celery is imported only by this module.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import threading
@@ -67,6 +68,7 @@ _WEB_ONLY = {
     "exclude_paths": "a task has no path; leave a task unmeasured by not instrumenting its app",
 }
 _ATTRIBUTE = "_sherlock_ai_run"
+_logger = logging.getLogger("MonitoringLogger")
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,8 @@ class CeleryInstrumentation:
         #: The checked options.
         self.options = options
         self._state: Optional[_ProcessState] = None
+        #: The level of a successful run's MEMORY line.
+        self.options_level = logging.INFO
         self._lock = threading.Lock()
         self._names: Dict[str, str] = {}
         self._receivers = (
@@ -228,6 +232,7 @@ class CeleryInstrumentation:
             (signals.task_failure, self.task_failure),
             (signals.task_postrun, self.task_postrun),
             (signals.after_setup_logger, self.after_setup_logger),
+            (signals.after_setup_task_logger, self.after_setup_task_logger),
         )
         for signal, receiver in self._receivers:
             signal.connect(receiver, weak=False)
@@ -271,10 +276,23 @@ class CeleryInstrumentation:
         except Exception as exc:  # noqa: BLE001 - the worker runs on; its tasks unmeasured
             report_internal_error("celery worker_process_init", exc)
 
-    def after_setup_logger(self, **_: Any) -> None:
+    def after_setup_logger(self, loglevel: Any = None, **_: Any) -> None:
         from ..logs.setup import restore_files
 
         restore_files()
+        if isinstance(loglevel, int) and loglevel > self.options_level:
+            # Reported, not changed: the level is the worker's own choice for its console too.
+            _logger.warning(
+                "sherlock_ai: the Celery worker's log level (%s) drops the %s MEMORY lines of "
+                "its tasks; start it with --loglevel %s",
+                logging.getLevelName(loglevel), logging.getLevelName(self.options_level),
+                logging.getLevelName(self.options_level))
+
+    def after_setup_task_logger(self, logger: Optional[logging.Logger] = None,
+                                **_: Any) -> None:
+        from ..logs.setup import restore_files
+
+        restore_files(also=logger if isinstance(logger, logging.Logger) else None)
 
     def task_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
         if task is None or getattr(task, "app", None) is not self.app:
@@ -405,12 +423,12 @@ def _request_recycle() -> None:
 def _billiard_worker() -> Any:
     """The billiard pool ``Worker`` whose child process this is, found on the stack of
     ``worker_process_init`` (``Worker.__call__`` -> ``after_fork`` -> the initializer)."""
+    from billiard.pool import Worker  # Celery's own pool library (celery's asynpool subclasses it)
+
     frame = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
-        kind = type(owner)
-        if kind.__name__ == "Worker" and kind.__module__.startswith("billiard") \
-                and hasattr(owner, "wait_for_job"):
+        if isinstance(owner, Worker):
             return owner
         frame = frame.f_back  # type: ignore[assignment]
     return None

@@ -1,7 +1,7 @@
 """The Celery app of the Celery tests, imported by the real workers they start (``celery -A
 celery_tasks worker``), by the web app that enqueues tasks and by the tests themselves.
 
-Environment: ``BROKER_URL`` (a Redis URL), ``SHERLOCK_LOGS`` (text log files there, when
+Environment: ``BROKER_URL`` (a Redis URL), ``SHERLOCK_LOGS`` (JSON log files there, when
 set) and ``SHERLOCK_TASK_OPTIONS`` (``instrument_celery``'s options as JSON).
 """
 
@@ -24,7 +24,7 @@ app.conf.update(
 )
 if os.environ.get("SHERLOCK_LOGS"):
     sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
-        logs_dir=os.environ["SHERLOCK_LOGS"], console_enabled=False))
+        logs_dir=os.environ["SHERLOCK_LOGS"], log_format_type="json", console_enabled=False))
 instrumentation = instrument_celery(app, **json.loads(os.environ.get("SHERLOCK_TASK_OPTIONS",
                                                                      "{}")))
 log = sherlock_ai.get_logger("shop.tasks")
@@ -77,7 +77,7 @@ def _make_step(name: str, keeps: int):
     def step(n: int) -> int:
         scratch = [bytes(64) for _ in range(40)]  # freed at the end of each run
         if keeps:
-            _kept.append(bytearray(keeps))
+            _kept.append(bytearray(keeps))  # STEP_LEAKS
         return n + len(scratch)
 
     return step
