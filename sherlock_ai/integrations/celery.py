@@ -130,10 +130,10 @@ def _task_budgets(value: object) -> Union[int, Mapping[str, int], None]:
         return parse_size("memory_budget", value)
     budgets = {}
     for name, budget in value.items():
-        if not isinstance(name, str) or not name or name != name.strip() \
-                or name.startswith(TASK_PREFIX):
+        if not isinstance(name, str) or not name or name.startswith("/") \
+                or any(c.isspace() for c in name):
             raise ValueError("memory_budget keys must be task names such as "
-                             f"'shop.tasks.resize', got {name!r}")
+                             f"'shop.tasks.resize' (not routes, no spaces), got {name!r}")
         budgets[TASK_PREFIX + name] = parse_size(f"memory_budget[{name!r}]", budget)
     return MappingProxyType(budgets)
 

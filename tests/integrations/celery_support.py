@@ -76,15 +76,18 @@ class Worker:
     """A ``celery -A celery_tasks worker`` process group (the main process and its pool)."""
 
     def __init__(self, folder: Path, broker: str, pool: str, concurrency: int,
-                 options: Dict[str, Any], loglevel: str) -> None:
+                 options: Dict[str, Any], loglevel: str,
+                 metrics_port: Optional[int] = None) -> None:
         self.logs = folder / "logs"
         self.err = folder / "worker.err"
         argv = [sys.executable, "-m", "celery", "-A", "celery_tasks", "worker", "-P", pool,
                 "-c", str(concurrency), "-l", loglevel, "--without-gossip", "--without-mingle",
                 "--without-heartbeat", "-n", f"test-{pool}@%h"]
+        env = environment(broker, self.logs, options)
+        if metrics_port is not None:
+            env["METRICS_PORT"] = str(metrics_port)
         with open(folder / "worker.out", "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(argv, cwd=folder, stdout=out, stderr=err,
-                                         env=environment(broker, self.logs, options),
+            self.proc = subprocess.Popen(argv, cwd=folder, stdout=out, stderr=err, env=env,
                                          start_new_session=True)
         try:
             self._wait_ready()
@@ -128,12 +131,13 @@ class Worker:
 
 @contextmanager
 def worker(folder: Path, broker: str, *, pool: str = "prefork", concurrency: int = 2,
-           options: Optional[Dict[str, Any]] = None, loglevel: str = "INFO"
-           ) -> Iterator[Worker]:
-    """A real worker of ``celery_tasks`` on ``broker``, its JSON logs in ``folder/logs``;
-    stopped at the end (also when the test fails)."""
+           options: Optional[Dict[str, Any]] = None, loglevel: str = "INFO",
+           metrics_port: Optional[int] = None) -> Iterator[Worker]:
+    """A real worker of ``celery_tasks`` on ``broker``, its JSON logs in ``folder/logs``
+    (its Prometheus metrics on ``metrics_port``, when given); stopped at the end (also when
+    the test fails)."""
     folder.mkdir(parents=True, exist_ok=True)
-    process = Worker(folder, broker, pool, concurrency, options or {}, loglevel)
+    process = Worker(folder, broker, pool, concurrency, options or {}, loglevel, metrics_port)
     try:
         yield process
     finally:

@@ -2,7 +2,9 @@
 celery_tasks worker``), by the web app that enqueues tasks and by the tests themselves.
 
 Environment: ``BROKER_URL`` (a Redis URL), ``SHERLOCK_LOGS`` (JSON log files there, when
-set) and ``SHERLOCK_TASK_OPTIONS`` (``instrument_celery``'s options as JSON).
+set) and ``SHERLOCK_TASK_OPTIONS`` (``instrument_celery``'s options as JSON); ``METRICS_PORT``: the
+Prometheus metrics of the process served on that 127.0.0.1 port (for a solo worker, whose
+tasks run in its main process).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ if os.environ.get("SHERLOCK_LOGS"):
 instrumentation = instrument_celery(app, **json.loads(os.environ.get("SHERLOCK_TASK_OPTIONS",
                                                                      "{}")))
 log = sherlock_ai.get_logger("shop.tasks")
+if os.environ.get("METRICS_PORT"):
+    from prometheus_client import start_http_server
+
+    from sherlock_ai.exporters.prometheus import PrometheusExporter
+
+    PrometheusExporter().install()
+    start_http_server(int(os.environ["METRICS_PORT"]), addr="127.0.0.1")
 
 # What the leaking task keeps, and what the growing task holds.
 _kept: list = []

@@ -13,11 +13,12 @@ from typing import Iterator
 import httpx
 import pytest
 from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 
 from sherlock_ai import is_valid_request_id, request_id_context
 from sherlock_ai.integrations.celery import instrument_celery
 
-from .celery_support import redis_broker, task_lines, worker
+from .celery_support import free_port, redis_broker, task_lines, worker
 from .support import HERE, server
 
 TASKS_FILE = HERE / "celery_tasks.py"
@@ -123,6 +124,32 @@ def test_a_worker_whose_level_drops_the_lines_says_so(tmp_path):
         lines = tasks.wait_for(lambda ls: bool(ls))
     assert any("the Celery worker's log level (WARNING) drops the INFO MEMORY lines of its "
                "tasks; start it with --loglevel INFO" in r["message"] for r in lines)
+
+
+def test_prometheus_counts_task_runs_by_task_name_and_status(tmp_path):
+    port = free_port()
+    with redis_broker(tmp_path / "redis") as broker, \
+            worker(tmp_path / "worker", broker, pool="solo", concurrency=1,
+                   metrics_port=port) as tasks, sender(broker) as app:
+        for x in range(3):
+            app.send_task("shop.add", args=(x, x)).get(timeout=30)
+        with pytest.raises(KeyError):
+            app.send_task("shop.fail").get(timeout=30)
+        app.send_task("shop.flaky").get(timeout=30)
+        tasks.wait_for(lambda ls: len(task_lines(ls)) == 6)
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    counts = {}
+    for family in text_string_to_metric_families(scraped):
+        for sample in family.samples:
+            if sample.name == "sherlock_task_duration_seconds_count":
+                counts[(sample.labels["task"], sample.labels["status"])] = sample.value
+            if sample.name == "sherlock_task_rss_growth_bytes_count":
+                assert set(sample.labels) == {"task", "status"}
+    assert counts == {("shop.add", "SUCCESS"): 3, ("shop.fail", "ERROR"): 1,
+                      ("shop.flaky", "RETRY"): 1, ("shop.flaky", "SUCCESS"): 1}
+    # Task runs are not web requests: the request metrics stay empty, the gauge at rest.
+    assert "sherlock_request_duration_seconds_count{" not in scraped
+    assert "sherlock_tasks_in_progress 0.0" in scraped
 
 
 # -- the memory guard ---------------------------------------------------------------------
