@@ -62,10 +62,13 @@ def redis_broker(folder: Path) -> Iterator[str]:
         stop_group(proc, signal.SIGTERM)
 
 
+EXAMPLES = ROOT / "examples"
+
+
 def environment(broker: str, logs: Optional[Path], options: Dict[str, Any]) -> Dict[str, str]:
     env = {**os.environ, "BROKER_URL": broker,
            "SHERLOCK_TASK_OPTIONS": json.dumps(options),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), str(EXAMPLES)])}
     env.pop("SHERLOCK_LOGS", None)
     if logs is not None:
         env["SHERLOCK_LOGS"] = str(logs)
@@ -77,10 +80,10 @@ class Worker:
 
     def __init__(self, folder: Path, broker: str, pool: str, concurrency: int,
                  options: Dict[str, Any], loglevel: str,
-                 metrics_port: Optional[int] = None) -> None:
+                 metrics_port: Optional[int] = None, module: str = "celery_tasks") -> None:
         self.logs = folder / "logs"
         self.err = folder / "worker.err"
-        argv = [sys.executable, "-m", "celery", "-A", "celery_tasks", "worker", "-P", pool,
+        argv = [sys.executable, "-m", "celery", "-A", module, "worker", "-P", pool,
                 "-c", str(concurrency), "-l", loglevel, "--without-gossip", "--without-mingle",
                 "--without-heartbeat", "-n", f"test-{pool}@%h"]
         env = environment(broker, self.logs, options)
@@ -97,7 +100,8 @@ class Worker:
 
     def _wait_ready(self) -> None:
         # Its console says " ready." at INFO; at WARNING, sherlock_ai's warning about that
-        # level is the sign. Tasks sent earlier wait in Redis in any case.
+        # level (in a JSON file of celery_tasks' set-up) is the sign. Tasks sent earlier
+        # wait in Redis in any case.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -132,12 +136,14 @@ class Worker:
 @contextmanager
 def worker(folder: Path, broker: str, *, pool: str = "prefork", concurrency: int = 2,
            options: Optional[Dict[str, Any]] = None, loglevel: str = "INFO",
-           metrics_port: Optional[int] = None) -> Iterator[Worker]:
-    """A real worker of ``celery_tasks`` on ``broker``, its JSON logs in ``folder/logs``
-    (its Prometheus metrics on ``metrics_port``, when given); stopped at the end (also when
-    the test fails)."""
+           metrics_port: Optional[int] = None, module: str = "celery_tasks"
+           ) -> Iterator[Worker]:
+    """A real worker of ``module`` (``celery_tasks``, or an example) on ``broker``, with
+    ``celery_tasks``' JSON logs in ``folder/logs`` (its Prometheus metrics on
+    ``metrics_port``, when given); stopped at the end (also when the test fails)."""
     folder.mkdir(parents=True, exist_ok=True)
-    process = Worker(folder, broker, pool, concurrency, options or {}, loglevel, metrics_port)
+    process = Worker(folder, broker, pool, concurrency, options or {}, loglevel, metrics_port,
+                     module)
     try:
         yield process
     finally:

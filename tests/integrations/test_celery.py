@@ -5,7 +5,9 @@ tasks, and the JSON lines the workers write to disk."""
 from __future__ import annotations
 
 import random
+import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sherlock_ai import is_valid_request_id, request_id_context
 from sherlock_ai.integrations.celery import instrument_celery
 
-from .celery_support import free_port, redis_broker, task_lines, worker
+from .celery_support import EXAMPLES, environment, free_port, redis_broker, task_lines, worker
 from .support import HERE, server
 
 TASKS_FILE = HERE / "celery_tasks.py"
@@ -235,3 +237,30 @@ def test_leak_watch_names_the_task_that_keeps_4kb_among_ten_sharing_code(tmp_pat
 def test_leak_watch_in_prefork_children_names_only_the_leaking_task(tmp_path):
     assert_the_leaking_task_is_named(run_steps(tmp_path, 6_000, seed=4, pool="prefork",
                                                concurrency=2))
+
+
+# -- the example ---------------------------------------------------------------------------
+
+
+def test_the_example_worker_runs_and_logs_the_senders_id(tmp_path):
+    with redis_broker(tmp_path / "redis") as broker, \
+            worker(tmp_path, broker, module="celery_worker"):
+        sent = subprocess.run([sys.executable, str(EXAMPLES / "celery_worker.py")],
+                              cwd=tmp_path / "redis", env=environment(broker, None, {}),
+                              capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        log = tmp_path / "logs" / "monitoring.log"
+        deadline = time.monotonic() + 60
+        # The retry runs a second after the first run.
+        while "TASK shop.tasks.notify | SUCCESS" not in log.read_text() \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    text = log.read_text()
+    assert text.count(" - order-4711 - MonitoringLogger - ") == 7
+    for line in ("MEMORY | TASK shop.tasks.notify | RETRY | ",
+                 "MEMORY | TASK shop.tasks.notify | SUCCESS | ",
+                 "MEMORY | TASK shop.tasks.thumbnail | SUCCESS | ",
+                 "WARNING - MEMORY BUDGET | TASK shop.tasks.render_report | +"):
+        assert " - order-4711 - MonitoringLogger - " in text and line in text, line
+    assert " - order-4711 - shop.tasks - INFO - order 4711 notified" in \
+        (tmp_path / "logs" / "app.log").read_text()
