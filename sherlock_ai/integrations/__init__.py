@@ -4,6 +4,9 @@
   (``SherlockMiddleware``, ``instrument_app``), also as :mod:`sherlock_ai.integrations.fastapi`.
 - WSGI (any WSGI app): :mod:`sherlock_ai.integrations.wsgi` (``SherlockWSGIMiddleware``).
 - Flask: :mod:`sherlock_ai.integrations.flask` (``Sherlock``).
+- Celery: :mod:`sherlock_ai.integrations.celery` (``instrument_celery``; imports Celery).
+- Outgoing calls with the request id (httpx, requests):
+  :mod:`sherlock_ai.integrations.outgoing` (``propagate_request_id``).
 - uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
 - Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``); request
   observers: :mod:`sherlock_ai.integrations.observers` (``RequestObserver``).

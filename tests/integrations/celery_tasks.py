@@ -13,6 +13,7 @@ import json
 import os
 
 from celery import Celery
+from celery.utils.log import get_task_logger
 
 import sherlock_ai
 from sherlock_ai.integrations.celery import instrument_celery
@@ -30,6 +31,8 @@ if os.environ.get("SHERLOCK_LOGS"):
 instrumentation = instrument_celery(app, **json.loads(os.environ.get("SHERLOCK_TASK_OPTIONS",
                                                                      "{}")))
 log = sherlock_ai.get_logger("shop.tasks")
+# Celery's task loggers do not propagate to the root logger.
+task_log = get_task_logger("shop.tasks.celery")
 if os.environ.get("METRICS_PORT"):
     from prometheus_client import start_http_server
 
@@ -45,6 +48,7 @@ _kept: list = []
 @app.task(name="shop.add")
 def add(x: int, y: int) -> int:
     log.info("adding %d and %d", x, y)
+    task_log.info("added")
     return x + y
 
 

@@ -62,7 +62,7 @@ def test_the_web_request_id_is_in_the_task_lines_on_disk(tmp_path, monkeypatch):
         lines = tasks.wait_for(lambda ls: len(task_lines(ls, "shop.add")) == 2
                                and task_lines(ls, "shop.fan_out"))
         app_lines = tasks.wait_for(
-            lambda ls: sum(r["message"].startswith("adding") for r in ls) == 2, file="app")
+            lambda ls: sum(r["message"] == "added" for r in ls) == 2, file="app")
     runs = task_lines(lines)
     assert sorted(r["name"] for r in runs) == ["TASK shop.add", "TASK shop.add",
                                                "TASK shop.fan_out"]
@@ -72,6 +72,9 @@ def test_the_web_request_id_is_in_the_task_lines_on_disk(tmp_path, monkeypatch):
     # logger did not keep the tasks' own lines from app.jsonl.
     own = [r for r in app_lines if r["logger"] == "shop.tasks"]
     assert {r["request_id"] for r in own} == {WEB_ID} and len(own) == 3
+    # Celery's task logger does not propagate to the root: its lines reach the files too.
+    through_celery = [r for r in app_lines if r["logger"] == "shop.tasks.celery"]
+    assert [(r["message"], r["request_id"]) for r in through_celery] == [("added", WEB_ID)] * 2
 
 
 def test_a_task_sent_outside_any_request_gets_a_fresh_id_per_run(tmp_path):
