@@ -30,7 +30,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, TypedDict, Union
 
 from celery import signals
 
@@ -51,6 +51,8 @@ from ..safety import report_internal_error
 from ._common import _LeakCount, _TracingLease
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ..guard import MemoryGuard
     from ..leaks import LeakWatch, LeakWatchSettings
 
@@ -120,6 +122,19 @@ class TaskOptions:
                                 f"({_WEB_ONLY[name]}); instrument_celery accepts: {accepted}")
         check_known(cls, keywords, "option(s)")
         return cls(**keywords)
+
+
+class TaskKeywords(TypedDict, total=False):
+    """The fields of :class:`TaskOptions` as keyword arguments of :func:`instrument_celery`."""
+
+    id_generator: Callable[[], str]
+    trace_malloc: bool
+    min_duration: float
+    leak_detection: bool
+    leak_settings: Union[LeakWatchSettings, Mapping[str, Any], None]
+    memory_budget: Union[int, str, Mapping[str, Union[int, str]], None]
+    rss_limit: Union[int, str, Share, None]
+    on_rss_limit: str
 
 
 def _task_budgets(value: object) -> Union[int, Mapping[str, int], None]:
@@ -364,7 +379,7 @@ def _run_of(task: Any) -> Optional[TaskRun]:
 
 
 def instrument_celery(app: Any, *, options: Optional[TaskOptions] = None,
-                      **keywords: Any) -> CeleryInstrumentation:
+                      **keywords: Unpack[TaskKeywords]) -> CeleryInstrumentation:
     """Carry request ids into ``app``'s tasks and measure each task run (see the module
     docstring). Options: ``options=TaskOptions(...)``, its fields as keywords, or both;
     checked now, once. Call it where the app is made (the worker and the senders import it).

@@ -3,6 +3,7 @@ runs: ``task.apply()``); tasks through a broker and real workers are in test_cel
 
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import pytest
@@ -89,6 +90,40 @@ def test_an_eager_run_outside_a_request_gets_an_id_of_its_own(app, records):
     app.tasks["shop.double"].apply(args=(2,))
     first, second = (r.request_id for r in records.memory())
     assert first and second and first != second
+
+
+def test_min_duration_and_trace_malloc_apply_as_for_requests(records):
+    tasks_app = Celery("options", broker="memory://", backend="cache+memory://")
+    instrumentation = instrument_celery(tasks_app, min_duration=0.5, trace_malloc=True)
+
+    @tasks_app.task(name="shop.quick", shared=False)
+    def quick() -> int:
+        return len([bytes(1000) for _ in range(100)])
+
+    @tasks_app.task(name="shop.quick_failure", shared=False)
+    def quick_failure() -> None:
+        raise OSError("disk full")
+
+    @tasks_app.task(name="shop.slow", shared=False)
+    def slow() -> int:
+        kept = [bytes(1000) for _ in range(100)]
+        time.sleep(0.6)
+        return len(kept)
+
+    try:
+        quick.apply()
+        quick_failure.apply()
+        slow.apply()
+    finally:
+        instrumentation.uninstrument()
+    failed, slow_line = (r.getMessage() for r in records.memory())
+    # The fast success is not logged; the fast failure and the slow run are, traced.
+    assert failed.startswith("MEMORY | TASK shop.quick_failure | ERROR | ")
+    assert failed.endswith("| Error: OSError: disk full")
+    assert slow_line.startswith("MEMORY | TASK shop.slow | SUCCESS | ")
+    assert " | Traced: " in slow_line and "(Peak: " in slow_line
+    traced_peak = records.memory()[1].sherlock.traced_peak
+    assert traced_peak >= 100 * 1000
 
 
 def test_opentelemetry_task_histograms_by_name_and_status(app):
