@@ -47,7 +47,7 @@ from ..options import (
     check_min_duration,
 )
 from ..request_id import generate_request_id, is_valid_request_id, request_id_var
-from ..safety import report_internal_error
+from ..safety import guarded, report_internal_error
 from ._common import _LeakCount, _TracingLease
 
 if TYPE_CHECKING:
@@ -203,8 +203,9 @@ class TaskRun:
         self.endpoint = endpoint
         #: What the run raised (``task_failure``), when it failed.
         self.exc: Optional[BaseException] = None
-        self.id_token = request_id_var.set(request_id)
         self.measuring = state.open()
+        # Set last: a run that could not open leaves no id behind in the worker's context.
+        self.id_token = request_id_var.set(request_id)
 
     def end(self, celery_state: Optional[str]) -> None:
         """End the measurement (SUCCESS, ERROR with :attr:`exc`, or RETRY), then give the
@@ -237,7 +238,7 @@ class CeleryInstrumentation:
         self.options = options
         self._state: Optional[_ProcessState] = None
         #: The level of a successful run's MEMORY line.
-        self.options_level = logging.INFO
+        self.line_level = logging.INFO
         self._lock = threading.Lock()
         self._names: Dict[str, str] = {}
         self._receivers = (
@@ -281,7 +282,7 @@ class CeleryInstrumentation:
                             **_: Any) -> None:
         request_id = request_id_var.get()
         if request_id and isinstance(headers, dict) and HEADER not in headers:
-            headers[HEADER] = request_id
+            headers[HEADER] = request_id  # a plain dict store: nothing here can fail
 
     def worker_process_init(self, **_: Any) -> None:
         try:
@@ -292,22 +293,24 @@ class CeleryInstrumentation:
             report_internal_error("celery worker_process_init", exc)
 
     def after_setup_logger(self, loglevel: Any = None, **_: Any) -> None:
-        from ..logs.setup import restore_files
+        with guarded("celery after_setup_logger"):
+            from ..logs.setup import restore_files
 
-        restore_files()
-        if isinstance(loglevel, int) and loglevel > self.options_level:
-            # Reported, not changed: the level is the worker's own choice for its console too.
-            _logger.warning(
-                "sherlock_ai: the Celery worker's log level (%s) drops the %s MEMORY lines of "
-                "its tasks; start it with --loglevel %s",
-                logging.getLevelName(loglevel), logging.getLevelName(self.options_level),
-                logging.getLevelName(self.options_level))
+            restore_files()
+            if isinstance(loglevel, int) and loglevel > self.line_level:
+                # Reported, not changed: the level is the worker's choice for its console too.
+                _logger.warning(
+                    "sherlock_ai: the Celery worker's log level (%s) drops the %s MEMORY lines "
+                    "of its tasks; start it with --loglevel %s",
+                    logging.getLevelName(loglevel), logging.getLevelName(self.line_level),
+                    logging.getLevelName(self.line_level))
 
     def after_setup_task_logger(self, logger: Optional[logging.Logger] = None,
                                 **_: Any) -> None:
-        from ..logs.setup import restore_files
+        with guarded("celery after_setup_task_logger"):
+            from ..logs.setup import restore_files
 
-        restore_files(also=logger if isinstance(logger, logging.Logger) else None)
+            restore_files(also=logger if isinstance(logger, logging.Logger) else None)
 
     def task_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
         if task is None or getattr(task, "app", None) is not self.app:
