@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", "docs/memory-monitoring.md", "docs/performance-monitoring.md",
         "docs/resource-monitoring.md", "docs/api-reference.md", "docs/leak-detection.md",
-        "docs/metrics.md", "docs/report.md", "docs/memory-guard.md"]
+        "docs/metrics.md", "docs/report.md", "docs/memory-guard.md", "docs/celery.md"]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 

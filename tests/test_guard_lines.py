@@ -59,9 +59,11 @@ LIMIT_EVENTS = [
      "MEMORY LIMIT | shedding | RSS 812.00MB > 800.00MB | 503 with Retry-After: 5"),
     (LimitEvent("shed_stopped", 700 * MB, 800 * MB, "shed", shed_requests=37),
      "MEMORY LIMIT | shed 37 requests | RSS 700.00MB < 800.00MB"),
-    (LimitEvent("recycling", 812 * MB, 800 * MB, "recycle", pid=1234, in_flight=2),
+    (LimitEvent("recycling", 812 * MB, 800 * MB, "recycle", pid=1234, in_flight=2,
+                grew_most=[{"route": "TASK shop.tasks.resize", "bytes": 30 * MB,
+                            "requests": 12}]),
      "MEMORY LIMIT | recycling | RSS 812.00MB > 800.00MB | pid 1234 exits after 2 in-flight "
-     "requests"),
+     "requests | grew most: TASK shop.tasks.resize +30.00MB (12 requests)"),
 ]
 
 
@@ -76,7 +78,7 @@ def test_each_limit_line_is_written_as_agreed_and_parses_back(event, text):
         assert fields.get(key) == expected.get(key), key
     if event.state != "back_under":
         assert fields["action"] == event.action
-    if event.state == "crossed":
+    if event.state in ("crossed", "recycling"):
         assert fields["grew_most"] == event.grew_most
         assert fields.get("top_sites") == (
             None if event.top_sites is None

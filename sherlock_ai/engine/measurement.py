@@ -6,6 +6,8 @@ from typing import Any, Dict, Optional
 
 SUCCESS = "SUCCESS"
 ERROR = "ERROR"
+#: A Celery task run that asked to run again (``self.retry()``): not a failure, always kept.
+RETRY = "RETRY"
 
 
 class Measurement:

@@ -76,9 +76,12 @@ class OpenRequest(Span):
 
     def finish(self, name: str, attributes: Dict[str, Any], error: Optional[str] = None,
                exc: Optional[BaseException] = None,
-               endpoint: Optional[Callable[..., Any]] = None) -> Optional[Measurement]:
+               endpoint: Optional[Callable[..., Any]] = None,
+               status: Optional[str] = None) -> Optional[Measurement]:
         """End the measurement as ``name`` with ``attributes``; ERROR with ``exc`` (what the
-        application raised) or with ``error`` (a 5xx response, a client gone away) when given.
+        application raised) or with ``error`` (a 5xx response, a client gone away) when given;
+        ``status`` names a run that did not fail but did not succeed either (``RETRY``: kept
+        whatever its duration).
         Then tell the request hooks (``endpoint`` is the function that served the request).
         Returns the measurement, or ``None`` when none was built: not kept (a fast success),
         the request ended already, or nothing but the MEMORY line reads it (its writer then
@@ -90,7 +93,7 @@ class OpenRequest(Span):
         self.meter = None
         line_only = registry.line_only
         if line_only is not None and meter.plain and error is None and exc is None \
-                and self.measured:
+                and status is None and self.measured:
             # The common request, in few steps: a success that only the line reads.
             try:
                 line_only(name, SUCCESS, meter.level, self.close(), None, attributes)
@@ -108,11 +111,11 @@ class OpenRequest(Span):
                 # The closing RSS read is skipped only when no line and no consumer shows it.
                 figures = self.close(
                     min_duration if success and exc is None and min_duration and not eager
-                    else -1.0)
+                    and status is None else -1.0)
                 duration = figures[0]
                 if success:
-                    kept = duration >= min_duration or eager
-                    status, level, message = SUCCESS, meter.level, None
+                    kept = duration >= min_duration or eager or status is not None
+                    status, level, message = status or SUCCESS, meter.level, None
                 else:
                     kept, status, level = True, ERROR, _ERROR_LEVEL
                     if exc is None:

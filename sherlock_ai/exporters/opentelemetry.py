@@ -8,7 +8,8 @@ and metric instruments, trace ids in the log records.
   a decorated function or tracker adds a ``sherlock.memory`` span event;
 - histograms ``sherlock.request.duration`` (s), ``sherlock.request.rss_growth`` (By) and
   ``sherlock.request.traced_peak`` (By) per method, route and status class, through the
-  OpenTelemetry metrics API (any configured exporter ships them);
+  OpenTelemetry metrics API (any configured exporter ships them); for Celery task runs,
+  ``sherlock.task.duration``, ``.rss_growth`` and ``.traced_peak`` per task name and status;
 - every log record gets ``trace_id`` and ``span_id`` (32 and 16 hex digits, ``"-"`` outside a
   span), so text formats can show them and JSON lines carry them.
 """
@@ -95,7 +96,21 @@ class OpenTelemetryExporter(consumers.InstallableConsumer):
                     "sherlock.request.traced_peak", unit="By",
                     description="Most Python memory the request had allocated at once "
                                 "(tracemalloc); only with trace_malloc."),
+                "task_duration": meter.create_histogram(
+                    "sherlock.task.duration", unit="s",
+                    description="Time from a task run's start to its end (Celery)."),
+                "task_rss_growth": meter.create_histogram(
+                    "sherlock.task.rss_growth", unit="By",
+                    description="Growth of the worker process's RSS over the task run (0 "
+                                "when it shrank)."),
+                "task_traced_peak": meter.create_histogram(
+                    "sherlock.task.traced_peak", unit="By",
+                    description="Most Python memory the task run had allocated at once "
+                                "(tracemalloc); only with trace_malloc."),
             }
+        # (task name, status) -> the task histograms' attributes; names beyond the limit
+        # share one.
+        self._task_labels: Dict[Tuple[str, str], Dict[str, str]] = {}
         # (method, route, status code) -> the histograms' attributes, built once per key and
         # shared by its requests (the SDK copies what it keeps).
         self._labels: Dict[Tuple[Any, ...], Dict[str, str]] = {}
@@ -121,6 +136,9 @@ class OpenTelemetryExporter(consumers.InstallableConsumer):
             elif span.is_recording():
                 span.add_event("sherlock.memory", span_attributes(m))
         histograms = self._histograms
+        task = m.attributes.get("task")
+        if histograms is not None and task is not None and m.kind == "memory":
+            self._task_finished(histograms, task, m)
         if histograms is not None and route is not None and m.kind == "memory":
             key = (m.attributes.get("method", "OTHER"), route, m.attributes.get("status_code"))
             labels = self._labels.get(key)
@@ -131,6 +149,19 @@ class OpenTelemetryExporter(consumers.InstallableConsumer):
                 histograms["rss_growth"].record(max(m.rss_change, 0), labels)
             if m.traced_peak is not None:
                 histograms["traced_peak"].record(m.traced_peak, labels)
+
+    def _task_finished(self, histograms: Dict[str, Any], task: str, m: Measurement) -> None:
+        key = (task, m.status)
+        labels = self._task_labels.get(key)
+        if labels is None:
+            if len(self._task_labels) >= _LABELS_CACHE:
+                key = ("<other tasks>", m.status)
+            labels = self._task_labels.setdefault(key, {"task": key[0], "status": key[1]})
+        histograms["task_duration"].record(m.duration, labels)
+        if m.rss_change is not None:
+            histograms["task_rss_growth"].record(max(m.rss_change, 0), labels)
+        if m.traced_peak is not None:
+            histograms["task_traced_peak"].record(m.traced_peak, labels)
 
     def _labels_of(self, key: Tuple[Any, ...]) -> Dict[str, str]:
         """The histograms' attributes for ``key``, kept for the next requests."""

@@ -10,7 +10,7 @@ an id. See docs/metrics.md for each metric's meaning.
 from __future__ import annotations
 
 import os
-from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Sequence, Set, Tuple
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -21,6 +21,15 @@ from ..integrations import status_class
 from ..integrations.observers import RequestObserver
 
 LABELS = ("method", "route", "status_class")
+#: The labels of task runs (Celery): the task's name and the run's status (SUCCESS, ERROR,
+#: RETRY).
+TASK_LABELS = ("task", "status")
+#: The task name that runs of tasks beyond the first ``_TASKS_LIMIT`` names are counted under.
+OTHER_TASKS = "<other tasks>"
+_TASKS_LIMIT = 1000
+# The consumers' protocol of a task run (sherlock_ai.integrations.celery.PROTOCOL; that module
+# imports Celery).
+TASK_PROTOCOL = "celery"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Powers of four from 4 KiB to 1 GiB: RSS moves in pages, and leaks show in the upper buckets.
 MEMORY_BUCKETS = tuple(float(4 ** n * 1024) for n in range(1, 11))
@@ -90,6 +99,21 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
             "sherlock_requests_shed",
             "Requests answered 503 while the process was over its rss_limit (memory guard).",
             ("method", "route"), registry=reg)
+        self.task_duration = Histogram(
+            "sherlock_task_duration_seconds",
+            "Time from a task run's start (task_prerun) to its end (task_postrun).",
+            TASK_LABELS, buckets=duration_buckets, registry=reg)
+        self.task_rss_growth = Histogram(
+            "sherlock_task_rss_growth_bytes",
+            "Growth of the worker process's RSS over the task run (0 when it shrank).",
+            TASK_LABELS, buckets=memory_buckets, registry=reg)
+        self.task_traced_peak = Histogram(
+            "sherlock_task_traced_peak_bytes",
+            "Most Python memory (tracemalloc) the task run had allocated at once; only with "
+            "trace_malloc.", TASK_LABELS, buckets=memory_buckets, registry=reg)
+        self.tasks_in_progress = Gauge(
+            "sherlock_tasks_in_progress", "Measured task runs that have not ended yet.",
+            registry=reg, multiprocess_mode="livesum")
         self._multiprocess = multiprocess_mode()
         if self._multiprocess:
             self.suspects_gauge: Optional[Gauge] = Gauge(
@@ -106,6 +130,7 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
         # ``labels()`` (label check, tuple building, a lock and a lookup per histogram) once
         # per key instead of once per request and histogram.
         self._children: Dict[Tuple[Any, ...], Tuple[Any, Any, Any]] = {}
+        self._task_names: Set[str] = set()
 
     # install() (idempotent) and uninstall() (the metrics keep their values): the base's.
 
@@ -114,6 +139,9 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
         attributes = m.attributes
         route = attributes.get("route")
         if route is None or m.kind != "memory":
+            task = attributes.get("task")
+            if task is not None and m.kind == "memory":
+                self._task_finished(task, m)
             return
         key = (attributes.get("method", "OTHER"), route, attributes.get("status_code"))
         children = self._children.get(key)
@@ -144,11 +172,26 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
             self._children[key] = children  # a plain dict store: atomic under the GIL
         return children
 
+    def _task_finished(self, task: str, m: Measurement) -> None:
+        if task not in self._task_names:
+            if len(self._task_names) >= _TASKS_LIMIT:
+                task = OTHER_TASKS
+            else:
+                self._task_names.add(task)
+        labels = (task, m.status)
+        self.task_duration.labels(*labels).observe(m.duration)
+        if m.rss_change is not None:
+            self.task_rss_growth.labels(*labels).observe(max(m.rss_change, 0))
+        if m.traced_peak is not None:
+            self.task_traced_peak.labels(*labels).observe(m.traced_peak)
+        if m.rss is not None:
+            self.process_rss.set(m.rss)
+
     def request_started(self, protocol: str) -> None:
-        self.in_progress.inc()
+        (self.tasks_in_progress if protocol == TASK_PROTOCOL else self.in_progress).inc()
 
     def request_finished(self, protocol: str, measurement: Optional[Measurement]) -> None:
-        self.in_progress.dec()
+        (self.tasks_in_progress if protocol == TASK_PROTOCOL else self.in_progress).dec()
 
     def memory_event(self, event: Any) -> None:
         kind = getattr(event, "event", None)

@@ -74,9 +74,9 @@ class LimitEvent:
         over = f"RSS {format_bytes(self.rss)} > {format_bytes(self.limit)}"
         under = f"RSS {format_bytes(self.rss)} < {format_bytes(self.limit)}"
         state = self.state
+        grown = ", ".join(f"{g['route']} {format_change(g['bytes'])} ({g['requests']} requests)"
+                          for g in self.grew_most or ()) or "none"
         if state == "crossed":
-            grown = ", ".join(f"{g['route']} {format_change(g['bytes'])} ({g['requests']} requests)"
-                              for g in self.grew_most or ()) or "none"
             text = f"{MEMORY_LIMIT} | crossed | {over} | action: {self.action} | grew most: {grown}"
             if self.top_sites:
                 text += " | top sites: " + ", ".join(
@@ -90,7 +90,7 @@ class LimitEvent:
         if state == "shed_stopped":
             return f"{MEMORY_LIMIT} | shed {self.shed_requests} requests | {under}"
         return (f"{MEMORY_LIMIT} | recycling | {over} | pid {self.pid} exits after "
-                f"{self.in_flight} in-flight requests")
+                f"{self.in_flight} in-flight requests | grew most: {grown}")
 
     def as_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"event": self.event, "state": self.state, "rss_bytes": self.rss,

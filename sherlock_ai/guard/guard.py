@@ -42,7 +42,8 @@ class MemoryGuard:
         self.limit: Optional[int] = None
         #: Where :attr:`limit` came from (``"rss_limit"``, or the memory limit it is a share of).
         self.limit_source = "rss_limit"
-        #: ``"gunicorn"`` or ``"uvicorn --workers"`` when ``recycle`` has one, else ``None``.
+        #: ``"gunicorn"``, ``"uvicorn --workers"`` or ``"celery prefork"`` when ``recycle``
+        #: has one, else ``None``.
         self.supervisor: Optional[str] = None
         self.action = on_rss_limit
         if isinstance(rss_limit, Share):
@@ -74,7 +75,8 @@ class MemoryGuard:
                 self.action = "log"
                 _logger.warning(
                     "sherlock_ai memory guard: on_rss_limit='recycle' needs a server that "
-                    "replaces a worker that exits (gunicorn, or uvicorn with --workers); none "
+                    "replaces a worker that exits (gunicorn, uvicorn with --workers, or Celery's "
+                    "prefork pool); none "
                     "supervises this process, so crossing rss_limit is only logged "
                     "(on_rss_limit='log')")
         self.watermark = None if self.limit is None else Watermark(self.limit, self.action)

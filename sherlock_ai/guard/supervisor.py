@@ -8,6 +8,9 @@ exit itself.
 - uvicorn with ``--workers N``: the parent's ``keep_subprocess_alive`` starts a new child for
   each one that died; the child's ``SIGTERM`` handler is uvicorn's graceful shutdown (it stops
   accepting, lets open requests finish, then exits).
+- Celery's prefork pool: the pool starts a new child for each one that leaves its loop; the
+  Celery integration declares it in each child (:func:`declare_supervisor`) with the exit
+  that lets the child finish its current task first.
 - anything else (plain ``uvicorn app:app``, ``--reload``, ``flask run``, a bare WSGI server):
   nobody restarts the process, so recycling would stop the service.
 """
@@ -17,7 +20,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Optional
+from typing import Callable, Optional, Tuple
+
+# (name, graceful exit) declared by an integration whose pool replaces this process.
+_declared: Optional[Tuple[str, Callable[[], None]]] = None
+
+
+def declare_supervisor(name: str, exit_after_work: Callable[[], None]) -> None:
+    """Declare that ``name`` replaces this process when it leaves through ``exit_after_work``
+    (called where :func:`exit_gracefully` is, from within the work in progress: it must let
+    that work finish). Called in a forked child before its guard is built."""
+    global _declared
+    _declared = (name, exit_after_work)
 
 
 def _uvicorn_worker_child() -> bool:
@@ -37,7 +51,10 @@ def _uvicorn_worker_child() -> bool:
 def find_supervisor() -> Optional[str]:
     """``"gunicorn"`` or ``"uvicorn --workers"`` when one of them will replace this process
     after it exits, else ``None``. Called where the middleware is set up (at import of the app
-    under both servers, or at its first request, still on the server's stack)."""
+    under both servers, or at its first request, still on the server's stack), or where an
+    integration declared one (:func:`declare_supervisor`)."""
+    if _declared is not None:
+        return _declared[0]
     if "gunicorn.arbiter" in sys.modules:
         return "gunicorn"
     if "uvicorn.supervisors.multiprocess" in sys.modules and _uvicorn_worker_child():
@@ -47,5 +64,9 @@ def find_supervisor() -> Optional[str]:
 
 def exit_gracefully() -> None:
     """Ask this process's server to stop the way its supervisor does: ``SIGTERM`` to itself.
-    The server finishes the requests in flight before it exits."""
+    The server finishes the requests in flight before it exits. A declared supervisor's own
+    exit instead (see :func:`declare_supervisor`)."""
+    if _declared is not None:
+        _declared[1]()
+        return
     os.kill(os.getpid(), signal.SIGTERM)

@@ -95,7 +95,7 @@ class Watermark:
             tell(LimitEvent("shedding", rss, self.limit, "shed", retry_after=RETRY_AFTER))
         elif self.action == "recycle":
             tell(LimitEvent("recycling", rss, self.limit, "recycle", pid=os.getpid(),
-                            in_flight=in_flight))
+                            in_flight=in_flight, grew_most=grew_most))
             exit_gracefully()
         else:
             tell(LimitEvent("crossed", rss, self.limit, "log", grew_most=grew_most,

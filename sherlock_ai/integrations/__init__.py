@@ -6,6 +6,9 @@
 - Flask: :mod:`sherlock_ai.integrations.flask` (``Sherlock``).
 - Django: the app :mod:`sherlock_ai.integrations.django` (``SherlockMiddleware``,
   ``RequestIdFilter``, ``settings.SHERLOCK_AI``).
+- Celery: :mod:`sherlock_ai.integrations.celery` (``instrument_celery``; imports Celery).
+- Outgoing calls with the request id (httpx, requests):
+  :mod:`sherlock_ai.integrations.outgoing` (``propagate_request_id``).
 - uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
 - Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``); request
   observers: :mod:`sherlock_ai.integrations.observers` (``RequestObserver``).

@@ -25,7 +25,7 @@ KIND_OF_TAG = {MEMORY: "memory", PERFORMANCE: "performance", RESOURCES: "resourc
                MEMORY_LIMIT: "rss_limit"}
 #: What a MEMORY BUDGET line compared: its ``measure`` field -> the line's last field.
 MEASURE_LABELS = {"rss_change": "RSS change", "traced_peak": "Traced peak"}
-STATUSES = ("SUCCESS", "ERROR")
+STATUSES = ("SUCCESS", "ERROR", "RETRY")
 # Labels of the "Label: value" fields, in the order the writers put them.
 CURRENT, CHANGE, TRACED, PEAK = "Current", "Change", "Traced", "Peak"
 CPU, MEMORY_USE, THREADS, IO, NET = "CPU", "Memory", "Threads", "I/O", "Net"
@@ -204,10 +204,7 @@ def _limit(parts: List[str]) -> Dict[str, Any]:
     rest = parts[3:]
     if state == "crossed":
         out["action"] = rest[0].partition("action: ")[2]
-        grown = rest[1].partition("grew most: ")[2]
-        out["grew_most"] = [] if grown == "none" else [
-            {"route": g["route"], "bytes": parse_size(g["size"]), "requests": int(g["count"])}
-            for g in _GREW.finditer(grown)]
+        out["grew_most"] = _grew_most(rest[1])
         if len(rest) > 2:
             out["top_sites"] = [
                 {"file": t["file"], "line": int(t["line"]), "size": parse_size(t["size"])}
@@ -224,4 +221,14 @@ def _limit(parts: List[str]) -> Dict[str, Any]:
             raise ValueError("no pid and in-flight count")
         out["action"] = "recycle"
         out["pid"], out["in_flight"] = int(found.group(1)), int(found.group(2))
+        if len(rest) > 1:
+            out["grew_most"] = _grew_most(rest[1])
     return out
+
+
+def _grew_most(part: str) -> List[Dict[str, Any]]:
+    """``grew most: TASK a +1.00MB (3 requests), ...`` (or ``none``) as its entries."""
+    grown = part.partition("grew most: ")[2]
+    return [] if grown == "none" else [
+        {"route": g["route"], "bytes": parse_size(g["size"]), "requests": int(g["count"])}
+        for g in _GREW.finditer(grown)]

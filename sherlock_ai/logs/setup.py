@@ -248,6 +248,32 @@ def _others_handlers() -> List[logging.Handler]:
             for handler in logging.getLogger(name or None).handlers if handler not in ours]
 
 
+def restore_files(also: Optional[logging.Logger] = None) -> int:
+    """Put the set-up's log files back on the loggers they were attached to where something
+    removed them (Celery's worker empties the root logger's handlers when it starts,
+    ``worker_hijack_root_logger``). The console is left out: the code that replaced the
+    handlers brought its own. ``also``: a logger that does not propagate to the root (Celery's
+    task logger) gets the files that collect every record too. Returns how many handlers were
+    added."""
+    added = 0
+    with _setup_lock:
+        root = logging.getLogger()
+        for logger, handler in list(_installed):
+            if isinstance(handler, _Console):
+                continue
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+                added += 1
+            if also is not None and logger is root and not also.propagate \
+                    and handler not in also.handlers:
+                also.addHandler(handler)
+                _installed.append((also, handler))
+                added += 1
+        if added:
+            direct.changed()
+    return added
+
+
 def sherlock_ai(config: Optional[LoggingConfig] = None) -> SherlockAI:
     """Set up logging with ``config`` (defaults: ``logs/``, text lines, console on)."""
     return SherlockAI(config).setup()

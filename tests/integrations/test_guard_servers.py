@@ -24,7 +24,7 @@ from .support import HERE, ROOT, server
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
 RECYCLING = re.compile(r"^(\d+) WARNING MEMORY LIMIT \| recycling \| RSS (\S+) > (\S+) \| "
-                       r"pid (\d+) exits after (\d+) in-flight requests$", re.M)
+                       r"pid (\d+) exits after (\d+) in-flight requests \| grew most: .+$", re.M)
 
 
 def gunicorn(worker_class: str, app: str, workers: int = 2, *extra: str):
