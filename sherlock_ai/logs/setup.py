@@ -58,6 +58,9 @@ class LoggingConfig:
     log_format: str = DEFAULT_FORMAT
     date_format: str = DEFAULT_DATE_FORMAT
     log_files: Dict[str, LogFileConfig] = field(default_factory=_default_files)
+    #: Where each process keeps its flight record (what a dead worker was serving, see
+    #: docs/worker-deaths.md), relative to ``logs_dir`` unless absolute; ``None``: no record.
+    worker_records: Optional[Union[str, Path]] = ".workers"
 
 
 class _TextFormatter(logging.Formatter):
@@ -210,6 +213,10 @@ class SherlockAI:
             direct.changed()
         for error in self.errors:
             sys.stderr.write(f"sherlock_ai: {error}; logging to the console instead\n")
+        from ..deaths import recorder
+
+        records = self.config.worker_records
+        recorder.configure(None if records is None else Path(self.config.logs_dir) / records)
         return self
 
     @staticmethod
@@ -228,6 +235,9 @@ class SherlockAI:
         with _setup_lock:
             _remove_installed()
             direct.changed()
+        from ..deaths import recorder
+
+        recorder.close()
 
 
 def sherlock_ai(config: Optional[LoggingConfig] = None) -> SherlockAI:
