@@ -18,7 +18,7 @@ import atexit
 import os
 import threading
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Union
 
 from ..safety import report_internal_error
 from .cgroup import memory_cgroup, oom_kills
@@ -132,6 +132,21 @@ def close() -> None:
     with _lock:
         _close_current()
         _folder = None
+
+
+def closing_record_at_shutdown(receive: Callable[[], Awaitable[Any]]
+                               ) -> Callable[[], Awaitable[Any]]:
+    """An ASGI lifespan ``receive`` that closes this process's record when the server says it
+    is shutting down (after its last request): a graceful exit, whatever way the process then
+    ends."""
+
+    async def receive_closing() -> Any:
+        message = await receive()
+        if isinstance(message, dict) and message.get("type") == "lifespan.shutdown":
+            close()
+        return message
+
+    return receive_closing
 
 
 def _forked() -> None:
