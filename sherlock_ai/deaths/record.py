@@ -43,8 +43,9 @@ _IDENTITY = (0, struct.Struct("<8sIIQdQqI"))  # magic version pid ticks started 
 _CGROUP_FILE = (64, struct.Struct("<256s"))
 _STATE = (320, struct.Struct("<II"))  # state, requests not recorded (every slot taken)
 _BEAT = (328, struct.Struct("<dq"))  # last heartbeat, OOM kill count then
-_VERDICT = (384, struct.Struct("<dIi16s"))  # told at, told by pid, signal, cause
-_HEADER_SIZE = 512
+# Told at, told by pid, signal, exit code (-1: none), cause, evidence.
+_VERDICT = (512, struct.Struct("<dIii16s480s"))
+_HEADER_SIZE = 1024
 _SLOT = struct.Struct("<dQ8s100s128sI")
 _SLOT_SIZE = _SLOT.size
 _SLOT_SERIAL_AT = _SLOT_SIZE - 4
@@ -161,7 +162,9 @@ class Verdict:
     told_at: float
     told_by: int
     signal: int
+    exit_code: Optional[int]
     cause: str
+    evidence: Optional[str]
 
 
 @dataclass
@@ -203,13 +206,15 @@ def read_record(path: Path) -> Optional[RecordView]:
     (cgroup_raw,) = _CGROUP_FILE[1].unpack_from(data, _CGROUP_FILE[0])
     state, not_recorded = _STATE[1].unpack_from(data, _STATE[0])
     beat, beat_oom = _BEAT[1].unpack_from(data, _BEAT[0])
-    told_at, told_by, signal, cause = _VERDICT[1].unpack_from(data, _VERDICT[0])
+    told_at, told_by, signal, exit_code, cause, evidence = _VERDICT[1].unpack_from(
+        data, _VERDICT[0])
     view = RecordView(
         path=path, pid=pid, ticks=ticks, started_at=started, limit=limit or None,
         oom_kills_at_start=oom if oom >= 0 else None, supervisor=supervisor,
         cgroup_file=_text(cgroup_raw), closed=state == CLOSED, not_recorded=not_recorded,
         heartbeat=beat or None, oom_kills_last_seen=beat_oom if beat and beat_oom >= 0 else None,
-        verdict=Verdict(told_at, told_by, signal, _text(cause)) if told_at else None)
+        verdict=Verdict(told_at, told_by, signal, None if exit_code < 0 else exit_code,
+                        _text(cause), _text(evidence) or None) if told_at else None)
     for slot in range(SLOTS):
         start, rss, kind, name, request_id, serial = _SLOT.unpack_from(
             data, _SLOTS_AT + slot * _SLOT.size)
@@ -227,7 +232,10 @@ def write_verdict(path: Path, verdict: Verdict) -> None:
     """Write what the teller found into the record of ``path`` (claimed by it)."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        os.pwrite(fd, _VERDICT[1].pack(verdict.told_at, verdict.told_by, verdict.signal,
-                                       verdict.cause.encode("ascii", "replace")), _VERDICT[0])
+        os.pwrite(fd, _VERDICT[1].pack(
+            verdict.told_at, verdict.told_by, verdict.signal,
+            -1 if verdict.exit_code is None else verdict.exit_code,
+            verdict.cause.encode("ascii", "replace"),
+            (verdict.evidence or "").encode("utf-8", "replace")), _VERDICT[0])
     finally:
         os.close(fd)

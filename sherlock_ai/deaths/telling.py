@@ -63,6 +63,8 @@ class WorkerDeath:
         readings = view.readings
         last_alive = max([view.heartbeat or 0.0, view.started_at]
                          + [t for t, _ in readings[-1:]])
+        #: Whether ``ended_by`` is the moment it was found dead (else its last sign of life).
+        self.prompt = prompt
         self.ended_by = (time() if now is None else now) if prompt else last_alive
         self.rss = readings[-1][1] if readings else None
         self.limit = view.limit
@@ -110,7 +112,7 @@ class WorkerDeath:
         """``WORKER DIED | pid 4242 | SIGKILL | in flight: POST /upload (id 1a2b, 3.20s, RSS
         +1.20GB) | RSS 1.90GB, limit 2.00GB, +1.20GB in 4.0s | told by gunicorn arbiter``"""
         shown = [f"{e['method']} {e['name']} (id {e['request_id'] or '?'}, "
-                 f"{'' if self.prompt_durations else '>='}{e['duration_s']:.2f}s, "
+                 f"{'' if self.prompt else '>='}{e['duration_s']:.2f}s, "
                  f"RSS {format_change(e['rss_change'])})"
                  for e in self.in_flight[:_SHOWN_IN_FLIGHT]]
         more = len(self.in_flight) - len(shown) + self.not_recorded
@@ -124,9 +126,17 @@ class WorkerDeath:
         return (f"{WORKER_DIED} | pid {self.pid} | {self.how()} | in flight: "
                 f"{', '.join(shown) or 'none'} | {memory} | told by {self.told_by}")
 
-    @property
-    def prompt_durations(self) -> bool:
-        return self.told_by != "report"
+    @classmethod
+    def read_back(cls, view: RecordView) -> WorkerDeath:
+        """The death of a record as it was told (its verdict), or, for a record nobody told,
+        as it reads now with what the record alone says (``told_by`` ``"nobody"``)."""
+        verdict = view.verdict
+        if verdict is None:
+            return cls(view, "nobody", prompt=False)
+        death = cls(view, f"pid {verdict.told_by}", signal=verdict.signal or None,
+                    exit_code=verdict.exit_code, now=verdict.told_at)
+        death.cause, death.evidence = verdict.cause, verdict.evidence
+        return death
 
     def as_dict(self) -> Dict[str, Any]:
         """The JSON line's fields."""
@@ -175,7 +185,8 @@ def tell_death(path: Path, told_by: str, *, signal: Optional[int] = None,
             os.unlink(told)
             return None
         death = WorkerDeath(view, told_by, signal=signal, exit_code=exit_code)
-        write_verdict(told, Verdict(time(), os.getpid(), signal or 0, death.cause))
+        write_verdict(told, Verdict(time(), os.getpid(), signal or 0, exit_code, death.cause,
+                                    death.evidence))
         log_death(death)
         consumers.memory_event(death)
         _prune(told.parent)

@@ -90,6 +90,11 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
             "sherlock_requests_shed",
             "Requests answered 503 while the process was over its rss_limit (memory guard).",
             ("method", "route"), registry=reg)
+        self.worker_deaths = Counter(
+            "sherlock_worker_deaths",
+            "Processes that ended without closing their flight record, counted by the process "
+            "that told it, by cause (oom_killer, sigkill, signal, exit, unknown).",
+            ("cause",), registry=reg)
         self._multiprocess = multiprocess_mode()
         if self._multiprocess:
             self.suspects_gauge: Optional[Gauge] = Gauge(
@@ -156,6 +161,8 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
             self.budget_warnings.labels(event.method, event.route).inc()
         elif kind == "request_shed":
             self.shed_requests.labels(event.method, event.route).inc()
+        elif kind == "worker_died":
+            self.worker_deaths.labels(event.cause).inc()
 
     def _refresh_suspects(self) -> None:
         gauge = self.suspects_gauge
