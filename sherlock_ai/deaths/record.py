@@ -10,8 +10,9 @@ Layout (little-endian, :data:`SIZE` bytes):
   ``TASK``), name (the path, or the task's name), request id, and last a serial number that
   is zero for a free slot. Fields are packed in order, the serial last, so a slot is never
   taken for in flight before its fields are written;
-- a ring of :data:`RING` RSS readings (serial, time, bytes): those the requests took at their
-  start and one a second from the process's watcher.
+- a ring of :data:`RING` RSS readings (serial, time, bytes), one a second from the
+  process's watcher. The readings the requests took at their start stay in their slots
+  (freed or not) and are read as readings too.
 
 Nothing here makes a system call per request: :meth:`FlightRecord.opened` and
 :meth:`FlightRecord.closed` are stores into the shared mapping, which the kernel keeps in the
@@ -94,7 +95,6 @@ class FlightRecord:
         layout.pack_into(mm, offset, cgroup_file.encode("utf-8", "replace"))
         _STATE[1].pack_into(mm, _STATE[0], OPEN, 0)
         self._free = list(range(SLOTS - 1, -1, -1))
-        self._serial = 0
         self._reading = 0
         self._not_recorded = 0
 
@@ -107,15 +107,10 @@ class FlightRecord:
             self._not_recorded += 1
             _STATE[1].pack_into(self._mm, _STATE[0], OPEN, self._not_recorded)
             return -1
-        now = time()
-        serial = self._serial = self._serial + 1
-        rss = rss or 0
-        _pack_slot(self._mm, _SLOTS_AT + slot * _SLOT_SIZE, now, rss,
-                   kind.encode("ascii", "replace"), name.encode("utf-8", "replace"),
-                   (request_id_var.get() or "").encode("ascii", "replace"), serial)
-        if rss:
-            reading = self._reading = self._reading + 1
-            _pack_reading(self._mm, _RING_AT + reading % RING * _RING_SIZE, reading, now, rss)
+        # One store of the whole slot, its serial (slot + 1, never zero) last. The slot's
+        # start and RSS stay after it is freed: the reader takes them as readings too.
+        _pack_slot(self._mm, _SLOTS_AT + slot * _SLOT_SIZE, time(), rss or 0, kind.encode(),
+                   name.encode("utf-8", "replace"), request_id_var.get().encode(), slot + 1)
         return slot
 
     def closed(self, slot: int) -> None:
@@ -215,16 +210,21 @@ def read_record(path: Path) -> Optional[RecordView]:
         heartbeat=beat or None, oom_kills_last_seen=beat_oom if beat and beat_oom >= 0 else None,
         verdict=Verdict(told_at, told_by, signal, None if exit_code < 0 else exit_code,
                         _text(cause), _text(evidence) or None) if told_at else None)
+    readings = []
     for slot in range(SLOTS):
         start, rss, kind, name, request_id, serial = _SLOT.unpack_from(
             data, _SLOTS_AT + slot * _SLOT.size)
         if serial:
             view.in_flight.append(InFlight(_text(kind), _text(name), _text(request_id), start,
                                            rss or None))
+        if start and rss:
+            readings.append((start, rss))
     view.in_flight.sort(key=lambda entry: entry.started_at)
-    readings = [_RING_ENTRY.unpack_from(data, _RING_AT + i * _RING_ENTRY.size)
-                for i in range(RING)]
-    view.readings = [(t, rss) for serial, t, rss in sorted(readings) if serial]
+    for serial, t, rss in (_RING_ENTRY.unpack_from(data, _RING_AT + i * _RING_ENTRY.size)
+                           for i in range(RING)):
+        if serial:
+            readings.append((t, rss))
+    view.readings = sorted(readings)
     return view
 
 
