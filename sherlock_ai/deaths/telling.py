@@ -30,6 +30,8 @@ _GROWTH_WINDOW_S = 60.0
 _KINDS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
                     "PATCH", "OTHER", "TASK"))
 
+_STOP_SIGNALS = (signals.SIGTERM, signals.SIGINT, signals.SIGQUIT)
+
 _logger = logging.getLogger("MonitoringLogger")
 
 
@@ -181,7 +183,10 @@ def tell_death(path: Path, told_by: str, *, signal: Optional[int] = None,
         if told is None:
             return None
         view = read_record(told)
-        if view is None or view.closed:
+        if view is None or view.closed or (signal in _STOP_SIGNALS and not view.in_flight
+                                           and not view.not_recorded):
+            # A process asked to stop that ended by the signal's default action, with nothing
+            # in flight, lost nothing (uvicorn re-raises SIGTERM after a graceful shutdown).
             os.unlink(told)
             return None
         death = WorkerDeath(view, told_by, signal=signal, exit_code=exit_code)

@@ -76,3 +76,14 @@ async def ok_async():
 
 
 asgi_app = instrument_app(api, trust_incoming_id=True)
+
+
+async def _bare(scope, receive, send):
+    """An ASGI app that answers no lifespan event (uvicorn then goes on without one)."""
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan here")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+bare_asgi_app = instrument_app(_bare)

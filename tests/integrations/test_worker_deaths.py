@@ -20,16 +20,13 @@ import pytest
 
 from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S
 
-from .support import server
+from .support import ROOT, server
 
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
-# The documented gunicorn.conf.py (docs/worker-deaths.md).
-GUNICORN_CONF = (
-    "import sherlock_ai\n"
-    "from sherlock_ai.integrations.gunicorn_hooks import child_exit, worker_exit  # noqa\n"
-    "sherlock_ai.sherlock_ai()\n"
-)
+# The documented gunicorn.conf.py: the first Python block of docs/worker-deaths.md.
+GUNICORN_CONF = re.search(r"```python\n(.*?)```",
+                          (ROOT / "docs" / "worker-deaths.md").read_text(), re.S).group(1)
 UVICORN_WORKERS = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "--workers", "2",
                    "deaths_server:asgi_app"]
 
@@ -138,6 +135,18 @@ def test_gunicorn_recycles_and_restarts_tell_no_death(tmp_path):
     assert "Autorestarting worker" in served.err.read_text()
     assert deaths(tmp_path) == []
     assert not list((tmp_path / "logs" / ".workers").iterdir())
+
+
+def test_gunicorn_stopping_uvicorn_workers_without_lifespan_tells_no_death(tmp_path):
+    # uvicorn ends its worker by SIGTERM's default action after a graceful stop; without a
+    # lifespan shutdown nothing closed the record, and the arbiter sees SIGTERM.
+    (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
+    with server(*gunicorn("uvicorn.workers.UvicornWorker", "bare_asgi_app"), cwd=tmp_path,
+                port_pattern=GUNICORN_PORT, stop_signal=signal.SIGTERM) as served:
+        assert httpx.get(served.url + "/ok", timeout=30).status_code == 200
+        time.sleep(1)
+    assert "was sent SIGTERM" in served.err.read_text()
+    assert deaths(tmp_path) == []
 
 
 def test_uvicorn_workers_restart_tells_no_death(tmp_path):
