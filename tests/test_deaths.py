@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from prometheus_client import CollectorRegistry
 import sherlock_ai
 from sherlock_ai.__main__ import main
 from sherlock_ai.deaths import recorder
-from sherlock_ai.deaths.record import SLOTS, FlightRecord, read_record
+from sherlock_ai.deaths.record import HEADER_PARTS, HEADER_SIZE, SLOTS, FlightRecord, read_record
 from sherlock_ai.deaths.watch import look
 from sherlock_ai.exporters.prometheus import PrometheusExporter
 from sherlock_ai.integrations.asgi import instrument_app
@@ -87,6 +88,13 @@ def test_a_request_in_flight_is_in_the_record_until_it_ends(tmp_path):
                         {"X-Request-ID": "look-1"})
     assert response.json() == [["GET", "/look", "look-1"]]
     assert read_record(recorder.current.path).in_flight == []
+
+
+def test_the_record_header_parts_do_not_overlap():
+    parts = sorted(HEADER_PARTS, key=lambda part: part[0])
+    ends = [at + layout.size for at, layout in parts]
+    assert all(end <= next_at for end, (next_at, _) in zip(ends, parts[1:]))
+    assert ends[-1] <= HEADER_SIZE
 
 
 def test_requests_beyond_the_slots_are_counted(tmp_path):
@@ -192,6 +200,9 @@ def test_the_report_shows_a_told_death_with_its_teller(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert str(pid) in out and f"pid {os.getpid()}" in out and ">=" not in out
+    # The verdict written into the record left the in-flight request's start as it was.
+    seconds = float(re.search(r"POST /upload \(id held-1, (\d+\.\d\d)s,", out).group(1))
+    assert seconds < 30
 
 
 def test_a_records_folder_that_cannot_be_made_is_said_once_and_requests_go_on(tmp_path,

@@ -45,16 +45,19 @@ _CGROUP_FILE = (64, struct.Struct("<256s"))
 _STATE = (320, struct.Struct("<II"))  # state, requests not recorded (every slot taken)
 _BEAT = (328, struct.Struct("<dq"))  # last heartbeat, OOM kill count then
 # Told at, told by pid, signal, exit code (-1: none), cause, evidence.
-_VERDICT = (512, struct.Struct("<dIii16s480s"))
-_HEADER_SIZE = 1024
+_VERDICT = (512, struct.Struct("<dIii16s476s"))
+HEADER_SIZE = 1024
 _SLOT = struct.Struct("<dQ8s100s128sI")
 _SLOT_SIZE = _SLOT.size
 _SLOT_SERIAL_AT = _SLOT_SIZE - 4
 _RING_ENTRY = struct.Struct("<QdQ")
 _RING_SIZE = _RING_ENTRY.size
-_SLOTS_AT = _HEADER_SIZE
+_SLOTS_AT = HEADER_SIZE
 _RING_AT = _SLOTS_AT + SLOTS * _SLOT.size
 SIZE = _RING_AT + RING * _RING_ENTRY.size
+
+#: The header's parts, (offset, layout) each; a test checks that none overlaps the next.
+HEADER_PARTS = (_IDENTITY, _CGROUP_FILE, _STATE, _BEAT, _VERDICT)
 
 _pack_slot = _SLOT.pack_into
 _pack_reading = _RING_ENTRY.pack_into

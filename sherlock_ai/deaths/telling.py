@@ -211,7 +211,16 @@ def log_death(death: WorkerDeath) -> None:
 
 
 def _prune(folder: Path) -> None:
-    told = sorted(folder.glob("*" + TOLD_SUFFIX), key=lambda p: p.stat().st_mtime)
-    for old in told[:-KEEP_TOLD]:
-        with guarded("pruning told worker records"):
+    """Remove all but the newest :data:`KEEP_TOLD` told records (another teller may be
+    removing the same ones)."""
+    told = []
+    for path in folder.glob("*" + TOLD_SUFFIX):
+        try:
+            told.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            continue
+    for _, old in sorted(told)[:-KEEP_TOLD]:
+        try:
             old.unlink()
+        except FileNotFoundError:
+            pass
