@@ -67,6 +67,16 @@ class OpenRequest(Span):
         is in flight (its route is known only when it ends)."""
         #: The settings it was opened with; ``None`` once it finished.
         self.meter: Optional[RequestMeter] = meter
+        # In flight in the record a dead worker leaves (sherlock_ai.deaths): the entry is
+        # written before the span opens and its RSS, without allocating, after; none of it is
+        # in the request's figures.
+        self.flight = record = flight.current
+        if record is not None:
+            try:
+                self.slot = record.opened(method, path)
+            except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
+                self.flight = None
+                report_internal_error("worker record", exc)
         # Plain try/except rather than guarded(): once per request, free until it raises.
         try:
             Span.__init__(self, meter.trace_malloc)
@@ -74,14 +84,8 @@ class OpenRequest(Span):
         except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
             self.measured = False
             report_internal_error(f"{meter.protocol} request start", exc)
-        # In flight in the record a dead worker leaves (sherlock_ai.deaths).
-        self.flight = record = flight.current
-        if record is not None:
-            try:
-                self.slot = record.opened(method, path, self.rss_start if self.measured else None)
-            except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
-                self.flight = None
-                report_internal_error("worker record", exc)
+        if self.flight is not None and self.measured:
+            record.set_rss(self.slot, self.rss_start)  # type: ignore[union-attr]
         if registry.started:
             consumers.request_started(meter.protocol)
 
@@ -100,10 +104,7 @@ class OpenRequest(Span):
             return None  # finished before
         self.meter = None
         if self.flight is not None:
-            try:
-                self.flight.closed(self.slot)
-            except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-                report_internal_error("worker record", internal)
+            self.flight.closed(self.slot)
         line_only = registry.line_only
         if line_only is not None and meter.plain and error is None and exc is None \
                 and self.measured:

@@ -92,13 +92,16 @@ def check_told_once(folder: Path, pid: int, request_id: str, how: str) -> str:
     return line
 
 
-@pytest.mark.parametrize("worker_class,app", [("sync", "wsgi_app"),
-                                              ("uvicorn.workers.UvicornWorker", "asgi_app")])
+@pytest.mark.parametrize("worker_class,app,extra", [
+    ("sync", "wsgi_app", ()),
+    ("sync", "wsgi_app", ("--preload",)),  # workers forked from the configured arbiter
+    ("uvicorn.workers.UvicornWorker", "asgi_app", ()),
+])
 def test_gunicorn_tells_a_killed_workers_requests_once_with_the_signal(tmp_path, worker_class,
-                                                                        app):
+                                                                        app, extra):
     (tmp_path / "gunicorn_conf.py").write_text(GUNICORN_CONF)
     request_id = f"death-{uuid.uuid4().hex[:12]}"
-    with server(*gunicorn(worker_class, app), cwd=tmp_path, port_pattern=GUNICORN_PORT,
+    with server(*gunicorn(worker_class, app, *extra), cwd=tmp_path, port_pattern=GUNICORN_PORT,
                 stop_signal=signal.SIGTERM) as served:
         pid = kill_serving_worker(served.url, tmp_path, request_id)
         line = check_told_once(tmp_path, pid, request_id, "SIGKILL")
