@@ -74,7 +74,7 @@ def run(quick: bool = False) -> Dict[str, str]:
         opcodes = [opcodes_per_request(app, set_up, off, "/items/42") for set_up in (off, on)]
         others = live_pids(10)
         for pid in others:  # a folder of ten other records, all alive
-            FlightRecord(Path(folder), pid, process_ticks(pid) or 0, "", -1, 0, 0)
+            FlightRecord(Path(folder), pid, process_ticks(pid), "", -1, 0, 0)
         (watch_round,) = cpu_calls_rounds(
             [(lambda: (record.heartbeat(50 << 20, 0), look(Path(folder), {}, "bench")),
               max(number // 100, 20))], rounds)

@@ -58,23 +58,14 @@ def folder() -> Optional[Path]:
     return _folder
 
 
-def process_ticks(pid: int) -> Optional[int]:
+def process_ticks(pid: int) -> int:
     """When the kernel started ``pid`` (clock ticks since boot, ``/proc/PID/stat`` field 22),
-    which tells a pid reused by another process from the one that died; ``None`` when no such
-    process exists now (0 where there is no ``/proc``)."""
+    which tells a pid reused by another process from the one that died; 0 when unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             text = file.read()
         return int(text[text.rindex(b")") + 2:].split()[19])
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except OSError:
-            pass
         return 0
 
 
@@ -97,13 +88,15 @@ def _start_record() -> Optional[FlightRecord]:
     with _lock:
         if isinstance(current, FlightRecord) or _folder is None:
             return current if isinstance(current, FlightRecord) else None
+        if os.name != "posix":
+            return None  # telling a process gone needs POSIX (os.kill(pid, 0) ends it elsewhere)
         pid = os.getpid()
         try:
             os.makedirs(_folder, exist_ok=True)
             counter, limit = memory_cgroup()
             kills = oom_kills(counter)
             supervisor = int(os.environ.get(SUPERVISOR_ENV) or 0)
-            record = FlightRecord(_folder, pid, process_ticks(pid) or 0, counter,
+            record = FlightRecord(_folder, pid, process_ticks(pid), counter,
                                   -1 if kills is None else kills, limit or 0,
                                   supervisor if supervisor == os.getppid() else 0)
         except (OSError, ValueError) as exc:

@@ -22,25 +22,32 @@ from .telling import tell_death
 INTERVAL_S = 1.0
 SUPERVISOR_GRACE_S = 3.0
 
+_PROC = os.path.exists("/proc/self/stat")
 _thread: Optional[threading.Thread] = None
 _stopping: Optional[threading.Event] = None
 
 
 def process_gone(pid: int, ticks: int) -> bool:
     """Whether process ``pid`` started at ``ticks`` has ended: no such process, a zombie
-    (ended, not yet reaped), or the pid now belongs to a process started at another time."""
+    (ended, not yet reaped), or the pid now belongs to a process started at another time.
+    Without ``/proc`` (macOS), whether the pid is free; on Windows, always (no record is kept
+    there, and a folder read there was copied from elsewhere)."""
+    if not _PROC:
+        if os.name != "posix":
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass  # alive, someone else's
+        return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             text = file.read()
     except FileNotFoundError:
         return True
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            pass
         return False
     fields = text[text.rindex(b")") + 2:].split()
     return fields[0] in (b"Z", b"X") or (ticks != 0 and int(fields[19]) != ticks)

@@ -12,13 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import List, Sequence
+from typing import TYPE_CHECKING, List, Sequence
 
 from ..deaths.record import LIVE_SUFFIX, TOLD_SUFFIX, parse_name, read_record
 from ..deaths.telling import WorkerDeath
 from ..deaths.watch import process_gone
 from ..logs.formatting import format_bytes, format_change
 from ..logs.setup import LoggingConfig
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 COLUMNS = ("Died by", "PID", "How", "In flight", "Last RSS", "Told by")
 
@@ -62,7 +65,7 @@ def rows(deaths: Sequence[WorkerDeath]) -> List[List[str]]:
     return out
 
 
-def deaths_table(deaths: Sequence[WorkerDeath]):  # -> rich.table.Table
+def deaths_table(deaths: Sequence[WorkerDeath]) -> Table:
     """The table for the terminal."""
     from rich.table import Table
 
