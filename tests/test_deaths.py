@@ -44,7 +44,11 @@ meter.open("GET", "/done").finish("GET /done", {})
 sherlock_ai.set_request_id("held-1")
 held = meter.open("POST", sys.argv[2])
 kept = b"x" * (30 << 20)
-time.sleep(1.5)  # the watcher's reading after the allocation
+allocated = time.time()
+from sherlock_ai.deaths import recorder
+from sherlock_ai.deaths.record import read_record
+while read_record(recorder.current.path).readings[-1][0] <= allocated:
+    time.sleep(0.05)  # until the watcher's reading after the allocation
 open(os.path.join(sys.argv[1], "ready"), "w").close()
 time.sleep(120)
 """

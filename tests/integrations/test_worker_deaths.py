@@ -18,6 +18,7 @@ from typing import List
 import httpx
 import pytest
 
+from sherlock_ai.deaths.record import read_record
 from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S
 
 from .support import ROOT, server
@@ -53,8 +54,21 @@ def wait_for_death(folder: Path, pid: int, timeout: float = 20.0) -> List[str]:
     return []
 
 
-def kill_serving_worker(url: str, folder: Path, request_id: str, path: str = "/hold?mb=40",
-                        settle: float = 1.5) -> int:
+def wait_for_reading_after(folder: Path, pid: int, moment: float) -> None:
+    """Wait until the record of ``pid`` holds an RSS reading its watcher took after
+    ``moment``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for path in (folder / "logs" / ".workers").glob(f"{pid}-*.rec"):
+            view = read_record(path)
+            if view is not None and view.readings and view.readings[-1][0] > moment:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no reading of pid {pid} after the request's allocation")
+
+
+def kill_serving_worker(url: str, folder: Path, request_id: str,
+                        path: str = "/hold?mb=40") -> int:
     """Send ``path`` with ``request_id``, SIGKILL the worker that serves it once it holds its
     memory and its watcher took a reading after that; returns the worker's pid."""
     failures: List[BaseException] = []
@@ -73,7 +87,7 @@ def kill_serving_worker(url: str, folder: Path, request_id: str, path: str = "/h
         time.sleep(0.05)
     assert pid_file.exists(), "the request never reached the app"
     pid = int(pid_file.read_text())
-    time.sleep(settle)
+    wait_for_reading_after(folder, pid, pid_file.stat().st_mtime)
     os.kill(pid, signal.SIGKILL)
     client.join(60)
     assert failures, "the killed worker's request cannot have been answered"
