@@ -1,7 +1,7 @@
 """The flight record and the telling of deaths, with real processes and signals: what a record
 holds while requests are in flight, one line per death however many processes look at once,
-nothing for a graceful exit or a forked helper, the JSON fields, the Prometheus counter, the
-report after the fact and a records folder that cannot be written."""
+nothing for a graceful exit or a forked child that serves nothing, the JSON fields, the
+Prometheus counter, the report after the fact and a records folder that cannot be written."""
 
 from __future__ import annotations
 
@@ -165,8 +165,8 @@ def test_a_graceful_exit_leaves_no_record_and_tells_nothing(tmp_path):
     assert died_lines(tmp_path) == []
 
 
-def test_a_forked_helper_that_serves_nothing_keeps_no_record(tmp_path):
-    # A multiprocessing-style helper leaves through os._exit: no record, so no death.
+def test_a_forked_child_that_serves_nothing_keeps_no_record(tmp_path):
+    # A multiprocessing-style child leaves through os._exit: no record, so no death.
     code = (
         "import os, sys, time, sherlock_ai\n"
         "sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(logs_dir=sys.argv[1], "

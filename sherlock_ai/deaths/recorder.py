@@ -4,7 +4,7 @@ logging set-up names a folder, closed at a graceful exit.
 :data:`current` is what the engine's request API reads once per request (``None``: no record).
 A process configured directly gets its record and its watcher (:mod:`.watch`) at once; a child
 forked from a configured process (a gunicorn worker of a preloaded app) gets them at its first
-request, so that forked helpers that never serve (a ``multiprocessing`` pool) keep no record:
+request, so that forked children that never serve (a ``multiprocessing`` pool) keep no record:
 they leave through ``os._exit``, which would read as a death.
 
 A Celery task (or any unit of work) is recorded like a request: ``slot =
