@@ -134,7 +134,7 @@ def test_rotated_files_are_read_once_each_and_app_log_is_not_double_counted(tmp_
 def test_only_app_log_is_enough(tmp_path):
     fastapi_run(tmp_path, "json")
     for path in tmp_path.iterdir():
-        if not path.name.startswith("app."):
+        if path.is_file() and not path.name.startswith("app."):
             path.unlink()
     report, _ = report_of(tmp_path)
     assert {name: report.names[name].count for name in SENT} == SENT

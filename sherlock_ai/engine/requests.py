@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import consumers
 from ..consumers import RequestEnd, registry
+from ..deaths import recorder as flight
 from ..logs.formatting import exception_summary, log_safe
 from ..request_id import request_id_var
 from ..safety import report_internal_error
@@ -50,20 +51,32 @@ class RequestMeter:
         #: Every request is kept and its end told to nobody of the integration's own.
         self.plain = not min_duration and not keep_all and not ended
 
-    def open(self) -> OpenRequest:
+    def open(self, method: str = "", path: str = "") -> OpenRequest:
         """Start measuring a request in the current context and tell the consumers."""
-        return OpenRequest(self)
+        return OpenRequest(self, method, path)
 
 
 class OpenRequest(Span):
     """A request's measurement in progress (made by :meth:`RequestMeter.open`): the request's
     own :class:`~.span.Span`, with the settings it was opened with."""
 
-    __slots__ = ("meter", "measured")
+    __slots__ = ("meter", "measured", "flight", "slot")
 
-    def __init__(self, meter: RequestMeter) -> None:
+    def __init__(self, meter: RequestMeter, method: str = "", path: str = "") -> None:
+        """``method`` and ``path`` name the request in the process's flight record while it
+        is in flight (its route is known only when it ends)."""
         #: The settings it was opened with; ``None`` once it finished.
         self.meter: Optional[RequestMeter] = meter
+        # In flight in the record a dead worker leaves (sherlock_ai.deaths): the entry is
+        # written before the span opens and its RSS, without allocating, after; none of it is
+        # in the request's figures.
+        self.flight = record = flight.current
+        if record is not None:
+            try:
+                self.slot = record.opened(method, path)
+            except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
+                self.flight = None
+                report_internal_error("worker record", exc)
         # Plain try/except rather than guarded(): once per request, free until it raises.
         try:
             Span.__init__(self, meter.trace_malloc)
@@ -71,6 +84,8 @@ class OpenRequest(Span):
         except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
             self.measured = False
             report_internal_error(f"{meter.protocol} request start", exc)
+        if self.flight is not None and self.measured:
+            record.set_rss(self.slot, self.rss_start)  # type: ignore[union-attr]
         if registry.started:
             consumers.request_started(meter.protocol)
 
@@ -91,6 +106,8 @@ class OpenRequest(Span):
         if meter is None:
             return None  # finished before
         self.meter = None
+        if self.flight is not None:
+            self.flight.closed(self.slot)
         line_only = registry.line_only
         if line_only is not None and meter.plain and error is None and exc is None \
                 and status is None and self.measured:

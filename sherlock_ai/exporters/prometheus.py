@@ -114,6 +114,11 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
         self.tasks_in_progress = Gauge(
             "sherlock_tasks_in_progress", "Measured task runs that have not ended yet.",
             registry=reg, multiprocess_mode="livesum")
+        self.worker_deaths = Counter(
+            "sherlock_worker_deaths",
+            "Processes that ended without closing their flight record, counted by the process "
+            "that told it, by cause (oom_killer, sigkill, signal, exit, unknown).",
+            ("cause",), registry=reg)
         self._multiprocess = multiprocess_mode()
         if self._multiprocess:
             self.suspects_gauge: Optional[Gauge] = Gauge(
@@ -199,6 +204,8 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
             self.budget_warnings.labels(event.method, event.route).inc()
         elif kind == "request_shed":
             self.shed_requests.labels(event.method, event.route).inc()
+        elif kind == "worker_died":
+            self.worker_deaths.labels(event.cause).inc()
 
     def _refresh_suspects(self) -> None:
         gauge = self.suspects_gauge

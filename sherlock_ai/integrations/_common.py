@@ -118,9 +118,9 @@ class RequestPolicy:
         )
         return generate_request_id()
 
-    def start_measurement(self) -> OpenRequest:
-        """Open one request's measurement (named when it ends, see :class:`MeasuredRequest`)
-        and tell the consumers."""
+    def start_measurement(self, method: str = "", path: str = "") -> OpenRequest:
+        """Open one request's measurement (named when it ends, see :class:`MeasuredRequest`;
+        ``method`` and ``path`` name it while in flight) and tell the consumers."""
         if self._lease is not None:
             try:
                 self._lease.hold(self)
@@ -128,7 +128,7 @@ class RequestPolicy:
                 report_internal_error("tracemalloc lease", exc)
         if self.guard is not None:
             self.guard.request_started()
-        return OpenRequest(self.meter)  # RequestMeter.open(), one call less per request
+        return OpenRequest(self.meter, method, path)  # RequestMeter.open(), one call less
 
 
 class MeasuredRequest:

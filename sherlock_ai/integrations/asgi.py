@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, overl
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
+from ..deaths.recorder import closing_record_at_shutdown
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import generate_request_id, request_id_var
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
@@ -75,8 +76,11 @@ class SherlockMiddleware:
         kind = scope["type"]
         if REQUEST_ID_KEY in scope or (kind != "http" and kind != "websocket"):
             # Lifespan and other types pass through untouched, and so does a request an outer
-            # SherlockMiddleware already owns: one id, one line.
-            await self.app(scope, receive, send)
+            # SherlockMiddleware already owns: one id, one line. The server's shutdown is a
+            # graceful exit for the worker's record (uvicorn then ends the process by
+            # re-raising SIGTERM, which runs no atexit handler).
+            await self.app(scope, closing_record_at_shutdown(receive) if kind == "lifespan"
+                           else receive, send)
             return
         headers = scope.get("headers")
         # Most requests carry no id: a list of headers (what servers give) is searched at C

@@ -74,8 +74,9 @@ class Exchange(MeasuredRequest):
         self.method = method if method in STANDARD_METHODS else OTHER_METHOD
         self.status: Optional[int] = None
         # start_measurement() inline when it would only open the measurement.
-        self.measuring = (policy.start_measurement() if policy.lease_or_guard
-                          else OpenRequest(policy.meter))
+        path = scope.get("path", "")
+        self.measuring = (policy.start_measurement(self.method, path) if policy.lease_or_guard
+                          else OpenRequest(policy.meter, self.method, path))
 
     async def receive(self) -> Message:
         message = await self._receive()

@@ -142,7 +142,9 @@ class _Request(MeasuredRequest):
         context.run(request_id_var.set, request_id)
         # The method is read when the request ends: see finish().
         MeasuredRequest.__init__(
-            self, context.run(policy.start_measurement) if measured else None, OTHER_METHOD)
+            self, context.run(policy.start_measurement, environ.get("REQUEST_METHOD", ""),
+                              environ.get("PATH_INFO", "")) if measured else None,
+            OTHER_METHOD)
 
     def lend(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run one step of the application in the caller's context, with the request's id and

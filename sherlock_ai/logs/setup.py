@@ -62,6 +62,9 @@ class LoggingConfig:
     date_format: str = DEFAULT_DATE_FORMAT
     log_files: Dict[str, LogFileConfig] = field(default_factory=_default_files)
     pass_to_logging: Optional[bool] = None
+    #: Where each process keeps its flight record (what a dead worker was serving, see
+    #: docs/worker-deaths.md), relative to ``logs_dir`` unless absolute; ``None``: no record.
+    worker_records: Optional[Union[str, Path]] = ".workers"
 
 
 class _Console(logging.StreamHandler):
@@ -216,6 +219,10 @@ class SherlockAI:
                 frozenset(handler for _, handler in _installed)))
         for error in self.errors:
             sys.stderr.write(f"sherlock_ai: {error}; logging to the console instead\n")
+        from ..deaths import recorder
+
+        records = self.config.worker_records
+        recorder.configure(None if records is None else Path(self.config.logs_dir) / records)
         return self
 
     @staticmethod
@@ -239,6 +246,9 @@ class SherlockAI:
         with _setup_lock:
             _remove_installed()
             writer.use(writer.ToLogging())
+        from ..deaths import recorder
+
+        recorder.close()
 
 
 def _others_handlers() -> List[logging.Handler]:
@@ -269,8 +279,6 @@ def restore_files(also: Optional[logging.Logger] = None) -> int:
                 also.addHandler(handler)
                 _installed.append((also, handler))
                 added += 1
-        if added:
-            direct.changed()
     return added
 
 

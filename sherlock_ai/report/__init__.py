@@ -60,11 +60,16 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         sys.stderr.write(f"sherlock-ai report: cannot read {logs_dir}: {exc}\n")
         return 2
     _warn(err, stats)
+    from .deaths import deaths_table, worker_deaths
+
+    deaths = worker_deaths(logs_dir)
+    # Piped output (a file, CI, make demo's pipe) is not cut to 80 columns.
+    out = Console(width=width or (None if sys.stdout.isatty() else 160))
+    if deaths and output == "table":
+        out.print(deaths_table(deaths))
     if not stats.records:
         sys.stderr.write(f"sherlock-ai report: no sherlock_ai records in {logs_dir}\n")
         return 1
-    # Piped output (a file, CI, make demo's pipe) is not cut to 80 columns.
-    out = Console(width=width or (None if sys.stdout.isatty() else 160))
     if output == "json":
         from .export import as_json
 
@@ -81,7 +86,7 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         from .html import write_html
 
         try:
-            write_html(report, stats, html)
+            write_html(report, stats, html, deaths)
         except OSError as exc:
             sys.stderr.write(f"sherlock-ai report: cannot write {html}: {exc}\n")
             return 2

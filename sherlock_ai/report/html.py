@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import charts as c
 from . import overlay as o
 from .console import site_text, summary
+from .deaths import WorkerDeath, deaths_html
 from .reader import ReadStats
 from .sketch import Distribution
 from .stats import NameStats, Report
@@ -37,14 +38,15 @@ tr.leak td{color:#b00020;font-weight:600}
 """
 
 
-def write_html(report: Report, stats: ReadStats, path: str) -> None:
+def write_html(report: Report, stats: ReadStats, path: str,
+               deaths: Sequence[WorkerDeath] = ()) -> None:
     """Write the page to ``path``."""
     with open(path, "w", encoding="utf-8") as out:
-        out.write(render_html(report, stats))
+        out.write(render_html(report, stats, deaths))
 
 
-def render_html(report: Report, stats: ReadStats) -> str:
-    """The whole page."""
+def render_html(report: Report, stats: ReadStats, deaths: Sequence[WorkerDeath] = ()) -> str:
+    """The whole page (``deaths``: the worker deaths of the folder, at the top)."""
     activity = report.activity.series()
     pids = sorted(activity, key=lambda pid: (activity[pid][0][0], str(pid)))
     keys = [(f"pid {pid}" if pid is not None else "no pid in the lines", c.color(i))
@@ -56,6 +58,7 @@ def render_html(report: Report, stats: ReadStats) -> str:
         "<h1>sherlock_ai report</h1>",
         *(f"<p class='note'>{escape(line)}</p>" for line in summary(report, stats)),
         f"<p class='note'>{stats.bad_lines} unreadable lines skipped.</p>",
+        deaths_html(deaths),
         "<h2>Process memory (RSS) over time</h2>",
         "<p class='note'>Mean RSS at the end of the measured blocks, per time bucket of "
         f"{_step(report)}, one line per process; a line stops where its process logged "
