@@ -58,13 +58,19 @@ _OURS_AFTER_PREFIX = re.compile(
 
 
 _KINDS = frozenset(KIND_OF_TAG.values())
+#: The longest prefix a log collector puts before a line in a given format, and how many
+#: places in it a reader tries (a standard input read with ``--log-format``).
+COLLECTOR_PREFIX = 256
+_STARTS_TRIED = 32
 # The fields of the memory guard's records (the line schema's and the JSON lines' names).
 EVENT_FIELDS = {"memory_budget": ("route", "measured_bytes", "budget_bytes", "measure"),
                 "rss_limit": ("state", "rss_bytes", "limit_bytes", "action")}
 _STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?")
+_TIME = r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?"
 _FIELD = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
-_CAPTURE = {"asctime": r"(?P<asctime>.+?)", "process": r"(?P<process>\d+)",
-            "request_id": r"(?P<request_id>\S*?)", "name": r"(?P<logger>\S*?)"}
+# The groups the reader takes from a log format's fields (the others are matched, not kept).
+_CAPTURE = {"asctime": "asctime", "process": "process", "request_id": "request_id",
+            "name": "logger"}
 
 
 class Record:
@@ -300,8 +306,6 @@ class TextLines:
 
     def __init__(self, log_format: Optional[str] = None) -> None:
         self.prefix = _prefix_pattern(log_format) if log_format else None
-        self.prefix_end = re.compile(f"(?:{self.prefix.pattern})\\Z", re.S) if self.prefix \
-            else None
         self.fast = FastLines(self.prefix.pattern if self.prefix else DEFAULT_PREFIX, self.stamp)
         self._second: Tuple[str, float] = ("", 0.0)
         self._hours: Dict[str, float] = {}
@@ -351,16 +355,28 @@ class TextLines:
                 return FOREIGN
             line = line[ours.start():]
         else:
-            ours = self.prefix_end.search(line[:at])
-            if ours is None:
+            start = self._collector_prefix(line[:at])
+            if start < 0:
                 return FOREIGN
-            line = line[ours.start():]
+            line = line[start:]
         record = self.fast.text(line, kinds, True)
         if record is SKIP:
             return None
         if record is not None:
             return Record.from_row(record)
         return self.parse_strict(line, kinds)
+
+    def _collector_prefix(self, head: str) -> int:
+        """Where the given log format starts in ``head`` (the line before our tag), after a
+        collector's prefix of at most :data:`COLLECTOR_PREFIX` characters that ends with a
+        space or ``]``; -1 when it does not. (Tried at those places only: trying every place
+        costs time quadratic in the line's length.)"""
+        assert self.prefix is not None
+        starts = [0] + [i + 1 for i, c in enumerate(head[:COLLECTOR_PREFIX]) if c in " ]"]
+        for start in starts[:_STARTS_TRIED]:
+            if self.prefix.fullmatch(head, start):
+                return start
+        return -1
 
     def _prefix(self, prefix: str, strict: bool = False
                 ) -> Tuple[Optional[float], Optional[int], str, Optional[str]]:
@@ -417,16 +433,35 @@ class TextLines:
 
 
 def _prefix_pattern(log_format: str) -> re.Pattern:
-    """A pattern for what ``log_format`` writes before ``%(message)s``."""
+    """A pattern for what ``log_format`` writes before ``%(message)s``. A field's value runs
+    up to the first occurrence of the text that follows it in the format; fields with no text
+    between them are matched as one (and none of them is read): there is one way to match a
+    line, so a hostile line costs time linear in its length, never polynomial."""
     head, found, _ = log_format.partition("%(message)s")
     if not found:
         raise ValueError("log_format has no %(message)s")
-    out, last = [], 0
-    for field_ in _FIELD.finditer(head):
-        out.append(re.escape(head[last:field_.start()]))
-        out.append(_CAPTURE.get(field_.group(1), ".*?"))
-        last = field_.end()
-    out.append(re.escape(head[last:]))
+    fields = list(_FIELD.finditer(head))
+    out = [re.escape(head[:fields[0].start()] if fields else head)]
+    run: List[str] = []
+    for i, field_ in enumerate(fields):
+        run.append(field_.group(1))
+        after = head[field_.end():fields[i + 1].start() if i + 1 < len(fields) else None]
+        if not after and i + 1 < len(fields):
+            continue
+        if run == ["process"]:
+            value = r"\d{1,10}"
+        elif run == ["asctime"]:
+            # The times stamp() reads; a time holds spaces, so it cannot run to the next one.
+            value = _TIME
+        elif after:
+            value = f"(?:(?!{re.escape(after)}).)*"
+        else:
+            # The last field, our tag right after it: as little as it can take.
+            value = ".*?"
+        group = _CAPTURE.get(run[0]) if len(run) == 1 else None
+        out.append(f"(?P<{group}>{value})" if group else value)
+        out.append(re.escape(after))
+        run = []
     return re.compile("".join(out), re.S)
 
 

@@ -15,7 +15,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -137,7 +137,7 @@ def limited() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
-def run_limited(argv: List[str], out: Path) -> "tuple[int, resource.struct_rusage, str]":
+def run_limited(argv: List[str], out: Path) -> Tuple[int, Any, str]:
     """The report in a child under :func:`limited`: exit status, its resource usage, stderr."""
     with open(out, "wb") as stdout, open(out.with_suffix(".err"), "wb") as stderr:
         child = subprocess.Popen([sys.executable, "-m", "sherlock_ai", "report", *argv],
@@ -177,3 +177,28 @@ def test_a_folder_of_damaged_and_forged_logs_is_read_within_bounds(tmp_path):
 @pytest.mark.slow
 def test_a_gigabyte_bomb_and_a_million_names_are_read_within_bounds(tmp_path):
     check(tmp_path, bomb=1024 * MB, names=1_000_000)
+
+
+CUSTOM = "%(asctime)s | %(levelname)s | %(module)s | %(name)s | %(message)s"
+
+
+def test_hostile_lines_in_a_given_log_format_are_read_within_bounds(tmp_path):
+    # With --log-format, the fields between the separators took polynomial time on lines
+    # full of separators and tags (a minute for one 54 KB line).
+    good = ("2026-12-01 10:00:{:02d},123 | INFO | lines | MonitoringLogger | MEMORY | GET /a | "
+            "SUCCESS | 0.002s | Current: 50.00MB | Change: +4.00KB")
+    hostile = ["MEMORY | " * 6_000, " | " * 20_000 + "MEMORY | x", "a | " * 15_000,
+               "2026-12-01 10:00:00 | " * 2_500 + "MEMORY | x"]
+    lines = [good.format(n) for n in range(20)] + hostile * 5 + [good.format(20)]
+    # One file with a collector's prefix (read strictly), and a folder's monitoring.log.
+    (tmp_path / "pod.log").write_text("\n".join("[pod/web] " + line for line in lines)
+                                      + "\n", encoding="utf-8")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "monitoring.log").write_text("\n".join(lines) + "\n",
+                                                      encoding="utf-8")
+    for given in ("pod.log", "logs"):
+        status, usage, err = run_limited([str(tmp_path / given), "--log-format", CUSTOM,
+                                          "--format", "json"], tmp_path / "report.json")
+        assert status == 0, (status, err[-2000:])
+        doc = json.loads((tmp_path / "report.json").read_bytes())
+        assert [(r["name"], r["count"]) for r in doc["routes"]] == [("GET /a", 21)], given
