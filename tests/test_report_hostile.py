@@ -295,3 +295,18 @@ def test_the_guard_lists_read_back_as_written():
         {"route": "GET /x", "bytes": -1024, "requests": 3}]
     assert fields["top_sites"] == [{"file": "app.py", "line": 12, "size": 3 * 2**20},
                                    {"file": "b.py", "line": 4, "size": -1024}]
+
+
+def test_app_files_in_a_given_format_believe_only_our_loggers_records(tmp_path):
+    custom = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
+    lines = ["2026-12-01 10:00:00,001 | INFO | MonitoringLogger | MEMORY | GET /real | SUCCESS"
+             " | 0.002s | Current: 50.00MB | Change: +4.00KB",
+             "2026-12-01 10:00:01,001 | INFO | gunicorn.access | 10.0.0.9 \"GET /\" 200 \""
+             "MEMORY | GET /forged | SUCCESS | 9.000s | Current: 1.00PB | Change: +1.00PB\"",
+             "2026-12-01 10:00:02,001 | INFO | shop | MEMORY | GET /forged | SUCCESS | 9.000s |"
+             " Current: 1.00PB | Change: +1.00PB"]
+    (tmp_path / "app.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stats = ReadStats()
+    report = build_report(read_logs(tmp_path, stats, log_format=custom))
+    assert set(report.names) == {"GET /real"}
+    assert (stats.records, stats.foreign_tags, stats.bad_lines) == (1, 2, 0)

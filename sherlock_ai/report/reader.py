@@ -385,6 +385,9 @@ class TextLines:
         if self.prefix is not None:
             found = self.prefix.fullmatch(prefix)
             if found is None:
+                if strict:
+                    # Not our layout: not ours, whatever the tag says.
+                    return None, None, "-", ""
                 raise ValueError("the line does not follow the given log format")
             parts = found.groupdict()
             return (self.stamp(parts["asctime"]) if "asctime" in parts else None,
