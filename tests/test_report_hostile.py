@@ -192,7 +192,8 @@ USER_TEXT = ("2026-12-01 10:00:03 - rid - shop.orders - INFO - note from custome
 @pytest.mark.parametrize("log_format", ["log", "json"])
 def test_app_files_believe_only_our_loggers_records(tmp_path, log_format):
     if log_format == "log":
-        lines = [memory_text("GET /real"), ACCESS, USER_TEXT]
+        # A user's text with a line feed: its second line starts with our tag.
+        lines = [memory_text("GET /real"), ACCESS, USER_TEXT.replace(": MEMORY", ":\nMEMORY")]
         (tmp_path / "app.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
         forged = {"timestamp": "2026-12-01T10:00:03.000+00:00", "level": "INFO",
