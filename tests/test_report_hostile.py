@@ -59,7 +59,7 @@ def run_all_outputs(logs: Path, tmp_path: Path, capsys) -> dict:
     return json.loads(out)
 
 
-# One corrupt line never crashes the report: each of these did (exit 1, no output).
+# One corrupt line never crashes the report: it is counted and skipped.
 CORRUPT_JSON = {
     "pid Infinity": {"pid": float("inf")},
     "pid a float": {"pid": 3.5},

@@ -20,8 +20,9 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 MB = 2**20
-# Limits of the child: far above what the report needs, far below what the quadratic
-# patterns (hours of CPU) and the unbounded reads (GBs) took.
+# Limits of the child: far above what a linear reader in bounded memory needs, far below
+# what a quadratic pattern (hours of CPU on a 1 MB line) or an unbounded read (a gigabyte
+# line held whole) needs.
 CPU_SECONDS = 60
 ADDRESS_SPACE = 1536 * MB
 PEAK_RSS = 250 * MB
@@ -70,8 +71,8 @@ def hostile_folder(root: Path, bomb: int, names: int) -> Expected:
     want = Expected()
     good = [want.memory(f"GET /r{n % 3}", n) for n in range(300)]
     lines = list(good)
-    # Long lines that the leak-site, grown-route and top-site patterns took seconds to hours
-    # on (quadratic backtracking), each a readable record under the line cap.
+    # Long lines on which a backtracking leak-site, grown-route or top-site pattern is
+    # quadratic, each a readable record under the line cap.
     lines.append(want.other("LEAK SUSPECT | GET /long | +4.00KB/request | " + "a" * 40_000))
     lines.append(want.other("LEAK SUSPECT | GET /sites | +4.00KB/request | "
                             + "a.py:1 +" * 5_000 + " over 10 requests"))
@@ -183,8 +184,8 @@ CUSTOM = "%(asctime)s | %(levelname)s | %(module)s | %(name)s | %(message)s"
 
 
 def test_hostile_lines_in_a_given_log_format_are_read_within_bounds(tmp_path):
-    # With --log-format, the fields between the separators took polynomial time on lines
-    # full of separators and tags (a minute for one 54 KB line).
+    # With --log-format, lazy fields between separators are polynomial on lines full of
+    # separators and tags; each field must end at the first separator.
     good = ("2026-12-01 10:00:{:02d},123 | INFO | lines | MonitoringLogger | MEMORY | GET /a | "
             "SUCCESS | 0.002s | Current: 50.00MB | Change: +4.00KB")
     hostile = ["MEMORY | " * 6_000, " | " * 20_000 + "MEMORY | x", "a | " * 15_000,
