@@ -1,6 +1,6 @@
 """The ``sherlock-ai`` command (also ``python -m sherlock_ai``).
 
-    sherlock-ai report LOGS_DIR [--html FILE] [--format table|json|csv]
+    sherlock-ai report LOGS [--html FILE] [--format table|json|csv]
                                 [--since WHEN] [--until WHEN] [--route NAME] [--pid PID]
     sherlock-ai uvicorn-log-config > log.json     (then: uvicorn app:app --log-config log.json)
     sherlock-ai --version
@@ -24,9 +24,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser(
         "report", help="per-route tables (and an HTML page) from sherlock_ai's log files",
-        description="Read the text and JSON logs sherlock_ai wrote in LOGS_DIR (rotated and "
-                    ".gz files included) and print per-route figures and leak suspects.")
-    report.add_argument("logs_dir", metavar="LOGS_DIR", type=Path)
+        description="Read the text and JSON logs sherlock_ai wrote in LOGS (a folder, with its "
+                    "rotated and .gz files; one file; or - for standard input, such as "
+                    "kubectl logs or docker logs piped in, whatever prefix stands before each "
+                    "record) and print per-route figures and leak suspects.")
+    report.add_argument("logs_dir", metavar="LOGS", type=Path,
+                        help="a logs folder, a log file, or - for standard input")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     report.add_argument("--format", dest="output", choices=("table", "json", "csv"),
                         default="table", help="what to print (default: table)")

@@ -210,7 +210,7 @@ def _laid_out(tmp_path: Path, logs: Path, *argv: str) -> Dict[str, tuple]:
 def test_html_page_in_headless_chromium(tmp_path, capsys, text_run):
     logs, pids = text_run
     charts = _laid_out(tmp_path, logs)
-    assert set(charts) == {"rss", "rate", "routes", "memory-dist", "duration-dist"}
+    assert set(charts) == {"rss", "rate", "memory-dist", "duration-dist"}
     assert charts["rss"][2] == [str(pid) for pid in pids]
     # A filter changes what is drawn: one process, one series.
     charts = _laid_out(tmp_path, logs, "--pid", str(pids[1]))
@@ -223,10 +223,10 @@ GUARD = ("MEMORY BUDGET | POST /cart/items | +182.40MB > 50.00MB | RSS change",
          "MEMORY LIMIT | crossed | RSS 812.00MB > 800.00MB | action: log | grew most: "
          "POST /cart/items +120.00MB (12 requests)",
          "MEMORY LIMIT | back under | RSS 700.00MB < 800.00MB")
-# In the browser: the pointer over a point of the RSS and per-route charts (the tip's text and
+# In the browser: the pointer over a point of the RSS chart (the tip's text and
 # the point's title), and the event marks' kinds and sizes.
 PROBE = """<script>
-const hover = ["rss", "routes"].map(name => {
+const hover = ["rss"].map(name => {
   const svg = document.querySelector(`svg[data-chart='${name}']`);
   // A point of its own: lines of one second with the same figure are drawn on one spot,
   // where the tip shows one of them.

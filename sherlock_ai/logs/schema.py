@@ -32,12 +32,18 @@ CPU, MEMORY_USE, THREADS, IO, NET = "CPU", "Memory", "Threads", "I/O", "Net"
 ARGS, CONCURRENT, ERROR = "Args", "Concurrent", "Error"
 _LABELS = (CURRENT, CHANGE, TRACED, CPU, MEMORY_USE, THREADS, IO, NET, ARGS, CONCURRENT, ERROR)
 
-_SIZE = re.compile(r"([+-]?)(\d+(?:\.\d+)?)(B|KB|MB|GB|TB|PB)")
+# A size as format_bytes writes it. The digits are bounded, so every size read is a finite
+# number (a line of a thousand digits is not ours, it is not an infinite size).
+_SIZE = re.compile(r"([+-]?)(\d{1,7}(?:\.\d{1,6})?)(B|KB|MB|GB|TB|PB)")
 _SHIFT = {"B": 0, "KB": 10, "MB": 20, "GB": 30, "TB": 40, "PB": 50}
-# A site another route shares reads "(+31 blocks, 25% of its growth)".
-_SITE = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) \+(?P<size>\S+) \((?P<count>[+-]\d+) blocks"
-                   r"(?:, (?P<share>\d+)% of its growth)?\)")
-_OVER = re.compile(r" over (\d+) requests$")
+# A site another route shares reads "(+31 blocks, 25% of its growth)". Sites of a list start
+# at its beginning or after ", " (a file name holds neither a comma nor a space): anchored
+# there, each character of a line is tried by the pattern a bounded number of times, so a
+# long hostile line costs linear time, not quadratic.
+_AT_ITEM = r"(?:^|(?<=, ))"
+_SITE = re.compile(_AT_ITEM + r"(?P<file>[^\s,]+):(?P<line>\d{1,9}) \+(?P<size>\S+) "
+                   r"\((?P<count>[+-]\d{1,15}) blocks(?:, (?P<share>\d{1,3})% of its growth)?\)")
+_OVER = re.compile(r" over (\d{1,15}) requests$")
 #: The kinds of leak a LEAK SUSPECT names: seen by tracemalloc, or only in the RSS.
 PYTHON, NATIVE = "python", "native"
 NATIVE_NOTE = "native: not seen by tracemalloc"
@@ -62,7 +68,8 @@ class NotOurs(ValueError):
 
 
 def parse_size(text: str) -> Optional[float]:
-    """``"512.00MB"`` -> bytes; ``"n/a"`` -> ``None``; anything else raises ``ValueError``."""
+    """``"512.00MB"`` -> bytes; ``"n/a"`` -> ``None``; anything else raises ``ValueError``
+    (also a number of more than seven digits: no size of ours has that many)."""
     if text == "n/a":
         return None
     found = _SIZE.fullmatch(text)
@@ -113,18 +120,20 @@ def _measurement(kind: str, parts: List[str]) -> Dict[str, Any]:
         raise ValueError("no status and duration")
     out: Dict[str, Any] = {"kind": kind, "name": SEP.join(parts[1:end]), "status": parts[end],
                            "duration": float(parts[end + 1][:-1])}
-    fields: Dict[str, str] = {}
+    # Each field's pieces, joined once at the end (a repeated += join is quadratic).
+    pieces: Dict[str, List[str]] = {}
     label = ""
     for part in parts[end + 2:]:
         head, colon, value = part.partition(": ")
         # Args and Error are free text that may hold " | "; Error is last, so it takes the rest.
         if colon and head in _LABELS and label != ERROR:
             label = head
-            fields[label] = value
+            pieces[label] = [value]
         elif label:
-            fields[label] += SEP + part
+            pieces[label].append(part)
         else:
             raise ValueError(f"unexpected field {part!r}")
+    fields = {key: SEP.join(value) for key, value in pieces.items()}
     if kind == "memory":
         out["rss"] = parse_size(fields[CURRENT])
         out["rss_change"] = parse_size(fields[CHANGE])
@@ -168,8 +177,10 @@ def _leak(parts: List[str]) -> Dict[str, Any]:
 
 _COMPARED = re.compile(r"(?P<measured>[+-]\S+) > (?P<budget>\S+)")
 _RSS_VS = re.compile(r"RSS (?P<rss>\S+) (?P<op>[<>]) (?P<limit>\S+)")
-_GREW = re.compile(r"(?P<route>.+?) (?P<size>[+-]\S+) \((?P<count>\d+) requests\)(?:, |$)")
-_TOP = re.compile(r"(?P<file>[^\s,]+):(?P<line>\d+) (?P<size>[+-]\S+)(?:, |$)")
+# The end of one route's entry in "grew most: GET /a +12.00MB (30 requests), POST /b ...":
+# the route before it runs from the previous entry's end (a route may hold spaces and ", ").
+_GREW_END = re.compile(r" (?P<size>[+-][^\s(]{1,20}) \((?P<count>\d{1,15}) requests\)(?:, |$)")
+_TOP = re.compile(_AT_ITEM + r"(?P<file>[^\s,]+):(?P<line>\d{1,9}) (?P<size>[+-][^\s,]+)(?:, |$)")
 _SHED = re.compile(r"shed (\d+) requests")
 _RECYCLE = re.compile(r"pid (\d+) exits after (\d+) in-flight requests")
 _RETRY = re.compile(r"503 with Retry-After: (\d+)")
@@ -188,6 +199,22 @@ def _budget(parts: List[str]) -> Dict[str, Any]:
     return {"kind": "memory_budget", "name": name, "method": method, "route": route or name,
             "measured_bytes": parse_size(compared["measured"]),
             "budget_bytes": parse_size(compared["budget"]), "measure": measure}
+
+
+def _grew_most(part: str) -> List[Dict[str, Any]]:
+    """``grew most: TASK a +1.00MB (3 requests), ...`` (or ``none``) as its entries, each
+    with its bytes and requests."""
+    text = part.partition("grew most: ")[2]
+    out: List[Dict[str, Any]] = []
+    if text == "none":
+        return out
+    start = 0
+    for end in _GREW_END.finditer(text):
+        if end.start() > start:
+            out.append({"route": text[start:end.start()], "bytes": parse_size(end["size"]),
+                        "requests": int(end["count"])})
+        start = end.end()
+    return out
 
 
 def _limit(parts: List[str]) -> Dict[str, Any]:
@@ -224,11 +251,3 @@ def _limit(parts: List[str]) -> Dict[str, Any]:
         if len(rest) > 1:
             out["grew_most"] = _grew_most(rest[1])
     return out
-
-
-def _grew_most(part: str) -> List[Dict[str, Any]]:
-    """``grew most: TASK a +1.00MB (3 requests), ...`` (or ``none``) as its entries."""
-    grown = part.partition("grew most: ")[2]
-    return [] if grown == "none" else [
-        {"route": g["route"], "bytes": parse_size(g["size"]), "requests": int(g["count"])}
-        for g in _GREW.finditer(grown)]

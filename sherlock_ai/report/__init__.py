@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .fold import build_report
-from .reader import ReadStats, Record, read_logs
+from .reader import STDIN, ReadStats, Record, read_logs
 from .stats import Filters, Report
 
 __all__ = ["Filters", "ReadStats", "Record", "Report", "build_report", "parse_moment",
@@ -41,16 +41,16 @@ def parse_moment(text: str) -> float:
 def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table",
                filters: Optional[Filters] = None, log_format: Optional[str] = None,
                width: Optional[int] = None) -> int:
-    """Print the report of ``logs_dir`` as a table (or JSON, or CSV) and write the HTML page
-    when asked: 0 when records were found, 1 when none, 2 when the folder cannot be read or
-    rich is missing."""
+    """Print the report of ``logs_dir`` (a folder, one file, or ``Path("-")``: standard
+    input) as a table (or JSON, or CSV) and write the HTML page when asked: 0 when records
+    were found, 1 when none, 2 when the input cannot be read or rich is missing."""
     try:
         from rich.console import Console
     except ImportError:
         sys.stderr.write('sherlock-ai report needs rich: pip install "sherlock-ai[report]"\n')
         return 2
-    if not logs_dir.is_dir():
-        sys.stderr.write(f"sherlock-ai report: {logs_dir} is not a folder\n")
+    if logs_dir != STDIN and not logs_dir.is_dir() and not logs_dir.is_file():
+        sys.stderr.write(f"sherlock-ai report: {logs_dir} is not a folder or a file\n")
         return 2
     stats = ReadStats()
     err = Console(stderr=True)
@@ -104,7 +104,8 @@ def _read_with_progress(logs_dir: Path, stats: ReadStats, err: Any,
 
     from .files import log_files
 
-    total = sum(path.stat().st_size for path in log_files(logs_dir))
+    total = (0 if logs_dir == STDIN else logs_dir.stat().st_size if not logs_dir.is_dir()
+             else sum(path.stat().st_size for path in log_files(logs_dir)))
     with Progress("reading logs", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=err, transient=True,
                   disable=not err.is_terminal or total < 4 * 2**20) as progress:
@@ -115,9 +116,12 @@ def _read_with_progress(logs_dir: Path, stats: ReadStats, err: Any,
 
 
 def _warn(err, stats: ReadStats) -> None:
+    from rich.markup import escape
+
     if stats.bad_lines:
-        err.print(f"[yellow]warning:[/] skipped {stats.bad_lines} unreadable lines, e.g.",
-                  *(repr(example) for example in stats.bad_examples), sep="\n  ",
-                  markup=True, highlight=False)
+        err.print(f"[yellow]warning:[/] skipped {stats.bad_lines} unreadable lines (counted, "
+                  "not read), e.g.", *(escape(repr(example)) for example in stats.bad_examples),
+                  sep="\n  ", markup=True, highlight=False)
     for bad in stats.bad_files:
-        err.print(f"[yellow]warning:[/] stopped reading {bad}", markup=True, highlight=False)
+        err.print(f"[yellow]warning:[/] stopped reading {escape(bad)}", markup=True,
+                  highlight=False)

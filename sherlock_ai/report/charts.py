@@ -63,7 +63,10 @@ def size_ticks(low: float, high: float) -> List[float]:
 def time_ticks(t0: float, t1: float) -> Tuple[List[float], str]:
     """Tick moments on whole local minutes, hours or days, and their strftime format."""
     span = max(t1 - t0, 1.0)
-    step = next((s for s in _TIME_STEPS if span / s <= 8), _TIME_STEPS[-1])
+    # Past weeks, whole days of 1, 2 or 5 times a power of ten: at most about 8 ticks for
+    # any span (logs with far-apart dates do not make a page of millions of ticks).
+    step = next((s for s in _TIME_STEPS if span / s <= 8),
+                max(nice_step(span / 86400, 8), 7.0) * 86400)
     offset = -time.localtime(t0).tm_gmtoff
     first = math.ceil((t0 - offset) / step) * step + offset
     ticks = [first + i * step for i in range(int((t1 - first) / step) + 1)]

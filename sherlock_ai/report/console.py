@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .files import LINE_LIMIT
+from .fold import MAX_NAMES, MAX_PROCESSES, MAX_SUSPECTS
 from .reader import ReadStats
-from .stats import NameStats, Report, Suspect
+from .stats import MORE_NAMES, MORE_PROCESSES, NameStats, Report, Suspect
 from .units import change, seconds, size, when
 
 # (header, justify, cell of a name's row); columns whose every cell is empty are left out.
@@ -96,13 +98,18 @@ def processes_table(report: Report) -> Table:
     for header in ("PID", "Records", "From", "To", "RSS max"):
         table.add_column(header, justify="right" if header != "From" else "left", no_wrap=True)
     for process in sorted(report.processes.values(), key=lambda p: (p.first or 0, p.pid or 0)):
-        table.add_row("-" if process.pid is None else str(process.pid), str(process.records),
+        table.add_row(pid_text(process.pid), str(process.records),
                       when(process.first), when(process.last), size(process.rss_max))
     return table
 
 
+def pid_text(pid: Optional[int]) -> str:
+    """A process as the tables show it: its pid, ``-`` (lines without one), ``others``."""
+    return "-" if pid is None else "others" if pid == MORE_PROCESSES else str(pid)
+
+
 def summary(report: Report, stats: ReadStats) -> List[str]:
-    """What was read, filtered and skipped."""
+    """What was read, filtered, merged and skipped."""
     out = [f"{stats.records} records from {len(stats.files)} files ({size(stats.bytes)}), "
            f"{when(report.first)} to {when(report.last)}. RSS figures are the whole process's."]
     if report.filtered:
@@ -110,6 +117,33 @@ def summary(report: Report, stats: ReadStats) -> List[str]:
     if stats.untimed:
         out.append(f"{stats.untimed} records carry no time stamp this report could read "
                    "(they count in the table, not on the time axis).")
+    if None in report.processes:
+        out.append(f"{report.processes[None].records} records carry no pid: every process "
+                   "that wrote them counts as one (\"-\"), several runs or workers writing one "
+                   "folder are merged. Add %(process)d after the time in the log format to "
+                   "tell them apart.")
+    stacked = sorted(s.name for s in report.names.values() if s.also_counted)
+    if stacked:
+        out.append(f"{len(stacked)} names have records of several kinds (a call under both "
+                   "@monitor_memory and @log_performance writes one of each): each is counted "
+                   f"once, from its MEMORY records first, e.g. {stacked[0]}.")
+    if stats.long_lines:
+        out.append(f"{stats.long_lines} lines longer than {LINE_LIMIT // 1024} KB were passed "
+                   "over unread (no record of ours is that long).")
+    if stats.foreign_tags:
+        out.append(f"{stats.foreign_tags} lines of other loggers carried one of our tags "
+                   "(MEMORY, LEAK SUSPECT, ...) where every logger writes; not read as ours.")
+    for left in stats.left_out:
+        out.append(f"Not read: {left}.")
+    if report.more_names:
+        out.append(f"{report.more_names} records of names past the first {MAX_NAMES} are "
+                   f"counted under {MORE_NAMES!r}.")
+    if MORE_PROCESSES in report.processes:
+        out.append(f"Processes past the first {MAX_PROCESSES} are counted as one, "
+                   "\"others\".")
+    if report.more_suspects:
+        out.append(f"{report.more_suspects} LEAK SUSPECT records of suspects past the first "
+                   f"{MAX_SUSPECTS} are not shown.")
     return out
 
 

@@ -1,7 +1,9 @@
 """The report for scripts and dashboards: JSON (names, suspects, processes) and CSV (one row
 per name, its leak suspect's figures in the same row). Sizes in bytes, times in seconds,
 moments in ISO 8601 (UTC). CSV text cells that a spreadsheet would run as a formula are
-prefixed with ``'``."""
+prefixed with ``'``; texts from the logs reach both without control characters (the reader
+escapes them). JSON is ASCII (other characters as ``\\u`` escapes) and holds no NaN or
+infinity (the reader keeps finite figures only; writing one would fail, not print it)."""
 
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ def as_json(report: Report, stats: ReadStats) -> str:
     doc = {
         "records": stats.records, "files": [p.name for p in stats.files],
         "bad_lines": stats.bad_lines, "bad_files": stats.bad_files,
+        "long_lines": stats.long_lines, "foreign_tags": stats.foreign_tags,
+        "left_out": stats.left_out, "more_names": report.more_names,
         "filtered": report.filtered, "untimed": stats.untimed,
         "first": iso(report.first), "last": iso(report.last),
         "routes": route_rows(report),
@@ -77,7 +81,7 @@ def as_json(report: Report, stats: ReadStats) -> str:
              "rss_max": p.rss_max}
             for p in sorted(report.processes.values(), key=lambda p: (p.first or 0, p.pid or 0))],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False)
 
 
 def cell(value: Any) -> Any:

@@ -20,28 +20,35 @@ from datetime import datetime
 from typing import Callable, Dict, Optional, Tuple
 
 from ..logs.schema import parse_size
+from .checks import NAME_LIMIT, printable, stamp_checked
 
 Row = Tuple[str, str, Optional[float], Optional[int], str, str, float, Optional[float],
             Optional[float], Optional[float]]
 
 _MESSAGE = (r"(?P<tag>MEMORY|PERFORMANCE) \| (?P<name>[^|]+) \| (?P<status>SUCCESS|ERROR)"
-            r" \| (?P<duration>\d+\.\d+)s(?: \| Current: (?P<rss>\S+) \| Change: (?P<change>\S+))?"
+            r" \| (?P<duration>\d{1,9}\.\d{1,9})s"
+            r"(?: \| Current: (?P<rss>\S+) \| Change: (?P<change>\S+))?"
             r"(?: \| Traced: \S+ \(Peak: (?P<peak>\S+)\))?(?: \| Concurrent: \d+)?")
 # The default format, "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - ", and the
 # same with "%(process)d - " after the time.
 DEFAULT_PREFIX = (r"(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d{1,6})?) - "
-                  r"(?:(?P<process>\d+) - )?(?P<request_id>[^ ]*) - [^ ]* - [^ ]* - ")
-_GROUPS = ("asctime", "process", "request_id", "tag", "name", "status", "duration", "rss",
-           "change", "peak")
+                  r"(?:(?P<process>\d{1,10}) - )?(?P<request_id>[^ ]*) - (?P<logger>[^ ]*) - "
+                  r"[^ ]* - ")
+_GROUPS = ("asctime", "process", "request_id", "logger", "tag", "name", "status", "duration",
+           "rss", "change", "peak")
+_PREFIX_GROUPS = ("asctime", "process", "request_id", "logger")
+_OUR_LOGGERS = frozenset({"MonitoringLogger", "PerformanceLogger"})
 _KIND = {"MEMORY": "memory", "PERFORMANCE": "performance"}
 _JSON = re.compile(
     r'\{"timestamp": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})\+00:00", '
-    r'"level": "[A-Z]*", "logger": "[^"\\]*", "pid": (\d+), '
+    r'"level": "[A-Z]*", "logger": "([^"\\]*)", "pid": (\d{1,10}), '
     r'"message": "(?:[^"\\]++|\\.)*+", "request_id": "([^"\\]*)"'
     r'(?:, "trace_id": "[^"\\]*")?(?:, "span_id": "[^"\\]*")?'
     r', "kind": "(memory|performance)", "name": "([^"\\]*)", "status": "(SUCCESS|ERROR)", '
-    r'"duration": ([-+.\deE]+), "concurrent": \d+(?:, "error": "(?:[^"\\]++|\\.)*+")?'
-    r'(?:, "rss": (-?\d+), "rss_change": (-?\d+))?(?:, "traced": -?\d+, "traced_peak": (-?\d+))?\}')
+    r'"duration": (\d{1,9}(?:\.\d{1,17})?(?:e-\d\d)?), "concurrent": \d+'
+    r'(?:, "error": "(?:[^"\\]++|\\.)*+")?'
+    r'(?:, "rss": (-?\d{1,19}), "rss_change": (-?\d{1,19}))?'
+    r'(?:, "traced": -?\d{1,19}, "traced_peak": (-?\d{1,19}))?\}')
 # What the fast path returns for a line of ours of a kind not wanted from its file.
 SKIP = ("skip",)
 # Size texts ("61.00MB") and seconds kept converted; cleared past this many (memory stays flat).
@@ -54,7 +61,7 @@ class FastLines:
     and of JSON lines; ``stamp`` converts a text time stamp."""
 
     def __init__(self, prefix: str, stamp: Callable[[str], float]) -> None:
-        missing = "".join(f"(?P<{name}>)" for name in ("asctime", "process", "request_id")
+        missing = "".join(f"(?P<{name}>)" for name in _PREFIX_GROUPS
                           if f"(?P<{name}>" not in prefix)
         self._text = re.compile(missing + prefix + _MESSAGE, re.S).fullmatch
         self._stamp = stamp
@@ -72,13 +79,19 @@ class FastLines:
             self._sizes[text] = value
         return value
 
-    def text(self, line: str, kinds: Optional[frozenset]) -> Optional[Row]:
-        """The row of a text line, or ``None`` when the general path is to read it."""
+    def text(self, line: str, kinds: Optional[frozenset], strict: bool = False
+             ) -> Optional[Row]:
+        """The row of a text line, or ``None`` when the general path is to read it
+        (``strict``: also when a logger named in the line is not one of ours)."""
         found = self._text(line)
         if found is None:
             return None
-        asctime, pid, request_id, tag, name, status, duration, rss, change, peak = \
+        asctime, pid, request_id, logger, tag, name, status, duration, rss, change, peak = \
             found.group(*_GROUPS)
+        if strict and logger and logger not in _OUR_LOGGERS:
+            return None
+        if not name.isprintable() or len(name) > NAME_LIMIT:
+            name = printable(name)
         kind = _KIND[tag]
         if (rss is None) is (kind == "memory"):
             return None
@@ -91,13 +104,18 @@ class FastLines:
                 status, float(duration), None if rss is None else size(rss),
                 None if change is None else size(change), None if peak is None else size(peak))
 
-    def json(self, line: str, kinds: Optional[frozenset]) -> Optional[Row]:
+    def json(self, line: str, kinds: Optional[frozenset], strict: bool = False
+             ) -> Optional[Row]:
         """The row of a JSON line, or ``None`` when the general path is to read it."""
         found = _JSON.fullmatch(line)
         if found is None:
             return None
-        whole, ms, pid, request_id, kind, name, status, duration, rss, change, peak = \
+        whole, ms, logger, pid, request_id, kind, name, status, duration, rss, change, peak = \
             found.groups()
+        if strict and logger not in _OUR_LOGGERS:
+            return None
+        if not name.isprintable() or len(name) > NAME_LIMIT:
+            name = printable(name)
         if kinds is not None and kind not in kinds:
             return SKIP
         start = self._seconds.get(whole)
@@ -119,6 +137,6 @@ class FastLines:
         if len(self._seconds) > _SIZES_KEPT:
             self._seconds.clear()
             self._hours.clear()
-        second = self._seconds[whole] = (start + int(whole[14:16]) * 60
-                                         + int(whole[17:19])) * 1_000_000
+        second = self._seconds[whole] = int(stamp_checked(
+            start + int(whole[14:16]) * 60 + int(whole[17:19]))) * 1_000_000
         return second

@@ -2,7 +2,13 @@
 
 Rotated copies are read with the current file: ``monitoring.log.1`` (``RotatingFileHandler``),
 ``monitoring.log.1.gz`` and ``monitoring.log-20261201.gz`` (logrotate's ``compress`` and
-``dateext``). Compressed files are read as they are, without unpacking them on disk.
+``dateext``). Compressed files are read as they are, without unpacking them on disk. A
+rotation present both plain and compressed is read once (the plain file); a link to a file
+outside the folder is not followed. Both are named in the report.
+
+Lines are read with a cap of :data:`LINE_LIMIT` bytes: a longer line (a run of NULs after a
+crash, a compressed file that inflates to a gigabyte without a newline) is passed over as
+:data:`TOO_LONG`, in memory bounded by the cap.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
-from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
+from .checks import printable
 
 _ROTATED = re.compile(
     r"^(?P<stem>[^.]+)\.(?P<ext>log|jsonl)(?:[.-](?P<n>\d+))?(?P<gz>\.gz)?$")
@@ -24,6 +31,10 @@ KINDS_OF_LOGGER = {MONITORING_LOGGER: frozenset({"memory", "resources", "leak_su
                    PERFORMANCE_LOGGER: frozenset({"performance"})}
 # Progress is reported every this many lines (reporting every line costs more than parsing).
 _PROGRESS_EVERY = 2048
+#: The longest line read, in bytes (ours are at most a few KB).
+LINE_LIMIT = 64 * 1024
+#: What :func:`read_lines` gives for a line longer than :data:`LINE_LIMIT` (compare with ``is``).
+TOO_LONG = "\x00 a line over the limit"
 
 
 def _age(n: Optional[str]) -> float:
@@ -33,15 +44,33 @@ def _age(n: Optional[str]) -> float:
     return float(n) if len(n) >= 8 else -float(n)
 
 
-def log_files(logs_dir: Path) -> List[Path]:
+def log_files(logs_dir: Path, left_out: Optional[List[str]] = None) -> List[Path]:
     """The files to read, oldest rotation first, so that no record is read twice:
     ``monitoring.*`` and ``performance.*`` when present, ``app.*`` only for the loggers whose
-    own files are missing (``errors.*`` holds nothing the others do not)."""
+    own files are missing (``errors.*`` holds nothing the others do not). Files passed over
+    that a reader would expect to be read are named in ``left_out``, with the reason."""
+    skipped: List[str] = [] if left_out is None else left_out
+    inside = logs_dir.resolve()
     found: Dict[str, List[Tuple[float, Path]]] = {}
-    for path in logs_dir.iterdir():
+    rotations: Dict[Tuple[str, str, Optional[str]], Path] = {}
+    for path in sorted(logs_dir.iterdir()):
         match = _ROTATED.match(path.name)
-        if match and path.is_file():
-            found.setdefault(match["stem"], []).append((_age(match["n"]), path))
+        if not match or not path.is_file():
+            continue
+        if path.is_symlink() and inside not in path.resolve().parents:
+            skipped.append(f"{printable(path.name)}: a link to a file outside the folder")
+            continue
+        key = (match["stem"], match["ext"], match["n"])
+        twin = rotations.get(key)
+        if twin is not None:
+            # The plain file is read: its compressed copy may still be being written.
+            plain, packed = (twin, path) if path.name.endswith(".gz") else (path, twin)
+            skipped.append(f"{printable(packed.name)}: the same rotation as "
+                           f"{printable(plain.name)}")
+            found[match["stem"]] = [item for item in found[match["stem"]] if item[1] != twin]
+            path = plain
+        rotations[key] = path
+        found.setdefault(match["stem"], []).append((_age(match["n"]), path))
     chosen = [stem for stem in SOURCES if stem in found]
     if len(chosen) < len(SOURCES) and "app" in found:
         chosen.append("app")
@@ -65,16 +94,56 @@ def is_json(path: Path) -> bool:
 
 
 def read_lines(path: Path, progress: Optional[Callable[[int], None]] = None) -> Iterator[str]:
-    """The lines of ``path`` (decoded, line ends removed), gzip-compressed or not;
-    ``progress`` is told the bytes of the file on disk read so far, now and then."""
+    """The lines of ``path`` (decoded, line ends removed; :data:`TOO_LONG` for a line over
+    :data:`LINE_LIMIT` bytes), gzip-compressed or not; ``progress`` is told the bytes of the
+    file on disk read so far, now and then."""
     with open(path, "rb") as raw:
         stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
-        told = 0
-        for count, line in enumerate(stream):
-            if progress is not None and count % _PROGRESS_EVERY == 0:
-                now = raw.tell()
-                progress(now - told)
-                told = now
-            yield line.decode("utf-8", errors="replace").rstrip("\r\n")
-        if progress is not None:
-            progress(raw.tell() - told)
+        yield from _lines(stream, raw.tell, progress)
+
+
+def read_stream(stream: IO[bytes], progress: Optional[Callable[[int], None]] = None
+                ) -> Iterator[str]:
+    """The lines of a byte stream (standard input), as :func:`read_lines` gives them."""
+    counted = _Counted(stream)
+    return _lines(counted, lambda: counted.read, progress)  # type: ignore[arg-type]
+
+
+class _Counted:
+    """A stream's ``readline`` that counts the bytes it gave."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.read = stream, 0
+
+    def readline(self, size: int) -> bytes:
+        line = self.stream.readline(size)
+        self.read += len(line)
+        return line
+
+
+def _lines(stream: IO[bytes], tell: Callable[[], int],
+           progress: Optional[Callable[[int], None]]) -> Iterator[str]:
+    readline = stream.readline
+    told = count = 0
+    limit = LINE_LIMIT + 1
+    while True:
+        line: Union[bytes, str] = readline(limit)
+        if not line:
+            break
+        if len(line) == limit and line[-1:] != b"\n":
+            # Over the cap: the rest of the line is read and dropped, a cap at a time.
+            while True:
+                rest = readline(LINE_LIMIT)
+                if not rest or rest[-1:] == b"\n":
+                    break
+            line = TOO_LONG
+        else:
+            line = line.decode("utf-8", errors="replace").rstrip("\r\n")  # type: ignore[union-attr]
+        if progress is not None and count % _PROGRESS_EVERY == 0:
+            now = tell()
+            progress(now - told)
+            told = now
+        count += 1
+        yield line  # type: ignore[misc]
+    if progress is not None:
+        progress(tell() - told)

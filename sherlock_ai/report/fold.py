@@ -4,6 +4,10 @@ The loop over measurement rows is the report's hot path (a day of a busy service
 of rows): it works on tuples and local names, appends values to the distributions' pending
 lists (counted a batch at a time) and finds time buckets by a dictionary look-up; anything
 rarer (a leak suspect, a record given as a :class:`Record`) takes the plain path.
+
+Memory is bounded whatever the logs hold: at most :data:`MAX_NAMES` names (later names are
+counted under :data:`MORE_NAMES`), :data:`MAX_PROCESSES` processes (later ones under the pid
+:data:`MORE_PROCESSES`) and :data:`MAX_SUSPECTS` suspects (later ones counted).
 """
 
 from __future__ import annotations
@@ -13,12 +17,30 @@ from itertools import islice
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .reader import Record
-from .stats import EVENTS, Event, Filters, NameStats, Process, Report, Suspect
+from .stats import (
+    EVENTS,
+    MORE_NAMES,
+    MORE_PROCESSES,
+    Event,
+    Filters,
+    NameStats,
+    Process,
+    Report,
+    Suspect,
+)
 
 _HTTP = ("GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ")
 _MEASURED = frozenset({"memory", "performance", "resources"})
 # Rows folded between two flushes of the pending values (bounds the memory they take).
 CHUNK = 8192
+#: Distinct (name, kind) pairs, processes and suspects kept; past them, records are counted
+#: under one entry (each name costs a few KB, each process a time series).
+MAX_NAMES = 10_000
+MAX_PROCESSES = 256
+MAX_SUSPECTS = 1000
+# Of the kinds a name has records of, the one its figures are taken from: a call under both
+# @monitor_memory and @log_performance writes a MEMORY and a PERFORMANCE line, one call.
+_PREFERRED = ("memory", "resources", "performance")
 
 
 def build_report(records: Iterable[Any], filters: Optional[Filters] = None) -> Report:
@@ -41,23 +63,34 @@ class _Fold:
     def __init__(self, report: Report, filters: Optional[Filters]) -> None:
         self.report = report
         self.accept = filters.accepts if filters else None
-        # Per name: its NameStats, the append of its pending durations and RSS changes,
-        # 1.0 for a web request (else 0.0).
-        self.entries: Dict[str, Tuple[NameStats, Any, Any, float]] = {}
+        # Per name and kind: its NameStats, the append of its pending durations and RSS
+        # changes, 1.0 for a web request (else 0.0).
+        self.entries: Dict[Tuple[str, str], Tuple[NameStats, Any, Any, float]] = {}
         self.whole_seconds = True
 
-    def entry(self, name: str) -> Tuple[NameStats, Any, Any, float]:
-        stats = self.report.names.get(name)
-        if stats is None:
-            stats = self.report.names[name] = NameStats(name)
-        entry = self.entries[name] = (stats, stats.duration.pending.append,
-                                      stats.rss_change.pending.append,
-                                      1.0 if name.startswith(_HTTP) else 0.0)
+    def entry(self, name: str, kind: str) -> Tuple[NameStats, Any, Any, float]:
+        key = (name, kind)
+        if len(self.entries) >= MAX_NAMES:
+            self.report.more_names += 1
+            key = (MORE_NAMES, kind)
+            found = self.entries.get(key)
+            if found is not None:
+                return found
+        stats = NameStats(key[0])
+        stats.kinds.add(kind)
+        entry = self.entries[key] = (stats, stats.duration.pending.append,
+                                     stats.rss_change.pending.append,
+                                     1.0 if key[0].startswith(_HTTP) else 0.0)
         return entry
 
     def process(self, pid: Optional[int]) -> Process:
         process = self.report.processes.get(pid)
         if process is None:
+            if len(self.report.processes) >= MAX_PROCESSES:
+                pid = MORE_PROCESSES
+                process = self.report.processes.get(pid)
+                if process is not None:
+                    return process
             process = self.report.processes[pid] = Process(pid)
         return process
 
@@ -65,9 +98,8 @@ class _Fold:
         # One long loop on purpose: it runs once per record of a day of logs, and every
         # attribute lookup and call hoisted out of it is measured in seconds per million.
         report, accept, entries = self.report, self.accept, self.entries
-        activity, route_memory = report.activity, report.route_memory
+        activity = report.activity
         a_step, a_cells = activity.step, activity.cells
-        r_step, r_cells = route_memory.step, route_memory.cells
         whole = self.whole_seconds
         inf = math.inf
         # The current process's figures are kept in locals (a file is mostly one process).
@@ -93,13 +125,12 @@ class _Fold:
                     _store(process, count, first, last, rss_max)
                 process, last_pid = self.process(pid), pid
                 count, first, last, rss_max = _load(process)
+            pid = process.pid
             count += 1
-            entry = entries.get(name)
+            entry = entries.get((name, kind))
             if entry is None:
-                entry = self.entry(name)
+                entry = self.entry(name, kind)
             stats, add_duration, add_change, request = entry
-            if kind not in stats.kinds:
-                stats.kinds.add(kind)
             if status == "ERROR":
                 stats.errors += 1
             add_duration(duration)
@@ -126,13 +157,6 @@ class _Fold:
             if rss is not None:
                 cell[2] += 1.0
                 cell[3] += rss
-            if change is not None:
-                cell = r_cells.get((int(stamp // r_step), name))
-                if cell is None:
-                    cell = route_memory.cell(stamp, name)
-                    r_step, r_cells = route_memory.step, route_memory.cells
-                cell[0] += change
-                cell[1] += 1.0
         if process is not None:
             _store(process, count, first, last, rss_max)
         self.whole_seconds = whole
@@ -151,6 +175,7 @@ class _Fold:
             self.report.filtered += 1
             return
         process = self.process(record.pid)
+        record.pid = process.pid
         process.records += 1
         stamp = record.timestamp
         if stamp is not None:
@@ -167,6 +192,16 @@ class _Fold:
 
     def finish(self) -> Report:
         report = self.report
+        by_name: Dict[str, List[NameStats]] = {}
+        for (name, _), entry in self.entries.items():
+            by_name.setdefault(name, []).append(entry[0])
+        for name, kinds in by_name.items():
+            kinds.sort(key=lambda s: _PREFERRED.index(next(iter(s.kinds))))
+            chosen = kinds[0]
+            for other in kinds[1:]:
+                chosen.kinds |= other.kinds
+                chosen.also_counted[next(iter(other.kinds))] = other.count
+            report.names[name] = chosen
         firsts = [p.first for p in report.processes.values() if p.first is not None]
         lasts = [p.last for p in report.processes.values() if p.last is not None]
         report.first = min(firsts) if firsts else None
@@ -176,7 +211,6 @@ class _Fold:
             # Text logs keep whole seconds: a bucket narrower than that would draw each
             # second's records as a burst at its start.
             report.activity.coarsen(1.0)
-            report.route_memory.coarsen(1.0)
         return report
 
 
@@ -211,6 +245,9 @@ def _add_suspect(report: Report, record: Record) -> None:
     kind = record.event.get("kind_of_leak", "python")
     key = record.name if kind == "python" else f"{record.name} ({kind})"
     known = report.suspects.get(key)
+    if known is None and len(report.suspects) >= MAX_SUSPECTS:
+        report.more_suspects += 1
+        return
     if known is None:
         report.suspects[key] = Suspect(
             record.name, record.per_request or 0.0, record.sites, stamp, stamp,

@@ -1,6 +1,8 @@
-"""The report as one self-contained HTML page: inline SVG charts stretched to the page width,
-values on hover (a small inline script, with the SVG titles as the fallback), no network; it
-prints as it shows.
+"""The report as one self-contained HTML page: the answers first (leak suspects, the memory
+guard's budget and limit events, worker recycles), then inline SVG charts stretched to the
+page width, values on hover (a small inline script, with the SVG titles as the fallback), no
+network; it prints as it shows. Its size is bounded whatever the logs hold (time axes,
+lines drawn, rows).
 
 Every text that comes from the logs (names, file names) is HTML-escaped.
 """
@@ -16,11 +18,12 @@ from .console import site_text, summary
 from .deaths import WorkerDeath, deaths_html
 from .reader import ReadStats
 from .sketch import Distribution
-from .stats import NameStats, Report
+from .stats import MORE_PROCESSES, NameStats, Report
 from .units import change, seconds, size, when
 
 BOX_ROWS = 20
-ROUTE_LINES = 8
+# Processes drawn on the RSS timeline (those with the largest RSS); the others are named.
+RSS_LINES = 16
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em 2em;color:#222}
@@ -48,9 +51,11 @@ def write_html(report: Report, stats: ReadStats, path: str,
 def render_html(report: Report, stats: ReadStats, deaths: Sequence[WorkerDeath] = ()) -> str:
     """The whole page (``deaths``: the worker deaths of the folder, at the top)."""
     activity = report.activity.series()
-    pids = sorted(activity, key=lambda pid: (activity[pid][0][0], str(pid)))
-    keys = [(f"pid {pid}" if pid is not None else "no pid in the lines", c.color(i))
-            for i, pid in enumerate(pids)]
+    largest = sorted(activity, key=lambda pid: -(report.processes[pid].rss_max or 0)
+                     if pid in report.processes else 0)[:RSS_LINES]
+    pids = sorted(largest, key=lambda pid: (activity[pid][0][0], str(pid)))
+    keys = [(_pid_label(pid), c.color(i)) for i, pid in enumerate(pids)]
+    hidden = len(activity) - len(pids)
     return "".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>sherlock_ai report</title><style>", _STYLE, o.HOVER_STYLE,
@@ -59,32 +64,33 @@ def render_html(report: Report, stats: ReadStats, deaths: Sequence[WorkerDeath] 
         *(f"<p class='note'>{escape(line)}</p>" for line in summary(report, stats)),
         f"<p class='note'>{stats.bad_lines} unreadable lines skipped.</p>",
         deaths_html(deaths),
+        "<h2>Leak suspects</h2>", _suspects_table(report),
+        "<h2>Memory budget and limit events</h2>", _guard_table(report),
         "<h2>Process memory (RSS) over time</h2>",
         "<p class='note'>Mean RSS at the end of the measured blocks, per time bucket of "
         f"{_step(report)}, one line per process; a line stops where its process logged "
         "nothing for a while (idle, or restarted). Dashed red: leak-suspect warnings; orange "
         "ticks: memory-budget warnings; purple: RSS over the memory limit (the dotted level), "
         "green: back under it.</p>",
+        (f"<p class='note'>{hidden} more processes are not drawn (the {RSS_LINES} with the "
+         "largest RSS are).</p>" if hidden > 0 else ""),
         c.legend(keys), _rss_svg(report, pids),
         "<h2>Records per second</h2>",
         "<p class='note'>Web requests (names starting with an HTTP method) per second, all "
         "processes together; grey: other measured blocks.</p>", _rate_svg(report),
-        "<h2>Memory change by name over time</h2>",
-        f"<p class='note'>Running total of the RSS change of each name's records (the "
-        f"{ROUTE_LINES} names with the largest total): a leak is a line that keeps rising. "
-        "RSS is process-wide, so concurrent requests share each other's changes.</p>",
-        _routes_svg(report),
-        "<h2>Memory change per record, by name</h2>",
-        "<p class='note'>Box: 25th to 75th percentile, thick line: median, whiskers: 5th to "
-        "95th percentile; a dot is a name with one record. Logarithmic scale on both sides of "
-        "zero, so that small and large changes both show.</p>",
+        "<h2>Process RSS change during each record, by name</h2>",
+        "<p class='note'>The whole process's RSS at the end of a record minus at its start, "
+        "not the memory the name kept: with concurrent requests it holds what the others did "
+        "meanwhile, and allocators keep freed memory. Which route leaks is the leak "
+        "suspects' answer above. Box: 25th to 75th percentile, thick line: median, whiskers: "
+        "5th to 95th percentile; a dot is a name with one record. Logarithmic scale on both "
+        "sides of zero, so that small and large changes both show.</p>",
         _boxes_svg(report.ranked(), lambda s: s.rss_change, 1024.0, c.size_label, change,
                    "memory-dist"),
         "<h2>Duration, by name</h2>",
         "<p class='note'>Same boxes, logarithmic scale.</p>",
         _boxes_svg(report.ranked(), lambda s: s.duration, 0.001, seconds, seconds,
                    "duration-dist"),
-        "<h2>Leak suspects</h2>", _suspects_table(report),
         "<h2>All names</h2>", _names_table(report),
         o.HOVER_SCRIPT, "</body></html>",
     ])
@@ -124,7 +130,7 @@ def _rss_svg(report: Report, pids: Sequence[object]) -> str:
            c.value_axis(y, ticks, c.size), c.time_axis(x, t0, t1, top, bottom)]
     for i, pid in enumerate(pids):
         if lines[pid]:
-            label = f"pid {pid}" if pid is not None else "no pid"
+            label = _pid_label(pid)
             out.append(c.series_path(
                 lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
                 lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
@@ -163,35 +169,6 @@ def _rate_svg(report: Report) -> str:
                            f"{escape(when(t))}: {value / step:.3g} {what}/s</title></rect>")
     out.append("</svg>")
     return "".join(out)
-
-
-def _routes_svg(report: Report) -> str:
-    series = report.route_memory.series()
-    totals = {name: sum(cell[0] for _, cell in points) for name, points in series.items()}
-    chosen = sorted(totals, key=lambda name: -abs(totals[name]))[:ROUTE_LINES]
-    if not chosen:
-        return "<p>No memory figures in these logs.</p>"
-    t0, t1, x = _frame(report)
-    lines: Dict[object, List[c.Point]] = {}
-    for name in chosen:
-        running, points = 0.0, []
-        for t, cell in series[name]:
-            running += cell[0]
-            points.append((min(t + report.route_memory.step, t1), running))
-        lines[name] = points
-    values = [v for points in lines.values() for _, v in points] + [0.0]
-    height, top, bottom = 320, 12, 290
-    ticks = c.size_ticks(min(values), max(values))
-    y = c.linear(min(values + ticks[:1]), max(values + ticks[-1:]), bottom, top)
-    out = [c.svg_open("routes", height, "Memory change by name over time", hover=True),
-           c.value_axis(y, ticks, change), c.time_axis(x, t0, t1, top, bottom)]
-    for i, name in enumerate(chosen):
-        out.append(c.series_path(lines[name], 3 * report.route_memory.step, x, y, c.color(i),
-                                 str(name),
-                                 "class='series'",
-                                 lambda p, n=name: f"{n}, {when(p[0])}: {change(p[1])}"))
-    out.append(o.CURSOR + "</svg>")
-    return c.legend([(str(name), c.color(i)) for i, name in enumerate(chosen)]) + "".join(out)
 
 
 def _boxes_svg(names: Sequence[NameStats], pick: Callable[[NameStats], Distribution],
@@ -253,6 +230,26 @@ def _log_ticks(low: float, high: float, unit: float) -> List[float]:
 
 def _short(name: str, limit: int = 48) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _pid_label(pid: object) -> str:
+    return ("no pid in the lines" if pid is None else "other processes"
+            if pid == MORE_PROCESSES else f"pid {pid}")
+
+
+def _guard_table(report: Report) -> str:
+    """The memory guard's events, in time order (worker recycles first, counted)."""
+    events = sorted((e for e in report.events if e[1] != "leak_suspect"), key=lambda e: e[0])
+    if not events:
+        return "<p>None in these logs.</p>"
+    recycles = [e for e in events if e[4].get("state") == "recycling"]
+    head = (f"<p><b>{len(recycles)} worker recycles</b> (pids "
+            f"{escape(', '.join(sorted({str(e[3]) for e in recycles})))}).</p>"
+            if recycles else "<p>No worker recycles.</p>")
+    rows = "".join(f"<tr><td>{escape(when(e[0]))}</td><td>{escape(str(e[3] or '-'))}</td>"
+                   f"<td>{escape(o.event_text(e))}</td></tr>" for e in events)
+    return (head + "<table><tr><th>Time</th><th>PID</th><th>What</th></tr>"
+            f"{rows}</table>")
 
 
 def _suspects_table(report: Report) -> str:

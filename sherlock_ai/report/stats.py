@@ -15,6 +15,9 @@ from .sketch import Distribution, TimeBuckets
 EVENTS = 400
 # (time, kind, name, pid, the guard's figures): kind leak_suspect, memory_budget, rss_limit.
 Event = Tuple[float, str, str, Optional[int], Dict]
+#: The name and pid under which records past the report's bounds are counted.
+MORE_NAMES = "(more names)"
+MORE_PROCESSES = -1
 
 
 @dataclass
@@ -28,6 +31,9 @@ class NameStats:
     duration: Distribution = field(default_factory=Distribution)
     rss_change: Distribution = field(default_factory=Distribution)
     traced_peak_max: Optional[float] = None
+    #: Records of the same name of other kinds, not counted again (a call under both
+    #: ``@monitor_memory`` and ``@log_performance`` writes one of each): kind -> records.
+    also_counted: Dict[str, int] = field(default_factory=dict)
 
     def add(self, record: Record) -> None:
         self.kinds.add(record.kind)
@@ -116,15 +122,19 @@ class Filters:
 @dataclass
 class Report:
     """What the report shows. ``activity`` holds per process and time bucket [records,
-    requests, RSS figures, sum of RSS]; ``route_memory`` per name [sum of RSS change,
-    records]; ``events`` what is drawn on the timeline (:data:`Event`)."""
+    requests, RSS figures, sum of RSS]; ``events`` what is drawn on the timeline
+    (:data:`Event`). ``more_names``: records counted under :data:`MORE_NAMES`;
+    processes past the bound are counted as the one process :data:`MORE_PROCESSES`;
+    ``more_suspects``: LEAK
+    SUSPECT records of suspects past the bound, not kept."""
 
     names: Dict[str, NameStats] = field(default_factory=dict)
     suspects: Dict[str, Suspect] = field(default_factory=dict)
     processes: Dict[Optional[int], Process] = field(default_factory=dict)
     activity: TimeBuckets = field(default_factory=lambda: TimeBuckets(4))
-    route_memory: TimeBuckets = field(default_factory=lambda: TimeBuckets(2))
     events: List[Event] = field(default_factory=list)
+    more_names: int = 0
+    more_suspects: int = 0
     first: Optional[float] = None
     last: Optional[float] = None
     filtered: int = 0

@@ -29,9 +29,12 @@ def change(n: Optional[float]) -> str:
 
 
 def seconds(n: Optional[float]) -> str:
-    """A duration: ``15µs``, ``0.4ms``, ``12ms``, ``1.25s``; ``-`` for no figure."""
+    """A duration: ``15µs``, ``0.4ms``, ``12ms``, ``1.25s``; ``-`` for no figure; ``<1ms`` for
+    0 (text lines write durations to the millisecond: 0.000s is under half of one)."""
     if n is None:
         return "-"
+    if n == 0:
+        return "<1ms"
     if n < 0.00005:
         return f"{n * 1e6:.0f}µs"
     if n >= 0.9995:
