@@ -7,7 +7,12 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from flask import Flask, current_app, request, request_finished
+from .._extras import missing_extra
+
+try:
+    from flask import Flask, current_app, request, request_finished
+except ImportError as _exc:
+    raise missing_extra(_exc, __name__) from _exc
 
 from ..logs.formatting import exception_summary
 from ..safety import report_internal_error
