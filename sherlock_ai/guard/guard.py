@@ -37,7 +37,8 @@ class MemoryGuard:
     site = "MemoryGuard.request_ended"
 
     def __init__(self, memory_budget: Union[int, Mapping[str, int], None] = None,
-                 rss_limit: Union[int, Share, None] = None, on_rss_limit: str = "log") -> None:
+                 rss_limit: Union[int, Share, None] = None, on_rss_limit: str = "log",
+                 shed_timeout: Optional[float] = 60.0) -> None:
         self.budgets = None if memory_budget is None else Budgets(memory_budget)
         self.limit: Optional[int] = None
         #: Where :attr:`limit` came from (``"rss_limit"``, or the memory limit it is a share of).
@@ -60,24 +61,25 @@ class MemoryGuard:
         start_rss = current_rss() if self.limit is not None else None
         if start_rss is not None and start_rss > self.limit:  # type: ignore[operator]
             # Every fresh worker would cross it at its first request: recycling would only
-            # churn workers.
+            # churn workers, shedding would refuse every request from the start.
             _logger.warning(
                 "sherlock_ai memory guard: rss_limit %s is below this process's RSS at set-up "
                 "(%s): every request will find it crossed%s; raise rss_limit",
                 format_bytes(self.limit), format_bytes(start_rss),
-                ", so on_rss_limit='recycle' only logs" if on_rss_limit == "recycle" else "")
-            if on_rss_limit == "recycle":
-                self.action = "log"
-        if self.limit is not None and self.action == "recycle":
+                f", so on_rss_limit={on_rss_limit!r} only logs" if on_rss_limit != "log"
+                else "")
+            self.action = "log"
+        if self.limit is not None and self.action != "log":
             self.supervisor = find_supervisor()
-            if self.supervisor is None:
-                self.action = "log"
-                _logger.warning(
-                    "sherlock_ai memory guard: on_rss_limit='recycle' needs a server that "
-                    "replaces a worker that exits (gunicorn, or uvicorn with --workers); none "
-                    "supervises this process, so crossing rss_limit is only logged "
-                    "(on_rss_limit='log')")
-        self.watermark = None if self.limit is None else Watermark(self.limit, self.action)
+        if self.action == "recycle" and self.supervisor is None:
+            self.action = "log"
+            _logger.warning(
+                "sherlock_ai memory guard: on_rss_limit='recycle' needs a server that "
+                "replaces a worker that exits (gunicorn, or uvicorn with --workers); none "
+                "supervises this process, so crossing rss_limit is only logged "
+                "(on_rss_limit='log')")
+        self.watermark = None if self.limit is None else Watermark(
+            self.limit, self.action, shed_timeout, recycle=self.supervisor is not None)
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -108,12 +110,13 @@ class MemoryGuard:
         if self.watermark is not None:
             self.watermark.observe(m.name, m.rss, m.rss_change, in_flight)
 
-    def should_shed(self, method: str, route: Any) -> bool:
+    def should_shed(self, method: str, route: Any, excluded: bool = False) -> bool:
         """Called while :attr:`shedding`, before a request reaches the app: ``True`` to answer
-        it 503 (counted), ``False`` to serve it (RSS is back under the limit)."""
+        it 503 (counted), ``False`` to serve it (RSS is back under the limit; or ``excluded``,
+        a path such as ``/health``, while the worker has not shed for ``shed_timeout``)."""
         try:
             watermark = self.watermark
-            if watermark is None or not watermark.should_shed():
+            if watermark is None or not watermark.should_shed(excluded, self._in_flight):
                 return False
             tell(ShedEvent(method, route() if callable(route) else route))
             return True

@@ -73,6 +73,21 @@ def check_on_rss_limit(action: object, rss_limit: object) -> str:
     return action  # type: ignore[return-value]
 
 
+def check_shed_timeout(value: object) -> Optional[float]:
+    """``shed_timeout``: seconds (more than 0) a worker may shed before it gives up (recycled,
+    or failing its health checks), or ``None`` to shed until RSS is back under, however long.
+    Only ``on_rss_limit="shed"`` reads it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value == float("inf"):
+        raise ValueError(
+            "shed_timeout must be a number of seconds more than 0 (how long a worker may shed "
+            "before it is recycled, or fails its health checks where nothing would replace "
+            f"it), or None to shed until RSS is back under, got {value!r}")
+    return float(value)
+
+
 def check_memory_budget(value: object) -> Union[int, Mapping[str, int], None]:
     """``memory_budget``: ``None`` (off), bytes or a size string for every route, or a mapping of
     route templates (``"/export"``, or ``"POST /export"`` for one method) to budgets; a mapping

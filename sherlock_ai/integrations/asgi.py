@@ -92,8 +92,11 @@ class SherlockMiddleware:
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
             elif not self._plain and self._excluded(scope):
-                await self.app(scope, receive, self._echoing(send, request_id,
-                                                             "http.response.start"))
+                if self._shed(scope, excluded=True):
+                    await shed_asgi(send, self._header, request_id if self.policy.echo else None)
+                else:
+                    await self.app(scope, receive, self._echoing(send, request_id,
+                                                                 "http.response.start"))
             elif not self._plain and self._shed(scope):
                 await shed_asgi(send, self._header, request_id if self.policy.echo else None)
             else:
@@ -128,10 +131,10 @@ class SherlockMiddleware:
                 return value.decode("latin-1") if isinstance(value, bytes) else None
         return None
 
-    def _shed(self, scope: Scope) -> bool:
+    def _shed(self, scope: Scope, excluded: bool = False) -> bool:
         guard = self._guard
         return guard is not None and guard.shedding and guard.should_shed(
-            request_method(scope.get("method")), lambda: shed_route(scope))
+            request_method(scope.get("method")), lambda: shed_route(scope), excluded)
 
     def _excluded(self, scope: Scope) -> bool:
         paths = self.policy.exclude_paths

@@ -20,7 +20,13 @@ from typing import (
     Union,
 )
 
-from ..guard.sizes import Share, check_memory_budget, check_on_rss_limit, check_rss_limit
+from ..guard.sizes import (
+    Share,
+    check_memory_budget,
+    check_on_rss_limit,
+    check_rss_limit,
+    check_shed_timeout,
+)
 from ..options import (
     check_exclude_paths,
     check_flag,
@@ -72,6 +78,10 @@ class RequestOptions:
       routes that grew most), ``"shed"`` (503 with ``Retry-After`` until RSS is back under,
       excluded paths still served) or ``"recycle"`` (the worker finishes its requests and
       exits; its server starts a new one).
+    - ``shed_timeout``: seconds a worker may shed (``on_rss_limit="shed"``) without coming back
+      under ``rss_limit``; then it is recycled where its server replaces workers (gunicorn,
+      ``uvicorn --workers``), else its excluded paths answer 503 too, so that a health check
+      sees it. ``None``: shed until RSS is back under, however long.
     """
 
     header_name: str = "X-Request-ID"
@@ -86,6 +96,7 @@ class RequestOptions:
     memory_budget: Union[int, str, Mapping[str, Union[int, str]], None] = None
     rss_limit: Union[int, str, Share, None] = None
     on_rss_limit: str = "log"
+    shed_timeout: Optional[float] = 60.0
 
     def __post_init__(self) -> None:
         check_header_name(self.header_name)
@@ -101,6 +112,8 @@ class RequestOptions:
         object.__setattr__(self, "memory_budget", check_memory_budget(self.memory_budget))
         object.__setattr__(self, "rss_limit", check_rss_limit(self.rss_limit))
         check_on_rss_limit(self.on_rss_limit, self.rss_limit)
+        object.__setattr__(self, "shed_timeout",
+                           check_shed_timeout(self.shed_timeout))
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> RequestOptions:
@@ -124,6 +137,7 @@ class RequestKeywords(TypedDict, total=False):
     memory_budget: Union[int, str, Mapping[str, Union[int, str]], None]
     rss_limit: Union[int, str, Share, None]
     on_rss_limit: str
+    shed_timeout: Optional[float]
 
 
 def resolve_options(

@@ -98,8 +98,9 @@ class SherlockWSGIMiddleware:
         environ[REQUEST_ID_KEY] = request_id
         measured = environ.get("PATH_INFO", "") not in policy.exclude_paths
         guard = policy.guard
-        if measured and guard is not None and guard.shedding and guard.should_shed(
-                request_method(environ.get("REQUEST_METHOD")), lambda: self.shed_route(environ)):
+        if guard is not None and guard.shedding and guard.should_shed(
+                request_method(environ.get("REQUEST_METHOD")), lambda: self.shed_route(environ),
+                not measured):
             return shed_wsgi(start_response, policy.header_name if policy.echo else None,
                              request_id)
         return _Request(self, environ, start_response, request_id, measured).respond()

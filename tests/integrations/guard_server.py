@@ -1,7 +1,7 @@
 """A Flask app and a Starlette app for the memory guard's server tests, set up from the
 environment: ``GUARD_MARGIN`` (rss_limit is the RSS at import plus this many bytes),
-``GUARD_ACTION`` (on_rss_limit) and ``GUARD_LOG`` (the file every process appends its
-MonitoringLogger lines to, with its pid).
+``GUARD_ACTION`` (on_rss_limit), ``GUARD_SHED_TIMEOUT`` (shed_timeout) and ``GUARD_LOG`` (the
+file every process appends its MonitoringLogger lines to, with its pid).
 
 Routes: ``/grow`` keeps 8 MB more (anonymous memory, touched page by page, so RSS grows by
 that much) and answers the worker's pid; ``/release`` frees all of it (unmapped at once, so
@@ -38,6 +38,7 @@ OPTIONS = {
     "rss_limit": current_rss() + int(os.environ.get("GUARD_MARGIN", str(40 << 20))),
     "on_rss_limit": os.environ.get("GUARD_ACTION", "recycle"),
     "exclude_paths": ["/health", "/release"],
+    "shed_timeout": float(os.environ.get("GUARD_SHED_TIMEOUT", "60")),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import time
 
 import pytest
 from flask import Flask
@@ -259,3 +260,68 @@ def test_a_share_is_turned_into_bytes_once_at_set_up():
     guard = MemoryGuard(rss_limit=Share(0.5))
     assert guard.limit == memory_limit().bytes // 2
     assert guard.limit_source.startswith("50% of ")
+
+
+def _limit_lines(records):
+    return [r for r in records.named("MonitoringLogger")
+            if r.getMessage().startswith("MEMORY LIMIT |")]
+
+
+def test_shedding_that_lasts_fails_the_health_check_where_nothing_replaces_the_worker(
+        root_records):
+    app = starlette_app(rss_limit=current_rss() + 20 * MB, on_rss_limit="shed",
+                        shed_timeout=0.3, exclude_paths=["/health"])
+    assert [get(app, "/export").status_code for _ in range(2)] == [200, 503]
+    assert get(app, "/health").status_code == 404  # excluded: served (no such route)
+    time.sleep(0.35)
+    health = get(app, "/health")  # the memory never came back: the health check sees it
+    assert health.status_code == 503 and health.headers["Retry-After"] == "5"
+    assert get(app, "/small").status_code == 503
+    given_up = _limit_lines(root_records)[-1]
+    assert given_up.levelname == "WARNING"
+    assert given_up.sherlock.as_dict()["excluded_too"] is True
+    assert 0 <= given_up.sherlock.shed_for <= 2
+    assert given_up.getMessage().endswith(
+        f"| 503 with Retry-After: 5 | excluded paths too: still over after "
+        f"{given_up.sherlock.shed_for}s of shedding and no server replaces this worker")
+    # Back under the limit, everything is served again, the health check first.
+    while _kept:
+        _kept.pop().close()
+    assert get(app, "/health").status_code == 404
+    assert get(app, "/small").status_code == 200
+    assert _limit_lines(root_records)[-1].sherlock.state == "shed_stopped"
+
+
+def test_shedding_without_a_timeout_keeps_serving_the_health_check(root_records):
+    app = starlette_app(rss_limit=current_rss() + 20 * MB, on_rss_limit="shed",
+                        shed_timeout=None, exclude_paths=["/small"])
+    assert [get(app, "/export").status_code for _ in range(2)] == [200, 503]
+    time.sleep(0.1)
+    assert get(app, "/small").status_code == 200
+
+
+def test_flask_health_check_fails_after_shed_timeout():
+    app = flask_app(rss_limit=current_rss() + 20 * MB, on_rss_limit="shed", shed_timeout=0.2,
+                    exclude_paths=["/small"])
+    client = app.test_client()
+    assert [client.get("/export/1").status_code for _ in range(2)] == [200, 503]
+    assert client.get("/small").status_code == 200
+    time.sleep(0.25)
+    assert client.get("/small").status_code == 503
+
+
+def test_shed_with_a_limit_below_the_start_up_rss_only_logs(root_records):
+    app = starlette_app(rss_limit=current_rss() - 4 * MB, on_rss_limit="shed")
+    assert get(app, "/small").status_code == 200
+    assert get(app, "/small").status_code == 200
+    messages = [r.getMessage() for r in root_records.named("MonitoringLogger")]
+    assert any("is below this process's RSS at set-up" in m
+               and "so on_rss_limit='shed' only logs" in m for m in messages), messages
+    assert [r.sherlock.state for r in _limit_lines(root_records)] == ["crossed"]
+
+
+@pytest.mark.parametrize("value", [0, -1, "60", True, float("nan"), float("inf")])
+def test_a_bad_shed_timeout_says_what_is_accepted(value):
+    with pytest.raises(ValueError, match=r"shed_timeout must be a number of seconds more than "
+                                         r"0 .* or None to shed until RSS is back under"):
+        starlette_app(rss_limit="1GB", on_rss_limit="shed", shed_timeout=value)

@@ -183,6 +183,33 @@ def test_shedding_answers_503_with_retry_after_until_the_memory_is_released(
                      re.M), log
 
 
+def test_a_worker_that_sheds_too_long_is_recycled_and_its_successor_serves(
+        tmp_path, guard_env, monkeypatch):
+    monkeypatch.setenv("GUARD_ACTION", "shed")
+    monkeypatch.setenv("GUARD_MARGIN", str(24 << 20))
+    monkeypatch.setenv("GUARD_SHED_TIMEOUT", "1")
+    with server(*gunicorn("sync", "flask_app", workers=1), cwd=tmp_path,
+                port_pattern=GUNICORN_PORT) as app:
+        first = fresh_get(app.url + "/pid").text
+        statuses = [fresh_get(app.url + "/grow").status_code for _ in range(6)]
+        assert statuses[-1] == 503, statuses
+        assert fresh_get(app.url + "/health").status_code == 200  # excluded, still served
+        time.sleep(1.2)
+        assert fresh_get(app.url + "/pid").status_code == 503  # gives up: recycling
+        deadline, successor = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            response = fresh_get(app.url + "/pid")
+            if response is not None and response.status_code == 200:
+                successor = response.text
+                break
+            time.sleep(0.1)
+    log = guard_env.read_text()
+    assert successor is not None and successor != first, log
+    assert re.search(rf"^{first} WARNING MEMORY LIMIT \| recycling \| RSS \S+ > \S+ \| "
+                     rf"pid {first} exits after 0 in-flight requests \| still over after 1s of "
+                     r"shedding$", log, re.M), log
+
+
 def _bytes(text: str) -> float:
     from sherlock_ai.logs.schema import parse_size
 
