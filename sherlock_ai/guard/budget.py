@@ -15,25 +15,32 @@ class Budgets:
 
     The figure is the request's traced peak (``Peak``) when the request was traced
     (``trace_malloc=True``): the most Python memory it held at once, its own allocations only;
-    else its RSS change (``Change``), which is process-wide (concurrent requests count too)
-    and misses memory the request freed before it ended."""
+    else its RSS peak when the guard measured one (see :mod:`sherlock_ai.guard.peak`): the
+    process's highest RSS while the request ran minus its RSS when the request began (memory
+    built and freed before the end included; process-wide: concurrent requests count too);
+    else its RSS change (``Change``), which misses memory the request freed before it ended."""
 
     __slots__ = ("budgets",)
 
     def __init__(self, budgets: Union[int, Mapping[str, int]]) -> None:
         self.budgets = budgets
 
-    def check(self, m: Measurement) -> Optional[BudgetEvent]:
-        """The event of ``m`` when it is over its budget, else ``None``."""
+    def check(self, m: Measurement, rss_peak: Optional[int] = None) -> Optional[BudgetEvent]:
+        """The event of ``m`` when it is over its budget, else ``None`` (``rss_peak``: the
+        process's highest RSS while the request ran, when measured)."""
         attributes = m.attributes
         route = attributes.get("route")
         budget = budget_for(self.budgets, m.name, route)
         if budget is None:
             return None
+        change = m.rss_change
         if m.traced_peak is not None:
             measured, measure = m.traced_peak, "traced_peak"
+        elif rss_peak is not None and m.rss is not None and change is not None:
+            # Never below the change: the mark's counters and statm's are read apart.
+            measured, measure = max(rss_peak - (m.rss - change), change), "rss_peak"
         else:
-            measured, measure = m.rss_change, "rss_change"
+            measured, measure = change, "rss_change"
         if measured is None or measured <= budget:
             return None
         return BudgetEvent(m.name, attributes.get("method", "OTHER"), route or m.name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextvars import ContextVar
 from typing import Any, Mapping, Optional, Union
 
 from ..consumers import RequestEnd
@@ -15,6 +16,8 @@ from ..safety import report_internal_error
 from .budget import Budgets
 from .events import ShedEvent, tell
 from .limits import memory_limit
+from .peak import PeakWindows, Window
+from .peak import windows as peak_windows
 from .sizes import Share
 from .supervisor import find_supervisor
 from .watermark import RETRY_AFTER, Watermark
@@ -28,6 +31,23 @@ SHED_HEADERS = (("Content-Type", "text/plain; charset=utf-8"),
                 ("Retry-After", str(RETRY_AFTER)))
 
 
+# The RSS peak window of the request running in this context (set when it starts).
+_window: ContextVar[Optional[Window]] = ContextVar("sherlock_ai_rss_peak_window", default=None)
+
+
+def _rss_peaks() -> Optional[PeakWindows]:
+    """The process's peak windows, or ``None`` (said once) where the mark cannot be reset."""
+    why = peak_windows.available()
+    if why is None:
+        return peak_windows
+    _logger.warning(
+        "sherlock_ai memory guard: this system does not let a process reset its peak RSS "
+        "(Linux's /proc/self/clear_refs; %s), so memory_budget compares each request's RSS "
+        "change, which misses memory a request frees before it ends; trace_malloc=True "
+        "compares its traced peak instead", why)
+    return None
+
+
 class MemoryGuard:
     """The guard of one middleware: ``memory_budget`` (bytes, or route template -> bytes),
     ``rss_limit`` (bytes or a :class:`Share` of what the process may use, turned into bytes
@@ -38,8 +58,10 @@ class MemoryGuard:
 
     def __init__(self, memory_budget: Union[int, Mapping[str, int], None] = None,
                  rss_limit: Union[int, Share, None] = None, on_rss_limit: str = "log",
-                 shed_timeout: Optional[float] = 60.0) -> None:
+                 shed_timeout: Optional[float] = 60.0, trace_malloc: bool = False) -> None:
         self.budgets = None if memory_budget is None else Budgets(memory_budget)
+        #: The RSS high-water mark windows of the budgets, when they compare RSS peaks.
+        self.peaks = None if memory_budget is None or trace_malloc else _rss_peaks()
         self.limit: Optional[int] = None
         #: Where :attr:`limit` came from (``"rss_limit"``, or the memory limit it is a share of).
         self.limit_source = "rss_limit"
@@ -91,20 +113,35 @@ class MemoryGuard:
         return watermark is not None and watermark.shedding
 
     def request_started(self) -> None:
-        """A measured request of this middleware began."""
+        """A measured request of this middleware began (called in its context, before its
+        measurement opens)."""
         with self._lock:
             self._in_flight += 1
+        if self.peaks is not None:
+            try:
+                _window.set(self.peaks.open())
+            except Exception as exc:  # noqa: BLE001 - its budget compares the RSS change
+                report_internal_error("memory guard RSS peak", exc)
 
     def request_ended(self, end: RequestEnd) -> None:
         """A measured request ended: check its budget, then the process's RSS."""
         with self._lock:
             self._in_flight -= 1
             in_flight = self._in_flight
+        rss_peak = None
+        if self.peaks is not None:
+            window = _window.get()
+            if window is not None:
+                _window.set(None)
+                try:
+                    rss_peak = self.peaks.close(window)
+                except Exception as exc:  # noqa: BLE001 - its budget compares the RSS change
+                    report_internal_error("memory guard RSS peak", exc)
         m = end.measurement
         if m is None:
             return
         if self.budgets is not None:
-            event = self.budgets.check(m)
+            event = self.budgets.check(m, rss_peak)
             if event is not None:
                 tell(event)
         if self.watermark is not None:

@@ -108,7 +108,7 @@ class Watermark:
                 self.failing_health = True
             shed_for = round(monotonic() - self._shed_since)
         if self.recycle:
-            tell(LimitEvent("recycling", rss, self.limit, "shed", pid=os.getpid(),
+            tell(LimitEvent("recycling", rss, self.limit, "recycle", pid=os.getpid(),
                             in_flight=in_flight, shed_for=shed_for))
             exit_gracefully()
         else:

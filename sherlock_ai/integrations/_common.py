@@ -174,7 +174,7 @@ def _memory_guard(options: RequestOptions) -> Optional[MemoryGuard]:
     from ..guard import MemoryGuard  # imported only by services that turn it on
 
     return MemoryGuard(options.memory_budget, options.rss_limit,  # type: ignore[arg-type]
-                       options.on_rss_limit, options.shed_timeout)
+                       options.on_rss_limit, options.shed_timeout, options.trace_malloc)
 
 
 def _leak_watch(options: RequestOptions) -> Optional[LeakWatch]:

@@ -67,10 +67,12 @@ class RequestOptions:
     - ``leak_settings``: settings of that watch, as a :class:`sherlock_ai.LeakWatchSettings`
       or a mapping of its fields, e.g. ``{"trace_share": 0.01}`` for the low-cost setting;
       kept as a ``LeakWatchSettings``.
-    - ``memory_budget``: a request whose memory grows more than this (bytes, or a size such as
-      ``"50MB"``; RSS change, or traced peak with ``trace_malloc``) gets one ``MEMORY BUDGET``
-      warning; or a mapping of route templates (``"/export"``, ``"POST /export"``) to budgets,
-      for those routes only. Kept in bytes. See docs/memory-guard.md.
+    - ``memory_budget``: a request that needs more memory than this (bytes, or a size such as
+      ``"50MB"``; its RSS peak, memory freed before it ended included, or its traced peak with
+      ``trace_malloc``) gets one ``MEMORY BUDGET`` warning; or a mapping of route templates
+      (``"/export"``, ``"POST /export"``) to budgets, for those routes only: a key that names
+      no route of the app fails its start-up (or, with no start-up event, is said at its
+      first request). Kept in bytes. See docs/memory-guard.md.
     - ``rss_limit``: the process's RSS limit: bytes, a size such as ``"800MB"``, or a share
       such as ``"80%"`` of what the process may use (cgroup limit, else physical memory; read
       once, when the middleware is set up). Kept as bytes or a ``Share``.

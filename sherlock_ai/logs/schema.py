@@ -24,7 +24,8 @@ KIND_OF_TAG = {MEMORY: "memory", PERFORMANCE: "performance", RESOURCES: "resourc
                LEAK_SUSPECT: "leak_suspect", MEMORY_BUDGET: "memory_budget",
                MEMORY_LIMIT: "rss_limit"}
 #: What a MEMORY BUDGET line compared: its ``measure`` field -> the line's last field.
-MEASURE_LABELS = {"rss_change": "RSS change", "traced_peak": "Traced peak"}
+MEASURE_LABELS = {"rss_change": "RSS change", "rss_peak": "RSS peak",
+                  "traced_peak": "Traced peak"}
 STATUSES = ("SUCCESS", "ERROR")
 # Labels of the "Label: value" fields, in the order the writers put them.
 CURRENT, CHANGE, TRACED, PEAK = "Current", "Change", "Traced", "Peak"

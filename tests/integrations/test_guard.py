@@ -95,11 +95,12 @@ def check_one_warning(records, name, budget):
     assert warning.levelno == logging.WARNING
     m = memory_of(records, name)
     event = warning.sherlock
-    assert (event.name, event.budget, event.measured, event.measure) == (
-        name, budget, m.rss_change, "rss_change")
+    assert (event.name, event.budget, event.measure) == (name, budget, "rss_peak")
+    # The memory was kept: its peak is its change, give or take the framework's scratch.
     assert m.rss_change > 20 * MB
+    assert m.rss_change <= event.measured <= m.rss_change + 2 * MB
     assert warning.getMessage().startswith(f"MEMORY BUDGET | {name} | +")
-    assert warning.getMessage().endswith(" > 10.00MB | RSS change")
+    assert warning.getMessage().endswith(" > 10.00MB | RSS peak")
     assert warning.request_id == memory_of(records, name).request_id
 
 
@@ -128,6 +129,55 @@ def test_flask_a_request_over_its_budget_gets_one_warning(root_records):
     assert budget_records(root_records) == []
     assert client.get("/export/3").data == b"kept"
     check_one_warning(root_records, "GET /export/<int:n>", 10 * MB)
+
+
+def build_and_free(size: int) -> str:
+    block = touched(size)
+    block.close()  # unmapped: RSS falls back before the request ends
+    return "freed"
+
+
+@pytest.mark.parametrize("serve", ["asgi", "flask"])
+def test_a_request_that_builds_and_frees_memory_is_over_its_budget(root_records, serve):
+    if serve == "asgi":
+        async def build(request):
+            return PlainTextResponse(build_and_free(60 * MB))
+
+        app = instrument_app(Starlette(routes=[Route("/build", build)]), memory_budget="20MB")
+        assert get(app, "/build").status_code == 200
+    else:
+        flask = Flask(__name__)
+        flask.add_url_rule("/build", "build", lambda: build_and_free(60 * MB))
+        Sherlock(flask, memory_budget="20MB")
+        assert flask.test_client().get("/build").status_code == 200
+    m = memory_of(root_records, "GET /build")
+    assert m.rss_change < 2 * MB  # Change: nothing left at the end
+    [warning] = budget_records(root_records)
+    assert warning.sherlock.measure == "rss_peak"
+    assert 58 * MB <= warning.sherlock.measured <= 64 * MB
+    assert warning.getMessage().endswith(" > 20.00MB | RSS peak")
+
+
+def test_python_objects_built_and_freed_count_too(root_records):
+    async def build(request):
+        rows = [str(i) * 30 for i in range(300_000)]  # about 60 MB of str objects, freed
+        return PlainTextResponse(str(len(rows)))
+
+    app = instrument_app(Starlette(routes=[Route("/build", build)]), memory_budget="20MB")
+    assert get(app, "/build").status_code == 200
+    [warning] = budget_records(root_records)
+    assert warning.sherlock.measured > 40 * MB > memory_of(root_records, "GET /build").rss_change
+
+
+def test_overlapping_windows_each_see_their_own_peak():
+    from sherlock_ai.guard.peak import windows
+
+    early = windows.open()
+    start = current_rss()
+    build_and_free(40 * MB)  # the peak of the early window only
+    late = windows.open()  # resets the process's mark: the early window keeps what it saw
+    assert windows.close(early) >= start + 39 * MB
+    assert windows.close(late) < start + 8 * MB
 
 
 def test_budgets_per_route_apply_to_those_routes_only(root_records):
