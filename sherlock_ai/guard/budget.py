@@ -3,11 +3,16 @@ one ``MEMORY BUDGET`` warning. The request itself is not changed."""
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Union
+from typing import FrozenSet, List, Mapping, Optional, Union
 
 from ..engine.measurement import Measurement
 from .events import BudgetEvent
 from .sizes import budget_for
+
+# How many of the app's routes a message about unknown budget keys lists.
+_SHOWN_ROUTES = 40
+# Methods frameworks add to every route: left out of the list of its methods.
+_IMPLICIT = frozenset(("HEAD", "OPTIONS"))
 
 
 class Budgets:
@@ -45,3 +50,32 @@ class Budgets:
             return None
         return BudgetEvent(m.name, attributes.get("method", "OTHER"), route or m.name,
                            measured, budget, measure)
+
+    def unknown_keys(self, routes: Mapping[str, Optional[FrozenSet[str]]]) -> Optional[str]:
+        """What to tell when some keys of a budget mapping name no route among ``routes``
+        (route template -> its methods, ``None`` for any), else ``None``."""
+        budgets = self.budgets
+        if isinstance(budgets, int):
+            return None
+        unknown: List[str] = []
+        for key in budgets:
+            method, space, template = key.partition(" ")
+            if not space:
+                method, template = "", key
+            if template not in routes:
+                unknown.append(key)
+                continue
+            methods = routes[template]
+            if method and methods is not None and method not in methods:
+                unknown.append(key)
+        if not unknown:
+            return None
+        shown = [template if methods is None else
+                 f"{template} ({', '.join(sorted(methods - _IMPLICIT or methods))})"
+                 for template, methods in sorted(routes.items())]
+        more = f" and {len(shown) - _SHOWN_ROUTES} more" if len(shown) > _SHOWN_ROUTES else ""
+        return (f"memory_budget names routes this app does not serve: "
+                f"{', '.join(map(repr, unknown))}; its routes are "
+                f"{'; '.join(shown[:_SHOWN_ROUTES]) or 'none'}{more} (a key is a route "
+                "template as the MEMORY lines name it, '/export', or a method and a template, "
+                "'POST /export')")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextvars import ContextVar
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, FrozenSet, Mapping, Optional, Union
 
 from ..consumers import RequestEnd
 from ..engine.rss import current_rss
@@ -100,10 +100,36 @@ class MemoryGuard:
                 "replaces a worker that exits (gunicorn, or uvicorn with --workers); none "
                 "supervises this process, so crossing rss_limit is only logged "
                 "(on_rss_limit='log')")
+        #: Whether the budget mapping's keys were compared with the app's routes (or need not
+        #: be: no mapping).
+        self.routes_checked = not isinstance(memory_budget, Mapping)
         self.watermark = None if self.limit is None else Watermark(
             self.limit, self.action, shed_timeout, recycle=self.supervisor is not None)
         self._in_flight = 0
         self._lock = threading.Lock()
+
+    def route_problem(self, routes: Optional[Mapping[str, Optional[FrozenSet[str]]]]
+                      ) -> Optional[str]:
+        """Compare the budget mapping's keys with the app's ``routes`` (template -> methods,
+        ``None`` for any; ``routes=None``: unknown, nothing to compare) once: what to tell
+        about keys that name no route, else ``None``."""
+        if self.routes_checked or routes is None:
+            return None
+        self.routes_checked = True
+        return None if self.budgets is None else self.budgets.unknown_keys(routes)
+
+    def check_routes_now(
+            self, find_routes: Callable[[], Optional[Mapping[str, Optional[FrozenSet[str]]]]]
+    ) -> None:
+        """:meth:`route_problem` with the routes ``find_routes`` returns, at a request, where
+        the app had no start-up event to fail: one ERROR line, and the request is served."""
+        try:
+            problem = self.route_problem(find_routes())
+        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("memory guard routes", exc)
+            return
+        if problem is not None:
+            _logger.error("sherlock_ai memory guard: %s", problem)
 
     @property
     def shedding(self) -> bool:

@@ -15,6 +15,7 @@ from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import generate_request_id, request_id_var
+from ..safety import report_internal_error
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
 from .asgi_exchange import (
     ASGIApp,
@@ -26,7 +27,7 @@ from .asgi_exchange import (
     header_name,
     with_header,
 )
-from .asgi_routes import RouteNames
+from .asgi_routes import RouteNames, app_routes
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .shedding import shed_asgi, shed_route
 
@@ -75,7 +76,11 @@ class SherlockMiddleware:
         kind = scope["type"]
         if REQUEST_ID_KEY in scope or (kind != "http" and kind != "websocket"):
             # Lifespan and other types pass through untouched, and so does a request an outer
-            # SherlockMiddleware already owns: one id, one line.
+            # SherlockMiddleware already owns: one id, one line. The start-up of an app whose
+            # budgets name routes is checked against its routes.
+            if kind == "lifespan" and self._guard is not None \
+                    and not self._guard.routes_checked:
+                send = self._starting(scope, send)
             await self.app(scope, receive, send)
             return
         headers = scope.get("headers")
@@ -89,6 +94,9 @@ class SherlockMiddleware:
         scope[REQUEST_ID_KEY] = request_id
         token = request_id_var.set(request_id)
         try:
+            if self._guard is not None and not self._guard.routes_checked:
+                # No lifespan start-up ran (the server's lifespan off, a test client).
+                self._guard.check_routes_now(lambda: app_routes(scope.get("app") or self.app))
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
             elif not self._plain and self._excluded(scope):
@@ -123,6 +131,33 @@ class SherlockMiddleware:
             raise
         finally:
             request_id_var.reset(token)
+
+    def _starting(self, scope: Scope, send: Send) -> Send:
+        """``send`` of a lifespan: its start-up fails when the budgets name routes the app
+        does not serve (the routes are all known once the app says it started)."""
+        guard = self._guard
+        failed = False
+
+        async def starting_send(message: Message) -> None:
+            nonlocal failed
+            kind = message.get("type")
+            if failed and kind == "lifespan.startup.failed":
+                return  # the app's own report of the error raised below: told already
+            if kind == "lifespan.startup.complete" and guard is not None:
+                try:
+                    problem = guard.route_problem(app_routes(scope.get("app") or self.app))
+                except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                    report_internal_error("memory guard routes", exc)
+                    problem = None
+                if problem is not None:
+                    failed = True
+                    text = f"sherlock_ai memory guard: {problem}"
+                    await send({"type": "lifespan.startup.failed", "message": text})
+                    # Ends the app's lifespan, as a start-up that fails does.
+                    raise ValueError(text)
+            await send(message)
+
+        return starting_send
 
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header

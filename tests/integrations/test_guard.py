@@ -4,6 +4,7 @@ refused at set-up by every integration."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mmap
 import time
@@ -375,3 +376,70 @@ def test_a_bad_shed_timeout_says_what_is_accepted(value):
     with pytest.raises(ValueError, match=r"shed_timeout must be a number of seconds more than "
                                          r"0 .* or None to shed until RSS is back under"):
         starlette_app(rss_limit="1GB", on_rss_limit="shed", shed_timeout=value)
+
+
+UNKNOWN_KEYS = "memory_budget names routes this app does not serve: 'POST /imports'"
+
+
+def start_up(app):
+    """Run the app's lifespan (start-up, then shut-down) as a server does: the messages it
+    sent back and what it raised."""
+    sent, incoming = [], [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
+
+    async def receive():
+        return incoming.pop()
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        try:
+            await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+        except Exception as exc:  # noqa: BLE001 - what the server sees
+            return sent, exc
+        return sent, None
+
+    return asyncio.run(asyncio.wait_for(run(), 10))
+
+
+def test_budget_keys_that_name_no_route_fail_the_asgi_start_up():
+    app = starlette_app(memory_budget={"POST /imports": "20MB", "/small": "1MB"})
+    sent, raised = start_up(app)
+    # One start-up failure with our message, as uvicorn logs it before it exits; the app's
+    # lifespan ends with the error.
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    message = sent[0]["message"]
+    assert message.startswith("sherlock_ai memory guard: " + UNKNOWN_KEYS)
+    # The message lists the routes the app does serve, as the keys name them.
+    assert "its routes are /export (GET, POST); /free (GET); /small (GET) (a key is a route " \
+        "template" in message
+    assert isinstance(raised, ValueError) and str(raised) == message
+    good = starlette_app(memory_budget={"POST /export": "20MB", "/small": "1MB"})
+    sent, raised = start_up(good)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
+                                         "lifespan.shutdown.complete"] and raised is None
+
+
+def test_a_method_the_route_does_not_serve_is_an_unknown_key_too():
+    sent, _ = start_up(starlette_app(memory_budget={"POST /small": "1MB"}))
+    assert "does not serve: 'POST /small'" in sent[0]["message"]
+
+
+def test_without_a_start_up_event_unknown_keys_are_said_once_at_the_first_request(
+        root_records):
+    app = starlette_app(memory_budget={"POST /imports": "20MB"})  # no lifespan in process
+    assert get(app, "/small").status_code == 200
+    assert get(app, "/small").status_code == 200
+    errors = [r for r in root_records.named("MonitoringLogger") if r.levelname == "ERROR"]
+    assert [UNKNOWN_KEYS in r.getMessage() for r in errors] == [True]
+
+
+def test_flask_unknown_budget_keys_are_said_once_at_the_first_request(root_records):
+    app = flask_app(memory_budget={"POST /imports": "20MB", "/export/<int:n>": "1GB"})
+    client = app.test_client()
+    assert client.get("/small").status_code == 200
+    assert client.get("/small").status_code == 200
+    [error] = [r for r in root_records.named("MonitoringLogger") if r.levelname == "ERROR"]
+    assert UNKNOWN_KEYS + "; its routes are " in error.getMessage()
+    assert "its routes are /export/<int:n> (GET); " in error.getMessage()
+    assert "'/export/<int:n>'" not in error.getMessage()

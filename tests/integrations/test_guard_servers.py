@@ -7,6 +7,8 @@ again once the memory is released."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
@@ -208,6 +210,18 @@ def test_a_worker_that_sheds_too_long_is_recycled_and_its_successor_serves(
     assert re.search(rf"^{first} WARNING MEMORY LIMIT \| recycling \| RSS \S+ > \S+ \| "
                      rf"pid {first} exits after 0 in-flight requests \| still over after 1s of "
                      r"shedding$", log, re.M), log
+
+
+def test_uvicorn_refuses_to_start_with_budget_keys_that_name_no_route(tmp_path, guard_env):
+    env = {**os.environ, "GUARD_BUDGETS": json.dumps({"POST /imports": "20MB"}),
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *UVICORN_PLAIN], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert done.returncode != 0
+    assert "sherlock_ai memory guard: memory_budget names routes this app does not serve: " \
+        "'POST /imports'; its routes are /grow (GET); /health (GET); /pid (GET); " \
+        "/release (GET) (a key is" in done.stderr, done.stderr
+    assert "Application startup failed. Exiting." in done.stderr
 
 
 def _bytes(text: str) -> float:
