@@ -3,6 +3,8 @@ ended once (when the server accepted the last body message, or the client went a
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import sys
 from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
@@ -115,6 +117,27 @@ class Exchange(MeasuredRequest):
         except BaseException as exc:
             self.finish(exc)
             raise
+        if problem is None:
+            self.finish(None, None)
+        else:
+            self._finish_after_escape(problem)
+
+    def _finish_after_escape(self, problem: str) -> None:
+        """End the measurement of a 5xx sent while an exception is handled once the current
+        step of the server's task is over. The exception is re-raised to the server
+        (ServerErrorMiddleware does), which then closes the connection; a keep-alive client
+        that sends its next request on it before the close sees a failure, so nothing of
+        ours (the line, the leak watch, the guard) runs between the response and the close."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not an asyncio loop (trio): end it now
+            self.finish(None, problem)
+            return
+        self.done = True  # the middleware's failed() leaves it to the callback
+        loop.call_soon(self._finish_deferred, problem, context=contextvars.copy_context())
+
+    def _finish_deferred(self, problem: str) -> None:
+        self.done = False
         self.finish(None, problem)
 
     def failed(self, exc: BaseException) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
@@ -167,3 +168,33 @@ def test_under_uvicorns_own_handlers_the_traceback_carries_the_echoed_id(tmp_pat
     (traceback_line,) = [line for line in stderr.read_text().splitlines()
                          if line.endswith(" - ERROR - Exception in ASGI application")]
     assert f" - {request_id} - uvicorn.error - " in traceback_line
+
+
+@pytest.mark.parametrize("leak_detection", [False, True])
+def test_nothing_of_ours_runs_between_a_500_and_the_exception_reaching_the_server(
+        records, leak_detection):
+    # The server closes a keep-alive connection once the exception reaches it: the longer that
+    # takes after the response went out, the more clients have sent their next request on the
+    # connection and see it fail. The request's line (and the leak watch, and the guard) come
+    # right after, in the next step of the event loop.
+    app = instrument_app(failing_app(), leak_detection=leak_detection)
+    at_the_server = []
+
+    async def server(scope, receive, send):
+        try:
+            await app(scope, receive, send)
+        except ZeroDivisionError:
+            at_the_server.append(len(memory(records)))
+            raise
+
+    async def serve_one():
+        with pytest.raises(ZeroDivisionError):
+            await asgi_call(server, "/divide/0")
+        await asyncio.sleep(0)  # the loop's next step
+
+    asyncio.run(serve_one())
+    assert at_the_server == [0]
+    (record,) = memory(records)
+    assert record.getMessage().endswith(
+        " | Error: HTTP 500 (ZeroDivisionError: division by zero)")
+    assert record.request_id != "-"
