@@ -132,6 +132,13 @@ class MemoryGuard:
             _logger.error("sherlock_ai memory guard: %s", problem)
 
     @property
+    def draining(self) -> bool:
+        """Whether the worker is leaving (recycled under uvicorn): every response is to say
+        ``Connection: close`` so that its client reconnects to a sibling."""
+        watermark = self.watermark
+        return watermark is not None and watermark.draining
+
+    @property
     def shedding(self) -> bool:
         """Whether new requests are being answered 503 (``on_rss_limit="shed"``, over the
         limit)."""

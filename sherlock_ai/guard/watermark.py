@@ -53,6 +53,9 @@ class Watermark:
         self.recycling = False
         #: Shedding gave up without a server to replace the worker: excluded paths get 503 too.
         self.failing_health = False
+        #: The worker is leaving: every response says ``Connection: close`` (see
+        #: :func:`sherlock_ai.guard.supervisor.exit_gracefully`).
+        self.draining = False
         self._shed_since = 0.0
         self._growth: Dict[str, List[int]] = {}
         self._shed = 0
@@ -110,7 +113,7 @@ class Watermark:
         if self.recycle:
             tell(LimitEvent("recycling", rss, self.limit, "recycle", pid=os.getpid(),
                             in_flight=in_flight, shed_for=shed_for))
-            exit_gracefully()
+            exit_gracefully(self._drain)
         else:
             tell(LimitEvent("shedding", rss, self.limit, "shed", retry_after=RETRY_AFTER,
                             shed_for=shed_for, excluded_too=True))
@@ -134,10 +137,13 @@ class Watermark:
         elif self.action == "recycle":
             tell(LimitEvent("recycling", rss, self.limit, "recycle", pid=os.getpid(),
                             in_flight=in_flight))
-            exit_gracefully()
+            exit_gracefully(self._drain)
         else:
             tell(LimitEvent("crossed", rss, self.limit, "log", grew_most=grew_most,
                             top_sites=_top_sites()))
+
+    def _drain(self) -> None:
+        self.draining = True
 
     def _back_under(self, rss: int) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from ..request_id import generate_request_id, request_id_var
 from ..safety import report_internal_error
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
 from .asgi_exchange import (
+    CONNECTION_CLOSE,
     ASGIApp,
     Exchange,
     Message,
@@ -101,12 +102,12 @@ class SherlockMiddleware:
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
             elif not self._plain and self._excluded(scope):
                 if self._shed(scope, excluded=True):
-                    await shed_asgi(send, self._header, request_id if self.policy.echo else None)
+                    await self._answer_shed(send, request_id)
                 else:
                     await self.app(scope, receive, self._echoing(send, request_id,
                                                                  "http.response.start"))
             elif not self._plain and self._shed(scope):
-                await shed_asgi(send, self._header, request_id if self.policy.echo else None)
+                await self._answer_shed(send, request_id)
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
                 # common path.
@@ -171,6 +172,11 @@ class SherlockMiddleware:
         return guard is not None and guard.shedding and guard.should_shed(
             request_method(scope.get("method")), lambda: shed_route(scope), excluded)
 
+    async def _answer_shed(self, send: Send, request_id: str) -> None:
+        guard = self._guard
+        await shed_asgi(send, self._header, request_id if self.policy.echo else None,
+                        close=guard is not None and guard.draining)
+
     def _excluded(self, scope: Scope) -> bool:
         paths = self.policy.exclude_paths
         if paths.empty:
@@ -182,13 +188,17 @@ class SherlockMiddleware:
         return bool(root) and path.startswith(root) and path[len(root):] in paths
 
     def _echoing(self, send: Send, request_id: str, message_type: str) -> Send:
-        if not self.policy.echo:
+        guard = self._guard
+        if not self.policy.echo and (guard is None or not guard.draining):
             return send
-        header = (self._header, request_id.encode("latin-1"))
+        header = (self._header, request_id.encode("latin-1")) if self.policy.echo else None
 
         async def echoing_send(message: Message) -> None:
             if message["type"] == message_type:
-                message = with_header(message, header)
+                if header is not None:
+                    message = with_header(message, header)
+                if guard is not None and guard.draining and message_type != "websocket.accept":
+                    message = with_header(message, CONNECTION_CLOSE)
             await send(message)
 
         return echoing_send

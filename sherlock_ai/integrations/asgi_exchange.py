@@ -30,6 +30,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: What a leaving worker answers, so that the client's next request goes to a sibling.
+CONNECTION_CLOSE = (b"connection", b"close")
 #: A header's name, from its ``(name, value)`` pair.
 header_name = itemgetter(0)
 _lowered = methodcaller("lower")
@@ -92,6 +94,9 @@ class Exchange(MeasuredRequest):
             self.trailers = message.get("trailers", False)  # read for its truth only
             if self.header is not None:
                 message = with_header(message, self.header)
+            guard = self.middleware.policy.guard
+            if guard is not None and guard.draining:
+                message = with_header(message, CONNECTION_CLOSE)
             await self._send(message)
             return
         if kind == "http.response.body":  # the common case of _is_last, inline

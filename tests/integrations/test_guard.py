@@ -443,3 +443,14 @@ def test_flask_unknown_budget_keys_are_said_once_at_the_first_request(root_recor
     assert UNKNOWN_KEYS + "; its routes are " in error.getMessage()
     assert "its routes are /export/<int:n> (GET); " in error.getMessage()
     assert "'/export/<int:n>'" not in error.getMessage()
+
+
+def test_a_leaving_worker_answers_every_response_with_connection_close():
+    app = SherlockMiddleware(Starlette(routes=[Route("/small", lambda r: PlainTextResponse("s"))]),
+                             rss_limit="1TB", exclude_paths=["/health"])
+    assert "connection" not in get(app, "/small").headers
+    app.policy.guard.watermark.draining = True  # what recycling under uvicorn sets
+    for path in ("/small", "/health"):
+        response = get(app, path)
+        assert response.headers["connection"] == "close", path
+        assert "x-request-id" in response.headers

@@ -128,6 +128,41 @@ def test_a_worker_over_its_rss_limit_is_recycled_without_a_failed_request(
     assert set(pids) - {recycled} - set(pids[:pids.index(recycled)]), "no new worker served"
 
 
+def test_recycled_uvicorn_workers_close_keep_alive_connections_without_a_failure(
+        tmp_path, guard_env, monkeypatch):
+    # Six clients that keep their connections alive: a leaving worker stops accepting, answers
+    # its last requests with Connection: close, and exits once its connections are gone, so no
+    # client sends a request on a connection the worker is closing.
+    monkeypatch.setenv("GUARD_ACTION", "recycle")
+    monkeypatch.setenv("GUARD_MARGIN", str(40 << 20))
+    argv = gunicorn("uvicorn.workers.UvicornWorker", "asgi_app")
+    failures, closing, served = [], [], []
+    with server(*argv, cwd=tmp_path, port_pattern=GUNICORN_PORT) as app:
+        stop = time.monotonic() + 12
+
+        def client(k: int) -> None:
+            with httpx.Client(base_url=app.url, timeout=30) as keep_alive:
+                i = k
+                while time.monotonic() < stop:
+                    i += 1
+                    try:
+                        response = keep_alive.get("/grow" if i % 2 else "/pid")
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                        continue
+                    served.append(response.status_code)
+                    if response.headers.get("connection") == "close":
+                        closing.append(response.text)
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(client, range(6)))
+    recycled = {int(m.group(4)) for m in RECYCLING.finditer(guard_env.read_text())}
+    assert len(recycled) >= 2, guard_env.read_text()
+    assert failures == [] and set(served) == {200}, (failures, set(served))
+    # Only leaving workers said Connection: close.
+    assert closing and {int(pid) for pid in closing} <= recycled
+
+
 def test_recycle_without_a_supervisor_says_so_and_only_logs(tmp_path, guard_env, monkeypatch):
     monkeypatch.setenv("GUARD_ACTION", "recycle")
     monkeypatch.setenv("GUARD_MARGIN", str(16 << 20))
