@@ -76,9 +76,9 @@ def exit_gracefully(draining: Optional[Callable[[], None]] = None) -> None:
         return
     if "gunicorn.arbiter" in sys.modules:
         # This process's listening socket only: gunicorn's master and the siblings keep
-        # theirs. (Under uvicorn --workers, closing it left the port refusing connections
-        # while workers restarted: there the worker keeps accepting, and answers them with
-        # Connection: close too.)
+        # theirs. Under uvicorn --workers the parent does not serve the socket, and the port
+        # was seen refusing connections while both children restarted: there the worker keeps
+        # accepting, and answers those connections with Connection: close too.
         for listener in list(getattr(server, "servers", ())):
             listener.close()
     if draining is not None:
