@@ -242,9 +242,10 @@ def test_a_worker_that_sheds_too_long_is_recycled_and_its_successor_serves(
             time.sleep(0.1)
     log = guard_env.read_text()
     assert successor is not None and successor != first, log
-    assert re.search(rf"^{first} WARNING MEMORY LIMIT \| recycling \| RSS \S+ > \S+ \| "
-                     rf"pid {first} exits after 0 in-flight requests \| still over after 1s of "
-                     r"shedding$", log, re.M), log
+    given_up = re.search(rf"^{first} WARNING MEMORY LIMIT \| recycling \| RSS \S+ > \S+ \| "
+                         rf"pid {first} exits after 0 in-flight requests \| still over after "
+                         r"(\d+)s of shedding$", log, re.M)
+    assert given_up and int(given_up.group(1)) >= 1, log  # seconds it shed, rounded
 
 
 def test_uvicorn_refuses_to_start_with_budget_keys_that_name_no_route(tmp_path, guard_env):
