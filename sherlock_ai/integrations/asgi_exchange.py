@@ -3,8 +3,6 @@ ended once (when the server accepted the last body message, or the client went a
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import sys
 from operator import itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
@@ -14,6 +12,7 @@ from ..logs.formatting import exception_summary
 from ..safety import report_internal_error
 from ._common import (
     CLIENT_DISCONNECTED,
+    LATER,
     OTHER_METHOD,
     STANDARD_METHODS,
     UNMATCHED_ROUTE,
@@ -124,26 +123,17 @@ class Exchange(MeasuredRequest):
             raise
         if problem is None:
             self.finish(None, None)
-        else:
-            self._finish_after_escape(problem)
-
-    def _finish_after_escape(self, problem: str) -> None:
-        """End the measurement of a 5xx sent while an exception is handled once the current
-        step of the server's task is over. The exception is re-raised to the server
-        (ServerErrorMiddleware does), which then closes the connection; a keep-alive client
-        that sends its next request on it before the close sees a failure, so nothing of
-        ours (the line, the leak watch, the guard) runs between the response and the close."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not an asyncio loop (trio): end it now
-            self.finish(None, problem)
             return
-        self.done = True  # the middleware's failed() leaves it to the callback
-        loop.call_soon(self._finish_deferred, problem, context=contextvars.copy_context())
-
-    def _finish_deferred(self, problem: str) -> None:
-        self.done = False
-        self.finish(None, problem)
+        # The exception is re-raised to the server (ServerErrorMiddleware does), which then
+        # closes the connection; a keep-alive client that sends its next request on it before
+        # the close sees a failure. The line and the consumers' hooks (span attributes, metrics)
+        # end the request now, while its span is open; the middleware's own hooks (the leak
+        # watch's counting and snapshots, the guard) wait for the next step of the event loop.
+        token = LATER.set(True)
+        try:
+            self.finish(None, problem)
+        finally:
+            LATER.reset(token)
 
     def failed(self, exc: BaseException) -> None:
         """The application raised ``exc``: end the measurement with it (a client that went
