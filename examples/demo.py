@@ -199,8 +199,9 @@ def show_logs(demo: Demo) -> None:
           f"{failed.request_id}, and the log says:")
     for line in lines_with(app_log, f" - {failed.request_id} - "):
         print("  " + line)
-    print("  (uvicorn logs the traceback after the request has ended, so that record shows "
-          "'-' for its id: see errors.log)")
+    print("  (uvicorn logs the traceback after the request has ended; its record still carries "
+          "the request's id, which the middleware left on the exception. The traceback's "
+          "frames are in errors.log and app.log)")
 
     print("\nLeak detection found the endpoint that keeps memory, and the line:")
     suspects = lines_with(monitoring, "LEAK SUSPECT | ")

@@ -2,7 +2,8 @@
 
 Each works with ``with`` and ``async with``, hands its finished
 :class:`~sherlock_ai.engine.measurement.Measurement` to the sinks (the log line among them) and
-keeps it as ``.measurement``. A tracker instance measures one block at a time: create one per block.
+keeps it as ``.measurement``. A tracker instance measures one block at a time: create one per
+block (entering one that is measuring raises ``RuntimeError``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class Tracker:
     # __enter__/__exit__ run on every tracked call: they keep a plain try/except (free in
     # Python 3.11 until something raises) rather than a `with guarded(...)`.
     def __enter__(self) -> Tracker:
+        if self._started:
+            # A second span would replace the first, whose line would never be written.
+            raise RuntimeError(
+                f"{type(self).__name__}({self.name!r}) is already measuring a block: an "
+                "instance measures one block at a time; create one tracker per block (nested "
+                "blocks, or the same code run by several threads or tasks at once)")
         self.measurement = None
         try:
             self._start()

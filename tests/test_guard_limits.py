@@ -139,3 +139,10 @@ def test_bad_budgets_say_what_is_accepted(value, error):
 def test_bad_shares_say_what_is_accepted(value):
     with pytest.raises(ValueError, match=r"percentage in \(0%, 100%\]"):
         check_rss_limit(value)
+
+
+@pytest.mark.parametrize("value", ["lots", 1.5, "80 percent"])
+def test_a_bad_rss_limit_says_a_share_is_accepted_too(value):
+    with pytest.raises((TypeError, ValueError), match=re.escape(
+            "or a share of the memory the process may use such as '80%'")):
+        check_rss_limit(value)

@@ -6,10 +6,18 @@ import io
 import json
 import logging
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sherlock_ai import JsonFormatter, MemoryTracker, is_valid_request_id, set_request_id
+from sherlock_ai import (
+    JsonFormatter,
+    MemoryTracker,
+    PerformanceTimer,
+    ResourceTracker,
+    is_valid_request_id,
+    set_request_id,
+)
 from sherlock_ai.logs.formatting import log_safe
 from sherlock_ai.logs.records import install_request_id_factory
 
@@ -75,3 +83,20 @@ def test_set_request_id_refuses_everything_it_would_not_log(value):
         except ValueError:
             return
         raise AssertionError(f"accepted {value!r}")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MemoryTracker("nested", trace_malloc=False),
+    lambda: PerformanceTimer("nested"),
+    lambda: ResourceTracker("nested"),
+], ids=["MemoryTracker", "PerformanceTimer", "ResourceTracker"])
+def test_entering_a_tracker_that_is_measuring_raises_and_its_line_is_kept(records, make):
+    tracker = make()
+    already = r"is already measuring a block: an instance measures one block at a time"
+    with tracker, pytest.raises(RuntimeError, match=already), tracker:
+        pass  # pragma: no cover - never entered
+    lines = [r.getMessage() for r in records.records if "| nested |" in r.getMessage()]
+    assert len(lines) == 1 and "| nested | SUCCESS |" in lines[0], lines
+    with tracker:  # free again once its block ended
+        pass
+    assert len([r for r in records.records if "| nested |" in r.getMessage()]) == 2

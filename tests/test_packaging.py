@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -27,3 +29,23 @@ def test_the_wheel_ships_py_typed(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "sherlock_ai/py.typed" in names
     assert "sherlock_ai/integrations/__init__.py" in names
+
+
+@pytest.mark.parametrize("module, missing, extra", [
+    ("sherlock_ai.integrations.flask", "flask", "flask"),
+    ("sherlock_ai.exporters.prometheus", "prometheus_client", "prometheus"),
+    ("sherlock_ai.integrations.prometheus", "prometheus_client", "prometheus"),
+    ("sherlock_ai.exporters.opentelemetry", "opentelemetry", "otel"),
+])
+def test_a_missing_extra_names_the_extra_to_install(module, missing, extra):
+    # None in sys.modules is how Python itself reports a package as not importable.
+    code = f"import sys; sys.modules[{missing!r}] = None; import {module}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: "), done.stderr
+    assert f'needs {missing}, which is not installed: pip install "sherlock-ai[{extra}]"' \
+        in last, done.stderr
+    # Each extra named is one pyproject.toml declares.
+    assert f"\n{extra} = [" in (ROOT / "pyproject.toml").read_text()

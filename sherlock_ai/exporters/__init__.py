@@ -3,7 +3,7 @@
 - Prometheus: :mod:`sherlock_ai.exporters.prometheus` (``PrometheusExporter``,
   ``pip install "sherlock-ai[prometheus]"``).
 - OpenTelemetry: :mod:`sherlock_ai.exporters.opentelemetry` (``OpenTelemetryExporter``,
-  ``pip install "sherlock-ai[opentelemetry]"``).
+  ``pip install "sherlock-ai[otel]"``).
 
 Each registers itself as one consumer (:mod:`sherlock_ai.consumers`). Importing this package
 imports no backend; their old paths under :mod:`sherlock_ai.integrations` keep working.

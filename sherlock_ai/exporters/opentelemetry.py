@@ -22,7 +22,12 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from opentelemetry import metrics, trace
+from .._extras import missing_extra
+
+try:
+    from opentelemetry import metrics, trace
+except ImportError as _exc:
+    raise missing_extra(_exc, __name__) from _exc
 
 from .. import consumers
 from ..engine.measurement import Measurement

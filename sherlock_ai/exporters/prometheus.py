@@ -12,8 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Sequence, Set, Tuple
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from .._extras import missing_extra
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.core import GaugeMetricFamily
+except ImportError as _exc:
+    raise missing_extra(_exc, __name__) from _exc
 
 from .. import consumers
 from ..engine.measurement import Measurement

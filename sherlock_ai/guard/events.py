@@ -52,18 +52,21 @@ class LimitEvent:
     """A change of state of the process watermark (see :mod:`sherlock_ai.guard.watermark`)."""
 
     __slots__ = ("state", "rss", "limit", "action", "grew_most", "top_sites", "retry_after",
-                 "shed_requests", "pid", "in_flight")
+                 "shed_requests", "pid", "in_flight", "shed_for", "excluded_too")
     event = "rss_limit"
 
     def __init__(self, state: str, rss: int, limit: int, action: str, *,
                  grew_most: Optional[List[Dict[str, Any]]] = None,
                  top_sites: Optional[List[Dict[str, Any]]] = None,
                  retry_after: Optional[int] = None, shed_requests: Optional[int] = None,
-                 pid: Optional[int] = None, in_flight: Optional[int] = None) -> None:
+                 pid: Optional[int] = None, in_flight: Optional[int] = None,
+                 shed_for: Optional[int] = None, excluded_too: Optional[bool] = None) -> None:
         self.state, self.rss, self.limit, self.action = state, rss, limit, action
         self.grew_most, self.top_sites = grew_most, top_sites
         self.retry_after, self.shed_requests = retry_after, shed_requests
         self.pid, self.in_flight = pid, in_flight
+        #: Seconds of shedding after which it gave up (``shed_timeout``), for those two lines.
+        self.shed_for, self.excluded_too = shed_for, excluded_too
 
     @property
     def level(self) -> int:
@@ -86,17 +89,26 @@ class LimitEvent:
         if state == "back_under":
             return f"{MEMORY_LIMIT} | back under | {under}"
         if state == "shedding":
-            return f"{MEMORY_LIMIT} | shedding | {over} | 503 with Retry-After: {self.retry_after}"
+            text = f"{MEMORY_LIMIT} | shedding | {over} | 503 with Retry-After: {self.retry_after}"
+            if self.excluded_too:
+                text += (f" | excluded paths too: still over after {self.shed_for}s of shedding "
+                         "and no server replaces this worker")
+            return text
         if state == "shed_stopped":
             return f"{MEMORY_LIMIT} | shed {self.shed_requests} requests | {under}"
-        return (f"{MEMORY_LIMIT} | recycling | {over} | pid {self.pid} exits after "
-                f"{self.in_flight} in-flight requests | grew most: {grown}")
+        text = (f"{MEMORY_LIMIT} | recycling | {over} | pid {self.pid} exits after "
+                f"{self.in_flight} in-flight requests")
+        if self.grew_most is not None:
+            text += f" | grew most: {grown}"
+        if self.shed_for is not None:
+            text += f" | still over after {self.shed_for}s of shedding"
+        return text
 
     def as_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"event": self.event, "state": self.state, "rss_bytes": self.rss,
                                "limit_bytes": self.limit, "action": self.action}
         for key in ("grew_most", "top_sites", "retry_after", "shed_requests", "pid",
-                    "in_flight"):
+                    "in_flight", "shed_for", "excluded_too"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

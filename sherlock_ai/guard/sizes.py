@@ -15,6 +15,8 @@ _UNITS = {"": 0, "B": 0, "KB": 10, "K": 10, "KIB": 10, "MB": 20, "M": 20, "MIB":
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
 _SHARE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 _SIZE_HELP = "bytes as an int, or a string such as '50MB' (B, KB, MB, GB, TB; 1024 base)"
+_RSS_LIMIT_HELP = (_SIZE_HELP + ", or a share of the memory the process may use such as '80%'"
+                   " (of the cgroup limit, else of physical memory)")
 
 
 @dataclass(frozen=True)
@@ -28,18 +30,19 @@ class Share:
         return f"{self.fraction * 100:g}%"
 
 
-def parse_size(name: str, value: object) -> int:
+def parse_size(name: str, value: object, accepted: str = _SIZE_HELP) -> int:
     """``value`` in bytes: a positive int, or a string such as ``"50MB"`` (1024 base, the
-    unit of the log lines). Raises ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    unit of the log lines). Raises ``TypeError``/``ValueError`` naming ``name`` and what is
+    ``accepted`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"{name} must be {_SIZE_HELP}, got {value!r}")
+        raise TypeError(f"{name} must be {accepted}, got {value!r}")
     if isinstance(value, int):
         size = value
     else:
         found = _SIZE.fullmatch(value)
         unit = found.group(2).upper() if found else None
         if found is None or unit not in _UNITS:
-            raise ValueError(f"{name} must be {_SIZE_HELP}, got {value!r}")
+            raise ValueError(f"{name} must be {accepted}, got {value!r}")
         size = int(float(found.group(1)) * (1 << _UNITS[unit]))
     if size <= 0:
         raise ValueError(f"{name} must be more than 0 bytes, got {value!r}")
@@ -57,7 +60,7 @@ def check_rss_limit(value: object) -> Union[int, Share, None]:
             raise ValueError(f"rss_limit as a share must be a percentage in (0%, 100%], such as "
                              f"'80%', got {value!r}")
         return Share(fraction)
-    return parse_size("rss_limit", value)
+    return parse_size("rss_limit", value, _RSS_LIMIT_HELP)
 
 
 def check_on_rss_limit(action: object, rss_limit: object) -> str:
@@ -68,6 +71,21 @@ def check_on_rss_limit(action: object, rss_limit: object) -> str:
     if action != "log" and rss_limit is None:
         raise ValueError(f"on_rss_limit={action!r} needs rss_limit (bytes, '800MB' or '80%')")
     return action  # type: ignore[return-value]
+
+
+def check_shed_timeout(value: object) -> Optional[float]:
+    """``shed_timeout``: seconds (more than 0) a worker may shed before it gives up (recycled,
+    or failing its health checks), or ``None`` to shed until RSS is back under, however long.
+    Only ``on_rss_limit="shed"`` reads it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value == float("inf"):
+        raise ValueError(
+            "shed_timeout must be a number of seconds more than 0 (how long a worker may shed "
+            "before it is recycled, or fails its health checks where nothing would replace "
+            f"it), or None to shed until RSS is back under, got {value!r}")
+    return float(value)
 
 
 def check_memory_budget(value: object) -> Union[int, Mapping[str, int], None]:

@@ -17,13 +17,20 @@ exit itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 # (name, graceful exit) declared by an integration whose pool replaces this process.
 _declared: Optional[Tuple[str, Callable[[], None]]] = None
+# How often a draining worker looks whether its last connection is gone.
+_DRAIN_POLL_S = 0.05
+# How long after uvicorn's keep-alive timeout (which closes idle connections) a draining worker
+# waits for a connection with a request in progress, or for a client too busy to have read its
+# Connection: close, before it stops anyway (uvicorn's shutdown still lets requests finish).
+_DRAIN_MARGIN_S = 5.0
 
 
 def declare_supervisor(name: str, exit_after_work: Callable[[], None]) -> None:
@@ -62,11 +69,58 @@ def find_supervisor() -> Optional[str]:
     return None
 
 
-def exit_gracefully() -> None:
+def exit_gracefully(draining: Optional[Callable[[], None]] = None) -> None:
     """Ask this process's server to stop the way its supervisor does: ``SIGTERM`` to itself.
     The server finishes the requests in flight before it exits. A declared supervisor's own
-    exit instead (see :func:`declare_supervisor`)."""
+    exit instead (see :func:`declare_supervisor`).
+
+    Under uvicorn (``--workers``, or gunicorn's uvicorn worker class) the worker drains first:
+    uvicorn's graceful shutdown closes every keep-alive connection with no request in progress,
+    and a client that sent its next request on one just then sees it fail. So the worker stops
+    accepting under gunicorn (its siblings take new connections), calls ``draining`` (from
+    then on the middleware answers ``Connection: close``, so each client closes its connection
+    after its response and opens a new one, to a sibling) and sends ``SIGTERM`` once it has no
+    connection left (usually within a tenth of a second under load), or at the latest five
+    seconds after uvicorn's keep-alive timeout, by which any idle connection was closed by
+    uvicorn itself. Called on the event loop's thread."""
     if _declared is not None:
         _declared[1]()
         return
-    os.kill(os.getpid(), signal.SIGTERM)
+    server = _uvicorn_server()
+    try:
+        loop = asyncio.get_running_loop() if server is not None else None
+    except RuntimeError:  # not on the event loop's thread (a WSGI app in uvicorn's threads)
+        loop = None
+    if server is None or loop is None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    if "gunicorn.arbiter" in sys.modules:
+        # This process's listening socket only: gunicorn's master and the siblings keep
+        # theirs. Under uvicorn --workers the parent does not serve the socket, and the port
+        # was seen refusing connections while both children restarted: there the worker keeps
+        # accepting, and answers those connections with Connection: close too.
+        for listener in list(getattr(server, "servers", ())):
+            listener.close()
+    if draining is not None:
+        draining()
+    timeout = getattr(getattr(server, "config", None), "timeout_keep_alive", 5)
+    deadline = loop.time() + float(timeout) + _DRAIN_MARGIN_S
+    connections = getattr(getattr(server, "server_state", None), "connections", ())
+
+    def leave_when_drained() -> None:
+        if connections and loop.time() < deadline:
+            loop.call_later(_DRAIN_POLL_S, leave_when_drained)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.call_later(_DRAIN_POLL_S, leave_when_drained)
+
+
+def _uvicorn_server() -> Any:
+    """The uvicorn ``Server`` serving this process, found by its ``SIGTERM`` handler (uvicorn
+    installs its bound ``handle_exit`` while it serves), else ``None``."""
+    handler = signal.getsignal(signal.SIGTERM)
+    server = getattr(handler, "__self__", None)
+    if type(server).__module__ == "uvicorn.server" and hasattr(server, "servers"):
+        return server
+    return None

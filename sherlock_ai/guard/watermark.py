@@ -7,6 +7,11 @@ requests grew RSS most since the last crossing) -> ``under`` (``back under``); w
 ``above`` is ``shedding`` until a shed request finds RSS back under the limit (shed requests
 read RSS themselves, since none of them is measured); with ``recycle``, ``recycling`` is final:
 the process asks its server to stop gracefully once.
+
+Shedding that lasts ``shed_timeout`` seconds gives up, since the memory is not coming back (a
+worker that sheds every request while its excluded health check answers 200 would never be
+restarted): the worker is recycled where its server replaces workers, else its excluded paths
+are shed too, so that the health check fails and whatever watches it restarts the process.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import tracemalloc
+from time import monotonic
 from typing import Any, Dict, List, Optional
 
 from ..engine.rss import current_rss
@@ -33,13 +39,24 @@ _OVERFLOW = "<other routes>"
 class Watermark:
     """The state of one guard's RSS limit (``limit`` bytes, ``action`` of ``on_rss_limit``)."""
 
-    def __init__(self, limit: int, action: str) -> None:
+    def __init__(self, limit: int, action: str, shed_timeout: Optional[float] = None,
+                 recycle: bool = False) -> None:
         self.limit = limit
         self.action = action
+        #: Seconds of shedding before it gives up (``None``: never).
+        self.shed_timeout = shed_timeout
+        #: Whether giving up recycles the worker (a server replaces it), else fails its health.
+        self.recycle = recycle
         #: Read by the middleware before each request: answer 503 instead of calling the app.
         self.shedding = False
         self.above = False
         self.recycling = False
+        #: Shedding gave up without a server to replace the worker: excluded paths get 503 too.
+        self.failing_health = False
+        #: The worker is leaving: every response says ``Connection: close`` (see
+        #: :func:`sherlock_ai.guard.supervisor.exit_gracefully`).
+        self.draining = False
+        self._shed_since = 0.0
         self._growth: Dict[str, List[int]] = {}
         self._shed = 0
         self._lock = threading.Lock()
@@ -66,17 +83,40 @@ class Watermark:
         elif self.shedding:
             self._stop_shedding(rss)
 
-    def should_shed(self) -> bool:
+    def should_shed(self, excluded: bool = False, in_flight: int = 0) -> bool:
         """Whether a new request is to be answered 503 (called only while :attr:`shedding`):
         RSS is read again, since a shed request is not measured; under the limit, shedding
-        stops and the request is served."""
+        stops and the request is served. An ``excluded`` path is served until shedding gives
+        up without a server to replace the worker (``in_flight``: its measured requests)."""
         rss = current_rss()
-        if rss is not None and rss <= self.limit:
+        if rss is not None and rss <= self.limit and not self.recycling:
             self._stop_shedding(rss)
+            return False
+        if self.shed_timeout is not None and not (self.recycling or self.failing_health) \
+                and monotonic() - self._shed_since >= self.shed_timeout:
+            self._give_up(self.limit if rss is None else rss, in_flight)
+        if excluded and not self.failing_health:
             return False
         with self._lock:
             self._shed += 1
         return True
+
+    def _give_up(self, rss: int, in_flight: int) -> None:
+        with self._lock:
+            if self.recycling or self.failing_health or not self.shedding:
+                return
+            if self.recycle:
+                self.recycling = True
+            else:
+                self.failing_health = True
+            shed_for = round(monotonic() - self._shed_since)
+        if self.recycle:
+            tell(LimitEvent("recycling", rss, self.limit, "recycle", pid=os.getpid(),
+                            in_flight=in_flight, shed_for=shed_for))
+            exit_gracefully(self._drain)
+        else:
+            tell(LimitEvent("shedding", rss, self.limit, "shed", retry_after=RETRY_AFTER,
+                            shed_for=shed_for, excluded_too=True))
 
     def _cross(self, rss: int, in_flight: int) -> None:
         with self._lock:
@@ -87,6 +127,7 @@ class Watermark:
             self._growth = {}
             if self.action == "shed":
                 self.shedding = True
+                self._shed_since = monotonic()
             elif self.action == "recycle":
                 self.recycling = True
         grew_most = [{"route": name, "bytes": size, "requests": count}
@@ -96,10 +137,13 @@ class Watermark:
         elif self.action == "recycle":
             tell(LimitEvent("recycling", rss, self.limit, "recycle", pid=os.getpid(),
                             in_flight=in_flight, grew_most=grew_most))
-            exit_gracefully()
+            exit_gracefully(self._drain)
         else:
             tell(LimitEvent("crossed", rss, self.limit, "log", grew_most=grew_most,
                             top_sites=_top_sites()))
+
+    def _drain(self) -> None:
+        self.draining = True
 
     def _back_under(self, rss: int) -> None:
         with self._lock:
@@ -110,9 +154,9 @@ class Watermark:
 
     def _stop_shedding(self, rss: int) -> None:
         with self._lock:
-            if not self.shedding:
+            if not self.shedding or self.recycling:
                 return
-            self.shedding = self.above = False
+            self.shedding = self.above = self.failing_health = False
             shed, self._shed = self._shed, 0
         tell(LimitEvent("shed_stopped", rss, self.limit, "shed", shed_requests=shed))
 

@@ -8,9 +8,12 @@ are imported here too, where they used to live).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
 from ..consumers import RequestEnd
 from ..engine.requests import OpenRequest, RequestMeter
@@ -91,10 +94,14 @@ class RequestPolicy:
         #: The memory guard of ``memory_budget`` / ``rss_limit``, else ``None``.
         self.guard = guard = _memory_guard(options)
         ended = () if watch is None else (_LeakCount(watch).request_ended,)
+        if guard is not None:
+            ended += (guard.request_ended,)
+        if protocol == "asgi" and ended:
+            ended = (_Deferrable(ended).request_ended,)
         self.meter = RequestMeter(
             protocol=protocol, min_duration=options.min_duration,
             trace_malloc=options.trace_malloc,
-            ended=ended if guard is None else ended + (guard.request_ended,),
+            ended=ended,
             # The guard compares every request's figures, the fast successes' included.
             keep_all=guard is not None)
         #: Whether :meth:`start_measurement` has more to do than open the measurement.
@@ -172,7 +179,7 @@ def _memory_guard(options: RequestOptions) -> Optional[MemoryGuard]:
     from ..guard import MemoryGuard  # imported only by services that turn it on
 
     return MemoryGuard(options.memory_budget, options.rss_limit,  # type: ignore[arg-type]
-                       options.on_rss_limit)
+                       options.on_rss_limit, options.shed_timeout, options.trace_malloc)
 
 
 def _leak_watch(options: RequestOptions) -> Optional[LeakWatch]:
@@ -228,6 +235,41 @@ class BoundedNames:
             if len(self._safe) < _CACHE_LIMIT:
                 self._safe[template] = name
         return name
+
+
+#: Set by an integration around ending a request whose own hooks (the leak watch, the memory
+#: guard) are to run in the next step of the event loop rather than now (see
+#: ``Exchange.send``: a 500 whose exception the server is about to see).
+LATER: ContextVar[bool] = ContextVar("sherlock_ai_hooks_later", default=False)
+
+
+class _Deferrable:
+    """An ASGI middleware's own ``request_ended`` hooks, run now, or in the next step of the
+    event loop (in a copy of the request's context) while :data:`LATER` is set."""
+
+    __slots__ = ("hooks", "site")
+
+    def __init__(self, hooks: Tuple[Callable[[RequestEnd], None], ...]) -> None:
+        self.hooks = hooks
+        self.site = "asgi request hooks"
+
+    def request_ended(self, end: RequestEnd) -> None:
+        if LATER.get():
+            try:
+                asyncio.get_running_loop().call_soon(self._run, end,
+                                                     context=contextvars.copy_context())
+                return
+            except RuntimeError:  # not on an asyncio loop (trio): now
+                pass
+        self._run(end)
+
+    def _run(self, end: RequestEnd) -> None:
+        for hook in self.hooks:
+            try:
+                hook(end)
+            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                owner = getattr(hook, "__self__", None)
+                report_internal_error(getattr(owner, "site", "request hook"), exc)
 
 
 class _LeakCount:

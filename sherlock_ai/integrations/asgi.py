@@ -16,8 +16,10 @@ from asgiref.compatibility import double_to_single_callable, is_double_callable
 from ..deaths.recorder import closing_record_at_shutdown
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import generate_request_id, request_id_var
+from ..safety import report_internal_error
 from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
 from .asgi_exchange import (
+    CONNECTION_CLOSE,
     ASGIApp,
     Exchange,
     Message,
@@ -27,7 +29,7 @@ from .asgi_exchange import (
     header_name,
     with_header,
 )
-from .asgi_routes import RouteNames
+from .asgi_routes import RouteNames, app_routes
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .shedding import shed_asgi, shed_route
 
@@ -78,9 +80,13 @@ class SherlockMiddleware:
             # Lifespan and other types pass through untouched, and so does a request an outer
             # SherlockMiddleware already owns: one id, one line. The server's shutdown is a
             # graceful exit for the worker's record (uvicorn then ends the process by
-            # re-raising SIGTERM, which runs no atexit handler).
-            await self.app(scope, closing_record_at_shutdown(receive) if kind == "lifespan"
-                           else receive, send)
+            # re-raising SIGTERM, which runs no atexit handler). The start-up of an app whose
+            # budgets name routes is checked against its routes.
+            if kind == "lifespan":
+                receive = closing_record_at_shutdown(receive)
+                if self._guard is not None and not self._guard.routes_checked:
+                    send = self._starting(scope, send)
+            await self.app(scope, receive, send)
             return
         headers = scope.get("headers")
         # Most requests carry no id: a list of headers (what servers give) is searched at C
@@ -93,13 +99,19 @@ class SherlockMiddleware:
         scope[REQUEST_ID_KEY] = request_id
         token = request_id_var.set(request_id)
         try:
+            if self._guard is not None and not self._guard.routes_checked:
+                # No lifespan start-up ran (the server's lifespan off, a test client).
+                self._guard.check_routes_now(lambda: app_routes(scope.get("app") or self.app))
             if kind == "websocket":
                 await self.app(scope, receive, self._echoing(send, request_id, "websocket.accept"))
             elif not self._plain and self._excluded(scope):
-                await self.app(scope, receive, self._echoing(send, request_id,
-                                                             "http.response.start"))
+                if self._shed(scope, excluded=True):
+                    await self._answer_shed(send, request_id)
+                else:
+                    await self.app(scope, receive, self._echoing(send, request_id,
+                                                                 "http.response.start"))
             elif not self._plain and self._shed(scope):
-                await shed_asgi(send, self._header, request_id if self.policy.echo else None)
+                await self._answer_shed(send, request_id)
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
                 # common path.
@@ -125,6 +137,33 @@ class SherlockMiddleware:
         finally:
             request_id_var.reset(token)
 
+    def _starting(self, scope: Scope, send: Send) -> Send:
+        """``send`` of a lifespan: its start-up fails when the budgets name routes the app
+        does not serve (the routes are all known once the app says it started)."""
+        guard = self._guard
+        failed = False
+
+        async def starting_send(message: Message) -> None:
+            nonlocal failed
+            kind = message.get("type")
+            if failed and kind == "lifespan.startup.failed":
+                return  # the app's own report of the error raised below: told already
+            if kind == "lifespan.startup.complete" and guard is not None:
+                try:
+                    problem = guard.route_problem(app_routes(scope.get("app") or self.app))
+                except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                    report_internal_error("memory guard routes", exc)
+                    problem = None
+                if problem is not None:
+                    failed = True
+                    text = f"sherlock_ai memory guard: {problem}"
+                    await send({"type": "lifespan.startup.failed", "message": text})
+                    # Ends the app's lifespan, as a start-up that fails does.
+                    raise ValueError(text)
+            await send(message)
+
+        return starting_send
+
     def _incoming_id(self, scope: Scope) -> Optional[str]:
         wanted = self._header
         for name, value in scope.get("headers") or ():
@@ -132,10 +171,15 @@ class SherlockMiddleware:
                 return value.decode("latin-1") if isinstance(value, bytes) else None
         return None
 
-    def _shed(self, scope: Scope) -> bool:
+    def _shed(self, scope: Scope, excluded: bool = False) -> bool:
         guard = self._guard
         return guard is not None and guard.shedding and guard.should_shed(
-            request_method(scope.get("method")), lambda: shed_route(scope))
+            request_method(scope.get("method")), lambda: shed_route(scope), excluded)
+
+    async def _answer_shed(self, send: Send, request_id: str) -> None:
+        guard = self._guard
+        await shed_asgi(send, self._header, request_id if self.policy.echo else None,
+                        close=guard is not None and guard.draining)
 
     def _excluded(self, scope: Scope) -> bool:
         paths = self.policy.exclude_paths
@@ -148,13 +192,17 @@ class SherlockMiddleware:
         return bool(root) and path.startswith(root) and path[len(root):] in paths
 
     def _echoing(self, send: Send, request_id: str, message_type: str) -> Send:
-        if not self.policy.echo:
+        guard = self._guard
+        if not self.policy.echo and (guard is None or not guard.draining):
             return send
-        header = (self._header, request_id.encode("latin-1"))
+        header = (self._header, request_id.encode("latin-1")) if self.policy.echo else None
 
         async def echoing_send(message: Message) -> None:
             if message["type"] == message_type:
-                message = with_header(message, header)
+                if header is not None:
+                    message = with_header(message, header)
+                if guard is not None and guard.draining and message_type != "websocket.accept":
+                    message = with_header(message, CONNECTION_CLOSE)
             await send(message)
 
         return echoing_send

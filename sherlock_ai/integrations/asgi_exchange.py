@@ -12,6 +12,7 @@ from ..logs.formatting import exception_summary
 from ..safety import report_internal_error
 from ._common import (
     CLIENT_DISCONNECTED,
+    LATER,
     OTHER_METHOD,
     STANDARD_METHODS,
     UNMATCHED_ROUTE,
@@ -28,6 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: What a leaving worker answers, so that the client's next request goes to a sibling.
+CONNECTION_CLOSE = (b"connection", b"close")
 #: A header's name, from its ``(name, value)`` pair.
 header_name = itemgetter(0)
 _lowered = methodcaller("lower")
@@ -91,6 +94,9 @@ class Exchange(MeasuredRequest):
             self.trailers = message.get("trailers", False)  # read for its truth only
             if self.header is not None:
                 message = with_header(message, self.header)
+            guard = self.middleware.policy.guard
+            if guard is not None and guard.draining:
+                message = with_header(message, CONNECTION_CLOSE)
             await self._send(message)
             return
         if kind == "http.response.body":  # the common case of _is_last, inline
@@ -116,7 +122,19 @@ class Exchange(MeasuredRequest):
         except BaseException as exc:
             self.finish(exc)
             raise
-        self.finish(None, problem)
+        if problem is None:
+            self.finish(None, None)
+            return
+        # The exception is re-raised to the server (ServerErrorMiddleware does), which then
+        # closes the connection; a keep-alive client that sends its next request on it before
+        # the close sees a failure. The line and the consumers' hooks (span attributes, metrics)
+        # end the request now, while its span is open; the middleware's own hooks (the leak
+        # watch's counting and snapshots, the guard) wait for the next step of the event loop.
+        token = LATER.set(True)
+        try:
+            self.finish(None, problem)
+        finally:
+            LATER.reset(token)
 
     def failed(self, exc: BaseException) -> None:
         """The application raised ``exc``: end the measurement with it (a client that went

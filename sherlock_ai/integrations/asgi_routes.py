@@ -3,7 +3,7 @@ scope (``route``, ``endpoint``, ``router``, a grown ``root_path``); imports no f
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, MutableMapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, MutableMapping, Optional, Tuple
 
 from ._common import UNMATCHED_ROUTE, BoundedNames
 
@@ -118,3 +118,36 @@ def _walk_mounts(routes: Any, concrete: str) -> Tuple[Optional[str], Any]:
         if inner is not None:
             return route.path + inner, innermost
     return None, None
+
+
+def app_routes(app: Any) -> Optional[Dict[str, Optional[FrozenSet[str]]]]:
+    """The route templates of a Starlette (or FastAPI) app as its requests are named (mounted
+    routes under their mount's prefix, a mounted app as ``{prefix}/{path}``), each with its
+    HTTP methods (``None``: any); ``None`` when ``app`` has no router we know."""
+    routes = getattr(getattr(app, "router", None), "routes", None)
+    if routes is None:
+        routes = getattr(app, "routes", None)
+    if routes is None:
+        return None
+    found: Dict[str, Optional[FrozenSet[str]]] = {}
+    _collect_routes(routes, "", found)
+    return found
+
+
+def _collect_routes(routes: Any, prefix: str, found: Dict[str, Optional[FrozenSet[str]]]) -> None:
+    for route in routes:
+        path = getattr(route, "path", None)
+        children = getattr(route, "routes", None)
+        if children is not None and getattr(route, "path_regex", None) is None:
+            _collect_routes(children, prefix, found)  # a Host: its routes see the same path
+        elif not isinstance(path, str):
+            continue
+        elif children:
+            _collect_routes(children, prefix + path, found)
+        elif children is not None or hasattr(route, "app") and not hasattr(route, "endpoint"):
+            found[prefix + path + "/{path}"] = None  # a mounted app: the mount is the route
+        elif type(route).__name__ != "WebSocketRoute":
+            methods = getattr(route, "methods", None)
+            known = found.get(prefix + path, frozenset())
+            found[prefix + path] = None if methods is None or known is None \
+                else known | frozenset(methods)

@@ -6,6 +6,12 @@ opening under the tracing lock, the leak watch under its gate), whose locks are 
 re-entrant. Ending the measurement right there would deadlock the thread. So the weakref
 callback only puts the work on a :class:`queue.SimpleQueue` (its ``put`` is safe in weakref
 callbacks) and one daemon thread does it; at interpreter exit what is left is done at once.
+
+The queue is bounded without dropping anything: when more than :data:`MAX_WAITING` bodies wait
+(the finisher falls behind, as under a test client that never closes its responses and keeps
+the thread busy), each new request that hands over a body finishes :data:`HELP_STEP` waiting
+ones first, in its own thread, where sherlock_ai holds no lock. A waiting measurement keeps its
+request's environ alive (a few KB), so an unbounded queue grew memory without end.
 """
 
 from __future__ import annotations
@@ -19,16 +25,44 @@ from typing import Callable, Optional
 
 from ..safety import report_internal_error
 
+#: How many collected bodies may wait for the finisher before requests help it.
+MAX_WAITING = 1000
+#: How many waiting measurements a request finishes when more than MAX_WAITING wait: more than
+#: the one body it adds, so the queue shrinks back.
+HELP_STEP = 2
+
 _work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 _start_lock = threading.Lock()
 _thread: Optional[threading.Thread] = None
 _exiting = False
+# Requests finishing waiting measurements now; a waiter's event is set only when none is, so
+# that everything queued before it has ended, by whichever thread.
+_helping = 0
+_helpers = threading.Condition()
+
+
+class _Waiter:
+    """What :func:`wait_for_collected` queues: only the finisher thread sets it."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def __call__(self) -> None:
+        with _helpers:
+            _helpers.wait_for(lambda: _helping == 0)
+        self.done.set()
 
 
 def end_when_collected(body: object, finish: Callable[[], None]) -> weakref.finalize:
     """Call ``finish`` soon after ``body`` is garbage collected (on the finisher thread), or at
-    interpreter exit; ``TypeError`` when ``body`` takes no weak reference."""
+    interpreter exit; ``TypeError`` when ``body`` takes no weak reference. Called by a request
+    when it hands ``body`` to the server: when the finisher is behind, that request finishes
+    some of the waiting measurements first (see the module docstring)."""
     _ensure_finisher()
+    if _work.qsize() > MAX_WAITING:
+        _help_finisher()
     return weakref.finalize(body, _collected, finish)
 
 
@@ -39,9 +73,29 @@ def wait_for_collected(timeout: float = 10.0) -> bool:
     if _thread is None or not _thread.is_alive():
         _drain()
         return True
-    done = threading.Event()
-    _work.put(done.set)
-    return done.wait(timeout)
+    waiter = _Waiter()
+    _work.put(waiter)
+    return waiter.done.wait(timeout)
+
+
+def _help_finisher() -> None:
+    global _helping
+    with _helpers:
+        _helping += 1
+    try:
+        for _ in range(HELP_STEP):
+            try:
+                finish = _work.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(finish, _Waiter):
+                _work.put(finish)  # the finisher's to set, after what was queued before it
+            else:
+                _run(finish)
+    finally:
+        with _helpers:
+            _helping -= 1
+            _helpers.notify_all()
 
 
 def _drain() -> None:
@@ -91,9 +145,15 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The finisher thread does not exist in a forked child; the next response starts one.
-    global _thread
+    # The finisher thread does not exist in a forked child; the next response starts one. What
+    # was queued is the parent's to finish (the child would write its lines twice), and a
+    # queue or lock copied while another thread held it may never be released.
+    global _thread, _work, _helpers, _helping, _start_lock
     _thread = None
+    _work = queue.SimpleQueue()
+    _helpers = threading.Condition()
+    _helping = 0
+    _start_lock = threading.Lock()
 
 
 atexit.register(_at_exit)

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import types
 import weakref
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, Optional
 
-from flask import Flask, current_app, request, request_finished
+from .._extras import missing_extra
+
+try:
+    from flask import Flask, current_app, request, request_finished
+except ImportError as _exc:
+    raise missing_extra(_exc, __name__) from _exc
 
 from ..logs.formatting import exception_summary
 from ..safety import report_internal_error
@@ -65,6 +70,7 @@ class Sherlock:
         middleware = SherlockWSGIMiddleware(wrapped, options=self.options)
         if middleware.policy.guard is not None:
             middleware.route_of_environ = _RuleOf(app)
+            middleware.app_routes = _RulesOf(app)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.teardown_request(_hand_route_to_middleware)
         request_finished.connect(_hand_streaming_to_middleware, app)
@@ -113,6 +119,24 @@ class _RuleOf:
         except Exception:  # noqa: BLE001 - no match, a redirect, a bad method: no route label
             return None
         return rule.rule
+
+
+class _RulesOf:
+    """The rules of Flask's URL map and their methods, holding the app weakly."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Flask) -> None:
+        self._app = weakref.ref(app)
+
+    def __call__(self) -> Optional[Dict[str, FrozenSet[str]]]:
+        app = self._app()
+        if app is None:
+            return None
+        routes: Dict[str, FrozenSet[str]] = {}
+        for rule in app.url_map.iter_rules():
+            routes[rule.rule] = routes.get(rule.rule, frozenset()) | frozenset(rule.methods or ())
+        return routes
 
 
 def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:

@@ -20,7 +20,13 @@ from typing import (
     Union,
 )
 
-from ..guard.sizes import Share, check_memory_budget, check_on_rss_limit, check_rss_limit
+from ..guard.sizes import (
+    Share,
+    check_memory_budget,
+    check_on_rss_limit,
+    check_rss_limit,
+    check_shed_timeout,
+)
 from ..options import (
     check_exclude_paths,
     check_flag,
@@ -61,10 +67,12 @@ class RequestOptions:
     - ``leak_settings``: settings of that watch, as a :class:`sherlock_ai.LeakWatchSettings`
       or a mapping of its fields, e.g. ``{"trace_share": 0.01}`` for the low-cost setting;
       kept as a ``LeakWatchSettings``.
-    - ``memory_budget``: a request whose memory grows more than this (bytes, or a size such as
-      ``"50MB"``; RSS change, or traced peak with ``trace_malloc``) gets one ``MEMORY BUDGET``
-      warning; or a mapping of route templates (``"/export"``, ``"POST /export"``) to budgets,
-      for those routes only. Kept in bytes. See docs/memory-guard.md.
+    - ``memory_budget``: a request that needs more memory than this (bytes, or a size such as
+      ``"50MB"``; its RSS peak, memory freed before it ended included, or its traced peak with
+      ``trace_malloc``) gets one ``MEMORY BUDGET`` warning; or a mapping of route templates
+      (``"/export"``, ``"POST /export"``) to budgets, for those routes only: a key that names
+      no route of the app fails its start-up (or, with no start-up event, is said at its
+      first request). Kept in bytes. See docs/memory-guard.md.
     - ``rss_limit``: the process's RSS limit: bytes, a size such as ``"800MB"``, or a share
       such as ``"80%"`` of what the process may use (cgroup limit, else physical memory; read
       once, when the middleware is set up). Kept as bytes or a ``Share``.
@@ -72,6 +80,10 @@ class RequestOptions:
       routes that grew most), ``"shed"`` (503 with ``Retry-After`` until RSS is back under,
       excluded paths still served) or ``"recycle"`` (the worker finishes its requests and
       exits; its server starts a new one).
+    - ``shed_timeout``: seconds a worker may shed (``on_rss_limit="shed"``) without coming back
+      under ``rss_limit``; then it is recycled where its server replaces workers (gunicorn,
+      ``uvicorn --workers``), else its excluded paths answer 503 too, so that a health check
+      sees it. ``None``: shed until RSS is back under, however long.
     """
 
     header_name: str = "X-Request-ID"
@@ -86,6 +98,7 @@ class RequestOptions:
     memory_budget: Union[int, str, Mapping[str, Union[int, str]], None] = None
     rss_limit: Union[int, str, Share, None] = None
     on_rss_limit: str = "log"
+    shed_timeout: Optional[float] = 60.0
 
     def __post_init__(self) -> None:
         check_header_name(self.header_name)
@@ -101,6 +114,8 @@ class RequestOptions:
         object.__setattr__(self, "memory_budget", check_memory_budget(self.memory_budget))
         object.__setattr__(self, "rss_limit", check_rss_limit(self.rss_limit))
         check_on_rss_limit(self.on_rss_limit, self.rss_limit)
+        object.__setattr__(self, "shed_timeout",
+                           check_shed_timeout(self.shed_timeout))
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> RequestOptions:
@@ -124,6 +139,7 @@ class RequestKeywords(TypedDict, total=False):
     memory_budget: Union[int, str, Mapping[str, Union[int, str]], None]
     rss_limit: Union[int, str, Share, None]
     on_rss_limit: str
+    shed_timeout: Optional[float]
 
 
 def resolve_options(

@@ -15,11 +15,14 @@ _ASGI_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1"))
 
 
 async def shed_asgi(send: Callable[[Any], Any], header_key: bytes,
-                    request_id: Optional[str]) -> None:
-    """Send the 503 (with the request's id header when it is echoed)."""
+                    request_id: Optional[str], close: bool = False) -> None:
+    """Send the 503 (with the request's id header when it is echoed; ``close``: with
+    ``Connection: close``, from a worker that is leaving)."""
     headers = list(_ASGI_HEADERS)
     if request_id is not None:
         headers.append((header_key, request_id.encode("latin-1")))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": SHED_BODY})
 

@@ -19,7 +19,17 @@ from __future__ import annotations
 
 import contextvars
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
 from ..logs.formatting import exception_summary
 from ..request_id import request_id_var
@@ -88,6 +98,9 @@ class SherlockWSGIMiddleware:
         #: Finds the route template of a request the app has not routed yet, for the metrics of
         #: shed requests (``None``: they count as ``<unmatched>``).
         self.route_of_environ: Optional[Callable[[Environ], Optional[str]]] = None
+        #: The app's route templates and their methods, for the memory budgets' keys (the
+        #: Flask extension sets it; ``None``: unknown, not compared).
+        self.app_routes: Optional[Callable[[], Optional[Mapping[str, Any]]]] = None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if REQUEST_ID_KEY in environ:
@@ -98,8 +111,12 @@ class SherlockWSGIMiddleware:
         environ[REQUEST_ID_KEY] = request_id
         measured = environ.get("PATH_INFO", "") not in policy.exclude_paths
         guard = policy.guard
-        if measured and guard is not None and guard.shedding and guard.should_shed(
-                request_method(environ.get("REQUEST_METHOD")), lambda: self.shed_route(environ)):
+        if guard is not None and not guard.routes_checked and self.app_routes is not None:
+            # A WSGI app has no start-up event: its routes are all known at its first request.
+            guard.check_routes_now(self.app_routes)
+        if guard is not None and guard.shedding and guard.should_shed(
+                request_method(environ.get("REQUEST_METHOD")), lambda: self.shed_route(environ),
+                not measured):
             return shed_wsgi(start_response, policy.header_name if policy.echo else None,
                              request_id)
         return _Request(self, environ, start_response, request_id, measured).respond()

@@ -24,7 +24,8 @@ KIND_OF_TAG = {MEMORY: "memory", PERFORMANCE: "performance", RESOURCES: "resourc
                LEAK_SUSPECT: "leak_suspect", MEMORY_BUDGET: "memory_budget",
                MEMORY_LIMIT: "rss_limit"}
 #: What a MEMORY BUDGET line compared: its ``measure`` field -> the line's last field.
-MEASURE_LABELS = {"rss_change": "RSS change", "traced_peak": "Traced peak"}
+MEASURE_LABELS = {"rss_change": "RSS change", "rss_peak": "RSS peak",
+                  "traced_peak": "Traced peak"}
 STATUSES = ("SUCCESS", "ERROR", "RETRY")
 # Labels of the "Label: value" fields, in the order the writers put them.
 CURRENT, CHANGE, TRACED, PEAK = "Current", "Change", "Traced", "Peak"
@@ -248,6 +249,7 @@ def _limit(parts: List[str]) -> Dict[str, Any]:
             raise ValueError("no pid and in-flight count")
         out["action"] = "recycle"
         out["pid"], out["in_flight"] = int(found.group(1)), int(found.group(2))
-        if len(rest) > 1:
-            out["grew_most"] = _grew_most(rest[1])
+        for part in rest[1:]:
+            if part.startswith("grew most: "):
+                out["grew_most"] = _grew_most(part)
     return out

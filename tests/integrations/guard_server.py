@@ -1,6 +1,7 @@
 """A Flask app and a Starlette app for the memory guard's server tests, set up from the
 environment: ``GUARD_MARGIN`` (rss_limit is the RSS at import plus this many bytes),
-``GUARD_ACTION`` (on_rss_limit) and ``GUARD_LOG`` (the file every process appends its
+``GUARD_ACTION`` (on_rss_limit), ``GUARD_SHED_TIMEOUT`` (shed_timeout), ``GUARD_BUDGETS``
+(memory_budget, as JSON) and ``GUARD_LOG`` (the file every process appends its
 MonitoringLogger lines to, with its pid).
 
 Routes: ``/grow`` keeps 8 MB more (anonymous memory, touched page by page, so RSS grows by
@@ -11,6 +12,7 @@ excluded paths).
 
 from __future__ import annotations
 
+import json
 import logging
 import mmap
 import os
@@ -38,6 +40,8 @@ OPTIONS = {
     "rss_limit": current_rss() + int(os.environ.get("GUARD_MARGIN", str(40 << 20))),
     "on_rss_limit": os.environ.get("GUARD_ACTION", "recycle"),
     "exclude_paths": ["/health", "/release"],
+    "shed_timeout": float(os.environ.get("GUARD_SHED_TIMEOUT", "60")),
+    "memory_budget": json.loads(os.environ.get("GUARD_BUDGETS", "null")),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
@@ -167,3 +168,33 @@ def test_under_uvicorns_own_handlers_the_traceback_carries_the_echoed_id(tmp_pat
     (traceback_line,) = [line for line in stderr.read_text().splitlines()
                          if line.endswith(" - ERROR - Exception in ASGI application")]
     assert f" - {request_id} - uvicorn.error - " in traceback_line
+
+
+def test_a_500_counts_in_the_leak_watch_after_its_exception_reached_the_server(records):
+    # The server closes a keep-alive connection once the exception reaches it: the longer that
+    # takes after the response went out, the more clients have sent their next request on the
+    # connection and see it fail. The line is written at once (span attributes and metrics
+    # read the measurement while the request's span is open); the leak watch's work (counting,
+    # now and then a heap snapshot) comes in the next step of the event loop.
+    app = instrument_app(failing_app(), leak_detection=True)
+    at_the_server = []
+
+    async def server(scope, receive, send):
+        try:
+            await app(scope, receive, send)
+        except ZeroDivisionError:
+            watch = app.middleware_stack.leak_watch
+            at_the_server.append((len(memory(records)), watch.route_count))
+            raise
+
+    async def serve_one():
+        with pytest.raises(ZeroDivisionError):
+            await asgi_call(server, "/divide/0")
+        await asyncio.sleep(0)  # the loop's next step
+
+    asyncio.run(serve_one())
+    (record,) = memory(records)
+    assert record.getMessage().endswith(
+        " | Error: HTTP 500 (ZeroDivisionError: division by zero)")
+    assert at_the_server == [(1, 0)]
+    assert app.middleware_stack.leak_watch.route_count == 1

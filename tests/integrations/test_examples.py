@@ -23,6 +23,10 @@ def test_the_demo_serves_real_requests_and_shows_their_log_lines(tmp_path):
            "5 requests, status 500" in out
     failing_id = re.search(r"the client got HTTP 500 with id (\S+),", out).group(1)
     assert f" - {failing_id} - MonitoringLogger - ERROR - MEMORY | GET /checkout | ERROR" in out
+    # The server's traceback record, logged after the request ended, carries its id, and the
+    # note under it says so.
+    assert f" - {failing_id} - uvicorn.error - ERROR - Exception in ASGI application" in out
+    assert "its record still carries the request's id" in out and "shows '-'" not in out
     order_id = re.search(r"Everything request (\S+) logged", out).group(1)
     assert f" - {order_id} - shop - INFO - confirmation e-mail queued" in out
     assert "MEMORY | GET /export | SUCCESS" in out

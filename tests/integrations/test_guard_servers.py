@@ -7,6 +7,8 @@ again once the memory is released."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
@@ -126,6 +128,41 @@ def test_a_worker_over_its_rss_limit_is_recycled_without_a_failed_request(
     assert set(pids) - {recycled} - set(pids[:pids.index(recycled)]), "no new worker served"
 
 
+def test_recycled_uvicorn_workers_close_keep_alive_connections_without_a_failure(
+        tmp_path, guard_env, monkeypatch):
+    # Six clients that keep their connections alive: a leaving worker stops accepting, answers
+    # its last requests with Connection: close, and exits once its connections are gone, so no
+    # client sends a request on a connection the worker is closing.
+    monkeypatch.setenv("GUARD_ACTION", "recycle")
+    monkeypatch.setenv("GUARD_MARGIN", str(40 << 20))
+    argv = gunicorn("uvicorn.workers.UvicornWorker", "asgi_app")
+    failures, closing, served = [], [], []
+    with server(*argv, cwd=tmp_path, port_pattern=GUNICORN_PORT) as app:
+        stop = time.monotonic() + 12
+
+        def client(k: int) -> None:
+            with httpx.Client(base_url=app.url, timeout=30) as keep_alive:
+                i = k
+                while time.monotonic() < stop:
+                    i += 1
+                    try:
+                        response = keep_alive.get("/grow" if i % 2 else "/pid")
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                        continue
+                    served.append(response.status_code)
+                    if response.headers.get("connection") == "close":
+                        closing.append(response.text)
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(client, range(6)))
+    recycled = {int(m.group(4)) for m in RECYCLING.finditer(guard_env.read_text())}
+    assert len(recycled) >= 2, guard_env.read_text()
+    assert failures == [] and set(served) == {200}, (failures, set(served))
+    # Only leaving workers said Connection: close.
+    assert closing and {int(pid) for pid in closing} <= recycled
+
+
 def test_recycle_without_a_supervisor_says_so_and_only_logs(tmp_path, guard_env, monkeypatch):
     monkeypatch.setenv("GUARD_ACTION", "recycle")
     monkeypatch.setenv("GUARD_MARGIN", str(16 << 20))
@@ -181,6 +218,46 @@ def test_shedding_answers_503_with_retry_after_until_the_memory_is_released(
                      r"503 with Retry-After: 5$", log, re.M), log
     assert re.search(rf"INFO MEMORY LIMIT \| shed {shed} requests \| RSS \S+ < \S+$", log,
                      re.M), log
+
+
+def test_a_worker_that_sheds_too_long_is_recycled_and_its_successor_serves(
+        tmp_path, guard_env, monkeypatch):
+    monkeypatch.setenv("GUARD_ACTION", "shed")
+    monkeypatch.setenv("GUARD_MARGIN", str(24 << 20))
+    monkeypatch.setenv("GUARD_SHED_TIMEOUT", "1")
+    with server(*gunicorn("sync", "flask_app", workers=1), cwd=tmp_path,
+                port_pattern=GUNICORN_PORT) as app:
+        first = fresh_get(app.url + "/pid").text
+        statuses = [fresh_get(app.url + "/grow").status_code for _ in range(6)]
+        assert statuses[-1] == 503, statuses
+        assert fresh_get(app.url + "/health").status_code == 200  # excluded, still served
+        time.sleep(1.2)
+        assert fresh_get(app.url + "/pid").status_code == 503  # gives up: recycling
+        deadline, successor = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            response = fresh_get(app.url + "/pid")
+            if response is not None and response.status_code == 200:
+                successor = response.text
+                break
+            time.sleep(0.1)
+    log = guard_env.read_text()
+    assert successor is not None and successor != first, log
+    given_up = re.search(rf"^{first} WARNING MEMORY LIMIT \| recycling \| RSS \S+ > \S+ \| "
+                         rf"pid {first} exits after 0 in-flight requests \| still over after "
+                         r"(\d+)s of shedding$", log, re.M)
+    assert given_up and int(given_up.group(1)) >= 1, log  # seconds it shed, rounded
+
+
+def test_uvicorn_refuses_to_start_with_budget_keys_that_name_no_route(tmp_path, guard_env):
+    env = {**os.environ, "GUARD_BUDGETS": json.dumps({"POST /imports": "20MB"}),
+           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, *UVICORN_PLAIN], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert done.returncode != 0
+    assert "sherlock_ai memory guard: memory_budget names routes this app does not serve: " \
+        "'POST /imports'; its routes are /grow (GET); /health (GET); /pid (GET); " \
+        "/release (GET) (a key is" in done.stderr, done.stderr
+    assert "Application startup failed. Exiting." in done.stderr
 
 
 def _bytes(text: str) -> float:

@@ -5,6 +5,7 @@ unclosed ones when garbage collected; servers keep ``Content-Length`` and their 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -169,6 +170,47 @@ def test_unclosed_streams_do_not_accumulate_in_the_engine(records):
     # harness counting lines needs: make peers does this).
     assert wait_for_collected()
     assert len([m for m in records.messages() if m.startswith("MEMORY | ")]) == 50
+    assert no_other_block_is_open()
+
+
+class _StallFinisher(logging.Filter):
+    """Holds the finisher thread in its first line until released (a slow handler, or a
+    process too busy to give it the GIL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if threading.current_thread().name == "sherlock_ai-unclosed":
+            self.release.wait(30)
+        return True
+
+
+def test_bodies_never_closed_wait_in_a_bounded_queue_and_none_is_lost(records, monkeypatch):
+    from sherlock_ai.integrations import collected
+
+    monkeypatch.setattr(collected, "MAX_WAITING", 40)  # HELP_STEP (2) more at most
+    stall = _StallFinisher()
+    handler = logging.NullHandler()
+    handler.addFilter(stall)
+    monitoring = logging.getLogger("MonitoringLogger")
+    monitoring.addHandler(handler)
+    middleware = SherlockWSGIMiddleware(stream_app)
+    waiting = []
+    try:
+        for _ in range(300):
+            body = middleware(environ("/unclosed"), start_response)
+            next(body)
+            del body  # never closed: collected here, its end queued for the finisher
+            waiting.append(collected._work.qsize())
+    finally:
+        stall.release.set()
+        monitoring.removeHandler(handler)
+    # The requests finished what waited beyond the bound (the finisher held one of them).
+    assert max(waiting) <= 42, max(waiting)
+    assert wait_for_collected()
+    assert len([m for m in records.messages() if m.startswith("MEMORY | ")]) == 300
     assert no_other_block_is_open()
 
 
