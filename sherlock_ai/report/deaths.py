@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Sequence
+from typing import TYPE_CHECKING, Callable, List, Sequence
 
 from ..deaths.record import LIVE_SUFFIX, TOLD_SUFFIX, parse_name, read_record
 from ..deaths.telling import WorkerDeath
@@ -47,15 +47,56 @@ def worker_deaths(logs_dir: Path) -> List[WorkerDeath]:
     return found
 
 
+def in_flight_texts(death: WorkerDeath) -> List[str]:
+    """``POST /upload (id 1a2b, >=3.20s, RSS +1.20GB)`` per request in flight, then ``N more``
+    for those the record had no room for."""
+    flight = [f"{e['method']} {e['name']} (id {e['request_id'] or '?'}, "
+              f"{'' if death.prompt else '>='}{e['duration_s']:.2f}s, "
+              f"RSS {format_change(e['rss_change'])})" for e in death.in_flight]
+    if death.not_recorded:
+        flight.append(f"{death.not_recorded} more")
+    return flight
+
+
+def death_title(death: WorkerDeath) -> str:
+    """The tooltip of a death on the RSS timeline: pid, how, when, last RSS, in flight."""
+    when = datetime.fromtimestamp(death.ended_by).strftime("%Y-%m-%d %H:%M:%S")
+    return (f"WORKER DIED: pid {death.pid}, {death.how()}, "
+            f"{'at' if death.prompt else 'after its last sign of life at'} {when}, "
+            f"last RSS {format_bytes(death.rss)}; in flight: "
+            f"{'; '.join(in_flight_texts(death)) or 'none'}")
+
+
+def death_marks(deaths: Sequence[WorkerDeath], x: Callable[[float], float],
+                y: Callable[[float], float], t0: float, t1: float, top: float,
+                bottom: float) -> str:
+    """Each death inside ``t0``..``t1`` on the RSS timeline: a black dash-dot line at its time
+    and a cross at its last RSS (at the foot without one), whose title (the page's hover tip)
+    names the pid, how it died and the requests in flight."""
+    out = []
+    for death in deaths:
+        if not t0 <= death.ended_by <= t1:
+            continue
+        at = x(death.ended_by)
+        level = min(max(y(death.rss), top), bottom) if death.rss else bottom
+        title = escape(death_title(death))
+        out.append(
+            f"<g class='death' data-pid='{death.pid}' data-cause='{escape(death.cause)}'>"
+            f"<title>{title}</title>"
+            f"<line x1='{at:.1f}' x2='{at:.1f}' y1='{top}' y2='{bottom}' stroke='#000' "
+            f"stroke-width='1.5' stroke-dasharray='6 2 1 2'/>"
+            f"<path d='M{at - 5:.1f},{level - 5:.1f}l10,10m0,-10l-10,10' stroke='#000' "
+            f"stroke-width='2.5'/>"
+            f"<circle class='hit' cx='{at:.1f}' cy='{level:.1f}' r='6'><title>{title}</title>"
+            "</circle></g>")
+    return "".join(out)
+
+
 def rows(deaths: Sequence[WorkerDeath]) -> List[List[str]]:
     """The table's cells, one row per death."""
     out = []
     for death in deaths:
-        flight = [f"{e['method']} {e['name']} (id {e['request_id'] or '?'}, "
-                  f"{'' if death.prompt else '>='}{e['duration_s']:.2f}s, "
-                  f"RSS {format_change(e['rss_change'])})" for e in death.in_flight]
-        if death.not_recorded:
-            flight.append(f"{death.not_recorded} more")
+        flight = in_flight_texts(death)
         out.append([
             datetime.fromtimestamp(death.ended_by).strftime("%Y-%m-%d %H:%M:%S"),
             str(death.pid), death.how(), "\n".join(flight) or "none",

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import charts as c
 from . import overlay as o
 from .console import site_text, summary
-from .deaths import WorkerDeath, deaths_html
+from .deaths import WorkerDeath, death_marks, deaths_html
 from .reader import ReadStats
 from .sketch import Distribution
 from .stats import MORE_PROCESSES, NameStats, Report
@@ -71,10 +71,11 @@ def render_html(report: Report, stats: ReadStats, deaths: Sequence[WorkerDeath] 
         f"{_step(report)}, one line per process; a line stops where its process logged "
         "nothing for a while (idle, or restarted). Dashed red: leak-suspect warnings; orange "
         "ticks: memory-budget warnings; purple: RSS over the memory limit (the dotted level), "
-        "green: back under it.</p>",
+        "green: back under it. Black dash-dot lines with a cross at the last RSS: worker "
+        "deaths (hover for the requests in flight).</p>",
         (f"<p class='note'>{hidden} more processes are not drawn (the {RSS_LINES} with the "
          "largest RSS are).</p>" if hidden > 0 else ""),
-        c.legend(keys), _rss_svg(report, pids),
+        c.legend(keys), _rss_svg(report, pids, deaths),
         "<h2>Records per second</h2>",
         "<p class='note'>Web requests (names starting with an HTTP method) per second, all "
         "processes together; grey: other measured blocks.</p>", _rate_svg(report),
@@ -110,7 +111,8 @@ def _frame(report: Report) -> Tuple[float, float, Callable[[float], float]]:
     return t0, t1, c.linear(t0, t1, c.LEFT, c.WIDTH - c.RIGHT)
 
 
-def _rss_svg(report: Report, pids: Sequence[object]) -> str:
+def _rss_svg(report: Report, pids: Sequence[object], deaths: Sequence[WorkerDeath] = ()
+             ) -> str:
     activity = report.activity.series()
     half = report.activity.step / 2
     lines: Dict[object, List[c.Point]] = {
@@ -135,6 +137,7 @@ def _rss_svg(report: Report, pids: Sequence[object]) -> str:
                 lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
                 lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
     out.append(o.event_marks(report.events, x, y, top, bottom))
+    out.append(death_marks(deaths, x, y, t0, t1, top, bottom))
     out.append(o.CURSOR)
     out.append("</svg>")
     return "".join(out)
