@@ -11,10 +11,13 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
+import pytest
 from test_deaths import ROOT, killed_child
+from test_report_runs import _in_chromium
 
 from sherlock_ai.__main__ import main
 from sherlock_ai.deaths.watch import look
@@ -35,7 +38,7 @@ def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", death["died_by"])
 
     text = page.read_text()
-    (mark,) = re.findall(r"<g class='death' data-pid='(\d+)' data-cause='(\w+)'>"
+    (mark,) = re.findall(r"<g class='death' data-died='(\d+)' data-cause='(\w+)'>"
                          r"<title>([^<]*)</title>", text)
     assert mark[:2] == (str(pid), "unknown")
     title = html.unescape(mark[2])
@@ -85,3 +88,30 @@ def test_no_death_is_an_empty_list_and_a_header(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["worker_deaths"] == []
     assert main(["report", str(tmp_path), "--format", "deaths-csv"]) == 0
     assert capsys.readouterr().out == ",".join(DEATH_FIELDS) + "\n"
+
+
+# In the browser: the pointer on a death's cross (the tip's text and the death's title) and
+# where its line is drawn.
+DEATH_PROBE = """<script>
+const svg = document.querySelector("svg[data-chart='rss']");
+const chart = svg.getBoundingClientRect();
+const death = svg.querySelector("g.death");
+const hit = death.querySelector("circle.hit");
+const b = hit.getBoundingClientRect();
+svg.dispatchEvent(new PointerEvent("pointermove", {bubbles: true,
+  clientX: b.left + b.width / 2, clientY: b.top + b.height / 2}));
+const tip = document.querySelector(".tip");
+const line = death.querySelector("line").getBoundingClientRect();
+document.body.dataset.probe = JSON.stringify({
+  tip: tip.hidden ? "" : tip.textContent, title: hit.querySelector("title").textContent,
+  inside: line.left >= chart.left && line.right <= chart.right && line.height > 0});
+</script>"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_hovering_a_death_on_the_timeline_in_headless_chromium(tmp_path):
+    pid = killed_child(tmp_path / "logs")
+    probe = json.loads(_in_chromium(tmp_path, tmp_path / "logs", DEATH_PROBE, "data-probe"))
+    assert probe["inside"] and probe["tip"] == probe["title"]
+    assert probe["tip"].startswith(f"WORKER DIED: pid {pid}, unknown, ")
+    assert "POST /upload (id held-1, >=" in probe["tip"]

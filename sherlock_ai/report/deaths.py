@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 from ..deaths.record import LIVE_SUFFIX, TOLD_SUFFIX, parse_name, read_record
 from ..deaths.telling import WorkerDeath
@@ -23,6 +23,8 @@ from ..logs.setup import LoggingConfig
 if TYPE_CHECKING:
     from rich.table import Table
 
+# How long after the last record a death is still drawn on the timeline, at least.
+AFTER_LAST_RECORD_S = 300.0
 COLUMNS = ("Died by", "PID", "How", "In flight", "Last RSS", "Told by")
 
 
@@ -67,21 +69,30 @@ def death_title(death: WorkerDeath) -> str:
             f"{'; '.join(in_flight_texts(death)) or 'none'}")
 
 
+def on_timeline(deaths: Sequence[WorkerDeath], first: Optional[float], last: Optional[float]
+                ) -> List[WorkerDeath]:
+    """The deaths drawn on the timeline of records from ``first`` to ``last``: those from
+    ``first`` to as long after ``last`` as the records span (at least
+    :data:`AFTER_LAST_RECORD_S`), since a worker that dies has usually stopped logging a while
+    before; older deaths kept in the folder and later ones are in the table only."""
+    if first is None or last is None:
+        return []
+    end = last + max(AFTER_LAST_RECORD_S, last - first)
+    return [death for death in deaths if first <= death.ended_by <= end]
+
+
 def death_marks(deaths: Sequence[WorkerDeath], x: Callable[[float], float],
-                y: Callable[[float], float], t0: float, t1: float, top: float,
-                bottom: float) -> str:
-    """Each death inside ``t0``..``t1`` on the RSS timeline: a black dash-dot line at its time
-    and a cross at its last RSS (at the foot without one), whose title (the page's hover tip)
-    names the pid, how it died and the requests in flight."""
+                y: Callable[[float], float], top: float, bottom: float) -> str:
+    """Each death on the RSS timeline: a black dash-dot line at its time and a cross at its
+    last RSS (at the foot without one), whose title (the page's hover tip) names the pid, how
+    it died and the requests in flight."""
     out = []
     for death in deaths:
-        if not t0 <= death.ended_by <= t1:
-            continue
         at = x(death.ended_by)
         level = min(max(y(death.rss), top), bottom) if death.rss else bottom
         title = escape(death_title(death))
         out.append(
-            f"<g class='death' data-pid='{death.pid}' data-cause='{escape(death.cause)}'>"
+            f"<g class='death' data-died='{death.pid}' data-cause='{escape(death.cause)}'>"
             f"<title>{title}</title>"
             f"<line x1='{at:.1f}' x2='{at:.1f}' y1='{top}' y2='{bottom}' stroke='#000' "
             f"stroke-width='1.5' stroke-dasharray='6 2 1 2'/>"
