@@ -43,7 +43,10 @@ def _package_patterns():
     for info in pkgutil.walk_packages(sherlock_ai.__path__, "sherlock_ai."):
         if info.name.startswith("sherlock_ai.integrations"):
             continue
-        module = importlib.import_module(info.name)
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an exporter whose optional dependency is not installed
         for name, value in vars(module).items():
             if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
                 yield f"{info.name}.{name}", value.pattern
