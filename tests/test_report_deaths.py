@@ -49,7 +49,9 @@ def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     assert chart.index("class='death'") < chart.index("</svg>")
     assert "<circle class='hit'" in chart[chart.index("class='death'"):]
 
-    assert main(["report", str(tmp_path), "--format", "deaths-csv"]) == 0
+    page.unlink()
+    assert main(["report", str(tmp_path), "--format", "deaths-csv", "--html", str(page)]) == 0
+    assert "class='death'" in page.read_text()
     (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
     assert list(row) == list(DEATH_FIELDS)
     assert row["pid"] == str(pid) and row["cause"] == "unknown" and row["signal"] == ""

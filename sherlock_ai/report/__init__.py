@@ -79,10 +79,9 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
 
         # The deaths come from the records folder, whatever the logs hold.
         sys.stdout.write(deaths_csv(deaths or ()))
-        return 0
     if not stats.records:
         sys.stderr.write(f"sherlock-ai report: no sherlock_ai records in {logs_dir}\n")
-        return 1
+        return 0 if output == "deaths-csv" else 1
     if output == "json":
         from .export import as_json
 
@@ -91,8 +90,7 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         from .export import as_csv
 
         sys.stdout.write(as_csv(report))
-
-    else:
+    elif output == "table":
         from .console import render
 
         render(report, stats, out)
