@@ -58,13 +58,23 @@ def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     assert json.loads(row["in_flight"]) == death["in_flight"]
 
 
-def test_a_told_death_keeps_its_tellers_verdict_in_json(tmp_path, capsys):
+def test_a_told_death_keeps_its_tellers_verdict_and_filters_apply(tmp_path, capsys):
     pid = killed_child(tmp_path)
     look(tmp_path / ".workers", {}, "the test")
-    assert main(["report", str(tmp_path), "--format", "json"]) == 0
-    (death,) = json.loads(capsys.readouterr().out)["worker_deaths"]
+
+    def deaths(*argv: str) -> list:
+        assert main(["report", str(tmp_path), "--format", "json", *argv]) == 0
+        return json.loads(capsys.readouterr().out)["worker_deaths"]
+
+    (death,) = deaths()
     assert death["pid"] == pid and death["told_by"] == f"pid {os.getpid()}"
     assert death["found_dead"] is True
+    # The filters keep a death as they keep records: by pid, time, and a route in flight.
+    assert deaths("--pid", str(pid)) == [death]
+    assert deaths("--pid", str(pid + 1)) == []
+    assert deaths("--route", "POST /up*") == [death]
+    assert deaths("--route", "GET /done") == []
+    assert deaths("--until", "2000-01-01") == []
 
 
 def test_a_file_reads_its_folders_records_and_standard_input_says_it_has_none(tmp_path,

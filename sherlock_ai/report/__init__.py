@@ -61,11 +61,11 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         sys.stderr.write(f"sherlock-ai report: cannot read {logs_dir}: {exc}\n")
         return 2
     _warn(err, stats)
-    from .deaths import deaths_table, worker_deaths
+    from .deaths import deaths_table, passing, worker_deaths
 
     # The flight records sit in the log folder: a file's own folder, none for standard input.
-    deaths = None if logs_dir == STDIN else worker_deaths(
-        logs_dir if logs_dir.is_dir() else logs_dir.parent)
+    deaths = None if logs_dir == STDIN else passing(worker_deaths(
+        logs_dir if logs_dir.is_dir() else logs_dir.parent), filters)
     if deaths is None:
         err.print("note: worker deaths not read: standard input has no flight-records folder "
                   "(give the log folder, or look for WORKER DIED lines in the input)",

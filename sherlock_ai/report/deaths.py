@@ -19,6 +19,7 @@ from ..deaths.telling import WorkerDeath
 from ..deaths.watch import process_gone
 from ..logs.formatting import format_bytes, format_change
 from ..logs.setup import LoggingConfig
+from .stats import Filters
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -47,6 +48,20 @@ def worker_deaths(logs_dir: Path) -> List[WorkerDeath]:
             found.append(WorkerDeath.read_back(view))
     found.sort(key=lambda death: death.ended_by)
     return found
+
+
+def passing(deaths: Sequence[WorkerDeath], filters: Optional[Filters]) -> List[WorkerDeath]:
+    """The deaths the report's filters keep: died from ``since`` to ``until``, of a process in
+    ``pids``, and with ``routes``, holding a request of one of them in flight."""
+    if not filters:
+        return list(deaths)
+    kept = []
+    for death in deaths:
+        names = [f"{entry['method']} {entry['name']}" for entry in death.in_flight] \
+            if filters.routes else [""]
+        if any(filters.accepts(name, death.ended_by, death.pid) for name in names):
+            kept.append(death)
+    return kept
 
 
 def in_flight_texts(death: WorkerDeath) -> List[str]:
