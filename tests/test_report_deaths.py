@@ -21,11 +21,16 @@ from test_report_runs import _in_chromium
 
 from sherlock_ai.__main__ import main
 from sherlock_ai.deaths.watch import look
+from sherlock_ai.report.charts import color
 from sherlock_ai.report.export import DEATH_FIELDS
 
 
 def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     pid = killed_child(tmp_path)
+    # The child's line as a format with %(process)d after the time writes it, so that its
+    # process has a line of its own on the timeline.
+    log = tmp_path / "monitoring.log"
+    log.write_text(re.sub(r"^(\S+ \S+) - ", rf"\1 - {pid} - ", log.read_text(), flags=re.M))
     page = tmp_path / "page.html"
     assert main(["report", str(tmp_path), "--format", "json", "--html", str(page)]) == 0
     (death,) = json.loads(capsys.readouterr().out)["worker_deaths"]
@@ -47,7 +52,11 @@ def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     # The mark sits inside the RSS chart, whose hover tip reads it like a point.
     chart = text[text.index("data-chart='rss'"):]
     assert chart.index("class='death'") < chart.index("</svg>")
-    assert "<circle class='hit'" in chart[chart.index("class='death'"):]
+    mark_svg = chart[chart.index("class='death'"):]
+    assert "<circle class='hit'" in mark_svg
+    # The cross is in the colour of its process's line (the only one drawn here).
+    assert f"data-pid='{pid}'" in chart and "<path d='M" in mark_svg
+    assert re.search(r"<path [^>]*stroke='" + re.escape(color(0)) + "'", mark_svg)
 
     page.unlink()
     assert main(["report", str(tmp_path), "--format", "deaths-csv", "--html", str(page)]) == 0

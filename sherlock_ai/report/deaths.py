@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Sequence
 
 from ..deaths.record import LIVE_SUFFIX, TOLD_SUFFIX, parse_name, read_record
 from ..deaths.telling import WorkerDeath
@@ -97,12 +97,15 @@ def on_timeline(deaths: Sequence[WorkerDeath], first: Optional[float], last: Opt
 
 
 def death_marks(deaths: Sequence[WorkerDeath], x: Callable[[float], float],
-                y: Callable[[float], float], top: float, bottom: float) -> str:
+                y: Callable[[float], float], top: float, bottom: float,
+                colors: Mapping[object, str]) -> str:
     """Each death on the RSS timeline: a black dash-dot line at its time and a cross at its
-    last RSS (at the foot without one), whose title (the page's hover tip) names the pid, how
-    it died and the requests in flight."""
+    last RSS (at the foot without one) in the colour of its process's line (``colors``, by
+    pid; black when its line is not drawn), whose title (the page's hover tip) names the pid,
+    how it died and the requests in flight."""
     out = []
     for death in deaths:
+        color = colors.get(death.pid, "#000")
         at = x(death.ended_by)
         level = min(max(y(death.rss), top), bottom) if death.rss else bottom
         title = escape(death_title(death))
@@ -111,7 +114,7 @@ def death_marks(deaths: Sequence[WorkerDeath], x: Callable[[float], float],
             f"<title>{title}</title>"
             f"<line x1='{at:.1f}' x2='{at:.1f}' y1='{top}' y2='{bottom}' stroke='#000' "
             f"stroke-width='1.5' stroke-dasharray='6 2 1 2'/>"
-            f"<path d='M{at - 5:.1f},{level - 5:.1f}l10,10m0,-10l-10,10' stroke='#000' "
+            f"<path d='M{at - 5:.1f},{level - 5:.1f}l10,10m0,-10l-10,10' stroke='{color}' "
             f"stroke-width='2.5'/>"
             f"<circle class='hit' cx='{at:.1f}' cy='{level:.1f}' r='6'><title>{title}</title>"
             "</circle></g>")

@@ -145,7 +145,8 @@ def _rss_svg(report: Report, pids: Sequence[object], deaths: Sequence[WorkerDeat
                 lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
                 lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
     out.append(o.event_marks(report.events, x, y, top, bottom))
-    out.append(death_marks(deaths, x, y, top, bottom))
+    out.append(death_marks(deaths, x, y, top, bottom,
+                           {pid: c.color(i) for i, pid in enumerate(pids)}))
     out.append(o.CURSOR)
     out.append("</svg>")
     return "".join(out)
