@@ -1,6 +1,6 @@
 """The ``sherlock-ai`` command (also ``python -m sherlock_ai``).
 
-    sherlock-ai report LOGS [--html FILE] [--format table|json|csv]
+    sherlock-ai report LOGS [--html FILE] [--format table|json|csv|deaths-csv]
                                 [--since WHEN] [--until WHEN] [--route NAME] [--pid PID]
     sherlock-ai uvicorn-log-config > log.json     (then: uvicorn app:app --log-config log.json)
     sherlock-ai --version
@@ -31,8 +31,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     report.add_argument("logs_dir", metavar="LOGS", type=Path,
                         help="a logs folder, a log file, or - for standard input")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
-    report.add_argument("--format", dest="output", choices=("table", "json", "csv"),
-                        default="table", help="what to print (default: table)")
+    report.add_argument("--format", dest="output",
+                        choices=("table", "json", "csv", "deaths-csv"), default="table",
+                        help="what to print (default: table; deaths-csv: one row per worker "
+                             "death)")
     report.add_argument("--since", metavar="WHEN", type=_moment,
                         help="only records from then: 2026-12-01T10:00 (local time unless a "
                              "zone is given) or a time ago: 30m, 2h, 1d")

@@ -21,6 +21,7 @@ from sherlock_ai import LoggingConfig
 from sherlock_ai.__main__ import main
 from sherlock_ai.logs.schema import parse_message
 from sherlock_ai.report import ReadStats, build_report, read_logs
+from sherlock_ai.report.export import cell, csv_line
 from sherlock_ai.report.html import render_html
 from sherlock_ai.report.units import seconds
 
@@ -144,6 +145,22 @@ def test_names_reach_terminal_csv_and_json_without_control_characters(tmp_path, 
     assert {r["name"] for r in doc["routes"]} == {
         "GET /\\x1b]0;owned\\x07\\x1b]52;c;ZWNobyBoaQ==\\x07\\x1b[2J",
         'GET /a\\x0d=HYPERLINK("http://evil.example")', "GET /\\ud800"}
+
+
+@pytest.mark.parametrize("text", [
+    "a\rb", "a\nb", "a\r\n=b", "a,b", 'say "hi"', "\r=cmd()", "=1+2", "-x,\"y\"", "plain",
+])
+def test_the_csv_writer_keeps_every_cell_whole_whatever_it_holds(text):
+    # The writer itself, not only the reader's escaping upstream: a bare CR is a line end to
+    # many readers, so every cell holding CR, LF, a comma or a quote is quoted, and the
+    # formula guard still applies to the cell's text.
+    written = csv_line([text, 1.5, None, "end"])
+    assert written.endswith("\n") and written.count("\n") == 1 + text.count("\n")
+    (row,) = list(csv.reader(io.StringIO(written, newline="")))
+    assert row == [cell(text), "1.5", "", "end"]
+    assert not row[0].startswith(("=", "-", "\r"))
+    if any(c in text for c in "\r\n,\""):
+        assert written.startswith('"')
 
 
 def test_json_output_is_ascii_and_holds_no_nan(tmp_path, capsys):

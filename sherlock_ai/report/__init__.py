@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from .checks import iso_datetime
 from .fold import build_report
 from .reader import STDIN, ReadStats, Record, read_logs
 from .stats import Filters, Report
@@ -20,7 +20,7 @@ from .stats import Filters, Report
 __all__ = ["Filters", "ReadStats", "Record", "Report", "build_report", "parse_moment",
            "read_logs", "run_report"]
 
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "deaths-csv")
 _AGO = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -32,7 +32,7 @@ def parse_moment(text: str) -> float:
     if ago:
         return time.time() - float(ago.group(1)) * _UNIT[ago.group(2)]
     try:
-        return datetime.fromisoformat(re.sub(r"Z$", "+00:00", text.strip())).timestamp()
+        return iso_datetime(text.strip()).timestamp()
     except ValueError:
         raise ValueError(f"not a time: {text!r} (use 2026-12-01T10:00, or 30m, 2h, 1d ago)")\
             from None
@@ -42,8 +42,9 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
                filters: Optional[Filters] = None, log_format: Optional[str] = None,
                width: Optional[int] = None) -> int:
     """Print the report of ``logs_dir`` (a folder, one file, or ``Path("-")``: standard
-    input) as a table (or JSON, or CSV) and write the HTML page when asked: 0 when records
-    were found, 1 when none, 2 when the input cannot be read or rich is missing."""
+    input) as a table (or JSON, CSV, or the CSV of the worker deaths) and write the HTML page
+    when asked: 0 when records were found (or for the deaths' CSV), 1 when none, 2 when the
+    input cannot be read or rich is missing."""
     try:
         from rich.console import Console
     except ImportError:
@@ -60,25 +61,36 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         sys.stderr.write(f"sherlock-ai report: cannot read {logs_dir}: {exc}\n")
         return 2
     _warn(err, stats)
-    from .deaths import deaths_table, worker_deaths
+    from .deaths import deaths_table, passing, worker_deaths
 
-    deaths = worker_deaths(logs_dir)
+    # The flight records sit in the log folder: a file's own folder, none for standard input.
+    deaths = None if logs_dir == STDIN else passing(worker_deaths(
+        logs_dir if logs_dir.is_dir() else logs_dir.parent), filters)
+    if deaths is None:
+        err.print("note: worker deaths not read: standard input has no flight-records folder "
+                  "(give the log folder, or look for WORKER DIED lines in the input)",
+                  markup=False, highlight=False)
     # Piped output (a file, CI, make demo's pipe) is not cut to 80 columns.
     out = Console(width=width or (None if sys.stdout.isatty() else 160))
     if deaths and output == "table":
         out.print(deaths_table(deaths))
+    if output == "deaths-csv":
+        from .export import deaths_csv
+
+        # The deaths come from the records folder, whatever the logs hold.
+        sys.stdout.write(deaths_csv(deaths or ()))
     if not stats.records:
         sys.stderr.write(f"sherlock-ai report: no sherlock_ai records in {logs_dir}\n")
-        return 1
+        return 0 if output == "deaths-csv" else 1
     if output == "json":
         from .export import as_json
 
-        sys.stdout.write(as_json(report, stats) + "\n")
+        sys.stdout.write(as_json(report, stats, deaths) + "\n")
     elif output == "csv":
         from .export import as_csv
 
         sys.stdout.write(as_csv(report))
-    else:
+    elif output == "table":
         from .console import render
 
         render(report, stats, out)
@@ -86,7 +98,7 @@ def run_report(logs_dir: Path, html: Optional[str] = None, output: str = "table"
         from .html import write_html
 
         try:
-            write_html(report, stats, html, deaths)
+            write_html(report, stats, html, deaths or ())
         except OSError as exc:
             sys.stderr.write(f"sherlock-ai report: cannot write {html}: {exc}\n")
             return 2

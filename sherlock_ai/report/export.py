@@ -1,19 +1,20 @@
-"""The report for scripts and dashboards: JSON (names, suspects, processes) and CSV (one row
-per name, its leak suspect's figures in the same row). Sizes in bytes, times in seconds,
-moments in ISO 8601 (UTC). CSV text cells that a spreadsheet would run as a formula are
-prefixed with ``'``; texts from the logs reach both without control characters (the reader
-escapes them). JSON is ASCII (other characters as ``\\u`` escapes) and holds no NaN or
-infinity (the reader keeps finite figures only; writing one would fail, not print it)."""
+"""The report for scripts and dashboards: JSON (names, suspects, processes, worker deaths) and
+CSV (one row per name, its leak suspect's figures in the same row; or one row per worker
+death). Sizes in bytes, times in seconds, moments in ISO 8601 (UTC). CSV text cells that a
+spreadsheet would run as a formula are prefixed with ``'``, and every cell holding a CR, an LF,
+a comma or a double quote is quoted, so no cell ends a record early whatever reaches the
+writer; texts from the logs reach both without control characters (the reader escapes them).
+JSON is ASCII (other characters as ``\\u`` escapes) and holds no NaN or infinity (the reader
+keeps finite figures only; writing one would fail, not print it)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from ..deaths.telling import WorkerDeath
 from .console import site_text
 from .reader import ReadStats
 from .stats import NameStats, Report, Suspect
@@ -22,8 +23,13 @@ ROUTE_FIELDS = ("name", "kinds", "count", "errors", "duration_p50", "duration_p9
                 "duration_max", "duration_total", "rss_change_mean", "rss_change_min",
                 "rss_change_max", "traced_peak_max", "leak_per_request", "leak_site",
                 "leak_first_seen", "leak_warnings")
+DEATH_FIELDS = ("pid", "died_by", "found_dead", "signal", "exit_code", "cause", "evidence",
+                "in_flight", "not_recorded", "rss", "limit", "rss_growth", "growth_window_s",
+                "started_at", "told_by")
 # What a spreadsheet reads as the start of a formula.
 _FORMULA = frozenset("=+-@\t\r")
+# What makes a CSV cell need quotes.
+_QUOTED = re.compile(r'[\r\n,"]')
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -61,8 +67,25 @@ def route_rows(report: Report) -> List[Dict[str, Any]]:
     return rows
 
 
-def as_json(report: Report, stats: ReadStats) -> str:
-    """The whole report as one JSON document."""
+def death_rows(deaths: Sequence[WorkerDeath]) -> List[Dict[str, Any]]:
+    """The fields of each death's ``WORKER DIED`` JSON line (less the line's own ``kind`` and
+    ``reported_by``), moments in ISO 8601: ``died_by`` is when it was found dead, or its last
+    sign of life when ``found_dead`` is false (nobody told it; durations are then lower
+    bounds)."""
+    out = []
+    for death in deaths:
+        row = {key: value for key, value in death.as_dict().items()
+               if key not in ("kind", "reported_by")}
+        row.update(died_by=iso(death.ended_by), found_dead=death.prompt,
+                   started_at=iso(death.started_at))
+        out.append({key: row[key] for key in DEATH_FIELDS})
+    return out
+
+
+def as_json(report: Report, stats: ReadStats, deaths: Optional[Sequence[WorkerDeath]] = ()
+            ) -> str:
+    """The whole report as one JSON document (``deaths``: ``None`` when the input has no
+    records folder to read them from, written as ``null``)."""
     doc = {
         "records": stats.records, "files": [p.name for p in stats.files],
         "bad_lines": stats.bad_lines, "bad_files": stats.bad_files,
@@ -80,6 +103,7 @@ def as_json(report: Report, stats: ReadStats) -> str:
             {"pid": p.pid, "records": p.records, "first": iso(p.first), "last": iso(p.last),
              "rss_max": p.rss_max}
             for p in sorted(report.processes.values(), key=lambda p: (p.first or 0, p.pid or 0))],
+        "worker_deaths": None if deaths is None else death_rows(deaths),
     }
     return json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False)
 
@@ -93,11 +117,29 @@ def cell(value: Any) -> Any:
     return value
 
 
+def csv_line(values: Iterable[Any]) -> str:
+    """One CSV record (RFC 4180, ending in a line feed): each value through :func:`cell`,
+    ``None`` as an empty cell, and every cell holding a CR, an LF, a comma or a double quote
+    in double quotes (its quotes doubled), so that no text from the logs ends a record or a
+    cell early, whatever it holds."""
+    out = []
+    for value in values:
+        text = "" if value is None else str(cell(value))
+        if _QUOTED.search(text):
+            text = '"' + text.replace('"', '""') + '"'
+        out.append(text)
+    return ",".join(out) + "\n"
+
+
 def as_csv(report: Report) -> str:
     """One CSV row per name (header first); empty cells for figures not measured."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=ROUTE_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in route_rows(report):
-        writer.writerow({key: cell(value) for key, value in row.items()})
-    return out.getvalue()
+    return csv_line(ROUTE_FIELDS) + "".join(
+        csv_line(row[key] for key in ROUTE_FIELDS) for row in route_rows(report))
+
+
+def deaths_csv(deaths: Sequence[WorkerDeath]) -> str:
+    """One CSV row per worker death (header first, :data:`DEATH_FIELDS`), its requests in
+    flight as one JSON text (the list of the JSON output) in ``in_flight``."""
+    return csv_line(DEATH_FIELDS) + "".join(
+        csv_line(json.dumps(row[key], ensure_ascii=True) if key == "in_flight" else row[key]
+                 for key in DEATH_FIELDS) for row in death_rows(deaths))

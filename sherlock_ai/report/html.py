@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from . import charts as c
 from . import overlay as o
 from .console import site_text, summary
-from .deaths import WorkerDeath, deaths_html
+from .deaths import WorkerDeath, death_marks, deaths_html, on_timeline
 from .reader import ReadStats
 from .sketch import Distribution
 from .stats import MORE_PROCESSES, NameStats, Report
@@ -56,6 +56,8 @@ def render_html(report: Report, stats: ReadStats, deaths: Sequence[WorkerDeath] 
     pids = sorted(largest, key=lambda pid: (activity[pid][0][0], str(pid)))
     keys = [(_pid_label(pid), c.color(i)) for i, pid in enumerate(pids)]
     hidden = len(activity) - len(pids)
+    drawn = on_timeline(deaths, report.first, report.last)
+    end = max((death.ended_by for death in drawn), default=None)
     return "".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>sherlock_ai report</title><style>", _STYLE, o.HOVER_STYLE,
@@ -71,13 +73,16 @@ def render_html(report: Report, stats: ReadStats, deaths: Sequence[WorkerDeath] 
         f"{_step(report)}, one line per process; a line stops where its process logged "
         "nothing for a while (idle, or restarted). Dashed red: leak-suspect warnings; orange "
         "ticks: memory-budget warnings; purple: RSS over the memory limit (the dotted level), "
-        "green: back under it.</p>",
+        "green: back under it. Black dash-dot lines with a cross at the last RSS: worker "
+        "deaths (hover for the requests in flight).</p>",
         (f"<p class='note'>{hidden} more processes are not drawn (the {RSS_LINES} with the "
          "largest RSS are).</p>" if hidden > 0 else ""),
-        c.legend(keys), _rss_svg(report, pids),
+        (f"<p class='note'>{len(deaths) - len(drawn)} worker deaths fall outside these "
+         "records' time and are in the table only.</p>" if len(drawn) < len(deaths) else ""),
+        c.legend(keys), _rss_svg(report, pids, drawn, end),
         "<h2>Records per second</h2>",
         "<p class='note'>Web requests (names starting with an HTTP method) per second, all "
-        "processes together; grey: other measured blocks.</p>", _rate_svg(report),
+        "processes together; grey: other measured blocks.</p>", _rate_svg(report, end),
         "<h2>Process RSS change during each record, by name</h2>",
         "<p class='note'>The whole process's RSS at the end of a record minus at its start, "
         "not the memory the name kept: with concurrent requests it holds what the others did "
@@ -103,14 +108,19 @@ def _step(report: Report) -> str:
     return f"{step:g} s" if step < 120 else f"{step / 60:g} min"
 
 
-def _frame(report: Report) -> Tuple[float, float, Callable[[float], float]]:
+def _frame(report: Report, end: Optional[float] = None
+           ) -> Tuple[float, float, Callable[[float], float]]:
+    """The time axis of the charts: the records' time, to ``end`` (a death drawn) if later."""
     t0 = report.first if report.first is not None else 0.0
     # To the end of the last bucket: the points stand at the middle of theirs.
     t1 = max(report.last if report.last is not None else 0.0, t0 + 1.0) + report.activity.step
+    if end is not None:
+        t1 = max(t1, end + report.activity.step)
     return t0, t1, c.linear(t0, t1, c.LEFT, c.WIDTH - c.RIGHT)
 
 
-def _rss_svg(report: Report, pids: Sequence[object]) -> str:
+def _rss_svg(report: Report, pids: Sequence[object], deaths: Sequence[WorkerDeath],
+             end: Optional[float]) -> str:
     activity = report.activity.series()
     half = report.activity.step / 2
     lines: Dict[object, List[c.Point]] = {
@@ -121,7 +131,7 @@ def _rss_svg(report: Report, pids: Sequence[object]) -> str:
         return "<p>No RSS figures in these logs.</p>"
     values += o.limits(report.events)
     height, top, bottom = 340, 12, 310
-    t0, t1, x = _frame(report)
+    t0, t1, x = _frame(report, end)
     ticks = c.size_ticks(min(values), max(values))
     low, high = min(values + ticks[:1]), max(values + ticks[-1:])
     y = c.linear(low, high, bottom, top)
@@ -135,12 +145,14 @@ def _rss_svg(report: Report, pids: Sequence[object]) -> str:
                 lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
                 lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
     out.append(o.event_marks(report.events, x, y, top, bottom))
+    out.append(death_marks(deaths, x, y, top, bottom,
+                           {pid: c.color(i) for i, pid in enumerate(pids)}))
     out.append(o.CURSOR)
     out.append("</svg>")
     return "".join(out)
 
 
-def _rate_svg(report: Report) -> str:
+def _rate_svg(report: Report, end: Optional[float]) -> str:
     totals: Dict[float, List[float]] = {}
     for points in report.activity.series().values():
         for t, cell in points:
@@ -151,7 +163,7 @@ def _rate_svg(report: Report) -> str:
         return "<p>No time stamps in these logs.</p>"
     step = report.activity.step
     height, top, bottom = 170, 10, 140
-    t0, t1, x = _frame(report)
+    t0, t1, x = _frame(report, end)
     high = max(sum(v) for v in totals.values()) / step
     ticks = [i * c.nice_step(high, 3) for i in range(5) if i * c.nice_step(high, 3) <= high]
     y = c.linear(0, max(high, ticks[-1]), bottom, top)

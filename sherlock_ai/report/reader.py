@@ -25,7 +25,6 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -36,6 +35,7 @@ from .checks import (
     LONGEST_DURATION,
     count_of,
     figure,
+    iso_datetime,
     printable,
     stamp_checked,
 )
@@ -412,7 +412,7 @@ class TextLines:
         whole, _, fraction = text.replace(".", ",").partition(",")
         if fraction and not fraction.isdigit():
             # A time with a zone after its fraction: ISO 8601, not a local time.
-            return stamp_checked(datetime.fromisoformat(text.replace(",", ".")).timestamp())
+            return stamp_checked(iso_datetime(text).timestamp())
         if whole != self._second[0]:
             self._second = (whole, stamp_checked(self._whole_second(whole, text)))
         return self._second[1] + (float("0." + fraction[:9]) if fraction else 0.0)
@@ -422,13 +422,13 @@ class TextLines:
         # (zone offsets change on whole hours), minutes and seconds are added to it.
         hour, minute, second = whole[:13], whole[14:16], whole[17:19]
         if len(whole) != 19 or whole[13] != ":" or not (minute + second).isdigit():
-            return datetime.fromisoformat(text).timestamp()
+            return iso_datetime(text).timestamp()
         start = self._hours.get(hour)
         if start is None:
             try:
                 start = time.mktime(time.strptime(hour, "%Y-%m-%d %H"))
             except ValueError:
-                return datetime.fromisoformat(text).timestamp()
+                return iso_datetime(text).timestamp()
             if len(self._hours) > 10_000:
                 self._hours.clear()
             self._hours[hour] = start
@@ -513,5 +513,5 @@ def _parse_json(line: str, kinds: Optional[frozenset], strict: bool = False
     if type(name) is not str:
         raise ValueError(f"a name that is not a text: {name!r}")
     return Record(kind, name,
-                  stamp_checked(datetime.fromisoformat(str(stamp)).timestamp()) if stamp
+                  stamp_checked(iso_datetime(str(stamp)).timestamp()) if stamp
                   else None, pid, printable(str(data.get("request_id", "-")))).fill(data)
