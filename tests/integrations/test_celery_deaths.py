@@ -54,7 +54,8 @@ def test_a_prefork_child_killed_mid_task_is_told_once_with_task_id_and_signal(tm
         # Siblings look once a second and leave the live main process its grace.
         time.sleep(SUPERVISOR_GRACE_S + 2)
         assert app.send_task("shop.add", args=(1, 1)).get(timeout=60) == 2  # a new child
-        lines = tasks.lines()
+        # A run's line is written after its result is stored.
+        lines = tasks.wait_for(lambda ls: bool(task_lines(ls, "shop.add")))
     death, = died(lines)
     assert death["pid"] == pid and death["signal"] == "SIGKILL"
     assert death["told_by"] == f"celery main process pid {tasks.proc.pid}"
