@@ -27,17 +27,19 @@ def died(lines: List[dict]) -> List[dict]:
     return [r for r in lines if r.get("kind") == "worker_died"]
 
 
-def running(records: Path, task: str, timeout: float = 60.0) -> int:
-    """The pid of the child whose record has ``task`` in flight."""
+def holding(records: Path, task: str, after_s: float, timeout: float = 60.0) -> int:
+    """The pid of the child whose record has ``task`` in flight, once its watcher took an
+    RSS reading ``after_s`` seconds or more after the run began."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in records.glob("*.rec"):
             view = read_record(path)
-            if view is not None and any(f"{e.kind} {e.name}" == f"TASK {task}"
-                                        for e in view.in_flight):
+            started = [e.started_at for e in view.in_flight
+                       if f"{e.kind} {e.name}" == f"TASK {task}"] if view else []
+            if started and view.readings[-1][0] >= started[0] + after_s:
                 return view.pid
         time.sleep(0.05)
-    raise AssertionError(f"no record has TASK {task} in flight")
+    raise AssertionError(f"no record has TASK {task} in flight with a reading after it began")
 
 
 def test_a_prefork_child_killed_mid_task_is_told_once_with_task_id_and_signal(tmp_path):
@@ -46,7 +48,8 @@ def test_a_prefork_child_killed_mid_task_is_told_once_with_task_id_and_signal(tm
             worker(tmp_path / "worker", broker) as tasks, sender(broker) as app:
         with request_id_context(request_id):
             result = app.send_task("shop.hold", args=(40, 60))
-        pid = running(tasks.logs / ".workers", "shop.hold")
+        # Half a second is time enough to allocate the 40 MB it holds.
+        pid = holding(tasks.logs / ".workers", "shop.hold", after_s=0.5)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerLostError):
             result.get(timeout=60)
@@ -62,6 +65,7 @@ def test_a_prefork_child_killed_mid_task_is_told_once_with_task_id_and_signal(tm
     in_flight, = death["in_flight"]
     assert (in_flight["method"], in_flight["name"], in_flight["request_id"]) == \
         ("TASK", "shop.hold", request_id)
+    assert in_flight["rss_change"] >= 35 << 20, "the 40 MB the run held are not in its figure"
     assert death["message"].startswith(
         f"WORKER DIED | pid {pid} | SIGKILL | in flight: TASK shop.hold (id {request_id}, ")
     # The killed run wrote no MEMORY line; the one after it did, with a fresh id.
