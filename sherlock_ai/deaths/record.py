@@ -61,7 +61,6 @@ HEADER_PARTS = (_IDENTITY, _CGROUP_FILE, _STATE, _BEAT, _VERDICT)
 
 _pack_slot = _SLOT.pack_into
 _pack_reading = _RING_ENTRY.pack_into
-_free_slot = struct.Struct("<I").pack_into
 _pack_size = struct.Struct("<Q").pack_into
 # Each slot's offsets, computed once: the stores inside a request allocate no int.
 _SLOT_AT = tuple(_SLOTS_AT + slot * _SLOT_SIZE for slot in range(SLOTS))
@@ -86,6 +85,8 @@ def parse_name(name: str) -> Optional[Tuple[int, int]]:
 class FlightRecord:
     """This process's record, created in ``folder``; the mapping stays valid until
     :meth:`close`."""
+
+    __slots__ = ("path", "_mm", "_free", "_reading", "_not_recorded")
 
     def __init__(self, folder: Path, pid: int, ticks: int, cgroup_file: str,
                  oom_kills: int, limit: int, supervisor: int) -> None:
@@ -136,7 +137,8 @@ class FlightRecord:
         nothing and never raises."""
         if slot >= 0:
             try:
-                _free_slot(self._mm, _SERIAL_AT[slot], 0)
+                # The serial (at most SLOTS) lives in its first byte: one byte store frees it.
+                self._mm[_SERIAL_AT[slot]] = 0
             except ValueError:
                 return  # the record was closed meanwhile
             self._free.append(slot)

@@ -199,6 +199,29 @@ def tell_death(path: Path, told_by: str, *, signal: Optional[int] = None,
     return None
 
 
+def supervised_records(folder: Optional[Path] = None) -> Path:
+    """Where a supervisor looks for its workers' records: ``folder`` when given, else the
+    folder of its own logging set-up when it made one, else that of the default set-up."""
+    if folder is None:
+        from . import recorder
+
+        folder = recorder.folder()
+    if folder is None:
+        from ..logs.setup import LoggingConfig
+
+        folder = Path(LoggingConfig.logs_dir) / str(LoggingConfig.worker_records)
+    return folder
+
+
+def tell_child_death(pid: int, told_by: str, *, signal: Optional[int] = None,
+                     exit_code: Optional[int] = None) -> None:
+    """In a supervisor that reaped its child ``pid`` (with this signal or exit code): tell
+    its death when the child's record is still open. Never raises."""
+    with guarded("telling a child's death"):
+        for path in sorted(supervised_records().glob(f"{pid}-*{LIVE_SUFFIX}")):
+            tell_death(path, told_by, signal=signal, exit_code=exit_code)
+
+
 def log_death(death: WorkerDeath) -> None:
     """The ``WORKER DIED`` line on ``MonitoringLogger`` (its record's ``process`` is the dead
     process's pid, as the JSON line's ``pid``)."""

@@ -70,22 +70,24 @@ class OpenRequest(Span):
         # In flight in the record a dead worker leaves (sherlock_ai.deaths): the entry is
         # written before the span opens and its RSS, without allocating, after; none of it is
         # in the request's figures.
-        self.flight = record = flight.current
+        record = flight.current
         if record is not None:
             try:
                 self.slot = record.opened(method, path)
             except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
-                self.flight = None
+                record = None
                 report_internal_error("worker record", exc)
+        self.flight = record
         # Plain try/except rather than guarded(): once per request, free until it raises.
         try:
             Span.__init__(self, meter.trace_malloc)
-            self.measured = True
         except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
             self.measured = False
             report_internal_error(f"{meter.protocol} request start", exc)
-        if self.flight is not None and self.measured:
-            record.set_rss(self.slot, self.rss_start)  # type: ignore[union-attr]
+        else:
+            self.measured = True
+            if record is not None:
+                record.set_rss(self.slot, self.rss_start)
         if registry.started:
             consumers.request_started(meter.protocol)
 
@@ -106,8 +108,9 @@ class OpenRequest(Span):
         if meter is None:
             return None  # finished before
         self.meter = None
-        if self.flight is not None:
-            self.flight.closed(self.slot)
+        record = self.flight
+        if record is not None:
+            record.closed(self.slot)
         line_only = registry.line_only
         if line_only is not None and meter.plain and error is None and exc is None \
                 and status is None and self.measured:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, TypedD
 
 from celery import signals
 
+from ..deaths import recorder
 from ..engine.measurement import RETRY
 from ..engine.requests import OpenRequest, RequestMeter
 from ..guard.sizes import Share, check_on_rss_limit, check_rss_limit, parse_size
@@ -179,7 +180,9 @@ class _ProcessState:
                                   trace_malloc=options.trace_malloc, ended=ended,
                                   keep_all=self.guard is not None)
 
-    def open(self) -> OpenRequest:
+    def open(self, name: str) -> OpenRequest:
+        """Start measuring the run of task ``name`` (in flight in the process's record as
+        ``TASK {name}`` with the current request id)."""
         if self.lease is not None:
             try:
                 self.lease.hold(self)
@@ -187,7 +190,7 @@ class _ProcessState:
                 report_internal_error("tracemalloc lease", exc)
         if self.guard is not None:
             self.guard.request_started()
-        return self.meter.open()
+        return self.meter.open("TASK", name)
 
 
 class TaskRun:
@@ -203,9 +206,14 @@ class TaskRun:
         self.endpoint = endpoint
         #: What the run raised (``task_failure``), when it failed.
         self.exc: Optional[BaseException] = None
-        self.measuring = state.open()
-        # Set last: a run that could not open leaves no id behind in the worker's context.
+        # Set first: the process's flight record takes the run's id when the run opens.
         self.id_token = request_id_var.set(request_id)
+        try:
+            self.measuring = state.open(name)
+        except BaseException:
+            # A run that could not open leaves no id behind in the worker's context.
+            request_id_var.reset(self.id_token)
+            raise
 
     def end(self, celery_state: Optional[str]) -> None:
         """End the measurement (SUCCESS, ERROR with :attr:`exc`, or RETRY), then give the
@@ -244,6 +252,8 @@ class CeleryInstrumentation:
         self._receivers = (
             (signals.before_task_publish, self.before_task_publish),
             (signals.worker_process_init, self.worker_process_init),
+            (signals.worker_process_shutdown, self.worker_process_shutdown),
+            (signals.worker_before_create_process, self.worker_before_create_process),
             (signals.task_prerun, self.task_prerun),
             (signals.task_failure, self.task_failure),
             (signals.task_postrun, self.task_postrun),
@@ -291,6 +301,16 @@ class CeleryInstrumentation:
             self.state()
         except Exception as exc:  # noqa: BLE001 - the worker runs on; its tasks unmeasured
             report_internal_error("celery worker_process_init", exc)
+
+    def worker_process_shutdown(self, **_: Any) -> None:
+        # A prefork child leaves through os._exit (no atexit): its record is closed here, or
+        # its graceful exit would read as a death.
+        with guarded("celery worker_process_shutdown"):
+            recorder.close()
+
+    def worker_before_create_process(self, sender: Any = None, **_: Any) -> None:
+        with guarded("celery worker_before_create_process"):
+            _tell_deaths_of_children(sender)
 
     def after_setup_logger(self, loglevel: Any = None, **_: Any) -> None:
         with guarded("celery after_setup_logger"):
@@ -450,3 +470,52 @@ def _billiard_worker() -> Any:
             return owner
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+# -- telling a prefork child's death --------------------------------------------------------
+
+_TOLD_BY = "celery main process pid {}"
+
+
+def _tell_deaths_of_children(pool: Any) -> None:
+    """In the worker's main process, as its prefork pool is about to fork a child (the first
+    time for this pool): tell each child's death, with its signal or exit code, as the pool
+    reaps it, and let the children know their supervisor tells their deaths."""
+    reap = getattr(pool, "_join_exited_workers", None)
+    children = getattr(pool, "_pool", None)
+    if reap is None or not isinstance(children, list) \
+            or getattr(reap, "_sherlock_ai_tells", False):
+        return
+    told_by = _TOLD_BY.format(os.getpid())
+
+    def reap_telling(*args: Any, **kwargs: Any) -> Any:
+        before = list(pool._pool)
+        try:
+            return reap(*args, **kwargs)
+        finally:
+            with guarded("telling a prefork child's death"):
+                _tell_reaped(before, pool._pool, told_by)
+
+    reap_telling._sherlock_ai_tells = True  # type: ignore[attr-defined]
+    pool._join_exited_workers = reap_telling
+    # Inherited by the children forked from now on: their siblings leave the telling to us.
+    os.environ[recorder.SUPERVISOR_ENV] = str(os.getpid())
+
+
+def _tell_reaped(before: list, after: list, told_by: str) -> None:
+    """Tell the deaths of the children of ``before`` that are not in ``after`` (reaped)."""
+    from ..deaths.telling import tell_child_death
+
+    remaining = {id(child) for child in after}
+    for child in before:
+        if id(child) in remaining:
+            continue
+        pid, exit_code = getattr(child, "pid", None), getattr(child, "exitcode", None)
+        if not isinstance(pid, int):
+            continue
+        # billiard's exit code of a child ended by a signal is minus the signal's number.
+        if isinstance(exit_code, int) and exit_code < 0:
+            tell_child_death(pid, told_by, signal=-exit_code)
+        else:
+            tell_child_death(pid, told_by,
+                             exit_code=exit_code if isinstance(exit_code, int) else None)

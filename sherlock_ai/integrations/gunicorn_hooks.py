@@ -25,11 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..deaths import recorder
-from ..logs.setup import LoggingConfig
 from ..safety import guarded
 
 __all__ = ["child_exit", "worker_exit"]
@@ -62,26 +60,16 @@ def child_exit(server: Any, worker: Any) -> None:
     with guarded("gunicorn child_exit"):
         pid = int(worker.pid)
         number, exit_code = _statuses.pop(pid, (None, None))
-        for path in sorted(records_folder().glob(f"{pid}-*.rec")):
-            from ..deaths.telling import tell_death
+        from ..deaths.telling import tell_child_death
 
-            tell_death(path, f"gunicorn arbiter pid {os.getpid()}", signal=number,
-                       exit_code=exit_code)
+        tell_child_death(pid, f"gunicorn arbiter pid {os.getpid()}", signal=number,
+                         exit_code=exit_code)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit`` hook (in the worker, as it leaves): close its record."""
     with guarded("gunicorn worker_exit"):
         recorder.close()
-
-
-def records_folder() -> Path:
-    """Where the arbiter looks for its workers' records: the folder of its own logging set-up
-    when ``gunicorn.conf.py`` made one, else that of the default set-up."""
-    folder = recorder.folder()
-    if folder is None:
-        folder = Path(LoggingConfig.logs_dir) / str(LoggingConfig.worker_records)
-    return folder
 
 
 logging.getLogger("gunicorn.error").addFilter(_WaitStatuses())

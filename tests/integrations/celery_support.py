@@ -13,7 +13,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 from process_tree import stop_group
@@ -80,12 +80,13 @@ class Worker:
 
     def __init__(self, folder: Path, broker: str, pool: str, concurrency: int,
                  options: Dict[str, Any], loglevel: str,
-                 metrics_port: Optional[int] = None, module: str = "celery_tasks") -> None:
+                 metrics_port: Optional[int] = None, module: str = "celery_tasks",
+                 arguments: Sequence[str] = ()) -> None:
         self.logs = folder / "logs"
         self.err = folder / "worker.err"
         argv = [sys.executable, "-m", "celery", "-A", module, "worker", "-P", pool,
                 "-c", str(concurrency), "-l", loglevel, "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "-n", f"test-{pool}@%h"]
+                "--without-heartbeat", "-n", f"test-{pool}@%h", *arguments]
         env = environment(broker, self.logs, options)
         if metrics_port is not None:
             env["METRICS_PORT"] = str(metrics_port)
@@ -136,14 +137,15 @@ class Worker:
 @contextmanager
 def worker(folder: Path, broker: str, *, pool: str = "prefork", concurrency: int = 2,
            options: Optional[Dict[str, Any]] = None, loglevel: str = "INFO",
-           metrics_port: Optional[int] = None, module: str = "celery_tasks"
-           ) -> Iterator[Worker]:
+           metrics_port: Optional[int] = None, module: str = "celery_tasks",
+           arguments: Sequence[str] = ()) -> Iterator[Worker]:
     """A real worker of ``module`` (``celery_tasks``, or an example) on ``broker``, with
     ``celery_tasks``' JSON logs in ``folder/logs`` (its Prometheus metrics on
-    ``metrics_port``, when given); stopped at the end (also when the test fails)."""
+    ``metrics_port``, when given; ``arguments``: more of ``celery worker``'s); stopped at the
+    end (also when the test fails)."""
     folder.mkdir(parents=True, exist_ok=True)
     process = Worker(folder, broker, pool, concurrency, options or {}, loglevel, metrics_port,
-                     module)
+                     module, arguments)
     try:
         yield process
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from celery import Celery
 from celery.utils.log import get_task_logger
@@ -76,6 +77,15 @@ def grow(megabytes: int) -> int:
     block[::4096] = b"x" * len(block[::4096])  # touched: resident, not just reserved
     _kept.append(block)
     return len(_kept)
+
+
+@app.task(name="shop.hold")
+def hold(megabytes: int, seconds: float) -> int:
+    """Holds ``megabytes`` while it sleeps (for a test to kill its process mid-run)."""
+    block = bytearray(megabytes << 20)
+    block[::4096] = b"x" * len(block[::4096])
+    time.sleep(seconds)
+    return len(block)
 
 
 @app.task(name="shop.pid")

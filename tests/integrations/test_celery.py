@@ -200,6 +200,7 @@ def test_recycle_replaces_the_prefork_child_after_its_task(tmp_path):
     assert len(runs) == len(kept) and {r["status"] for r in runs} == {"SUCCESS"}
     assert sum(r["pid"] == recycling["pid"] for r in runs) == 3
     assert "WorkerLostError" not in err and "exited with" not in err
+    assert not [r for r in tasks.lines() if r.get("kind") == "worker_died"]
 
 
 # -- the leak watch, per task name --------------------------------------------------------
