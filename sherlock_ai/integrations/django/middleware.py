@@ -122,7 +122,7 @@ class SherlockMiddleware:
         if self.async_mode:
             markcoroutinefunction(self)
         self._app = installed_app()
-        self._app.logging_after_handler_built()
+        self._app.handler_built()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
