@@ -181,29 +181,68 @@ async def _done(result: Any) -> None:
         await result
 
 
-def measure(kind: str, number: int, rounds: int) -> List[Tuple[str, List[float]]]:
-    """(label, CPU µs per request in each round) per case, under ``kind`` (wsgi or asgi)."""
+def opcodes(one: Callable[[], None], set_up: Callable[[], None], number: int = 20) -> float:
+    """Python bytecode instructions one WSGI request executes (``sys.settrace`` opcode events,
+    after a warm-up): a figure machine load does not move (system calls and C code are not in
+    it)."""
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "call":
+            frame.f_trace_opcodes = True
+        elif event == "opcode":
+            count += 1
+        return tracer
+
+    set_up()
+    for _ in range(50):
+        one()
+    sys.settrace(tracer)
+    try:
+        for _ in range(number):
+            one()
+    finally:
+        sys.settrace(None)
+    return count / number
+
+
+Row = Tuple[str, List[float], Optional[float]]
+
+
+def measure(kind: str, number: int, rounds: int) -> List[Row]:
+    """(label, CPU µs per request in each round, bytecodes per request under WSGI) per case,
+    under ``kind`` (wsgi or asgi)."""
     defined = cases()
     request = wsgi_request if kind == "wsgi" else asgi_request
     path = "/items/1/" if kind == "wsgi" else "/async/1/"
-    figures = cpu_us([(request(handler(kind, middleware), path), apply(value))
-                      for _, middleware, value in defined], number, rounds)
-    return [(label, per_round) for (label, _, _), per_round in zip(defined, figures)]
+    measured = [(request(handler(kind, middleware), path), apply(value))
+                for _, middleware, value in defined]
+    figures = cpu_us(measured, number, rounds)
+    counts = [opcodes(*case) if kind == "wsgi" else None for case in measured]
+    return [(label, per_round, count)
+            for (label, _, _), per_round, count in zip(defined, figures, counts)]
 
 
-def request_table(rows: List[Tuple[str, List[float]]]) -> str:
+def request_table(rows: List[Row]) -> str:
     """One row per case: the median over rounds of its CPU time, of what it adds over the
-    bare request of the same round, and of that as a share of the bare request (its range)."""
+    bare request of the same round, and of that as a share of the bare request (its range);
+    the bytecodes of one request when counted."""
     bare = rows[0][1]
-    body: List[Tuple[Any, ...]] = [(rows[0][0], statistics.median(bare), "", "", "")]
-    for label, figures in rows[1:]:
+    counted = rows[0][2] is not None
+    body: List[Tuple[Any, ...]] = []
+    for label, figures, count in rows:
         shares = [(f - b) / b for f, b in zip(figures, bare)]
         body.append((label, statistics.median(figures),
                      statistics.median([f - b for f, b in zip(figures, bare)]),
                      f"{statistics.median(shares):.0%}",
-                     f"{min(shares):.0%} to {max(shares):.0%}"))
+                     f"{min(shares):.0%} to {max(shares):.0%}")
+                    if figures is not bare else
+                    (label, statistics.median(figures), "", "", ""))
+        if counted:
+            body[-1] += (f"{count:,.0f}",)
     return table(["case", "CPU µs / request", "added µs", "added ÷ bare request",
-                  "range over rounds"], body)
+                  "range over rounds"] + (["bytecodes / request"] if counted else []), body)
 
 
 def run(quick: bool = False) -> Dict[str, str]:
