@@ -1,7 +1,8 @@
 """What the Django integration adds to one Django request, in process CPU time, against a bare
 Django request of the same run: a one-route project driven in process (no network) through
 Django's own handlers, WSGI (``WSGIHandler``, a sync view) and ASGI (``ASGIHandler``, an async
-view), every case measured in turn in each round.
+view), every case measured in turn in each round; beside them, in the WSGI rounds, what the
+ASGI middleware adds to a Starlette request.
 
 Run: ``python -m benchmarks.run_all --only bench_django`` (or ``make bench`` for all).
 """
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import table
+from benchmarks.common import asgi_request_driver, table
 from benchmarks.middleware_cases import fresh_folder, installed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,18 +211,36 @@ def opcodes(one: Callable[[], None], set_up: Callable[[], None], number: int = 2
 Row = Tuple[str, List[float], Optional[float]]
 
 
-def measure(kind: str, number: int, rounds: int) -> List[Row]:
+#: The ASGI middleware's cases of ``bench_middleware`` measured in the WSGI rounds, so that
+#: what it adds to a Starlette request compares with what the Django integration adds.
+STARLETTE_CASES = ("bare", "default")
+
+
+def measure(kind: str, number: int, rounds: int,
+            starlette: bool = False) -> Tuple[List[Row], List[Row]]:
     """(label, CPU µs per request in each round, bytecodes per request under WSGI) per case,
-    under ``kind`` (wsgi or asgi)."""
+    under ``kind`` (wsgi or asgi); then the same for :data:`STARLETTE_CASES` when
+    ``starlette``, measured in the same rounds."""
     defined = cases()
     request = wsgi_request if kind == "wsgi" else asgi_request
     path = "/items/1/" if kind == "wsgi" else "/async/1/"
-    measured = [(request(handler(kind, middleware), path), apply(value))
-                for _, middleware, value in defined]
+    measured: List[Tuple[Callable[[], Any], Callable[[], None]]] = [
+        (request(handler(kind, middleware), path), apply(value))
+        for _, middleware, value in defined]
+    labels = [label for label, _, _ in defined]
+    if starlette:
+        from benchmarks.middleware_cases import cases as starlette_cases
+        from benchmarks.middleware_cases import starlette_app
+
+        for key in STARLETTE_CASES:
+            label, (set_up, wrap) = starlette_cases()[key]
+            labels.append(label)
+            measured.append((asgi_request_driver(wrap(starlette_app()), "/items/1"), set_up))
     figures = cpu_us(measured, number, rounds)
-    counts = [opcodes(*case) if kind == "wsgi" else None for case in measured]
-    return [(label, per_round, count)
-            for (label, _, _), per_round, count in zip(defined, figures, counts)]
+    counts = [opcodes(*case) if kind == "wsgi" and i < len(defined) else None
+              for i, case in enumerate(measured)]
+    rows = list(zip(labels, figures, counts))
+    return rows[:len(defined)], rows[len(defined):]
 
 
 def request_table(rows: List[Row]) -> str:
@@ -229,7 +248,7 @@ def request_table(rows: List[Row]) -> str:
     bare request of the same round, and of that as a share of the bare request (its range);
     the bytecodes of one request when counted."""
     bare = rows[0][1]
-    counted = rows[0][2] is not None
+    counted = any(count is not None for _, _, count in rows)
     body: List[Tuple[Any, ...]] = []
     for label, figures, count in rows:
         shares = [(f - b) / b for f, b in zip(figures, bare)]
@@ -251,12 +270,14 @@ def run(quick: bool = False) -> Dict[str, str]:
     missing: Optional[str] = None if installed("django") else "Django is not installed here."
     if missing is None:
         configure()
-        wsgi = request_table(measure("wsgi", number, rounds))
-        asgi = request_table(measure("asgi", number // 3, rounds))
+        django_rows, starlette_rows = measure("wsgi", number, rounds, starlette=True)
+        wsgi, starlette = request_table(django_rows), request_table(starlette_rows)
+        asgi = request_table(measure("asgi", number // 3, rounds)[0])
     else:
-        wsgi = asgi = missing
+        wsgi = asgi = starlette = missing
     return {"rounds": str(rounds), "requests_per_round": f"{number:,}",
-            "asgi_requests_per_round": f"{number // 3:,}", "wsgi": wsgi, "asgi": asgi}
+            "asgi_requests_per_round": f"{number // 3:,}", "wsgi": wsgi, "asgi": asgi,
+            "starlette": starlette}
 
 
 if __name__ == "__main__":
