@@ -45,6 +45,7 @@ def project(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "django_project.settings")
     monkeypatch.setenv("DJANGO_PROJECT_LOGS", str(tmp_path / "logs"))
     monkeypatch.delenv("DJANGO_PROJECT_SHERLOCK_AI", raising=False)
+    monkeypatch.delenv("DJANGO_PROJECT_ROOT_LOGGING", raising=False)
     return tmp_path / "logs"
 
 
@@ -188,7 +189,14 @@ def test_uvicorn_a_client_that_goes_away_ends_its_request_as_disconnected(
     assert record["duration"] < 2
 
 
-def test_runserver_writes_lines_with_ids(project, tmp_path):
+@pytest.mark.parametrize("root", [False, True], ids=["LOGGING without root",
+                                                   "LOGGING configuring the root logger"])
+def test_runserver_writes_lines_with_ids(project, tmp_path, monkeypatch, root):
+    # runserver applies LOGGING twice (its own django.setup(), then get_wsgi_application's):
+    # the second time, a LOGGING that configures the root logger replaces the set-up's app
+    # file there, and disables MonitoringLogger again either way.
+    if root:
+        monkeypatch.setenv("DJANGO_PROJECT_ROOT_LOGGING", "1")
     port = free_port()
     with serving_on(port, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{port}",
                     cwd=tmp_path) as url, httpx.Client(base_url=url) as client:
@@ -212,6 +220,10 @@ def test_runserver_writes_lines_with_ids(project, tmp_path):
         ("GET /items/<int:pk>/", "SUCCESS"), ("GET /fail/", "ERROR"),
         ("GET <unmatched>", "SUCCESS")]
     assert memory[ids[1]]["error"] == "HTTP 500 (ZeroDivisionError: division by zero)"
+    # The view's own line, in the file that collects every record, under its request's id.
+    served = [(r["message"], r["request_id"]) for r in read_jsonl(project / "app.jsonl")
+              if r["logger"] == "shop" and r["message"].startswith("serving")]
+    assert served == [("serving item 3", ids[0])]
     # Django's own lines (the console of the project's LOGGING, on stderr), with the filter
     # referenced from LOGGING: django.request's, logged after the middleware returned for the
     # 404, and django.server's access lines, logged after the response was sent.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -13,7 +13,6 @@ from django.core import checks
 from django.core.signals import got_request_exception, setting_changed
 
 from ...logs.formatting import exception_summary
-from ...logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from ...logs.setup import SherlockAI
 from ...safety import report_internal_error
 from .._common import ERROR_KEY, REQUEST_ID_KEY
@@ -33,6 +32,9 @@ class SherlockConfig(AppConfig):
     serving: Optional[Serving] = None
     #: The logging set-up applied (``None`` with ``"configure_logging": False``).
     logging_setup: Optional[SherlockAI] = None
+    # The handlers on the loggers the set-up attaches to (the root, its files' loggers) right
+    # after it ran: a handler missing later means LOGGING was applied again.
+    _attached: Tuple[Tuple[logging.Logger, logging.Handler], ...] = ()
 
     def ready(self) -> None:
         self.apply(getattr(settings, "SHERLOCK_AI", None))
@@ -48,18 +50,25 @@ class SherlockConfig(AppConfig):
         self.serving = Serving(checked.options)
 
     def set_up_logging(self) -> None:
-        """Install sherlock_ai's log files (unless ``configure_logging`` is off) and enable its
-        loggers, after Django applied ``LOGGING``."""
-        if self.checked is not None and self.checked.logging is not None:
-            self.logging_setup = SherlockAI(self.checked.logging).setup()
-        _enable_own_loggers()
+        """Install sherlock_ai's log files, unless ``configure_logging`` is off (Django applied
+        ``LOGGING`` just before)."""
+        if self.checked is None or self.checked.logging is None:
+            self.logging_setup, self._attached = None, ()
+            return
+        config = self.checked.logging
+        self.logging_setup = SherlockAI(config).setup()
+        names = {name for file in config.log_files.values() for name in file.loggers}
+        self._attached = tuple((logger, handler)
+                               for logger in map(logging.getLogger, (None, *sorted(names)))
+                               for handler in logger.handlers)
 
-    def logging_after_handler_built(self) -> None:
+    def handler_built(self) -> None:
         """Called when a request handler loads the middleware. ``get_wsgi_application()`` and
-        ``get_asgi_application()`` call ``django.setup()`` again (``runserver`` after its own
-        set-up did), and Django applies ``LOGGING`` again then: a ``LOGGING`` that disables
-        existing loggers disabled ours after :meth:`ready`. Set up again in that case."""
-        if any(logging.getLogger(name).disabled for name in _OWN_LOGGERS):
+        ``get_asgi_application()`` call ``django.setup()``, which applies ``LOGGING`` again
+        when it ran before (``runserver``'s own set-up did): a ``LOGGING`` that configures the
+        root logger then replaced the handlers of the set-up of :meth:`ready`, and the
+        records of other loggers no longer reach ``app.log``. Set up again in that case."""
+        if any(handler not in logger.handlers for logger, handler in self._attached):
             self.set_up_logging()
 
     @property
@@ -70,17 +79,6 @@ class SherlockConfig(AppConfig):
     def _setting_changed(self, setting: str, value: object = None, **_: Any) -> None:
         if setting == "SHERLOCK_AI":
             self.apply(value)
-
-
-_OWN_LOGGERS = (MONITORING_LOGGER, PERFORMANCE_LOGGER)
-
-
-def _enable_own_loggers() -> None:
-    # LOGGING with "disable_existing_loggers": True disables every logger that existed when
-    # Django applied it: ours too, when sherlock_ai was imported before (by the settings, a
-    # gunicorn config). Only that flag disables a logger; nobody asked for it.
-    for name in _OWN_LOGGERS:
-        logging.getLogger(name).disabled = False
 
 
 def note_exception(sender: Any, request: Any = None, **_: Any) -> None:

@@ -122,7 +122,7 @@ class SherlockMiddleware:
         if self.async_mode:
             markcoroutinefunction(self)
         self._app = installed_app()
-        self._app.logging_after_handler_built()
+        self._app.handler_built()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -132,12 +132,15 @@ class SherlockMiddleware:
             return self.get_response(request)
         if not isinstance(opened, Exchange):
             return opened
+        tokens = opened.enter()
         try:
-            response = opened.lend(self.get_response, request)
+            response = self.get_response(request)
         except BaseException as exc:
             # Django turns every Exception into a response: this is a SystemExit or the like.
             opened.finish(exc)
             raise
+        finally:
+            opened.leave(tokens)
         return opened.respond(response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:

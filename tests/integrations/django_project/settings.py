@@ -1,7 +1,8 @@
 """The Django project of the tests, served by gunicorn, uvicorn and runserver.
 
 Environment: ``DJANGO_PROJECT_LOGS`` (sherlock_ai's log folder) and ``DJANGO_PROJECT_SHERLOCK_AI``
-(JSON merged into ``SHERLOCK_AI``). ``LOGGING`` disables every logger that exists when Django
+(JSON merged into ``SHERLOCK_AI``), ``DJANGO_PROJECT_ROOT_LOGGING`` (set: ``LOGGING`` configures
+the root logger too, with its console). ``LOGGING`` disables every logger that exists when Django
 applies it, as many projects' do; this file imports sherlock_ai before that, as a settings file
 that configures its log files does.
 """
@@ -48,5 +49,10 @@ LOGGING = {
                            "filters": ["request_id"], "propagate": False},
         "django.server": {"handlers": ["console"], "level": "INFO",
                           "filters": ["request_id"], "propagate": False},
+        # The project's own logger: LOGGING names it, as projects do, so that it stays enabled
+        # when LOGGING is applied after the views were imported (runserver applies it twice).
+        "shop": {"level": "INFO"},
     },
 }
+if os.environ.get("DJANGO_PROJECT_ROOT_LOGGING"):
+    LOGGING["root"] = {"handlers": ["console"], "level": "INFO"}
