@@ -13,9 +13,9 @@ import reprlib
 from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
 
 from .engine.heap import check_top_allocations
-from .logs.formatting import log_safe
+from .formatting import log_safe
 from .logs.lines import safe_name
-from .options import check_flag, check_level, check_min_duration
+from .parameters import check_flag, check_level, check_min_duration
 from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker, Tracker
 
 F = TypeVar("F", bound=Callable[..., Any])

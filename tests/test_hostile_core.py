@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sherlock_ai import JsonFormatter, MemoryTracker, is_valid_request_id, set_request_id
-from sherlock_ai.logs.formatting import log_safe
+from sherlock_ai.formatting import log_safe
 from sherlock_ai.logs.records import install_request_id_factory
 
 LINE_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")

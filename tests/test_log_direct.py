@@ -112,9 +112,9 @@ def write_both_ways(tmp_path, monkeypatch, **config):
             monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         with sherlock_ai.request_id_context("rid-1"):
             for m in measurements():
-                sherlock_ai.log_sink(m)
+                sherlock_ai.log_line.measurement_ended(m)
         for m in measurements():
-            sherlock_ai.log_sink(m)
+            sherlock_ai.log_line.measurement_ended(m)
         snapshot = direct._snapshots["MonitoringLogger"]
         assert bool(snapshot.targets) is (way == "direct"), listening()
         out.append({key: path.read_bytes() for key, path in setup.log_files.items()})
@@ -159,8 +159,8 @@ class Seen(logging.Handler):
 
 
 def one_line(name="job"):
-    sherlock_ai.log_sink(Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1,
-                                     rss_change=0))
+    sherlock_ai.log_line.measurement_ended(
+        Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1, rss_change=0))
 
 
 def monitoring_lines(setup):
@@ -295,7 +295,7 @@ def test_the_console_gets_the_same_bytes_both_ways(tmp_path, capfd, monkeypatch)
         if way == "logging":
             logging.getLogger().addHandler(seen)
         for m in measurements():
-            sherlock_ai.log_sink(m)
+            sherlock_ai.log_line.measurement_ended(m)
         logging.getLogger().removeHandler(seen)
         assert len(seen.records) == (5 if way == "logging" else 0)
         err = capfd.readouterr().err
@@ -368,7 +368,7 @@ def test_a_line_that_cannot_be_encoded_fares_as_on_the_logging_path(tmp_path, ca
         if way == "logging":
             logging.getLogger().addHandler(seen)
         with only_ours():
-            sherlock_ai.log_sink(bad)
+            sherlock_ai.log_line.measurement_ended(bad)
             one_line("after")
         logging.getLogger().removeHandler(seen)
         err = capfd.readouterr().err
@@ -391,9 +391,8 @@ def test_a_line_that_cannot_be_encoded_fares_as_on_the_logging_path(tmp_path, ca
 @ours_only
 def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         tmp_path, monkeypatch, config):
-    # With only the line listening, a request's figures go straight to the line's writer
-    # (no Measurement); with any other consumer they are dispatched as a Measurement; with a
-    # record factory of the user's they go through logging. Same figures, same bytes.
+    # With only the line listening, with another consumer beside it, and with a record factory
+    # of the user's (through logging): same figures, same bytes.
     import itertools
 
     from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
@@ -401,7 +400,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
     from sherlock_ai.engine.requests import RequestMeter
 
     class Other(Consumer):
-        def finished(self, measurement):
+        def measurement_ended(self, measurement):
             pass
 
     monkeypatch.setattr(direct, "clock", lambda: NOW)
@@ -419,15 +418,15 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         if way == "logging":
             monkeypatch.setattr(logging, "_logRecordFactory", record_at_now)
         try:
-            assert (registry.line_only is not None) is (way != "dispatched")
-            meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
+            meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False,
+                                 listeners=registry)
             with sherlock_ai.request_id_context("rid-7"):
-                meter.open().finish("GET /items/{id}", {"method": "GET",
+                meter.open().end("GET /items/{id}", {"method": "GET",
                                                         "route": "/items/{id}",
                                                         "status_code": 200})
-                meter.open().finish("POST /x", {"method": "POST", "route": "/x",
+                meter.open().end("POST /x", {"method": "POST", "route": "/x",
                                                 "status_code": 503}, error="HTTP 503")
-                meter.open().finish("GET /y", {"method": "GET", "route": "/y",
+                meter.open().end("GET /y", {"method": "GET", "route": "/y",
                                                "status_code": None}, exc=ValueError("bad\nx"))
         finally:
             remove_consumer(other)
@@ -443,24 +442,24 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
 
 @ours_only
 def test_a_request_line_honours_the_loggers_level_at_once(tmp_path):
-    # The line-only lane reads the level for each line, as logging does.
+    # The direct path reads the level for each line, as logging does.
     from sherlock_ai.consumers import registry
     from sherlock_ai.engine.requests import RequestMeter
 
     setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
     logger = logging.getLogger("MonitoringLogger")
-    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
+    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False,
+                         listeners=registry)
     try:
-        assert registry.line_only is not None
-        meter.open().finish("GET /a", {})
+        meter.open().end("GET /a", {})
         logger.setLevel(logging.WARNING)
-        meter.open().finish("GET /b", {})
-        meter.open().finish("GET /c", {}, error="HTTP 500")
+        meter.open().end("GET /b", {})
+        meter.open().end("GET /c", {}, error="HTTP 500")
         logger.setLevel(logging.NOTSET)
         logging.disable(logging.ERROR)
-        meter.open().finish("GET /d", {}, error="HTTP 500")
+        meter.open().end("GET /d", {}, error="HTTP 500")
         logging.disable(logging.NOTSET)
-        meter.open().finish("GET /e", {})
+        meter.open().end("GET /e", {})
         text = setup.log_files["monitoring"].read_text(encoding="utf-8")
     finally:
         logger.setLevel(logging.NOTSET)

@@ -21,7 +21,7 @@ import sys
 import tracemalloc
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
-from ..logs.formatting import log_safe
+from ..formatting import log_safe
 
 #: ``(filename, line number)`` of an allocating line.
 Site = Tuple[str, int]

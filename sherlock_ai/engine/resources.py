@@ -9,8 +9,8 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from ..logs.formatting import format_bytes
-from ..safety import guarded
+from ..formatting import format_bytes
+from ..safety import internal_errors
 from .rss import current_rss, peak_rss
 
 _process = None
@@ -42,7 +42,7 @@ def _thread_count() -> int:
 
 def _io_bytes() -> Optional[Tuple[int, int]]:
     """Bytes this process read and wrote at the storage layer, or None when unreadable."""
-    with guarded("resources.io_counters"):
+    with internal_errors:
         io = _psutil_process().io_counters()
         return int(io.read_bytes), int(io.write_bytes)
     return None
@@ -50,7 +50,7 @@ def _io_bytes() -> Optional[Tuple[int, int]]:
 
 def _net_bytes() -> Optional[Tuple[int, int]]:
     """Bytes sent and received by the whole machine (all processes), or None."""
-    with guarded("resources.net_io_counters"):
+    with internal_errors:
         import psutil
 
         net = psutil.net_io_counters()

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from .. import consumers
-from ..logs.formatting import format_bytes, format_change, log_safe
+from ..consumers import registry
+from ..formatting import format_bytes, format_change, log_safe
 from ..logs.schema import MEASURE_LABELS, MEMORY_BUDGET, MEMORY_LIMIT
 
 _logger = logging.getLogger("MonitoringLogger")
@@ -109,4 +109,4 @@ def tell(event: Any) -> None:
         level = event.level if isinstance(event, LimitEvent) else logging.WARNING
         if _logger.isEnabledFor(level):
             _logger.log(level, event.message(), extra={"sherlock": event})
-    consumers.memory_event(event)
+    registry.memory_event(event)

@@ -1,16 +1,15 @@
 """``MemoryGuard``: the memory budgets and the RSS limit of one middleware, as one more
-consumer of its finished requests (told through the ``request_ended`` hook, after the
-request's figures are taken)."""
+consumer of its middleware's requests (told ``request_started`` and ``measurement_ended``,
+after the request's figures are taken)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from ..consumers import RequestEnd
 from ..engine.rss import current_rss
-from ..logs.formatting import format_bytes
+from ..formatting import format_bytes
 from ..safety import report_internal_error
 from .budget import Budgets
 from .events import ShedEvent, tell
@@ -18,6 +17,10 @@ from .limits import memory_limit
 from .sizes import Share
 from .supervisor import find_supervisor
 from .watermark import RETRY_AFTER, Watermark
+
+if TYPE_CHECKING:
+    from ..engine.measurement import Measurement
+    from ..engine.requests import OpenRequest
 
 _logger = logging.getLogger("MonitoringLogger")
 
@@ -34,7 +37,7 @@ class MemoryGuard:
     here, once) and ``on_rss_limit``. Built by the integrations from their checked options;
     ``recycle`` without a supervisor falls back to ``log``, said once here."""
 
-    site = "MemoryGuard.request_ended"
+    site = "MemoryGuard.measurement_ended"
 
     def __init__(self, memory_budget: Union[int, Mapping[str, int], None] = None,
                  rss_limit: Union[int, Share, None] = None, on_rss_limit: str = "log") -> None:
@@ -88,19 +91,16 @@ class MemoryGuard:
         watermark = self.watermark
         return watermark is not None and watermark.shedding
 
-    def request_started(self) -> None:
+    def request_started(self, request: OpenRequest) -> None:
         """A measured request of this middleware began."""
         with self._lock:
             self._in_flight += 1
 
-    def request_ended(self, end: RequestEnd) -> None:
+    def measurement_ended(self, m: Measurement) -> None:
         """A measured request ended: check its budget, then the process's RSS."""
         with self._lock:
             self._in_flight -= 1
             in_flight = self._in_flight
-        m = end.measurement
-        if m is None:
-            return
         if self.budgets is not None:
             event = self.budgets.check(m)
             if event is not None:

@@ -5,8 +5,10 @@
 - WSGI (any WSGI app): :mod:`sherlock_ai.integrations.wsgi` (``SherlockWSGIMiddleware``).
 - Flask: :mod:`sherlock_ai.integrations.flask` (``Sherlock``).
 - uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
-- Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``); request
-  observers: :mod:`sherlock_ai.integrations.observers` (``RequestObserver``).
+- Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``).
+
+Consumers of their measurements (an "in progress" gauge...) register with
+:func:`sherlock_ai.add_consumer`.
 
 Importing this package imports no web framework; the classes above are loaded on first use.
 """
@@ -16,8 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._common import OTHER_METHOD, REQUEST_ID_KEY, ROUTE_KEY, UNMATCHED_ROUTE, status_class
-from .observers import RequestObserver, add_request_observer, remove_request_observer
+from .keys import REQUEST_ID_KEY, ROUTE_KEY
+from .measured import OTHER_METHOD, UNMATCHED_ROUTE
 from .options import RequestKeywords, RequestOptions
 
 _LAZY = {
@@ -44,16 +46,12 @@ __all__ = [
     "REQUEST_ID_KEY",
     "ROUTE_KEY",
     "RequestKeywords",
-    "RequestObserver",
     "RequestOptions",
     "Sherlock",
     "SherlockMiddleware",
     "SherlockWSGIMiddleware",
     "UNMATCHED_ROUTE",
-    "add_request_observer",
     "gunicorn_logconfig_dict",
     "instrument_app",
-    "remove_request_observer",
-    "status_class",
     "uvicorn_log_config",
 ]

@@ -15,7 +15,6 @@ from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import generate_request_id, request_id_var
-from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
 from .asgi_exchange import (
     ASGIApp,
     Exchange,
@@ -27,7 +26,10 @@ from .asgi_exchange import (
     with_header,
 )
 from .asgi_routes import RouteNames
+from .keys import REQUEST_ID_KEY
+from .measured import request_method
 from .options import RequestKeywords, RequestOptions, resolve_options
+from .policy import RequestPolicy
 from .shedding import shed_asgi, shed_route
 
 if TYPE_CHECKING:
@@ -63,7 +65,7 @@ class SherlockMiddleware:
         self._header = self.policy.header_key
         #: The route templates that name its requests (see :class:`RouteNames`).
         self.route_names = RouteNames()
-        #: The log-safe route template of a finished request (see :class:`RouteNames`).
+        #: The log-safe route template of a request that ended (see :class:`RouteNames`).
         self.route_template = self.route_names.template
         self._guard = self.policy.guard
         # Neither excluded paths nor a guard to ask: each request goes straight to its
@@ -99,7 +101,8 @@ class SherlockMiddleware:
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
                 # common path.
-                exchange = Exchange(self, scope, receive, send, request_id)
+                exchange = Exchange(self.policy, self.route_template, scope, receive, send,
+                                    request_id)
                 try:
                     await self.app(scope, exchange.receive, exchange.send)
                 except BaseException as exc:
@@ -107,7 +110,7 @@ class SherlockMiddleware:
                     raise
                 else:
                     if not exchange.done:
-                        exchange.finish(None, _INCOMPLETE)
+                        exchange.end(None, _INCOMPLETE)
                 finally:
                     # A response streamed from a child task ends the measurement in that
                     # task's context copy, which cannot restore this one: do it here.

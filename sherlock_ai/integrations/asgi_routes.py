@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, MutableMapping, Optional, Tuple
 
-from ._common import UNMATCHED_ROUTE, BoundedNames
+from .measured import UNMATCHED_ROUTE, BoundedNames
 
 Scope = MutableMapping[str, Any]
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from flask import Flask, current_app, request, request_finished
 
-from ..logs.formatting import exception_summary
+from ..formatting import exception_summary
 from ..safety import report_internal_error
-from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
+from .keys import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse
 

@@ -21,25 +21,21 @@ import contextvars
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from ..logs.formatting import exception_summary
+from ..formatting import exception_summary
 from ..request_id import request_id_var
 from ..safety import report_internal_error
-from ._common import (
+from .collected import end_when_collected
+from .keys import ENDPOINT_KEY, ERROR_KEY, REQUEST_ID_KEY, ROUTE_KEY, STREAMED_KEY
+from .measured import (
     CLIENT_DISCONNECTED,
-    ENDPOINT_KEY,
-    ERROR_KEY,
     OTHER_METHOD,
-    REQUEST_ID_KEY,
-    ROUTE_KEY,
-    STREAMED_KEY,
     UNMATCHED_ROUTE,
     BoundedNames,
     MeasuredRequest,
-    RequestPolicy,
     request_method,
 )
-from .collected import end_when_collected
 from .options import RequestKeywords, RequestOptions, resolve_options
+from .policy import RequestPolicy
 from .shedding import shed_wsgi
 
 if TYPE_CHECKING:
@@ -140,9 +136,9 @@ class _Request(MeasuredRequest):
         self._finalizer: Optional[weakref.finalize] = None
         self.context = context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
-        # The method is read when the request ends: see finish().
+        # The method is read when the request ends: see end().
         MeasuredRequest.__init__(
-            self, context.run(policy.start_measurement) if measured else None, OTHER_METHOD)
+            self, context.run(policy.open_request) if measured else None, OTHER_METHOD)
 
     def lend(self, step: Callable[..., Any], *args: Any) -> Any:
         """Run one step of the application in the caller's context, with the request's id and
@@ -161,7 +157,7 @@ class _Request(MeasuredRequest):
         try:
             body = self.lend(self.middleware.app, self.environ, self.start_response)
         except BaseException as exc:
-            self.finish(exc)
+            self.end(exc)
             raise
         try:
             in_full, file_body = self._body_kind(body)
@@ -169,16 +165,16 @@ class _Request(MeasuredRequest):
             report_internal_error("wsgi body kind", internal)
             in_full = file_body = False
         if in_full:
-            self.finish(None)
+            self.end(None)
             return body
         if file_body:
             if self.measuring is not None and not self._end_at_close_of(body):
-                self.finish(None)
+                self.end(None)
             return body
         try:
             streamed = _Body(self, body)
         except BaseException as exc:
-            self.finish(exc)
+            self.end(exc)
             raise
         self._end_when_collected(streamed)
         return streamed
@@ -200,9 +196,9 @@ class _Request(MeasuredRequest):
                 if original is not None:
                     self.lend(original)
             except BaseException as exc:
-                self.finish(exc)
+                self.end(exc)
                 raise
-            self.finish(None)
+            self.end(None)
 
         try:
             body.close = close
@@ -221,7 +217,7 @@ class _Request(MeasuredRequest):
 
     def collected(self) -> None:
         """The body was garbage collected without being closed (run on the finisher thread)."""
-        self.finish(self.error, None if self.error is not None else NOT_CLOSED)
+        self.end(self.error, None if self.error is not None else NOT_CLOSED)
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
         try:
@@ -234,7 +230,8 @@ class _Request(MeasuredRequest):
             headers.append(self.header)
         return self._start_response(status, headers, exc_info)
 
-    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+    def end(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+        """End the measurement, named by its route (later calls do nothing)."""
         if self._done or self.measuring is None:
             return
         self._done = True
@@ -254,7 +251,7 @@ class _Request(MeasuredRequest):
             if isinstance(cause, str):
                 served = f"HTTP {self.status} ({cause})"
                 problem = served if problem is None else f"{served}; {problem}"
-        self.context.run(self.end, route, problem, exc)
+        self.context.run(self.end_as, route, problem, exc)
 
     def endpoint(self) -> Optional[Callable[..., Any]]:
         return self.environ.get(ENDPOINT_KEY)
@@ -297,4 +294,4 @@ class _Body:
             raise
         finally:
             early = not self._exhausted and request.error is None
-            request.finish(request.error, _CLOSED_EARLY if early else None)
+            request.end(request.error, _CLOSED_EARLY if early else None)

@@ -78,22 +78,6 @@ _OPTIONAL = ("error", "rss", "rss_change", "traced", "traced_peak")
 _BASE = frozenset(("kind", "name", "status", "duration", "concurrent", *_OPTIONAL))
 
 
-def _timestamp(created: float) -> str:
-    # datetime.fromtimestamp(created, utc).isoformat(timespec="milliseconds"), the date and
-    # time rendered once per second: microseconds rounded half-even, as datetime does
-    # (created - second is exact in floating point).
-    global _seconds
-    second = int(created)
-    micro = round((created - second) * 1e6)
-    if micro >= 1_000_000:
-        second, micro = second + 1, micro - 1_000_000
-    cached = _seconds
-    if cached[0] != second:
-        text = datetime.fromtimestamp(second, tz=timezone.utc).isoformat()
-        cached = _seconds = (second, text[:19])  # "2026-12-01T13:11:49"
-    return f"{cached[1]}.{micro // 1000:03d}+00:00"
-
-
 def _value(value: Any) -> str:
     kind = type(value)
     if kind is int:
@@ -138,8 +122,9 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
         parts = _cached(_parts, key, (
             f'"level": {string(levelname)}, "logger": {string(logger)}, "pid": {pid}, ',
             f'"kind": {string(kind)}, "name": {string(name)}, "status": {string(status)}, '))
-    # The time stamp: see _timestamp (inlined, this runs for every line). Rounding to the
-    # microsecond changes the millisecond only from ...999.5 up: only then round() it.
+    # The time stamp: datetime.fromtimestamp(created, utc).isoformat(timespec="milliseconds")
+    # with the date and time rendered once per second. Rounding to the microsecond changes the
+    # millisecond only from ...999.5 up: only then round() it.
     second = int(created)
     micro = int(fraction := (created - second) * 1e6)
     if micro % 1000 == 999:

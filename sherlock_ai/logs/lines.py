@@ -1,17 +1,16 @@
-"""The text of MEMORY, PERFORMANCE and RESOURCES log lines, and the sink that logs them."""
+"""The text of MEMORY, PERFORMANCE and RESOURCES log lines, and :class:`LogLine`, the consumer
+that logs them."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, Dict, Optional
 
-from ..consumers import registry
 from ..engine.measurement import Measurement
 from ..engine.span import Figures
-from ..request_id import request_id_var
+from ..formatting import format_bytes, format_change, log_safe
 from ..safety import report_internal_error
 from . import direct
-from .formatting import format_bytes, format_change, log_safe
 from .schema import (
     ARGS,
     CHANGE,
@@ -128,36 +127,22 @@ _FORMATS = {
 }
 
 
-def log_sink(m: Measurement) -> None:
-    """Write the measurement's line, with the record carrying it as ``record.sherlock``."""
-    logger, render = _FORMATS[m.kind]
-    if logger.isEnabledFor(m.level):
-        message = render(m)
-        if direct.write(logger, m.level, message, m):
-            return  # only sherlock_ai's own files and console listen: written directly
-        _log_record(logger, message, m)
+class LogLine:
+    """The consumer that writes each kept measurement's line on ``MonitoringLogger`` (MEMORY,
+    RESOURCES) or ``PerformanceLogger`` (PERFORMANCE), the record carrying the measurement as
+    ``record.sherlock``. The registry of consumers starts with one
+    (:data:`sherlock_ai.consumers.log_line`)."""
 
+    site = "log line"
 
-def log_request(name: str, status: str, level: int, figures: Figures, error: Optional[str],
-                attributes: Dict[str, Any]) -> None:
-    """:func:`log_sink` for a request's figures, when the line is their only consumer: the
-    same line, the ``Measurement`` built only for a record of ``logging``."""
-    logger = _monitoring
-    if logger.isEnabledFor(level):
-        message = memory_text(name, status, figures, error)
-        snapshot = direct.listening(logger)
-        if snapshot is not None and direct.write_line(
-                snapshot, logger, level, message, None if snapshot.default_text
-                else ("memory", name, status, figures, error, attributes)):
-            return
-        _log_record(logger, message, _measurement(name, status, level, figures, error,
-                                                  attributes))
-
-
-def _measurement(name: str, status: str, level: int, figures: Figures, error: Optional[str],
-                 attributes: Dict[str, Any]) -> Measurement:
-    return Measurement("memory", name, status, figures[0], level, request_id_var.get(), error,
-                       *figures[1:], False, attributes)
+    def measurement_ended(self, m: Measurement) -> None:
+        """Write ``m``'s line."""
+        logger, render = _FORMATS[m.kind]
+        if logger.isEnabledFor(m.level):
+            message = render(m)
+            if direct.write(logger, m.level, message, m):
+                return  # only sherlock_ai's own files and console listen: written directly
+            _log_record(logger, message, m)
 
 
 def _log_record(logger: logging.Logger, message: str, m: Measurement) -> None:
@@ -188,7 +173,7 @@ def _handle(logger: logging.Logger, record: logging.LogRecord) -> None:
             if record.levelno >= handler.level:
                 try:
                     handler.handle(record)
-                # A plain try, not guarded(): this runs for every handler of every line.
+                # A plain try, not `with internal_errors`: it runs per handler and line.
                 except Exception as exc:  # noqa: BLE001 - one handler costs only its output
                     report_internal_error(f"log handler {handler!r}", exc)
         current = current.parent if current.propagate else None
@@ -200,5 +185,3 @@ def safe_name(name: str) -> str:
     """A tracker or route name fit for one log line."""
     return log_safe(name, limit=200)
 
-
-registry.set_line_writer(log_sink, log_request)

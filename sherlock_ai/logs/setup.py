@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from ..options import check_level
+from ..parameters import check_level
 from . import direct
 from .direct import DirectHandler
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
