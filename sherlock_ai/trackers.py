@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import Any, Dict, Optional
+from types import TracebackType
+from typing import Any, Dict, Literal, Optional, Type
 
 from .consumers import registry
 from .engine import heap, tracing
@@ -80,7 +81,8 @@ class Tracker:
             report_internal_error(f"{type(self).__name__} start", exc)
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         if self._started:
             self._started = False
             try:
@@ -92,7 +94,9 @@ class Tracker:
     async def __aenter__(self) -> Tracker:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]],
+                        exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
     def _start(self) -> None:
@@ -185,12 +189,12 @@ class MemoryTracker(Tracker):
     def _finish(self, exc: Optional[BaseException]) -> None:
         figures = self._span.close(self._skip_rss_below(exc))
         if self.top_allocations:
-            before, self._heap_before = self._heap_before, None
+            before, self._heap_before = self._heap_before, {}
             try:
                 # Guarded: e.g. tracing stopped by the user between the two snapshots.
                 with internal_errors:
                     if not self._dropped(exc, self._marked_error, figures.duration):
-                        sites = heap.top_growth(before or {}, heap.site_sizes(),
+                        sites = heap.top_growth(before, heap.site_sizes(),
                                                 self.top_allocations)
                         self.attributes = {**(self.attributes or {}), "top_allocations": sites}
             finally:

@@ -27,13 +27,13 @@ from hypothesis import strategies as st
 import sherlock_ai
 from sherlock_ai import LogFileConfig, LoggingConfig
 from sherlock_ai.__main__ import main
+from sherlock_ai.consumers import log_line
 from sherlock_ai.engine.measurement import Measurement
 from sherlock_ai.formatting import format_bytes
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.leaks import LeakSuspect
 from sherlock_ai.logs.json_lines import JsonFormatter
 from sherlock_ai.logs.lines import (
-    log_line,
     memory_line,
     performance_line,
     resources_line,

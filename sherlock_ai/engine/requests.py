@@ -21,7 +21,7 @@ from ..formatting import exception_summary, log_safe
 from ..request_id import request_id_var
 from ..safety import report_internal_error
 from .measurement import ERROR, SUCCESS, Measurement
-from .span import Span, _current
+from .span import Figures, Span, _current
 
 _ERROR_LEVEL = logging.ERROR
 
@@ -106,7 +106,7 @@ class OpenRequest(Span):
             report_internal_error(f"{meter.protocol} request end", internal)
             # Its listeners are told all the same: each start is followed by one end.
             wants_all = True
-            figures = (perf_counter() - self.t0, None, None, None, None, 0)
+            figures = Figures(perf_counter() - self.t0, None, None, None, None, 0)
         duration = figures[0]
         if success:
             below = duration < min_duration
@@ -130,14 +130,14 @@ class OpenRequest(Span):
         listeners.measurement_ended(measurement)
         return measurement
 
-    def lend(self) -> Optional[Token]:
+    def lend(self) -> Optional[Token[Optional[Span]]]:
         """Make this request's span current in this context for one step of work that belongs
         to it but runs elsewhere (a chunk of a streamed WSGI body, iterated by the server);
         undo with :meth:`take_back` in the same context right after the step."""
         return _current.set(self) if self.measured and self.meter is not None else None
 
     @staticmethod
-    def take_back(token: Optional[Token]) -> None:
+    def take_back(token: Optional[Token[Optional[Span]]]) -> None:
         """Undo :meth:`lend`."""
         if token is not None:
             _current.reset(token)

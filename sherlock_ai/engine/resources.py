@@ -7,18 +7,21 @@ import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..formatting import format_bytes
 from ..safety import internal_errors
 from .rss import current_rss, peak_rss
 
-_process = None
+if TYPE_CHECKING:
+    import psutil
+
+_process: Optional[psutil.Process] = None
 _snapshot_lock = threading.Lock()
 _last_rss: Optional[int] = None
 
 
-def _psutil_process():
+def _psutil_process() -> psutil.Process:
     """A psutil.Process for this process, cached until a fork."""
     global _process
     if _process is None or _process.pid != os.getpid():

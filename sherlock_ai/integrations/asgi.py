@@ -9,7 +9,7 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, cast, overload
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
@@ -172,8 +172,8 @@ def _single_callable(app: Any) -> ASGIApp:
     (``cls(scope, receive, send)`` then ``await``: Starlette's ``HTTPEndpoint`` and
     ``WebSocketEndpoint``); asgiref would take every class for an ASGI 2 app."""
     if inspect.isclass(app) and hasattr(app, "__await__"):
-        return app  # type: ignore[no-any-return]
-    return double_to_single_callable(app) if is_double_callable(app) else app
+        return cast(ASGIApp, app)
+    return cast(ASGIApp, double_to_single_callable(app) if is_double_callable(app) else app)
 
 
 class _StarletteLike(Protocol):

@@ -40,7 +40,8 @@ class RouteNames:
         path = getattr(route, "path", None)
         if len(mounted) > len(root_path) and mounted.startswith(root_path):
             prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
-            if innermost is not None and (route is None or route is innermost):
+            if prefix is not None and innermost is not None and (
+                    route is None or route is innermost):
                 if getattr(innermost, "routes", None):
                     return UNMATCHED_ROUTE  # the mounted router matched nothing
                 # A mounted app that is not a router: the mount is the route.

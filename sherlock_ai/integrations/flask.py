@@ -89,7 +89,8 @@ class _WeakAppMethod:
             raise ReferenceError(
                 f"the Flask app {self._name} was freed while its wsgi_app is still served: "
                 "keep a reference to the Flask app (serve the app, or keep it in a variable)")
-        return method(environ, start_response)
+        body: Iterable[bytes] = method(environ, start_response)
+        return body
 
     def __repr__(self) -> str:
         return f"<wsgi_app of {self._name}, held weakly>"

@@ -59,7 +59,7 @@ class MeasuredRequest:
 
 def request_method(method: object) -> str:
     """The request's method when standard, else :data:`OTHER_METHOD` (clients send any token)."""
-    return method if method in STANDARD_METHODS else OTHER_METHOD  # type: ignore[return-value]
+    return method if isinstance(method, str) and method in STANDARD_METHODS else OTHER_METHOD
 
 
 class BoundedNames:

@@ -50,7 +50,7 @@ def check_id_generator(generator: object) -> Callable[[], str]:
             "id_generator must be a callable taking no arguments and returning a str id, "
             f"got {generator!r}"
         )
-    return generator  # type: ignore[return-value]
+    return generator
 
 
 def check_exclude_paths(paths: object) -> FrozenSet[str]:

@@ -19,7 +19,18 @@ from __future__ import annotations
 
 import contextvars
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+)
 
 from ..formatting import exception_summary
 from ..request_id import request_id_var
@@ -41,11 +52,12 @@ from .shedding import shed_wsgi
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-Environ = dict
+Environ = Dict[str, Any]
 Headers = List[Tuple[str, str]]
 StartResponse = Callable[..., Callable[[bytes], Any]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
+T = TypeVar("T")
 _CLOSED_EARLY = CLIENT_DISCONNECTED + " (the server closed the response before its end)"
 NOT_CLOSED = "the response was never closed (measured until it was garbage collected)"
 
@@ -133,14 +145,14 @@ class _Request(MeasuredRequest):
         self.header = (policy.header_name, request_id) if policy.echo else None
         self.error: Optional[BaseException] = None
         self._done = False
-        self._finalizer: Optional[weakref.finalize] = None
+        self._finalizer: Optional[weakref.finalize[..., Any]] = None
         self.context = context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
         # The method is read when the request ends: see end().
         MeasuredRequest.__init__(
             self, context.run(policy.open_request) if measured else None, OTHER_METHOD)
 
-    def lend(self, step: Callable[..., Any], *args: Any) -> Any:
+    def lend(self, step: Callable[..., T], *args: Any) -> T:
         """Run one step of the application in the caller's context, with the request's id and
         open measurement current for that step only."""
         measuring = self.measuring
@@ -274,7 +286,8 @@ class _Body:
 
     def __next__(self) -> bytes:
         try:
-            return self.request.lend(next, self._chunks)
+            chunk: bytes = self.request.lend(next, self._chunks)
+            return chunk
         except StopIteration:
             self._exhausted = True
             raise
