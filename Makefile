@@ -12,7 +12,7 @@ TYPED := sherlock_ai/__init__.py sherlock_ai/consumers.py sherlock_ai/decorators
 	sherlock_ai/formatting.py sherlock_ai/parameters.py sherlock_ai/request_id.py \
 	sherlock_ai/safety.py sherlock_ai/trackers.py sherlock_ai/engine sherlock_ai/exporters \
 	sherlock_ai/integrations/__init__.py sherlock_ai/integrations/asgi.py \
-	sherlock_ai/integrations/asgi_exchange.py sherlock_ai/integrations/asgi_routes.py \
+	sherlock_ai/integrations/asgi_request.py sherlock_ai/integrations/asgi_routes.py \
 	sherlock_ai/integrations/fastapi.py sherlock_ai/integrations/flask.py \
 	sherlock_ai/integrations/keys.py sherlock_ai/integrations/measured.py \
 	sherlock_ai/integrations/options.py sherlock_ai/integrations/policy.py \

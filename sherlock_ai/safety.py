@@ -30,7 +30,7 @@ def report_internal_error(where: str, exc: BaseException) -> None:
 class InternalErrors:
     """``with internal_errors:`` runs its block and, when the block raises an
     :class:`Exception`, reports it once per site (the function and line of the ``with``, e.g.
-    ``sherlock_ai.trackers.MemoryTracker._finish:197``) and goes on after the block, as sentry-sdk's
+    ``sherlock_ai.trackers.MemoryTracker._end:197``) and goes on after the block, as sentry-sdk's
     ``capture_internal_exceptions()`` does. One shared object: entering costs two method calls
     (about 0.1 µs), nothing is allocated unless something raises.
 

@@ -1,6 +1,6 @@
 """Context managers that measure a block: MemoryTracker, PerformanceTimer, ResourceTracker.
 
-Each works with ``with`` and ``async with``, hands its finished
+Each works with ``with`` and ``async with``, hands the
 :class:`~sherlock_ai.engine.measurement.Measurement` to the consumers (the log line among them) and
 keeps it as ``.measurement``. A tracker instance measures one block at a time: create one per block.
 """
@@ -86,9 +86,9 @@ class Tracker:
         if self._started:
             self._started = False
             try:
-                self._finish(exc)
+                self._end(exc)
             except Exception as internal:  # noqa: BLE001
-                report_internal_error(f"{type(self).__name__} finish", internal)
+                report_internal_error(f"{type(self).__name__} end", internal)
         return False
 
     async def __aenter__(self) -> Tracker:
@@ -102,7 +102,7 @@ class Tracker:
     def _start(self) -> None:
         raise NotImplementedError
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         raise NotImplementedError
 
     def _dropped(self, exc: Optional[BaseException], marked: Optional[str],
@@ -186,7 +186,7 @@ class MemoryTracker(Tracker):
         else:
             self._span = Span(self.trace_malloc)
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         figures = self._span.close(self._skip_rss_below(exc))
         if self.top_allocations:
             before, self._heap_before = self._heap_before, {}
@@ -214,7 +214,7 @@ class PerformanceTimer(Tracker):
     def _start(self) -> None:
         self._t0 = perf_counter()
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         self._emit(exc, Figures(perf_counter() - self._t0, None, None, None, None, 0))
 
 
@@ -242,7 +242,7 @@ class ResourceTracker(Tracker):
         self._span = Span(False)
         self._window = ResourceWindow(self.include_io, self.include_network)
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         figures = self._span.close()
-        self.attributes = {**(self.attributes or {}), **self._window.finish()}
+        self.attributes = {**(self.attributes or {}), **self._window.end()}
         self._emit(exc, figures)

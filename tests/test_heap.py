@@ -235,7 +235,7 @@ def test_tracing_stopped_inside_the_block_does_not_hurt_the_block(capsys):
     assert "top_allocations" not in tracker.measurement.attributes
     # Reported once, at the site of the guard around the snapshot.
     err = capsys.readouterr().err
-    assert "monitoring failed in sherlock_ai.trackers." in err and "_finish:" in err
+    assert "monitoring failed in sherlock_ai.trackers." in err and "_end:" in err
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,7 @@ class ResourceWindow:
         self.t0 = time.perf_counter()
         self.cpu0 = _cpu_seconds()
 
-    def finish(self) -> Dict[str, Any]:
+    def end(self) -> Dict[str, Any]:
         """CPU percent (process CPU time over wall time; can exceed 100 with threads), etc."""
         cpu = _cpu_seconds() - self.cpu0
         wall = time.perf_counter() - self.t0

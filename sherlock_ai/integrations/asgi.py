@@ -15,9 +15,9 @@ from asgiref.compatibility import double_to_single_callable, is_double_callable
 
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import generate_request_id, request_id_var
-from .asgi_exchange import (
+from .asgi_request import (
     ASGIApp,
-    Exchange,
+    ASGIRequest,
     Message,
     Receive,
     Scope,
@@ -101,21 +101,21 @@ class SherlockMiddleware:
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
                 # common path.
-                exchange = Exchange(self.policy, self.route_template, scope, receive, send,
-                                    request_id)
+                request = ASGIRequest(self.policy, self.route_template, scope, receive, send,
+                                      request_id)
                 try:
-                    await self.app(scope, exchange.receive, exchange.send)
+                    await self.app(scope, request.receive, request.send)
                 except BaseException as exc:
-                    exchange.failed(exc)
+                    request.failed(exc)
                     raise
                 else:
-                    if not exchange.done:
-                        exchange.end(None, _INCOMPLETE)
+                    if not request.done:
+                        request.end(None, _INCOMPLETE)
                 finally:
                     # A response streamed from a child task ends the measurement in that
                     # task's context copy, which cannot restore this one: do it here.
-                    if exchange.measuring is not None:
-                        exchange.measuring.leave()
+                    if request.measuring is not None:
+                        request.measuring.leave()
         except BaseException as exc:
             # The server logs it after the id below is restored: the record factory reads the
             # request's id from the exception instead.

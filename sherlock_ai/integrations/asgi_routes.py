@@ -1,4 +1,4 @@
-"""Route templates of finished ASGI requests, read from what Starlette's routers leave in the
+"""Route templates of ASGI requests that ended, read from what Starlette's routers leave in the
 scope (``route``, ``endpoint``, ``router``, a grown ``root_path``); imports no framework."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class RouteNames:
         self._plain: Dict[int, Tuple[Any, str]] = {}
 
     def template(self, scope: Scope, root_path: str) -> str:
-        """The log-safe route template of a finished request: Starlette's routers leave the
+        """The log-safe route template of a request that ended: Starlette's routers leave the
         matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
         route = scope.get("route")
         mounted = scope.get("root_path", "")

@@ -26,7 +26,7 @@ _CACHE_LIMIT = 1024
 class MeasuredRequest:
     """One measured request of an integration: its method, then its status, and
     :meth:`end_as`, the integration's one call when the request is over. The ASGI
-    :class:`~sherlock_ai.integrations.asgi_exchange.Exchange` and the WSGI request are made of
+    :class:`~sherlock_ai.integrations.asgi_request.ASGIRequest` and the WSGI request are made of
     it."""
 
     __slots__ = ("measuring", "method", "status")

@@ -110,7 +110,7 @@ class SherlockWSGIMiddleware:
                 request_method(environ.get("REQUEST_METHOD")), lambda: self.shed_route(environ)):
             return shed_wsgi(start_response, policy.header_name if policy.echo else None,
                              request_id)
-        return _Request(self, environ, start_response, request_id, measured).respond()
+        return WSGIRequest(self, environ, start_response, request_id, measured).respond()
 
     def shed_route(self, environ: Environ) -> str:
         """The route template of a request shed before the app saw it: what
@@ -127,7 +127,7 @@ class SherlockWSGIMiddleware:
         return self._names.safe(template)
 
 
-class _Request(MeasuredRequest):
+class WSGIRequest(MeasuredRequest):
     """One request: its id, its measurement (opened and ended in a private context) and the
     way each step of the application borrows them. Holds no reference to the body handed to
     the server, so that a body nobody closes can be collected and end the measurement."""
@@ -275,7 +275,7 @@ class _Body:
 
     __slots__ = ("request", "_body", "_chunks", "_exhausted", "__weakref__")
 
-    def __init__(self, request: _Request, body: Iterable[bytes]) -> None:
+    def __init__(self, request: WSGIRequest, body: Iterable[bytes]) -> None:
         self.request = request
         self._body = body
         self._exhausted = False

@@ -9,8 +9,10 @@ from typing import Any, Dict, Optional
 from ..engine.measurement import Measurement
 from ..engine.span import Figures
 from ..formatting import format_bytes, format_change, log_safe
+from ..request_id import request_id_var
 from ..safety import report_internal_error
 from . import direct
+from .records import NO_REQUEST_ID
 from .schema import (
     ARGS,
     CHANGE,
@@ -152,6 +154,9 @@ def _log_record(logger: logging.Logger, message: str, m: Measurement) -> None:
         logger.name, m.level, "sherlock_ai", 0, message, (), None, m.name
     )
     record.sherlock = m
+    # The current request's id, as the direct path writes it, whichever record factory runs
+    # (the set-up's, or none).
+    record.request_id = request_id_var.get() or NO_REQUEST_ID
     _handle(logger, record)
 
 

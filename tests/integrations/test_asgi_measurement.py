@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException
@@ -202,7 +203,23 @@ def test_an_unhandled_exception_gives_a_500_with_the_id_and_an_error_line(instal
     assert record.sherlock.attributes["status_code"] == 500
 
 
-def test_an_exception_handler_logs_the_traceback_with_the_id(root_records):
+@pytest.fixture
+def request_id_factory():
+    """The record factory that gives records the request's id, as the set-up installs it."""
+    before = logging.getLogRecordFactory()
+    sherlock_ai.install_request_id_factory()
+    yield
+    logging.setLogRecordFactory(before)
+
+
+def test_creating_a_middleware_leaves_the_record_factory_alone():
+    before = logging.getLogRecordFactory()
+    SherlockMiddleware(items_app())
+    instrument_app(items_app())
+    assert logging.getLogRecordFactory() is before
+
+
+def test_an_exception_handler_logs_the_traceback_with_the_id(root_records, request_id_factory):
     app = items_app()
 
     @app.exception_handler(Exception)

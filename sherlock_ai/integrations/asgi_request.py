@@ -49,7 +49,7 @@ def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
     return {**message, "headers": headers}
 
 
-class Exchange(MeasuredRequest):
+class ASGIRequest(MeasuredRequest):
     """One measured HTTP request: watches its messages and ends its measurement once."""
 
     __slots__ = ("route_template", "scope", "_receive", "_send", "trailers", "header",
