@@ -104,7 +104,13 @@ class Registry:
     def __init__(self, consumers: Tuple[object, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._consumers = tuple(check_consumer(c) for c in consumers)
-        self.hooks = Hooks(self._consumers)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.hooks = hooks = Hooks(self._consumers)
+        #: Whether some consumer wants the measurements under ``min_duration`` too (read once
+        #: per measured block: an attribute, kept up to date by every change).
+        self.wants_all = bool(hooks.ended_all)
 
     def add(self, consumer: C) -> C:
         """Start telling ``consumer`` (idempotent; a second add reads its ``wants_all`` again);
@@ -113,25 +119,20 @@ class Registry:
         with self._lock:
             if not any(c is consumer for c in self._consumers):
                 self._consumers = self._consumers + (consumer,)
-            self.hooks = Hooks(self._consumers)
+            self._rebuild()
         return consumer
 
     def remove(self, consumer: object) -> None:
         """Stop telling ``consumer``; unknown consumers are ignored."""
         with self._lock:
             self._consumers = tuple(c for c in self._consumers if c is not consumer)
-            self.hooks = Hooks(self._consumers)
+            self._rebuild()
 
     def __iter__(self) -> Iterator[object]:
         return iter(self._consumers)
 
     def __contains__(self, consumer: object) -> bool:
         return any(c is consumer for c in self._consumers)
-
-    @property
-    def wants_all(self) -> bool:
-        """Whether some consumer wants the measurements under ``min_duration`` too."""
-        return bool(self.hooks.ended_all)
 
     def request_started(self, request: OpenRequest) -> None:
         """Tell every consumer that a measured request began."""
