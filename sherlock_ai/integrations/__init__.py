@@ -16,11 +16,18 @@ Importing this package imports no web framework; the classes above are loaded on
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .keys import REQUEST_ID_KEY, ROUTE_KEY
 from .measured import OTHER_METHOD, UNMATCHED_ROUTE
 from .options import RequestKeywords, RequestOptions
+
+if TYPE_CHECKING:
+    # What __getattr__ below imports on first use, typed for users' type checkers.
+    from .asgi import SherlockMiddleware, instrument_app
+    from .flask import Sherlock
+    from .server_logs import GUNICORN_ACCESS_LOG_FORMAT, gunicorn_logconfig_dict, uvicorn_log_config
+    from .wsgi import SherlockWSGIMiddleware
 
 _LAZY = {
     "SherlockMiddleware": "asgi",

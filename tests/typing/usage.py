@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from flask import Flask
+from typing_extensions import assert_type
 
 import sherlock_ai
 from sherlock_ai import (
@@ -19,6 +20,8 @@ from sherlock_ai import (
 )
 from sherlock_ai.engine.requests import OpenRequest
 from sherlock_ai.integrations import RequestOptions
+from sherlock_ai.integrations import Sherlock as LazySherlock
+from sherlock_ai.integrations import SherlockMiddleware as LazyMiddleware
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
@@ -57,8 +60,14 @@ def main() -> None:
     watch.close()
     api: FastAPI = instrument_app(FastAPI(), min_duration=0.1)
     wrapped: SherlockMiddleware = SherlockMiddleware(api, options=RequestOptions(min_duration=0.1))
+    # Names loaded on first use are the classes themselves, not Any (assert_type is exact).
+    assert_type(LazyMiddleware, type[SherlockMiddleware])
+    assert_type(LazySherlock, type[Sherlock])
+    assert_type(sherlock_ai.LeakWatch, type[LeakWatch])
+    lazy = LazyMiddleware(api)
+    extension = LazySherlock()
     app = Flask(__name__)
     Sherlock(app, exclude_paths=["/health"])
     wsgi: SherlockWSGIMiddleware = SherlockWSGIMiddleware(app.wsgi_app)
     setup: sherlock_ai.SherlockAI = sherlock_ai.sherlock_ai()
-    print(measured, wrapped, wsgi, setup, sherlock_ai.get_request_id())
+    print(measured, wrapped, lazy, extension, wsgi, setup, sherlock_ai.get_request_id())
