@@ -79,7 +79,10 @@ def records() -> Iterator[RecordCollector]:
 
 @pytest.fixture
 def root_records() -> Iterator[RecordCollector]:
-    """Collect every record propagated to the root logger (application loggers included)."""
+    """Collect every record propagated to the root logger (application loggers included),
+    made with the record factory the set-up installs (records carry ``request_id``)."""
+    factory = logging.getLogRecordFactory()
+    sherlock_ai.install_request_id_factory()
     collector = RecordCollector()
     root = logging.getLogger()
     level = root.level
@@ -88,3 +91,4 @@ def root_records() -> Iterator[RecordCollector]:
     yield collector
     root.removeHandler(collector)
     root.setLevel(level)
+    logging.setLogRecordFactory(factory)

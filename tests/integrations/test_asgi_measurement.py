@@ -203,15 +203,6 @@ def test_an_unhandled_exception_gives_a_500_with_the_id_and_an_error_line(instal
     assert record.sherlock.attributes["status_code"] == 500
 
 
-@pytest.fixture
-def request_id_factory():
-    """The record factory that gives records the request's id, as the set-up installs it."""
-    before = logging.getLogRecordFactory()
-    sherlock_ai.install_request_id_factory()
-    yield
-    logging.setLogRecordFactory(before)
-
-
 def test_creating_a_middleware_leaves_the_record_factory_alone():
     before = logging.getLogRecordFactory()
     SherlockMiddleware(items_app())
@@ -219,7 +210,7 @@ def test_creating_a_middleware_leaves_the_record_factory_alone():
     assert logging.getLogRecordFactory() is before
 
 
-def test_an_exception_handler_logs_the_traceback_with_the_id(root_records, request_id_factory):
+def test_an_exception_handler_logs_the_traceback_with_the_id(root_records):
     app = items_app()
 
     @app.exception_handler(Exception)
