@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any, Optional, Tuple
 
-from sherlock_ai.logs.formatting import format_bytes, format_change
+from sherlock_ai.formatting import format_bytes, format_change
 from sherlock_ai.request_id import generate_request_id
 
 _request_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(

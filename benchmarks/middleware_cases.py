@@ -168,17 +168,19 @@ def _guarded(app: Any) -> Any:
 def _with_prometheus() -> None:
     from prometheus_client import CollectorRegistry
 
+    from sherlock_ai.consumers import add_consumer
     from sherlock_ai.exporters.prometheus import PrometheusExporter
 
     one_file()()
-    PrometheusExporter(registry=CollectorRegistry()).install()
+    add_consumer(PrometheusExporter(registry=CollectorRegistry()))
 
 
 def _with_otel_metrics() -> None:
+    from sherlock_ai.consumers import add_consumer
     from sherlock_ai.exporters.opentelemetry import OpenTelemetryExporter
 
     one_file()()
-    OpenTelemetryExporter(meter_provider=_meter_provider(), span_attributes=False).install()
+    add_consumer(OpenTelemetryExporter(meter_provider=_meter_provider(), span_attributes=False))
 
 
 class _OtelExporterCase:
@@ -190,11 +192,12 @@ class _OtelExporterCase:
         self.provider = _tracer_provider()
 
     def set_up(self) -> None:
+        from sherlock_ai.consumers import add_consumer
         from sherlock_ai.exporters.opentelemetry import OpenTelemetryExporter
 
         one_file()()
-        OpenTelemetryExporter(meter_provider=_meter_provider(),
-                              tracer_provider=self.provider).install()
+        add_consumer(OpenTelemetryExporter(meter_provider=_meter_provider(),
+                                           tracer_provider=self.provider))
 
     def wrap(self, app: Any) -> Any:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -262,7 +265,7 @@ def reset() -> None:
             root.removeHandler(handler)
     logging.getLogger("MonitoringLogger").setLevel(logging.NOTSET)
     for consumer in list(consumers.registry):
-        if getattr(consumer, "finished", None) is not sherlock_ai.log_sink:
+        if consumer is not sherlock_ai.log_line:
             consumers.remove_consumer(consumer)
     # The OpenTelemetry exporter's trace-id factory stays installed for good: not in the
     # cases after it.

@@ -1,11 +1,14 @@
 """sherlock_ai: where your Python service's memory goes, per function, block and request."""
 
+from typing import TYPE_CHECKING
+
+from .consumers import Consumer, add_consumer, log_line, remove_consumer
 from .decorators import log_performance, monitor_memory, monitor_resources
 from .engine.measurement import Measurement
 from .engine.resources import MemorySnapshot, ResourceMonitor, ResourceSnapshot
 from .engine.tracing import hold_tracing, release_tracing
-from .logs.formatting import format_bytes
-from .logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER, log_sink
+from .formatting import format_bytes
+from .logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .logs.records import RequestIdFilter, install_request_id_factory
 from .logs.setup import LogFileConfig, LoggingConfig, SherlockAI, get_logger, sherlock_ai
 from .request_id import (
@@ -17,10 +20,12 @@ from .request_id import (
     request_id_context,
     set_request_id,
 )
-from .sinks import add_sink, remove_sink
 from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker
 
-add_sink(log_sink)
+if TYPE_CHECKING:
+    # What __getattr__ below imports on first use, typed for users' type checkers.
+    from .leaks import LeakSuspect, LeakWatch, LeakWatchSettings
+    from .logs.json_lines import JsonFormatter
 
 __version__ = "0.1.0"
 
@@ -42,6 +47,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Consumer",
     "JsonFormatter",
     "LeakSuspect",
     "LeakWatch",
@@ -59,7 +65,7 @@ __all__ = [
     "ResourceSnapshot",
     "ResourceTracker",
     "SherlockAI",
-    "add_sink",
+    "add_consumer",
     "carry_context",
     "clear_request_id",
     "format_bytes",
@@ -69,12 +75,12 @@ __all__ = [
     "hold_tracing",
     "install_request_id_factory",
     "is_valid_request_id",
+    "log_line",
     "log_performance",
-    "log_sink",
     "monitor_memory",
     "monitor_resources",
     "release_tracing",
-    "remove_sink",
+    "remove_consumer",
     "request_id_context",
     "set_request_id",
     "sherlock_ai",

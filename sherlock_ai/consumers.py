@@ -1,48 +1,40 @@
 """The one event path: every consumer of measurements is told through this registry.
 
-A consumer is any object with some of these methods (all optional; see :class:`Consumer`):
+A consumer is any object with some of these methods (see :class:`Consumer`), one per moment:
 
-- ``finished(measurement)``: a tracked block (function, ``with`` block or web request) ended
-  and its :class:`~sherlock_ai.engine.measurement.Measurement` was kept. A consumer whose
-  ``wants_all`` is true also gets the fast successes that ``min_duration`` keeps out of the
-  logs (the engine skips the closing RSS read when none wants them).
-- ``request_started(protocol)``: a measured web request began (``"asgi"`` or ``"wsgi"``).
-- ``request_finished(protocol, measurement)``: that request's measurement ended, exactly once
-  per start; ``measurement`` is ``None`` when it was not kept or monitoring failed.
-- ``request_ended(request)``: the same moment with what the integration knows beyond the
-  measurement (a :class:`RequestEnd`: its name and the function that served it).
+- ``request_started(request)``: a measured request began (an
+  :class:`~sherlock_ai.engine.requests.OpenRequest`: its ``protocol``, ``"asgi"`` or ``"wsgi"``,
+  and ``request_id``; its name is known only when it ends).
+- ``measurement_ended(measurement)``: a measured block (function, ``with`` block or request)
+  ended and its :class:`~sherlock_ai.engine.measurement.Measurement` was kept. A consumer whose
+  ``wants_all`` is true, or that defines ``request_started``, also gets the fast successes that
+  ``min_duration`` keeps out of the logs (``below_threshold``; the engine skips their closing
+  RSS read when nobody wants them). A consumer that saw a request start is told its end
+  exactly once.
+- ``memory_event(event)``: the memory guard told an event (a budget warning, a shed request, a
+  change of the RSS limit's state).
 
-The log line, the JSON lines, the Prometheus and OpenTelemetry exporters and the leak watch
-are consumers; ``add_sink`` and ``add_request_observer`` register theirs here. A new consumer
-is one module with one class; nothing else changes. A consumer's exceptions are reported once
-per site (see :mod:`sherlock_ai.safety`), never raised to the monitored code.
+The MEMORY, PERFORMANCE and RESOURCES lines (:data:`log_line`), the Prometheus and
+OpenTelemetry exporters, the leak watch and the memory guard are consumers. The registry
+starts with the log line in it, so lines are written without any set-up;
+``remove_consumer(log_line)`` turns them off. A consumer's exceptions are reported once per
+site (see :mod:`sherlock_ai.safety`), never raised to the monitored code.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Tuple, TypeVar
 
 from .engine.measurement import Measurement
+from .logs.lines import LogLine
 from .safety import report_internal_error
 
-Installable = TypeVar("Installable", bound="InstallableConsumer")
-HOOKS = ("finished", "request_started", "request_finished", "request_ended", "memory_event")
+if TYPE_CHECKING:
+    from .engine.requests import OpenRequest
 
-
-class RequestEnd:
-    """What ``request_ended`` consumers learn when a measured request ends."""
-
-    __slots__ = ("protocol", "name", "endpoint", "measurement")
-
-    def __init__(self, protocol: str, name: str, endpoint: Optional[Callable[..., Any]],
-                 measurement: Optional[Measurement]) -> None:
-        self.protocol = protocol
-        #: ``"{METHOD} {route}"``, the measurement's name.
-        self.name = name
-        #: The function that served the request, when the framework reports it.
-        self.endpoint = endpoint
-        self.measurement = measurement
+HOOKS = ("request_started", "measurement_ended", "memory_event")
+C = TypeVar("C")
 
 
 class Consumer:
@@ -52,88 +44,83 @@ class Consumer:
     #: Also receive the successes faster than ``min_duration`` (see the module docstring).
     wants_all = False
 
-    def finished(self, measurement: Measurement) -> None:
-        """A measurement was kept."""
+    def request_started(self, request: OpenRequest) -> None:
+        """A measured request began; its :meth:`measurement_ended` follows exactly once."""
 
-    def request_started(self, protocol: str) -> None:
-        """A measured request began."""
-
-    def request_finished(self, protocol: str, measurement: Optional[Measurement]) -> None:
-        """A measured request's measurement ended."""
-
-    def request_ended(self, request: RequestEnd) -> None:
-        """A measured request ended (with its name and endpoint)."""
+    def measurement_ended(self, measurement: Measurement) -> None:
+        """A measurement ended and was kept."""
 
     def memory_event(self, event: Any) -> None:
         """The memory guard told an event (a budget warning, a shed request, a limit state)."""
 
 
-class InstallableConsumer(Consumer):
-    """A consumer that registers itself: :meth:`install` adds it to the registry (once, however
-    often it is called) and :meth:`uninstall` takes it out. Subclasses put what must happen
-    before their first measurement in :meth:`before_install` (the exporters do)."""
-
-    _installed = False
-    # One lock for every installable consumer: installing is rare, and this way a subclass
-    # needs no __init__ of the base.
-    _install_lock = threading.Lock()
-
-    def before_install(self) -> None:
-        """Run once per install, before the consumer is registered."""
-
-    def install(self: Installable) -> Installable:
-        """Start telling this consumer (idempotent); returns it."""
-        with self._install_lock:
-            if not self._installed:
-                self.before_install()
-                add_consumer(self)
-                self._installed = True
-        return self
-
-    def uninstall(self) -> None:
-        """Stop telling this consumer (what it recorded stays)."""
-        with self._install_lock:
-            remove_consumer(self)
-            self._installed = False
-
-
-def _hooks(consumer: object, hook: str) -> Optional[Callable[..., None]]:
+def _hook(consumer: object, hook: str) -> Callable[..., None] | None:
     """``consumer``'s bound ``hook`` when it defines one of its own, else ``None``."""
     method = getattr(consumer, hook, None)
     if not callable(method):
         return None
     if isinstance(consumer, Consumer) and getattr(type(consumer), hook) is getattr(Consumer, hook):
         return None  # the base's no-op: not worth a call per measurement
-    return method
+    return method  # type: ignore[no-any-return]
+
+
+def _wants_all(consumer: object) -> bool:
+    return bool(getattr(consumer, "wants_all", False)) or _hook(consumer, "request_started") \
+        is not None
+
+
+class Hooks:
+    """The bound hooks of some consumers, one tuple per moment (``ended_all``: the
+    ``measurement_ended`` hooks of those that want every measurement)."""
+
+    __slots__ = ("started", "ended", "ended_all", "memory_event")
+
+    def __init__(self, consumers: Tuple[object, ...]) -> None:
+        def bound(hook: str, among: Tuple[object, ...]) -> Tuple[Callable[..., None], ...]:
+            return tuple(m for m in (_hook(c, hook) for c in among) if m is not None)
+
+        self.started: Tuple[Callable[[OpenRequest], None], ...] = bound(
+            "request_started", consumers)
+        self.ended: Tuple[Callable[[Measurement], None], ...] = bound(
+            "measurement_ended", consumers)
+        self.ended_all: Tuple[Callable[[Measurement], None], ...] = bound(
+            "measurement_ended", tuple(c for c in consumers if _wants_all(c)))
+        self.memory_event: Tuple[Callable[[Any], None], ...] = bound("memory_event", consumers)
+
+
+def check_consumer(consumer: C) -> C:
+    """``consumer`` when it has at least one hook, else ``TypeError`` saying which."""
+    if not any(_hook(consumer, hook) for hook in HOOKS):
+        raise TypeError(f"a consumer needs at least one of the methods {', '.join(HOOKS)}, "
+                        f"got {consumer!r}")
+    return consumer
 
 
 class Registry:
-    """An ordered set of consumers, with a tuple of bound hooks per event rebuilt on every
-    change, so the hot path iterates tuples without a lock."""
+    """An ordered set of consumers and their hooks, rebuilt on every change, so the hot path
+    iterates tuples without a lock. What the engine's requests tell (it is their
+    :class:`~sherlock_ai.engine.requests.Listeners`), alone or :meth:`with_own` consumers."""
 
-    def __init__(self) -> None:
+    def __init__(self, consumers: Tuple[object, ...] = ()) -> None:
         self._lock = threading.Lock()
-        self._consumers: Tuple[object, ...] = ()
-        self.finished: Tuple[Callable[[Measurement], None], ...] = ()
-        self.finished_all: Tuple[Callable[[Measurement], None], ...] = ()
-        self.started: Tuple[Callable[[str], None], ...] = ()
-        self.request_finished: Tuple[Callable[[str, Optional[Measurement]], None], ...] = ()
-        self.request_ended: Tuple[Callable[[RequestEnd], None], ...] = ()
-        self.memory_event: Tuple[Callable[[Any], None], ...] = ()
-        #: The line's figures writer when the line is the only consumer (see
-        #: :meth:`set_line_writer`), else ``None``: requests then build no ``Measurement``.
-        self.line_only: Optional[Callable[..., None]] = None
-        self._line: Tuple[Any, Any] = (None, None)
+        self._consumers = tuple(check_consumer(c) for c in consumers)
+        self._rebuild()
 
-    def add(self, consumer: object) -> None:
-        """Start telling ``consumer`` (idempotent; a second add refreshes its ``wants_all``)."""
-        if not any(_hooks(consumer, hook) for hook in HOOKS):
-            raise TypeError(f"a consumer needs at least one of the methods {', '.join(HOOKS)}, "
-                            f"got {consumer!r}")
+    def _rebuild(self) -> None:
+        self.hooks = hooks = Hooks(self._consumers)
+        #: Whether some consumer wants the measurements under ``min_duration`` too (read once
+        #: per measured block: an attribute, kept up to date by every change).
+        self.wants_all = bool(hooks.ended_all)
+
+    def add(self, consumer: C) -> C:
+        """Start telling ``consumer`` (idempotent; a second add reads its ``wants_all`` again);
+        returns it."""
+        check_consumer(consumer)
         with self._lock:
             if not any(c is consumer for c in self._consumers):
                 self._consumers = self._consumers + (consumer,)
             self._rebuild()
+        return consumer
 
     def remove(self, consumer: object) -> None:
         """Stop telling ``consumer``; unknown consumers are ignored."""
@@ -141,90 +128,71 @@ class Registry:
             self._consumers = tuple(c for c in self._consumers if c is not consumer)
             self._rebuild()
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[object]:
         return iter(self._consumers)
 
-    def _rebuild(self) -> None:
-        def bound(hook: str, among: Iterable[object]) -> Tuple[Any, ...]:
-            return tuple(m for m in (_hooks(c, hook) for c in among) if m is not None)
+    def __contains__(self, consumer: object) -> bool:
+        return any(c is consumer for c in self._consumers)
 
-        consumers = self._consumers
-        self.finished = bound("finished", consumers)
-        self.finished_all = bound("finished", [c for c in consumers
-                                               if getattr(c, "wants_all", False)])
-        self.started = bound("request_started", consumers)
-        self.request_finished = bound("request_finished", consumers)
-        self.request_ended = bound("request_ended", consumers)
-        self.memory_event = bound("memory_event", consumers)
-        sink, writer = self._line
-        alone = (self.finished == (sink,) and not self.finished_all and not self.started
-                 and not self.request_finished and not self.request_ended)
-        self.line_only = writer if alone and sink is not None else None
-
-    def set_line_writer(self, sink: Callable[[Measurement], None],
-                        writer: Callable[..., None]) -> None:
-        """Declare ``writer`` the equivalent of the sink ``sink`` for a request's figures: when
-        ``sink`` is the only consumer, a request's end calls ``writer`` (see
-        :meth:`sherlock_ai.engine.requests.OpenRequest.finish`) instead of building a
-        ``Measurement`` and dispatching it."""
-        with self._lock:
-            self._line = (sink, writer)
-            self._rebuild()
-
-
-#: Every consumer of this process (the log line is added when sherlock_ai is imported).
-registry = Registry()
-add_consumer = registry.add
-remove_consumer = registry.remove
-
-
-def wants_all() -> bool:
-    """Whether some consumer wants measurements below ``min_duration``."""
-    return bool(registry.finished_all)
-
-
-def measurement_finished(measurement: Measurement) -> None:
-    """Tell every consumer about a kept measurement."""
-    # Plain try/except per call rather than guarded(): this runs for every tracked block.
-    targets = registry.finished_all if measurement.below_threshold else registry.finished
-    for hook in targets:
-        try:
-            hook(measurement)
-        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error(_site(hook), exc)
-
-
-def request_started(protocol: str) -> None:
-    """Tell every consumer that a measured request began."""
-    for hook in registry.started:
-        try:
-            hook(protocol)
-        except Exception as exc:  # noqa: BLE001 - per request: a plain try, see above
-            report_internal_error("request observer start", exc)
-
-
-def request_ended(end: RequestEnd, local: Tuple[Callable[[RequestEnd], None], ...] = ()) -> None:
-    """Tell every consumer, then the integration's own ``request_ended`` hooks ``local`` (its
-    leak watch: it counts only the requests of its middleware), that a measured request
-    ended."""
-    for hook in registry.request_finished:
-        try:
-            hook(end.protocol, end.measurement)
-        except Exception as exc:  # noqa: BLE001 - per request: a plain try, see above
-            report_internal_error("request observer finish", exc)
-    for hooks in (registry.request_ended, local):
-        for hook in hooks:
+    def request_started(self, request: OpenRequest) -> None:
+        """Tell every consumer that a measured request began."""
+        for hook in self.hooks.started:
             try:
-                hook(end)
-            except Exception as exc:  # noqa: BLE001
+                hook(request)
+            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
                 report_internal_error(_site(hook), exc)
 
+    def measurement_ended(self, measurement: Measurement) -> None:
+        """Tell every consumer about a kept measurement."""
+        hooks = self.hooks
+        for hook in hooks.ended_all if measurement.below_threshold else hooks.ended:
+            try:
+                hook(measurement)
+            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(_site(hook), exc)
 
-def memory_event(event: Any) -> None:
-    """Tell every consumer about an event of the memory guard."""
-    for hook in registry.memory_event:
+    def memory_event(self, event: Any) -> None:
+        """Tell every consumer about an event of the memory guard."""
+        for hook in self.hooks.memory_event:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(_site(hook), exc)
+
+    def with_own(self, consumers: Tuple[object, ...]) -> Registry | WithOwn:
+        """What one integration's requests tell: this registry's consumers, then its own
+        ``consumers`` (its leak watch and memory guard, which count only its requests)."""
+        return WithOwn(self, consumers) if consumers else self
+
+
+class WithOwn:
+    """A registry's consumers followed by an integration's own (see :meth:`Registry.with_own`)."""
+
+    __slots__ = ("shared", "own")
+
+    def __init__(self, shared: Registry, consumers: Tuple[object, ...]) -> None:
+        self.shared = shared
+        self.own = Hooks(tuple(check_consumer(c) for c in consumers))
+
+    @property
+    def wants_all(self) -> bool:
+        return bool(self.own.ended_all) or self.shared.wants_all
+
+    def request_started(self, request: OpenRequest) -> None:
+        self.shared.request_started(request)
+        tell(self.own.started, request)
+
+    def measurement_ended(self, measurement: Measurement) -> None:
+        self.shared.measurement_ended(measurement)
+        own = self.own
+        tell(own.ended_all if measurement.below_threshold else own.ended, measurement)
+
+
+def tell(hooks: Tuple[Callable[[Any], None], ...], value: Any) -> None:
+    """Call each of ``hooks`` with ``value``; an exception is reported, never raised."""
+    for hook in hooks:
         try:
-            hook(event)
+            hook(value)
         except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error(_site(hook), exc)
 
@@ -235,3 +203,14 @@ def _site(hook: Callable[..., Any]) -> str:
     if isinstance(site, str):
         return site
     return f"consumer {getattr(type(owner), '__qualname__', owner)!s}"
+
+
+#: The MEMORY, PERFORMANCE and RESOURCES lines on ``MonitoringLogger`` and
+#: ``PerformanceLogger``: the consumer the registry starts with.
+log_line = LogLine()
+#: Every consumer of this process, the log line first.
+registry = Registry((log_line,))
+#: Start telling a consumer (idempotent).
+add_consumer = registry.add
+#: Stop telling a consumer; unknown consumers are ignored.
+remove_consumer = registry.remove

@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 import inspect
 import reprlib
-from typing import Any, Callable, Dict, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, overload
 
 from .engine.heap import check_top_allocations
-from .logs.formatting import log_safe
+from .formatting import log_safe
 from .logs.lines import safe_name
-from .options import check_flag, check_level, check_min_duration
+from .parameters import check_flag, check_level, check_min_duration
 from .trackers import MemoryTracker, PerformanceTimer, ResourceTracker, Tracker
 
 F = TypeVar("F", bound=Callable[..., Any])
-TrackerFactory = Callable[[tuple, dict], Tracker]
+TrackerFactory = Callable[[Tuple[Any, ...], Dict[str, Any]], Tracker]
 
 
 def qualified_name(func: Callable[..., Any]) -> str:
@@ -139,7 +139,7 @@ _args_repr.maxother = 40
 _args_repr.maxlevel = 2
 
 
-def _format_args(args: tuple, kwargs: dict) -> str:
+def _format_args(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
     parts = [_args_repr.repr(a) for a in args]
     parts += [f"{k}={_args_repr.repr(v)}" for k, v in kwargs.items()]
     return log_safe(", ".join(parts), limit=200)
@@ -173,7 +173,7 @@ def log_performance(
     def decorate(f: F) -> F:
         template = PerformanceTimer._template(qualified_name(f), settings)
 
-        def make(args: tuple, kwargs: dict) -> Tracker:
+        def make(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tracker:
             timer = PerformanceTimer._from(template)
             if with_args:
                 timer.attributes = {"args": _format_args(args, kwargs)}

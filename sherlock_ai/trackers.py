@@ -1,28 +1,28 @@
 """Context managers that measure a block: MemoryTracker, PerformanceTimer, ResourceTracker.
 
-Each works with ``with`` and ``async with``, hands its finished
-:class:`~sherlock_ai.engine.measurement.Measurement` to the sinks (the log line among them) and
-keeps it as ``.measurement``. A tracker instance measures one block at a time: create one per
-block (entering one that is measuring raises ``RuntimeError``).
+Each works with ``with`` and ``async with``, hands the
+:class:`~sherlock_ai.engine.measurement.Measurement` to the consumers (the log line among them)
+and keeps it as ``.measurement``. A tracker instance measures one block at a time: create one
+per block (entering one that is measuring raises ``RuntimeError``).
 """
 
 from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import Any, Dict, Optional
+from types import TracebackType
+from typing import Any, Dict, Literal, Optional, Type
 
-from .consumers import measurement_finished as dispatch
-from .consumers import wants_all as _eager
+from .consumers import registry
 from .engine import heap, tracing
 from .engine.measurement import ERROR, SUCCESS, Measurement
 from .engine.resources import ResourceWindow
 from .engine.span import Figures, Span
-from .logs.formatting import exception_summary, log_safe
+from .formatting import exception_summary, log_safe
 from .logs.lines import safe_name
-from .options import check_flag, check_level, check_min_duration, check_name
+from .parameters import check_flag, check_level, check_min_duration, check_name
 from .request_id import request_id_var
-from .safety import guarded, report_internal_error
+from .safety import internal_errors, report_internal_error
 
 
 class Tracker:
@@ -51,7 +51,7 @@ class Tracker:
     def _template(cls, name: str, settings: Dict[str, Any]) -> Dict[str, Any]:
         """The state of a fresh tracker from settings validated once (see :meth:`_from`)."""
         # Nobody can read a decorator's tracker: its measurements of successful calls under
-        # min_duration are dropped unless a sink wants them (the cheapest path, no line).
+        # min_duration are dropped unless a consumer wants them (the cheapest path, no line).
         return {**settings, "name": name, "attributes": None, "measurement": None,
                 "_started": False, "_marked_error": None, "_keep_quiet": False}
 
@@ -64,13 +64,14 @@ class Tracker:
         return tracker
 
     def _skip_rss_below(self, exc: Optional[BaseException]) -> float:
-        # The closing RSS read is skipped only when no line and no sink will show it.
-        if exc is None and self.min_duration and self._marked_error is None and not _eager():
+        # The closing RSS read is skipped only when no line and no consumer will show it.
+        if (exc is None and self.min_duration and self._marked_error is None
+                and not registry.wants_all):
             return self.min_duration
         return -1.0
 
     # __enter__/__exit__ run on every tracked call: they keep a plain try/except (free in
-    # Python 3.11 until something raises) rather than a `with guarded(...)`.
+    # Python 3.11 until something raises) rather than a `with internal_errors`.
     def __enter__(self) -> Tracker:
         if self._started:
             # A second span would replace the first, whose line would never be written.
@@ -87,25 +88,28 @@ class Tracker:
             report_internal_error(f"{type(self).__name__} start", exc)
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         if self._started:
             self._started = False
             try:
-                self._finish(exc)
+                self._end(exc)
             except Exception as internal:  # noqa: BLE001
-                report_internal_error(f"{type(self).__name__} finish", internal)
+                report_internal_error(f"{type(self).__name__} end", internal)
         return False
 
     async def __aenter__(self) -> Tracker:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]],
+                        exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
     def _start(self) -> None:
         raise NotImplementedError
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         raise NotImplementedError
 
     def _dropped(self, exc: Optional[BaseException], marked: Optional[str],
@@ -114,14 +118,15 @@ class Tracker:
         see (no line, no consumer): it is not built, and pays for no second snapshot."""
         # GeneratorExit is a generator closed early by its consumer, not a failure.
         return (marked is None and (exc is None or isinstance(exc, GeneratorExit))
-                and duration < self.min_duration and not self._keep_quiet and not _eager())
+                and duration < self.min_duration and not self._keep_quiet
+                and not registry.wants_all)
 
     def _emit(self, exc: Optional[BaseException], figures: Figures) -> None:
         duration = figures.duration
         marked, self._marked_error = self._marked_error, None
         if marked is None and (exc is None or isinstance(exc, GeneratorExit)):
             # _dropped's decision, inline: this runs on every decorated call.
-            if duration < self.min_duration and not self._keep_quiet and not _eager():
+            if duration < self.min_duration and not self._keep_quiet and not registry.wants_all:
                 return
             status, level, error = SUCCESS, self.level, None
         else:
@@ -138,7 +143,7 @@ class Tracker:
         if exc is not None and status is ERROR:
             m.attributes["error_type"] = type(exc).__name__
         self.measurement = m
-        dispatch(m)
+        registry.measurement_ended(m)
 
 
 def _describe(exc: BaseException) -> str:
@@ -188,15 +193,15 @@ class MemoryTracker(Tracker):
         else:
             self._span = Span(self.trace_malloc)
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         figures = self._span.close(self._skip_rss_below(exc))
         if self.top_allocations:
-            before, self._heap_before = self._heap_before, None
+            before, self._heap_before = self._heap_before, {}
             try:
                 # Guarded: e.g. tracing stopped by the user between the two snapshots.
-                with guarded("MemoryTracker top_allocations"):
+                with internal_errors:
                     if not self._dropped(exc, self._marked_error, figures.duration):
-                        sites = heap.top_growth(before or {}, heap.site_sizes(),
+                        sites = heap.top_growth(before, heap.site_sizes(),
                                                 self.top_allocations)
                         self.attributes = {**(self.attributes or {}), "top_allocations": sites}
             finally:
@@ -216,7 +221,7 @@ class PerformanceTimer(Tracker):
     def _start(self) -> None:
         self._t0 = perf_counter()
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         self._emit(exc, Figures(perf_counter() - self._t0, None, None, None, None, 0))
 
 
@@ -244,7 +249,7 @@ class ResourceTracker(Tracker):
         self._span = Span(False)
         self._window = ResourceWindow(self.include_io, self.include_network)
 
-    def _finish(self, exc: Optional[BaseException]) -> None:
+    def _end(self, exc: Optional[BaseException]) -> None:
         figures = self._span.close()
-        self.attributes = {**(self.attributes or {}), **self._window.finish()}
+        self.attributes = {**(self.attributes or {}), **self._window.end()}
         self._emit(exc, figures)

@@ -83,7 +83,8 @@ def records() -> Iterator[RecordCollector]:
 @pytest.fixture
 def root_records() -> Iterator[RecordCollector]:
     """Collect every record propagated to the root logger (application loggers included),
-    with request ids (see ``records``)."""
+    with request ids (see ``records``); the record factory is restored after."""
+    factory = logging.getLogRecordFactory()
     sherlock_ai.install_request_id_factory()
     collector = RecordCollector()
     root = logging.getLogger()
@@ -93,3 +94,4 @@ def root_records() -> Iterator[RecordCollector]:
     yield collector
     root.removeHandler(collector)
     root.setLevel(level)
+    logging.setLogRecordFactory(factory)

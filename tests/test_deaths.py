@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 import sherlock_ai
 from sherlock_ai.__main__ import main
+from sherlock_ai.consumers import registry
 from sherlock_ai.deaths import recorder
 from sherlock_ai.deaths.record import HEADER_PARTS, HEADER_SIZE, SLOTS, FlightRecord, read_record
 from sherlock_ai.deaths.watch import look
@@ -36,11 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import os, sys, time
 import sherlock_ai
+from sherlock_ai.consumers import registry
 from sherlock_ai.engine.requests import RequestMeter
 sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(logs_dir=sys.argv[1], console_enabled=False))
-meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False)
+from sherlock_ai.consumers import registry
+meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False, listeners=registry)
 sherlock_ai.set_request_id("done-1")
-meter.open("GET", "/done").finish("GET /done", {})
+meter.open("GET", "/done").end("GET /done", {})
 sherlock_ai.set_request_id("held-1")
 held = meter.open("POST", sys.argv[2])
 kept = b"x" * (30 << 20)
@@ -104,20 +107,26 @@ def test_the_record_header_parts_do_not_overlap():
 
 def test_the_record_is_not_in_a_traced_requests_figures(tmp_path):
     kept = []
-    sherlock_ai.add_sink(kept.append)
-    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=True)
+
+    class Kept(sherlock_ai.Consumer):
+        def measurement_ended(self, measurement):
+            kept.append(measurement)
+
+    consumer = sherlock_ai.add_consumer(Kept())
+    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=True,
+                         listeners=registry)
     record = FlightRecord(tmp_path, os.getpid(), 1, "", -1, 0, 0)
     sherlock_ai.set_request_id("r" * 100)
     try:
         for _ in range(3):  # the engine's first requests allocate what it keeps
-            meter.open("GET", "/warm-up").finish("GET /p", {})
+            meter.open("GET", "/warm-up").end("GET /p", {})
         kept.clear()
         for current in (None, record) * 5:
             recorder.current = current
-            meter.open("GET", "/" + "p" * 90).finish("GET /p", {})
+            meter.open("GET", "/" + "p" * 90).end("GET /p", {})
     finally:
         recorder.current = None
-        sherlock_ai.remove_sink(kept.append)
+        sherlock_ai.remove_consumer(consumer)
         record.close()
     without, with_record = kept[0::2], kept[1::2]
     # The engine's own figures vary by a few dozen bytes from one request to the next; the
@@ -204,11 +213,11 @@ def test_the_json_line_carries_the_death_as_fields(tmp_path):
 def test_prometheus_counts_deaths_by_cause(tmp_path):
     killed_child(tmp_path)
     registry = CollectorRegistry()
-    exporter = PrometheusExporter(registry=registry).install()
+    exporter = sherlock_ai.add_consumer(PrometheusExporter(registry=registry))
     try:
         look(tmp_path / ".workers", {}, "the test")
     finally:
-        exporter.uninstall()
+        sherlock_ai.remove_consumer(exporter)
     assert registry.get_sample_value("sherlock_worker_deaths_total", {"cause": "unknown"}) == 1
 
 

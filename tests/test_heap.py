@@ -233,7 +233,9 @@ def test_tracing_stopped_inside_the_block_does_not_hurt_the_block(capsys):
     assert value == 42
     assert tracker.measurement is not None
     assert "top_allocations" not in tracker.measurement.attributes
-    assert "top_allocations" in capsys.readouterr().err
+    # Reported once, at the site of the guard around the snapshot.
+    err = capsys.readouterr().err
+    assert "monitoring failed in sherlock_ai.trackers." in err and "_end:" in err
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from sherlock_ai import (
     is_valid_request_id,
     set_request_id,
 )
-from sherlock_ai.logs.formatting import log_safe
+from sherlock_ai.formatting import log_safe
 from sherlock_ai.logs.records import install_request_id_factory
 
 LINE_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")

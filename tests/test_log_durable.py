@@ -69,8 +69,8 @@ sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=sys.argv[1], console_enabled=Fals
 
 
 def line(name):
-    sherlock_ai.log_sink(Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1,
-                                     rss_change=0))
+    sherlock_ai.log_line.measurement_ended(
+        Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1, rss_change=0))
 
 
 stop, made = threading.Event(), {}

@@ -108,9 +108,9 @@ def write_both_ways(tmp_path, monkeypatch, **config):
         assert (writer.current.render == writer.current._through_record) is (way == "record")
         with sherlock_ai.request_id_context("rid-1"):
             for m in measurements():
-                sherlock_ai.log_sink(m)
+                sherlock_ai.log_line.measurement_ended(m)
         for m in measurements():
-            sherlock_ai.log_sink(m)
+            sherlock_ai.log_line.measurement_ended(m)
         out.append({key: path.read_bytes() for key, path in setup.log_files.items()})
         sherlock_ai.SherlockAI.cleanup()
         monkeypatch.setattr(logging, "_logRecordFactory", RequestIdRecord)
@@ -153,8 +153,8 @@ class Seen(logging.Handler):
 
 
 def one_line(name="job"):
-    sherlock_ai.log_sink(Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1,
-                                     rss_change=0))
+    sherlock_ai.log_line.measurement_ended(
+        Measurement("memory", name, "SUCCESS", 0.001, logging.INFO, rss=1, rss_change=0))
 
 
 def monitoring_lines(setup):
@@ -270,7 +270,7 @@ def test_the_console_gets_the_same_bytes_both_ways(tmp_path, capfd, monkeypatch)
         sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way, log_files={}))
         capfd.readouterr()
         for m in measurements():
-            sherlock_ai.log_sink(m)
+            sherlock_ai.log_line.measurement_ended(m)
         logging.getLogger().removeHandler(seen)
         assert len(seen.records) == (5 if way == "logging" else 0)
         err = capfd.readouterr().err
@@ -341,7 +341,7 @@ def test_a_line_that_cannot_be_encoded_fares_as_through_logging(tmp_path, capfd,
             "monitoring": LogFileConfig("monitoring", loggers=("MonitoringLogger",))}))
         capfd.readouterr()
         with only_ours():
-            sherlock_ai.log_sink(bad)
+            sherlock_ai.log_line.measurement_ended(bad)
             one_line("after")
         logging.getLogger().removeHandler(seen)
         err = capfd.readouterr().err
@@ -364,9 +364,8 @@ def test_a_line_that_cannot_be_encoded_fares_as_through_logging(tmp_path, capfd,
 @ours_only
 def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         tmp_path, monkeypatch, config):
-    # With only the line listening, a request's figures go straight to the line's writer
-    # (no Measurement); with any other consumer they are dispatched as a Measurement; with a
-    # record factory of the user's they are rendered through a record. Same bytes.
+    # With only the line listening, with another consumer beside it, and with a record factory
+    # of the user's (rendered through a record): same figures, same bytes.
     import itertools
 
     from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
@@ -374,7 +373,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
     from sherlock_ai.engine.requests import RequestMeter
 
     class Other(Consumer):
-        def finished(self, measurement):
+        def measurement_ended(self, measurement):
             pass
 
     monkeypatch.setattr(writer, "clock", lambda: NOW)
@@ -392,15 +391,15 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         if way == "dispatched":
             add_consumer(other)
         try:
-            assert (registry.line_only is not None) is (way != "dispatched")
-            meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
+            meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False,
+                                 listeners=registry)
             with sherlock_ai.request_id_context("rid-7"):
-                meter.open().finish("GET /items/{id}", {"method": "GET",
+                meter.open().end("GET /items/{id}", {"method": "GET",
                                                         "route": "/items/{id}",
                                                         "status_code": 200})
-                meter.open().finish("POST /x", {"method": "POST", "route": "/x",
+                meter.open().end("POST /x", {"method": "POST", "route": "/x",
                                                 "status_code": 503}, error="HTTP 503")
-                meter.open().finish("GET /y", {"method": "GET", "route": "/y",
+                meter.open().end("GET /y", {"method": "GET", "route": "/y",
                                                "status_code": None}, exc=ValueError("bad\nx"))
         finally:
             remove_consumer(other)
@@ -422,18 +421,18 @@ def test_a_request_line_honours_the_loggers_level_at_once(tmp_path):
 
     setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path, console_enabled=False))
     logger = logging.getLogger("MonitoringLogger")
-    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False)
+    meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False,
+                         listeners=registry)
     try:
-        assert registry.line_only is not None
-        meter.open().finish("GET /a", {})
+        meter.open().end("GET /a", {})
         logger.setLevel(logging.WARNING)
-        meter.open().finish("GET /b", {})
-        meter.open().finish("GET /c", {}, error="HTTP 500")
+        meter.open().end("GET /b", {})
+        meter.open().end("GET /c", {}, error="HTTP 500")
         logger.setLevel(logging.NOTSET)
         logging.disable(logging.ERROR)
-        meter.open().finish("GET /d", {}, error="HTTP 500")
+        meter.open().end("GET /d", {}, error="HTTP 500")
         logging.disable(logging.NOTSET)
-        meter.open().finish("GET /e", {})
+        meter.open().end("GET /e", {})
         text = setup.log_files["monitoring"].read_text(encoding="utf-8")
     finally:
         logger.setLevel(logging.NOTSET)

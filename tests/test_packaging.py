@@ -34,7 +34,6 @@ def test_the_wheel_ships_py_typed(tmp_path):
 @pytest.mark.parametrize("module, missing, extra", [
     ("sherlock_ai.integrations.flask", "flask", "flask"),
     ("sherlock_ai.exporters.prometheus", "prometheus_client", "prometheus"),
-    ("sherlock_ai.integrations.prometheus", "prometheus_client", "prometheus"),
     ("sherlock_ai.exporters.opentelemetry", "opentelemetry", "otel"),
 ])
 def test_a_missing_extra_names_the_extra_to_install(module, missing, extra):

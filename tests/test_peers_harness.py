@@ -57,9 +57,9 @@ def test_bare_asgi_app_is_wrapped():
 
 
 def test_internal_error_is_seen():
-    from sherlock_ai.integrations import asgi_exchange
+    from sherlock_ai.integrations import wsgi
 
-    asgi_exchange.report_internal_error("a test site", ValueError("boom"))
+    wsgi.report_internal_error("a test site", ValueError("boom"))
 
 
 @pytest.fixture

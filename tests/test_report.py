@@ -27,13 +27,13 @@ from hypothesis import strategies as st
 import sherlock_ai
 from sherlock_ai import LogFileConfig, LoggingConfig
 from sherlock_ai.__main__ import main
+from sherlock_ai.consumers import log_line
 from sherlock_ai.engine.measurement import Measurement
+from sherlock_ai.formatting import format_bytes
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.leaks import LeakSuspect
-from sherlock_ai.logs.formatting import format_bytes
 from sherlock_ai.logs.json_lines import JsonFormatter
 from sherlock_ai.logs.lines import (
-    log_sink,
     memory_line,
     performance_line,
     resources_line,
@@ -339,7 +339,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(tmp_path, capsys):
     with sherlock_ai.MemoryTracker(formula, trace_malloc=False):
         pass
     for name in ("@SUM(A1:A9)", "-3.5", "+cmd|' /C calc'!A0"):
-        log_sink(Measurement("memory", name, "SUCCESS", 0.01, 20, rss=50 * 2**20,
+        log_line.measurement_ended(Measurement("memory", name, "SUCCESS", 0.01, 20, rss=50 * 2**20,
                              rss_change=-3584))
     sherlock_ai.SherlockAI.cleanup()
     assert formula in (tmp_path / "monitoring.log").read_text(encoding="utf-8")
@@ -361,7 +361,7 @@ def test_a_long_log_is_counted_in_full(tmp_path, log_format_type):
     durations, changes = [], []
     for n in range(20_000):
         duration, change = rng.uniform(0.001, 2.0), rng.randrange(-2**20, 2**20)
-        log_sink(Measurement("memory", f"GET /r{n % 3}", "SUCCESS", duration, 20,
+        log_line.measurement_ended(Measurement("memory", f"GET /r{n % 3}", "SUCCESS", duration, 20,
                              rss=50 * 2**20, rss_change=change))
         durations.append(duration)
         changes.append(change)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sherlock_ai.consumers import Consumer, add_consumer, remove_consumer
+from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
 from sherlock_ai.engine.requests import RequestMeter
 from sherlock_ai.engine.span import current_span
 
@@ -11,68 +11,61 @@ class Told(Consumer):
     def __init__(self) -> None:
         self.events: list = []
 
-    def request_started(self, protocol):
-        self.events.append(("started", protocol))
+    def request_started(self, request):
+        self.events.append(("started", request.protocol))
 
-    def finished(self, measurement):
-        self.events.append(("finished", measurement.name))
-
-    def request_ended(self, request):
-        self.events.append(("ended", request.name, request.endpoint))
+    def measurement_ended(self, measurement):
+        self.events.append(("ended", measurement.name, measurement.endpoint))
 
 
-def test_a_request_is_one_measurement_named_when_it_ends_and_its_hooks_are_told_once():
-    told, local = Told(), []
+def test_a_request_is_one_measurement_named_when_it_ends_and_its_consumers_are_told_once():
+    told, own = Told(), Told()
     add_consumer(told)
     try:
         meter = RequestMeter(protocol="asgi", min_duration=0.0, trace_malloc=False,
-                             ended=(local.append,))
+                             listeners=registry.with_own((own,)))
         request = meter.open()
-        assert told.events == [("started", "asgi")]
-        measurement = request.finish("GET /a", {"route": "/a"}, endpoint=len)
-        assert request.finish("GET /again", {}) is None
+        assert told.events == own.events == [("started", "asgi")]
+        measurement = request.end("GET /a", {"route": "/a"}, endpoint=len)
+        assert request.end("GET /again", {}) is None
     finally:
         remove_consumer(told)
     assert (measurement.kind, measurement.name, measurement.status) == ("memory", "GET /a",
                                                                           "SUCCESS")
     assert measurement.attributes == {"route": "/a"} and measurement.rss is not None
-    assert told.events == [("started", "asgi"), ("finished", "GET /a"), ("ended", "GET /a", len)]
-    assert [(end.name, end.measurement) for end in local] == [("GET /a", measurement)]
+    assert measurement.protocol == "asgi" and measurement.endpoint is len
+    assert told.events == own.events == [("started", "asgi"), ("ended", "GET /a", len)]
 
 
 def test_an_error_or_an_exception_makes_it_error_and_names_the_exception_type():
-    told = Told()
-    add_consumer(told)
-    try:
-        meter = RequestMeter(protocol="wsgi", min_duration=10.0, trace_malloc=False)
-        problem = meter.open().finish("GET /b", {}, error="HTTP 500")
-        raised = meter.open().finish("GET /c", {}, exc=KeyError("k"))
-        # A fast success under min_duration that no consumer wants is not kept.
-        fast = meter.open().finish("GET /d", {})
-    finally:
-        remove_consumer(told)
+    meter = RequestMeter(protocol="wsgi", min_duration=10.0, trace_malloc=False,
+                         listeners=registry)
+    problem = meter.open().end("GET /b", {}, error="HTTP 500")
+    raised = meter.open().end("GET /c", {}, exc=KeyError("k"))
+    # A fast success under min_duration that no consumer wants is not kept.
+    fast = meter.open().end("GET /d", {})
     assert (problem.status, problem.error) == ("ERROR", "HTTP 500")
     assert raised.status == "ERROR" and raised.error == "KeyError: 'k'"
     assert raised.attributes == {"error_type": "KeyError"}
     assert fast is None
 
 
-def test_when_only_the_line_listens_no_measurement_is_built_and_the_line_is_the_same(caplog):
-    # The logging path (pytest's capture handler on the root) renders the line from the
-    # Measurement that the line's writer builds only then.
-    meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False)
+def test_the_line_of_a_request_goes_through_the_log_line_consumer(caplog):
+    meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False,
+                         listeners=registry)
     with caplog.at_level("INFO", logger="MonitoringLogger"):
-        assert meter.open().finish("GET /e", {"route": "/e"}, error="HTTP 503") is None
+        ended = meter.open().end("GET /e", {"route": "/e"}, error="HTTP 503")
     (record,) = [r for r in caplog.records if r.name == "MonitoringLogger"]
-    m = record.sherlock
-    assert (m.name, m.status, m.error, m.attributes) == ("GET /e", "ERROR", "HTTP 503",
-                                                         {"route": "/e"})
+    assert record.sherlock is ended
+    assert (ended.name, ended.status, ended.error, ended.attributes) == (
+        "GET /e", "ERROR", "HTTP 503", {"route": "/e"})
     assert record.getMessage().startswith("MEMORY | GET /e | ERROR | ")
     assert record.getMessage().endswith(" | Error: HTTP 503")
 
 
 def test_lend_take_back_and_leave_keep_the_callers_span_as_it_was():
-    meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False)
+    meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False,
+                         listeners=registry)
     before = current_span()
     request = meter.open()
     opened = current_span()
@@ -83,5 +76,5 @@ def test_lend_take_back_and_leave_keep_the_callers_span_as_it_was():
     assert current_span() is opened
     request.take_back(token)
     assert current_span() is before
-    request.finish("GET /e", {})
+    request.end("GET /e", {})
     assert request.lend() is None  # nothing to lend once it ended

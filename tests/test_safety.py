@@ -11,17 +11,21 @@ import textwrap
 import pytest
 
 import sherlock_ai
-from sherlock_ai import MemoryTracker, add_sink, monitor_memory, remove_sink
+from sherlock_ai import MemoryTracker, add_consumer, monitor_memory, remove_consumer
 
 
-def test_a_raising_sink_changes_nothing_for_the_caller_or_other_sinks(records, capfd):
-    seen = []
+class _Broken:
+    def measurement_ended(self, measurement):
+        raise RuntimeError("consumer down")
 
-    def broken(measurement):
-        raise RuntimeError("sink down")
 
-    add_sink(broken)
-    add_sink(seen.append)
+class _Seen(list):
+    def measurement_ended(self, measurement):
+        self.append(measurement)
+
+
+def test_a_raising_consumer_changes_nothing_for_the_caller_or_other_consumers(records, capfd):
+    broken, seen = add_consumer(_Broken()), add_consumer(_Seen())
     try:
         @monitor_memory(trace_malloc=False)
         def work():
@@ -29,10 +33,10 @@ def test_a_raising_sink_changes_nothing_for_the_caller_or_other_sinks(records, c
 
         assert work() == "result" and work() == "result"
     finally:
-        remove_sink(broken)
-        remove_sink(seen.append)
+        remove_consumer(broken)
+        remove_consumer(seen)
     assert len(seen) == 2 and len(records.messages("MEMORY")) == 2
-    assert capfd.readouterr().err.count("sink down") == 1  # reported once, not per call
+    assert capfd.readouterr().err.count("consumer down") == 1  # reported once, not per call
 
 
 def test_a_raising_logging_filter_keeps_return_value_and_exception(records):
@@ -77,9 +81,9 @@ def test_a_raising_handler_is_contained_by_logging(records):
     assert value == 3 and t.measurement.status == "SUCCESS"
 
 
-def test_a_sink_that_is_not_callable_is_refused():
-    with pytest.raises(TypeError, match="callable"):
-        add_sink("not a sink")
+def test_a_consumer_without_hooks_is_refused():
+    with pytest.raises(TypeError, match="measurement_ended"):
+        add_consumer("not a consumer")
 
 
 def _can_hide_proc() -> bool:
@@ -135,32 +139,25 @@ def test_request_id_and_tracker_state_are_clean_after_errors():
     assert sherlock_ai.engine.tracing.leases() == 0
 
 
-def test_guarded_reports_an_exception_once_per_site_and_goes_on(capfd):
-    from sherlock_ai._safety import guarded
+def test_internal_errors_reports_an_exception_once_per_site_and_goes_on(capfd):
+    from sherlock_ai.safety import internal_errors
 
     after = []
     for _ in range(3):
-        with guarded("test guarded site"):
+        with internal_errors:
             raise LookupError("inside the guard")
         after.append(True)
     assert after == [True, True, True]
     err = capfd.readouterr().err
-    assert err.count("test guarded site") == 1 and "LookupError: inside the guard" in err
+    # The site is the function and line of the ``with``.
+    site = f"{__name__}.test_internal_errors_reports_an_exception_once_per_site_and_goes_on:"
+    assert err.count(site) == 1 and "LookupError: inside the guard" in err
 
 
 @pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit, GeneratorExit])
-def test_guarded_lets_what_is_not_an_exception_through(kind, capfd):
-    from sherlock_ai._safety import guarded
+def test_internal_errors_lets_what_is_not_an_exception_through(kind, capfd):
+    from sherlock_ai.safety import internal_errors
 
-    with pytest.raises(kind), guarded("test guarded passthrough"):
+    with pytest.raises(kind), internal_errors:
         raise kind()
-    assert "test guarded passthrough" not in capfd.readouterr().err
-
-
-def test_guarded_call_returns_the_value_or_the_default(capfd):
-    from sherlock_ai._safety import guarded_call
-
-    assert guarded_call("test guarded call", int, "7") == 7
-    assert guarded_call("test guarded call", int, "x", default=-1) == -1
-    assert guarded_call("test guarded call", int, "y") is None
-    assert capfd.readouterr().err.count("test guarded call") == 1
+    assert "monitoring failed" not in capfd.readouterr().err

@@ -12,9 +12,9 @@ from time import time
 from typing import Any, Dict, List, Optional
 
 from .. import consumers
-from ..logs.formatting import format_bytes, format_change, log_safe
+from ..formatting import format_bytes, format_change, log_safe
 from ..request_id import is_valid_request_id
-from ..safety import guarded
+from ..safety import internal_errors
 from .cgroup import oom_kills
 from .record import LIVE_SUFFIX, TOLD_SUFFIX, RecordView, Verdict, read_record, write_verdict
 
@@ -178,7 +178,7 @@ def tell_death(path: Path, told_by: str, *, signal: Optional[int] = None,
                exit_code: Optional[int] = None) -> Optional[WorkerDeath]:
     """Claim the record of ``path``, a process found dead, and tell its death unless another
     process did or the record says it closed. Never raises."""
-    with guarded("telling a worker's death"):
+    with internal_errors:
         told = claim(path)
         if told is None:
             return None
@@ -193,7 +193,7 @@ def tell_death(path: Path, told_by: str, *, signal: Optional[int] = None,
         write_verdict(told, Verdict(time(), os.getpid(), signal or 0, exit_code, death.cause,
                                     death.evidence))
         log_death(death)
-        consumers.memory_event(death)
+        consumers.registry.memory_event(death)
         _prune(told.parent)
         return death
     return None
@@ -217,7 +217,7 @@ def tell_child_death(pid: int, told_by: str, *, signal: Optional[int] = None,
                      exit_code: Optional[int] = None) -> None:
     """In a supervisor that reaped its child ``pid`` (with this signal or exit code): tell
     its death when the child's record is still open. Never raises."""
-    with guarded("telling a child's death"):
+    with internal_errors:
         for path in sorted(supervised_records().glob(f"{pid}-*{LIVE_SUFFIX}")):
             tell_death(path, told_by, signal=signal, exit_code=exit_code)
 

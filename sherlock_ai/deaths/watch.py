@@ -14,7 +14,7 @@ from time import monotonic
 from typing import Dict, Optional
 
 from ..engine.rss import current_rss
-from ..safety import guarded
+from ..safety import internal_errors
 from .cgroup import oom_kills
 from .record import LIVE_SUFFIX, FlightRecord, parse_name, read_record
 from .telling import tell_death
@@ -84,10 +84,10 @@ def _watch(record: FlightRecord, folder: Path, counter_file: str,
            stopping: threading.Event) -> None:
     dead_since: Dict[str, float] = {}
     while not stopping.is_set():
-        with guarded("worker record heartbeat"):
+        with internal_errors:
             kills = oom_kills(counter_file)
             record.heartbeat(current_rss(), -1 if kills is None else kills)
-        with guarded("worker deaths watch"):
+        with internal_errors:
             look(folder, dead_since, f"pid {os.getpid()}")
         stopping.wait(INTERVAL_S)
 
@@ -108,7 +108,7 @@ def look(folder: Path, dead_since: Dict[str, float], told_by: str) -> None:
         if view is None:
             continue
         if view.closed:
-            with guarded("removing a closed worker record"):
+            with internal_errors:
                 os.unlink(entry.path)
             continue
         if view.supervisor and not process_gone(view.supervisor, 0):

@@ -21,7 +21,7 @@ import sys
 import tracemalloc
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
-from ..logs.formatting import log_safe
+from ..formatting import log_safe
 
 #: ``(filename, line number)`` of an allocating line.
 Site = Tuple[str, int]
@@ -158,7 +158,7 @@ def top_growth(before: Sizes, after: Sizes, limit: int) -> List[Dict[str, Any]]:
     """The ``limit`` sites whose retained size grew most from ``before`` to ``after``, largest
     first, as ``{"file", "line", "size", "count"}`` (growth in bytes and in blocks; the file
     name made log-safe). Sites that did not grow are left out."""
-    grown = []
+    grown: List[Tuple[int, int, Any]] = []
     for site, (size, count) in after.items():
         old = before.get(site)
         growth = size - old[0] if old is not None else size

@@ -1,8 +1,8 @@
-"""The record of one finished measurement, handed to every sink."""
+"""The record of one measurement that ended, handed to every consumer."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 SUCCESS = "SUCCESS"
 ERROR = "ERROR"
@@ -23,12 +23,16 @@ class Measurement:
     - ``below_threshold``: a successful block faster than its ``min_duration`` (not logged);
       when no sink asked for such blocks its closing RSS was not read (``rss`` is ``None``).
     - ``attributes``: what else the producer knows (HTTP method, route, status code, CPU...).
+    - ``protocol``: ``"asgi"``, ``"wsgi"``... for a web request (the end of a request its
+      consumers were told ``request_started`` of), ``None`` for a function or block.
+    - ``endpoint``: the function that served a web request, when its framework reports it
+      (the leak watch reads it). Neither is in :meth:`as_dict`.
     """
 
     # A plain slotted class: built once per tracked call, so its construction cost counts.
     __slots__ = ("kind", "name", "status", "duration", "level", "request_id", "error", "rss",
                  "rss_change", "traced", "traced_peak", "concurrent", "below_threshold",
-                 "attributes")
+                 "attributes", "endpoint", "protocol")
 
     def __init__(
         self,
@@ -46,6 +50,8 @@ class Measurement:
         concurrent: int = 0,
         below_threshold: bool = False,
         attributes: Optional[Dict[str, Any]] = None,
+        endpoint: Optional[Callable[..., Any]] = None,
+        protocol: Optional[str] = None,
     ) -> None:
         self.kind = kind
         self.name = name
@@ -61,6 +67,8 @@ class Measurement:
         self.concurrent = concurrent
         self.below_threshold = below_threshold
         self.attributes: Dict[str, Any] = attributes if attributes is not None else {}
+        self.endpoint = endpoint
+        self.protocol = protocol
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)

@@ -7,18 +7,21 @@ import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from ..logs.formatting import format_bytes
-from ..safety import guarded
+from ..formatting import format_bytes
+from ..safety import internal_errors
 from .rss import current_rss, peak_rss
 
-_process = None
+if TYPE_CHECKING:
+    import psutil
+
+_process: Optional[psutil.Process] = None
 _snapshot_lock = threading.Lock()
 _last_rss: Optional[int] = None
 
 
-def _psutil_process():
+def _psutil_process() -> psutil.Process:
     """A psutil.Process for this process, cached until a fork."""
     global _process
     if _process is None or _process.pid != os.getpid():
@@ -42,7 +45,7 @@ def _thread_count() -> int:
 
 def _io_bytes() -> Optional[Tuple[int, int]]:
     """Bytes this process read and wrote at the storage layer, or None when unreadable."""
-    with guarded("resources.io_counters"):
+    with internal_errors:
         io = _psutil_process().io_counters()
         return int(io.read_bytes), int(io.write_bytes)
     return None
@@ -50,7 +53,7 @@ def _io_bytes() -> Optional[Tuple[int, int]]:
 
 def _net_bytes() -> Optional[Tuple[int, int]]:
     """Bytes sent and received by the whole machine (all processes), or None."""
-    with guarded("resources.net_io_counters"):
+    with internal_errors:
         import psutil
 
         net = psutil.net_io_counters()
@@ -136,7 +139,7 @@ class ResourceWindow:
         self.t0 = time.perf_counter()
         self.cpu0 = _cpu_seconds()
 
-    def finish(self) -> Dict[str, Any]:
+    def end(self) -> Dict[str, Any]:
         """CPU percent (process CPU time over wall time; can exceed 100 with threads), etc."""
         cpu = _cpu_seconds() - self.cpu0
         wall = time.perf_counter() - self.t0

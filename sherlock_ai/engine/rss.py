@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Optional
 
-from ..safety import guarded, report_internal_error
+from ..safety import internal_errors, report_internal_error
 
 _pread = os.pread
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -92,7 +92,7 @@ def peak_rss() -> Optional[int]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(peak) if sys.platform == "darwin" else int(peak) * 1024
     except Exception:  # noqa: BLE001 - no resource module (Windows): ask psutil
-        with guarded("rss.peak"):
+        with internal_errors:
             import psutil
 
             info = psutil.Process().memory_info()

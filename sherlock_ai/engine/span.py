@@ -22,7 +22,7 @@ own work neither pays tracemalloc's per-allocation tax nor appears in the traced
 from __future__ import annotations
 
 import tracemalloc
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from time import perf_counter
 from typing import NamedTuple, Optional, Set
 
@@ -144,22 +144,3 @@ class Span:
 def current_span() -> Optional[Span]:
     """The innermost open span of this task or thread, if any."""
     return _current.get()
-
-
-def restore_span(span: Optional[Span]) -> None:
-    """Make ``span`` current again in this context, where work that ended in another context
-    (a response streamed from a child task) could not reset it."""
-    if _current.get() is not span:
-        _current.set(span)
-
-
-def lend_span(span: Optional[Span]) -> Token:
-    """Make ``span`` the current span of this context for one step of work that belongs to it
-    but runs outside the context that opened it (a chunk of a streamed response, iterated by
-    the server). Undo with :func:`return_span` in the same context, right after the step."""
-    return _current.set(span)
-
-
-def return_span(token: Token) -> None:
-    """Undo :func:`lend_span`."""
-    _current.reset(token)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import tracemalloc
 
-from ..options import check_frames
+from ..parameters import check_frames
 
 LOCK = threading.Lock()
 

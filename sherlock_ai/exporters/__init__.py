@@ -6,5 +6,5 @@
   ``pip install "sherlock-ai[otel]"``).
 
 Each registers itself as one consumer (:mod:`sherlock_ai.consumers`). Importing this package
-imports no backend; their old paths under :mod:`sherlock_ai.integrations` keep working.
+imports no backend.
 """

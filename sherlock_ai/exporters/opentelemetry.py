@@ -1,7 +1,7 @@
 """OpenTelemetry export (``pip install "sherlock-ai[otel]"``): measurements as span attributes
 and metric instruments, trace ids in the log records.
 
-``OpenTelemetryExporter().install()``:
+``add_consumer(OpenTelemetryExporter())``:
 
 - a measured web request adds ``sherlock.memory.*`` attributes to its outermost server span
   (OpenTelemetry's middleware's, not the one FastAPI opens inside it; see docs/metrics.md);
@@ -29,10 +29,10 @@ try:
 except ImportError as _exc:
     raise missing_extra(_exc, __name__) from _exc
 
-from .. import consumers
+from ..consumers import Consumer
 from ..engine.measurement import Measurement
-from ..integrations import status_class
 from ..safety import report_internal_error
+from .labels import status_class
 
 ATTRIBUTE_PREFIX = "sherlock.memory."
 NO_TRACE = "-"
@@ -68,14 +68,16 @@ def span_attributes(m: Measurement) -> Dict[str, Any]:
     return out
 
 
-class OpenTelemetryExporter(consumers.InstallableConsumer):
+class OpenTelemetryExporter(Consumer):
     """Hands sherlock_ai's measurements to OpenTelemetry.
 
     ``meter_provider``: where the histograms come from (default: the global provider).
     ``tracer_provider``: the SDK tracer provider whose server spans get the request's
-    attributes (default: the global one); :meth:`install` adds a span processor to it that
-    remembers each request's outermost server span. ``span_attributes``/``metrics``: turn
-    either part off. Nothing happens until :meth:`install`.
+    attributes (default: the global one). ``span_attributes``/``metrics``: turn either part
+    off. Constructing it is its set-up: it adds a span processor to ``tracer_provider`` that
+    remembers each request's outermost server span, and gives every log record made from then
+    on ``trace_id``/``span_id`` (both once per process). Nothing is exported until it is
+    registered: ``sherlock_ai.add_consumer(exporter)`` (``remove_consumer`` stops it).
     """
 
     def __init__(self, *, meter_provider: Any = None, tracer_provider: Any = None,
@@ -119,18 +121,14 @@ class OpenTelemetryExporter(consumers.InstallableConsumer):
         # (method, route, status code) -> the histograms' attributes, built once per key and
         # shared by its requests (the SDK copies what it keeps).
         self._labels: Dict[Tuple[Any, ...], Dict[str, str]] = {}
-
-    # install() (idempotent) and uninstall() (log records keep their trace ids): the base's.
-    def before_install(self) -> None:
-        """Remember server spans and give log records ``trace_id``/``span_id``."""
-        if self.span_attributes:
-            remember_server_roots(self.tracer_provider or trace.get_tracer_provider())
-        install_trace_context_factory()
-        # One consumer of measurements; the histograms count every request.
+        #: The histograms count every request, logged or not.
         self.wants_all = self._histograms is not None
+        if span_attributes:
+            remember_server_roots(tracer_provider or trace.get_tracer_provider())
+        install_trace_context_factory()
 
-    def finished(self, m: Measurement) -> None:
-        """Put a finished measurement on its span and in the histograms."""
+    def measurement_ended(self, m: Measurement) -> None:
+        """Put a measurement on its span and in the histograms."""
         route = m.attributes.get("route")
         if self.span_attributes and not m.below_threshold:
             span = trace.get_current_span()
@@ -176,7 +174,6 @@ class OpenTelemetryExporter(consumers.InstallableConsumer):
             self._labels[key] = labels  # a plain dict store: atomic under the GIL
         return labels
 
-    __call__ = finished  # still a plain sink for code that adds it with add_sink
 
 
 def _request_span(current: Any) -> Any:
@@ -218,7 +215,7 @@ def remember_server_roots(tracer_provider: Any) -> bool:
             """Remembers the request's outermost server span (see ``_request_span``)."""
 
             def on_start(self, span: Any, parent_context: Any = None) -> None:
-                # A plain try, not guarded(): this runs for every span the app starts.
+                # A plain try, not `with internal_errors`: this runs for every span the app starts.
                 try:
                     _remember(span)
                 except Exception as exc:  # noqa: BLE001 - never break the app's tracing

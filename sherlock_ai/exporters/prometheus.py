@@ -1,7 +1,7 @@
 """Prometheus metrics of the measured web requests (``pip install "sherlock-ai[prometheus]"``).
 
-``PrometheusExporter(registry=None).install()`` turns every measured request of the ASGI/WSGI
-middleware and the Flask extension into metrics; :func:`metrics_asgi_app` (a route:
+``add_consumer(PrometheusExporter(registry=None))`` turns every measured request of the
+ASGI/WSGI middleware and the Flask extension into metrics; :func:`metrics_asgi_app` (a route:
 ``app.add_route("/metrics", metrics_asgi_app())``) and :func:`metrics_wsgi_app` serve them.
 Labels are bounded: the method, the route template and the status class, never a raw path or
 an id. See docs/metrics.md for each metric's meaning.
@@ -20,10 +20,10 @@ try:
 except ImportError as _exc:
     raise missing_extra(_exc, __name__) from _exc
 
-from .. import consumers
+from ..consumers import Consumer
 from ..engine.measurement import Measurement
-from ..integrations import status_class
-from ..integrations.observers import RequestObserver
+from ..engine.requests import OpenRequest
+from .labels import status_class
 
 LABELS = ("method", "route", "status_class")
 #: The labels of task runs (Celery): the task's name and the run's status (SUCCESS, ERROR,
@@ -50,13 +50,13 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
+class PrometheusExporter(Consumer):
     """Request metrics for Prometheus, fed by sherlock_ai's measurements.
 
     ``registry``: where the metrics are registered (default: prometheus_client's global
     registry). ``duration_buckets`` (seconds) and ``memory_buckets`` (bytes) set the
-    histograms' upper bounds. Nothing is recorded until :meth:`install`, which registers it
-    as one consumer (:mod:`sherlock_ai.consumers`) of measurements and requests.
+    histograms' upper bounds. Nothing is recorded until it is registered as a consumer:
+    ``sherlock_ai.add_consumer(exporter)`` (``remove_consumer`` stops it; the values stay).
     """
 
     wants_all = True  # the histograms count every request, logged or not
@@ -142,10 +142,14 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
         self._children: Dict[Tuple[Any, ...], Tuple[Any, Any, Any]] = {}
         self._task_names: Set[str] = set()
 
-    # install() (idempotent) and uninstall() (the metrics keep their values): the base's.
+    def request_started(self, request: OpenRequest) -> None:
+        (self.tasks_in_progress if request.protocol == TASK_PROTOCOL else self.in_progress).inc()
 
-    # Every finished measurement. Only web requests carry method and route.
-    def finished(self, m: Measurement) -> None:
+    # Every measurement that ended. Only web requests carry method and route.
+    def measurement_ended(self, m: Measurement) -> None:
+        protocol = m.protocol
+        if protocol is not None:
+            (self.tasks_in_progress if protocol == TASK_PROTOCOL else self.in_progress).dec()
         attributes = m.attributes
         route = attributes.get("route")
         if route is None or m.kind != "memory":
@@ -171,8 +175,6 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
                 self._since_refresh = 0
                 self._refresh_suspects()
 
-    __call__ = finished  # still a plain sink for code that adds it with add_sink
-
     def _children_of(self, key: Tuple[Any, ...]) -> Tuple[Any, Any, Any]:
         """The histograms' children for ``key``'s labels, kept for the next requests."""
         labels = (key[0], key[1], status_class(key[2]))
@@ -196,12 +198,6 @@ class PrometheusExporter(consumers.InstallableConsumer, RequestObserver):
             self.task_traced_peak.labels(*labels).observe(m.traced_peak)
         if m.rss is not None:
             self.process_rss.set(m.rss)
-
-    def request_started(self, protocol: str) -> None:
-        (self.tasks_in_progress if protocol == TASK_PROTOCOL else self.in_progress).inc()
-
-    def request_finished(self, protocol: str, measurement: Optional[Measurement]) -> None:
-        (self.tasks_in_progress if protocol == TASK_PROTOCOL else self.in_progress).dec()
 
     def memory_event(self, event: Any) -> None:
         kind = getattr(event, "event", None)

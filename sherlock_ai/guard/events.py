@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from .. import consumers
-from ..logs.formatting import format_bytes, format_change, log_safe
+from ..consumers import registry
+from ..formatting import format_bytes, format_change, log_safe
+from ..logs.records import NO_REQUEST_ID
 from ..logs.schema import MEASURE_LABELS, MEMORY_BUDGET, MEMORY_LIMIT
+from ..request_id import request_id_var
 
 _logger = logging.getLogger("MonitoringLogger")
 
@@ -120,5 +122,9 @@ def tell(event: Any) -> None:
     if not isinstance(event, ShedEvent):
         level = event.level if isinstance(event, LimitEvent) else logging.WARNING
         if _logger.isEnabledFor(level):
-            _logger.log(level, event.message(), extra={"sherlock": event})
-    consumers.memory_event(event)
+            record = _logger.makeRecord(_logger.name, level, "sherlock_ai", 0, event.message(),
+                                        (), None, extra={"sherlock": event})
+            # The current request's id whatever the record factory, as on the MEMORY lines.
+            record.request_id = request_id_var.get() or NO_REQUEST_ID
+            _logger.handle(record)
+    registry.memory_event(event)

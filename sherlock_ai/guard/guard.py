@@ -1,17 +1,16 @@
 """``MemoryGuard``: the memory budgets and the RSS limit of one middleware, as one more
-consumer of its finished requests (told through the ``request_ended`` hook, after the
-request's figures are taken)."""
+consumer of its middleware's requests (told ``request_started`` and ``measurement_ended``,
+after the request's figures are taken)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from contextvars import ContextVar
-from typing import Any, Callable, FrozenSet, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, FrozenSet, Mapping, Optional, Union
 
-from ..consumers import RequestEnd
 from ..engine.rss import current_rss
-from ..logs.formatting import format_bytes
+from ..formatting import format_bytes
 from ..safety import report_internal_error
 from .budget import Budgets
 from .events import ShedEvent, tell
@@ -21,6 +20,10 @@ from .peak import windows as peak_windows
 from .sizes import Share
 from .supervisor import find_supervisor
 from .watermark import RETRY_AFTER, Watermark
+
+if TYPE_CHECKING:
+    from ..engine.measurement import Measurement
+    from ..engine.requests import OpenRequest
 
 _logger = logging.getLogger("MonitoringLogger")
 
@@ -54,7 +57,7 @@ class MemoryGuard:
     here, once) and ``on_rss_limit``. Built by the integrations from their checked options;
     ``recycle`` without a supervisor falls back to ``log``, said once here."""
 
-    site = "MemoryGuard.request_ended"
+    site = "MemoryGuard.measurement_ended"
 
     def __init__(self, memory_budget: Union[int, Mapping[str, int], None] = None,
                  rss_limit: Union[int, Share, None] = None, on_rss_limit: str = "log",
@@ -147,9 +150,8 @@ class MemoryGuard:
         watermark = self.watermark
         return watermark is not None and watermark.shedding
 
-    def request_started(self) -> None:
-        """A measured request of this middleware began (called in its context, before its
-        measurement opens)."""
+    def request_started(self, request: OpenRequest) -> None:
+        """A measured request of this middleware began (told in its context)."""
         with self._lock:
             self._in_flight += 1
         if self.peaks is not None:
@@ -158,7 +160,7 @@ class MemoryGuard:
             except Exception as exc:  # noqa: BLE001 - its budget compares the RSS change
                 report_internal_error("memory guard RSS peak", exc)
 
-    def request_ended(self, end: RequestEnd) -> None:
+    def measurement_ended(self, m: Measurement) -> None:
         """A measured request ended: check its budget, then the process's RSS."""
         with self._lock:
             self._in_flight -= 1
@@ -172,9 +174,6 @@ class MemoryGuard:
                     rss_peak = self.peaks.close(window)
                 except Exception as exc:  # noqa: BLE001 - its budget compares the RSS change
                     report_internal_error("memory guard RSS peak", exc)
-        m = end.measurement
-        if m is None:
-            return
         if self.budgets is not None:
             event = self.budgets.check(m, rss_peak)
             if event is not None:

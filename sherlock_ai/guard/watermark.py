@@ -23,7 +23,7 @@ from time import monotonic
 from typing import Any, Dict, List, Optional
 
 from ..engine.rss import current_rss
-from ..safety import guarded
+from ..safety import internal_errors
 from .events import LimitEvent, tell
 from .supervisor import exit_gracefully
 
@@ -166,7 +166,7 @@ def _top_sites() -> Optional[List[Dict[str, Any]]]:
     alive), when tracemalloc is tracing; one snapshot, at the crossing only."""
     if not tracemalloc.is_tracing():
         return None
-    with guarded("memory guard top sites"):
+    with internal_errors:
         from ..engine.heap import site_sizes, top_growth
 
         return top_growth({}, site_sizes(), SHOWN) or None

@@ -10,8 +10,10 @@
 - Outgoing calls with the request id (httpx, requests):
   :mod:`sherlock_ai.integrations.outgoing` (``propagate_request_id``).
 - uvicorn and gunicorn log configurations: :mod:`sherlock_ai.integrations.server_logs`.
-- Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``); request
-  observers: :mod:`sherlock_ai.integrations.observers` (``RequestObserver``).
+- Their options: :mod:`sherlock_ai.integrations.options` (``RequestOptions``).
+
+Consumers of their measurements (an "in progress" gauge...) register with
+:func:`sherlock_ai.add_consumer`.
 
 Importing this package imports no web framework; the classes above are loaded on first use.
 """
@@ -19,11 +21,18 @@ Importing this package imports no web framework; the classes above are loaded on
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._common import OTHER_METHOD, REQUEST_ID_KEY, ROUTE_KEY, UNMATCHED_ROUTE, status_class
-from .observers import RequestObserver, add_request_observer, remove_request_observer
+from .keys import REQUEST_ID_KEY, ROUTE_KEY
+from .measured import OTHER_METHOD, UNMATCHED_ROUTE
 from .options import RequestKeywords, RequestOptions
+
+if TYPE_CHECKING:
+    # What __getattr__ below imports on first use, typed for users' type checkers.
+    from .asgi import SherlockMiddleware, instrument_app
+    from .flask import Sherlock
+    from .server_logs import GUNICORN_ACCESS_LOG_FORMAT, gunicorn_logconfig_dict, uvicorn_log_config
+    from .wsgi import SherlockWSGIMiddleware
 
 _LAZY = {
     "SherlockMiddleware": "asgi",
@@ -49,16 +58,12 @@ __all__ = [
     "REQUEST_ID_KEY",
     "ROUTE_KEY",
     "RequestKeywords",
-    "RequestObserver",
     "RequestOptions",
     "Sherlock",
     "SherlockMiddleware",
     "SherlockWSGIMiddleware",
     "UNMATCHED_ROUTE",
-    "add_request_observer",
     "gunicorn_logconfig_dict",
     "instrument_app",
-    "remove_request_observer",
-    "status_class",
     "uvicorn_log_config",
 ]

@@ -9,7 +9,7 @@ Add it with ``app.add_middleware(SherlockMiddleware, ...)``, wrap any ASGI app w
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, Union, cast, overload
 
 from asgiref.compatibility import double_to_single_callable, is_double_callable
 
@@ -17,11 +17,10 @@ from ..deaths.recorder import closing_record_at_shutdown
 from ..logs.records import ESCAPED_REQUEST_ID
 from ..request_id import generate_request_id, request_id_var
 from ..safety import report_internal_error
-from ._common import REQUEST_ID_KEY, RequestPolicy, request_method
-from .asgi_exchange import (
+from .asgi_request import (
     CONNECTION_CLOSE,
     ASGIApp,
-    Exchange,
+    ASGIRequest,
     Message,
     Receive,
     Scope,
@@ -30,7 +29,10 @@ from .asgi_exchange import (
     with_header,
 )
 from .asgi_routes import RouteNames, app_routes
+from .keys import REQUEST_ID_KEY
+from .measured import request_method
 from .options import RequestKeywords, RequestOptions, resolve_options
+from .policy import RequestPolicy
 from .shedding import shed_asgi, shed_route
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ class SherlockMiddleware:
         self._header = self.policy.header_key
         #: The route templates that name its requests (see :class:`RouteNames`).
         self.route_names = RouteNames()
-        #: The log-safe route template of a finished request (see :class:`RouteNames`).
+        #: The log-safe route template of a request that ended (see :class:`RouteNames`).
         self.route_template = self.route_names.template
         self._guard = self.policy.guard
         # Neither excluded paths nor a guard to ask: each request goes straight to its
@@ -115,20 +117,21 @@ class SherlockMiddleware:
             else:
                 # Measured here rather than in a coroutine of its own: one frame less on the
                 # common path.
-                exchange = Exchange(self, scope, receive, send, request_id)
+                request = ASGIRequest(self.policy, self.route_template, scope, receive, send,
+                                      request_id)
                 try:
-                    await self.app(scope, exchange.receive, exchange.send)
+                    await self.app(scope, request.receive, request.send)
                 except BaseException as exc:
-                    exchange.failed(exc)
+                    request.failed(exc)
                     raise
                 else:
-                    if not exchange.done:
-                        exchange.finish(None, _INCOMPLETE)
+                    if not request.done:
+                        request.end(None, _INCOMPLETE)
                 finally:
                     # A response streamed from a child task ends the measurement in that
                     # task's context copy, which cannot restore this one: do it here.
-                    if exchange.measuring is not None:
-                        exchange.measuring.leave()
+                    if request.measuring is not None:
+                        request.measuring.leave()
         except BaseException as exc:
             # The server logs it after the id below is restored: the record factory reads the
             # request's id from the exception instead.
@@ -221,8 +224,8 @@ def _single_callable(app: Any) -> ASGIApp:
     (``cls(scope, receive, send)`` then ``await``: Starlette's ``HTTPEndpoint`` and
     ``WebSocketEndpoint``); asgiref would take every class for an ASGI 2 app."""
     if inspect.isclass(app) and hasattr(app, "__await__"):
-        return app  # type: ignore[no-any-return]
-    return double_to_single_callable(app) if is_double_callable(app) else app
+        return cast(ASGIApp, app)
+    return cast(ASGIApp, double_to_single_callable(app) if is_double_callable(app) else app)
 
 
 class _StarletteLike(Protocol):

@@ -1,11 +1,11 @@
-"""Route templates of finished ASGI requests, read from what Starlette's routers leave in the
+"""Route templates of ASGI requests that ended, read from what Starlette's routers leave in the
 scope (``route``, ``endpoint``, ``router``, a grown ``root_path``); imports no framework."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, FrozenSet, List, MutableMapping, Optional, Tuple
 
-from ._common import UNMATCHED_ROUTE, BoundedNames
+from .measured import UNMATCHED_ROUTE, BoundedNames
 
 Scope = MutableMapping[str, Any]
 
@@ -26,7 +26,7 @@ class RouteNames:
         self._plain: Dict[int, Tuple[Any, str]] = {}
 
     def template(self, scope: Scope, root_path: str) -> str:
-        """The log-safe route template of a finished request: Starlette's routers leave the
+        """The log-safe route template of a request that ended: Starlette's routers leave the
         matched route in ``scope["route"]`` and grow ``root_path`` by each mount's prefix."""
         route = scope.get("route")
         mounted = scope.get("root_path", "")
@@ -40,7 +40,8 @@ class RouteNames:
         path = getattr(route, "path", None)
         if len(mounted) > len(root_path) and mounted.startswith(root_path):
             prefix, innermost = self._mount_template(scope, mounted[len(root_path):])
-            if innermost is not None and (route is None or route is innermost):
+            if prefix is not None and innermost is not None and (
+                    route is None or route is innermost):
                 if getattr(innermost, "routes", None):
                     return UNMATCHED_ROUTE  # the mounted router matched nothing
                 # A mounted app that is not a router: the mount is the route.

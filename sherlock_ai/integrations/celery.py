@@ -34,22 +34,18 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, TypedD
 
 from celery import signals
 
+from ..consumers import registry
 from ..deaths import recorder
 from ..engine.measurement import RETRY
 from ..engine.requests import OpenRequest, RequestMeter
 from ..guard.sizes import Share, check_on_rss_limit, check_rss_limit, parse_size
 from ..logs.lines import safe_name
 from ..logs.records import install_request_id_factory
-from ..options import (
-    check_flag,
-    check_id_generator,
-    check_known,
-    check_leak_settings,
-    check_min_duration,
-)
+from ..parameters import check_flag, check_known, check_min_duration
 from ..request_id import generate_request_id, is_valid_request_id, request_id_var
-from ..safety import guarded, report_internal_error
-from ._common import _LeakCount, _TracingLease
+from ..safety import internal_errors, report_internal_error
+from .options import check_id_generator, check_leak_settings
+from .policy import LeakCount, TracingLease
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -159,7 +155,7 @@ class _ProcessState:
 
     def __init__(self, options: TaskOptions) -> None:
         self.pid = os.getpid()
-        self.lease = _TracingLease() if options.trace_malloc else None
+        self.lease = TracingLease() if options.trace_malloc else None
         self.leak_watch: Optional[LeakWatch] = None
         if options.leak_detection:
             from ..leaks import LeakWatch  # imported only by workers that turn it on
@@ -172,13 +168,12 @@ class _ProcessState:
 
             self.guard = MemoryGuard(options.memory_budget,  # type: ignore[arg-type]
                                      options.rss_limit, options.on_rss_limit)  # type: ignore
-        ended: tuple = () if self.leak_watch is None else (
-            _LeakCount(self.leak_watch).request_ended,)
-        if self.guard is not None:
-            ended += (self.guard.request_ended,)
+        # The leak watch, then the guard: its snapshot work stays out of the guard's view.
+        own = tuple(c for c in (None if self.leak_watch is None else LeakCount(self.leak_watch),
+                                self.guard) if c is not None)
         self.meter = RequestMeter(protocol=PROTOCOL, min_duration=options.min_duration,
-                                  trace_malloc=options.trace_malloc, ended=ended,
-                                  keep_all=self.guard is not None)
+                                  trace_malloc=options.trace_malloc,
+                                  listeners=registry.with_own(own))
 
     def open(self, name: str) -> OpenRequest:
         """Start measuring the run of task ``name`` (in flight in the process's record as
@@ -188,8 +183,6 @@ class _ProcessState:
                 self.lease.hold(self)
             except Exception as exc:  # noqa: BLE001 - the run goes on without tracing
                 report_internal_error("tracemalloc lease", exc)
-        if self.guard is not None:
-            self.guard.request_started()
         return self.meter.open("TASK", name)
 
 
@@ -226,9 +219,8 @@ class TaskRun:
             problem: Optional[str] = "the task failed"
         else:
             problem = None
-        measuring.finish(TASK_PREFIX + self.name, attributes, problem, exc,
-                         self.endpoint if measuring.meter and measuring.meter.ended else None,
-                         RETRY if celery_state == "RETRY" else None)
+        measuring.end(TASK_PREFIX + self.name, attributes, problem, exc, self.endpoint,
+                      RETRY if celery_state == "RETRY" else None)
         measuring.leave()
         try:
             request_id_var.reset(self.id_token)
@@ -305,15 +297,15 @@ class CeleryInstrumentation:
     def worker_process_shutdown(self, **_: Any) -> None:
         # A prefork child leaves through os._exit (no atexit): its record is closed here, or
         # its graceful exit would read as a death.
-        with guarded("celery worker_process_shutdown"):
+        with internal_errors:
             recorder.close()
 
     def worker_before_create_process(self, sender: Any = None, **_: Any) -> None:
-        with guarded("celery worker_before_create_process"):
+        with internal_errors:
             _tell_deaths_of_children(sender)
 
     def after_setup_logger(self, loglevel: Any = None, **_: Any) -> None:
-        with guarded("celery after_setup_logger"):
+        with internal_errors:
             from ..logs.setup import restore_files
 
             restore_files()
@@ -327,7 +319,7 @@ class CeleryInstrumentation:
 
     def after_setup_task_logger(self, logger: Optional[logging.Logger] = None,
                                 **_: Any) -> None:
-        with guarded("celery after_setup_task_logger"):
+        with internal_errors:
             from ..logs.setup import restore_files
 
             restore_files(also=logger if isinstance(logger, logging.Logger) else None)
@@ -493,7 +485,7 @@ def _tell_deaths_of_children(pool: Any) -> None:
         try:
             return reap(*args, **kwargs)
         finally:
-            with guarded("telling a prefork child's death"):
+            with internal_errors:
                 _tell_reaped(before, pool._pool, told_by)
 
     reap_telling._sherlock_ai_tells = True  # type: ignore[attr-defined]

@@ -14,9 +14,9 @@ try:
 except ImportError as _exc:
     raise missing_extra(_exc, __name__) from _exc
 
-from ..logs.formatting import exception_summary
+from ..formatting import exception_summary
 from ..safety import report_internal_error
-from ._common import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
+from .keys import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse
 
@@ -95,7 +95,8 @@ class _WeakAppMethod:
             raise ReferenceError(
                 f"the Flask app {self._name} was freed while its wsgi_app is still served: "
                 "keep a reference to the Flask app (serve the app, or keep it in a variable)")
-        return method(environ, start_response)
+        body: Iterable[bytes] = method(environ, start_response)
+        return body
 
     def __repr__(self) -> str:
         return f"<wsgi_app of {self._name}, held weakly>"

@@ -28,7 +28,7 @@ import signal
 from typing import Any, Dict, Optional, Tuple
 
 from ..deaths import recorder
-from ..safety import guarded
+from ..safety import internal_errors
 
 __all__ = ["child_exit", "worker_exit"]
 
@@ -57,7 +57,7 @@ class _WaitStatuses(logging.Filter):
 def child_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``child_exit`` hook (in the arbiter): tell the worker's death when its
     record is still open."""
-    with guarded("gunicorn child_exit"):
+    with internal_errors:
         pid = int(worker.pid)
         number, exit_code = _statuses.pop(pid, (None, None))
         from ..deaths.telling import tell_child_death
@@ -68,7 +68,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit`` hook (in the worker, as it leaves): close its record."""
-    with guarded("gunicorn worker_exit"):
+    with internal_errors:
         recorder.close()
 
 

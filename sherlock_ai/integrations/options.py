@@ -8,11 +8,13 @@ replace those fields), and keeps the one checked object that :func:`resolve_opti
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    FrozenSet,
     Iterable,
     Mapping,
     Optional,
@@ -27,20 +29,78 @@ from ..guard.sizes import (
     check_rss_limit,
     check_shed_timeout,
 )
-from ..options import (
-    check_exclude_paths,
-    check_flag,
-    check_header_name,
-    check_id_generator,
-    check_known,
-    check_leak_settings,
-    check_min_duration,
-    from_keywords,
-)
+from ..parameters import check_flag, check_known, check_min_duration, from_keywords
 from ..request_id import generate_request_id
 
 if TYPE_CHECKING:
     from ..leaks import LeakWatchSettings
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+
+
+def check_header_name(name: object) -> str:
+    """An HTTP header name (an RFC 9110 token of at most 128 characters)."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        raise ValueError(
+            "header_name must be an HTTP header name such as 'X-Request-ID' (1 to 128 "
+            f"letters, digits or !#$%&'*+-.^_`|~), got {name!r}"
+        )
+    return name
+
+
+def check_id_generator(generator: object) -> Callable[[], str]:
+    """A callable that makes request ids."""
+    if not callable(generator):
+        raise TypeError(
+            "id_generator must be a callable taking no arguments and returning a str id, "
+            f"got {generator!r}"
+        )
+    return generator
+
+
+def check_exclude_paths(paths: object) -> FrozenSet[str]:
+    """Exact paths (``"/health"``) and prefixes ending in ``/`` (``"/static/"``), as a set."""
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, Iterable):
+        raise TypeError(
+            "exclude_paths must be an iterable of paths such as ['/health', '/static/'], "
+            f"got {paths!r}"
+        )
+    checked = []
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"each excluded path must be a str starting with '/', got {path!r}")
+        if path == "/":
+            raise ValueError(
+                "exclude_paths entry '/' would be a prefix of every path (entries ending in '/' "
+                "are prefixes); to skip all requests, do not install the middleware"
+            )
+        if any(c in path for c in "*?[]"):
+            raise ValueError(
+                f"exclude_paths takes exact paths ('/health') and prefixes ending in '/' "
+                f"('/static/'), not patterns: got {path!r}"
+            )
+        checked.append(path)
+    return frozenset(checked)
+
+
+def check_leak_settings(settings: object, leak_detection: bool) -> Any:
+    """The :class:`~sherlock_ai.LeakWatchSettings` of a mapping of settings (or the settings
+    themselves); ``None`` for ``None``. Only valid together with ``leak_detection=True``."""
+    if settings is None:
+        return None
+    from ..leaks import LeakWatchSettings  # imported only by services that watch for leaks
+
+    if not isinstance(settings, (Mapping, LeakWatchSettings)):
+        raise TypeError(
+            "leak_settings must be a mapping of LeakWatch settings such as "
+            f"{{'trace_share': 0.05}} (or a LeakWatchSettings), got {settings!r}"
+        )
+    if not leak_detection:
+        raise ValueError("leak_settings only apply with leak_detection=True")
+    if isinstance(settings, LeakWatchSettings):
+        return settings
+    return LeakWatchSettings.from_kwargs(dict(settings))
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import threading
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ..options import check_header_name
 from ..request_id import request_id_var
+from .options import check_header_name
 
 #: Host suffixes of internal networks: Kubernetes services, mDNS, cloud and home DNS zones.
 INTERNAL_SUFFIXES = (".local", ".internal", ".localdomain", ".svc", ".cluster.local",

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, List, MutableMapping, Optional
 
 from ..guard import SHED_BODY, SHED_HEADERS
 from ..safety import report_internal_error
-from ._common import UNMATCHED_ROUTE
+from .measured import UNMATCHED_ROUTE
 
 _STATUS = "503 Service Unavailable"
 _ASGI_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1"))

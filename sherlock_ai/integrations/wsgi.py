@@ -23,43 +23,42 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    Dict,
     Iterable,
     Iterator,
     List,
     Mapping,
     Optional,
     Tuple,
+    TypeVar,
 )
 
-from ..logs.formatting import exception_summary
+from ..formatting import exception_summary
 from ..request_id import request_id_var
 from ..safety import report_internal_error
-from ._common import (
+from .collected import end_when_collected
+from .keys import ENDPOINT_KEY, ERROR_KEY, REQUEST_ID_KEY, ROUTE_KEY, STREAMED_KEY
+from .measured import (
     CLIENT_DISCONNECTED,
-    ENDPOINT_KEY,
-    ERROR_KEY,
     OTHER_METHOD,
-    REQUEST_ID_KEY,
-    ROUTE_KEY,
-    STREAMED_KEY,
     UNMATCHED_ROUTE,
     BoundedNames,
     MeasuredRequest,
-    RequestPolicy,
     request_method,
 )
-from .collected import end_when_collected
 from .options import RequestKeywords, RequestOptions, resolve_options
+from .policy import RequestPolicy
 from .shedding import shed_wsgi
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-Environ = dict
+Environ = Dict[str, Any]
 Headers = List[Tuple[str, str]]
 StartResponse = Callable[..., Callable[[bytes], Any]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
+T = TypeVar("T")
 _CLOSED_EARLY = CLIENT_DISCONNECTED + " (the server closed the response before its end)"
 NOT_CLOSED = "the response was never closed (measured until it was garbage collected)"
 
@@ -119,7 +118,7 @@ class SherlockWSGIMiddleware:
                 not measured):
             return shed_wsgi(start_response, policy.header_name if policy.echo else None,
                              request_id)
-        return _Request(self, environ, start_response, request_id, measured).respond()
+        return WSGIRequest(self, environ, start_response, request_id, measured).respond()
 
     def shed_route(self, environ: Environ) -> str:
         """The route template of a request shed before the app saw it: what
@@ -136,7 +135,7 @@ class SherlockWSGIMiddleware:
         return self._names.safe(template)
 
 
-class _Request(MeasuredRequest):
+class WSGIRequest(MeasuredRequest):
     """One request: its id, its measurement (opened and ended in a private context) and the
     way each step of the application borrows them. Holds no reference to the body handed to
     the server, so that a body nobody closes can be collected and end the measurement."""
@@ -154,16 +153,16 @@ class _Request(MeasuredRequest):
         self.header = (policy.header_name, request_id) if policy.echo else None
         self.error: Optional[BaseException] = None
         self._done = False
-        self._finalizer: Optional[weakref.finalize] = None
+        self._finalizer: Optional[weakref.finalize[..., Any]] = None
         self.context = context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
-        # The method is read when the request ends: see finish().
+        # The method is read when the request ends: see end().
         MeasuredRequest.__init__(
-            self, context.run(policy.start_measurement, environ.get("REQUEST_METHOD", ""),
+            self, context.run(policy.open_request, environ.get("REQUEST_METHOD", ""),
                               environ.get("PATH_INFO", "")) if measured else None,
             OTHER_METHOD)
 
-    def lend(self, step: Callable[..., Any], *args: Any) -> Any:
+    def lend(self, step: Callable[..., T], *args: Any) -> T:
         """Run one step of the application in the caller's context, with the request's id and
         open measurement current for that step only."""
         measuring = self.measuring
@@ -180,7 +179,7 @@ class _Request(MeasuredRequest):
         try:
             body = self.lend(self.middleware.app, self.environ, self.start_response)
         except BaseException as exc:
-            self.finish(exc)
+            self.end(exc)
             raise
         try:
             in_full, file_body = self._body_kind(body)
@@ -188,16 +187,16 @@ class _Request(MeasuredRequest):
             report_internal_error("wsgi body kind", internal)
             in_full = file_body = False
         if in_full:
-            self.finish(None)
+            self.end(None)
             return body
         if file_body:
             if self.measuring is not None and not self._end_at_close_of(body):
-                self.finish(None)
+                self.end(None)
             return body
         try:
             streamed = _Body(self, body)
         except BaseException as exc:
-            self.finish(exc)
+            self.end(exc)
             raise
         self._end_when_collected(streamed)
         return streamed
@@ -219,9 +218,9 @@ class _Request(MeasuredRequest):
                 if original is not None:
                     self.lend(original)
             except BaseException as exc:
-                self.finish(exc)
+                self.end(exc)
                 raise
-            self.finish(None)
+            self.end(None)
 
         try:
             body.close = close
@@ -240,7 +239,7 @@ class _Request(MeasuredRequest):
 
     def collected(self) -> None:
         """The body was garbage collected without being closed (run on the finisher thread)."""
-        self.finish(self.error, None if self.error is not None else NOT_CLOSED)
+        self.end(self.error, None if self.error is not None else NOT_CLOSED)
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
         try:
@@ -253,7 +252,8 @@ class _Request(MeasuredRequest):
             headers.append(self.header)
         return self._start_response(status, headers, exc_info)
 
-    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+    def end(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+        """End the measurement, named by its route (later calls do nothing)."""
         if self._done or self.measuring is None:
             return
         self._done = True
@@ -273,7 +273,7 @@ class _Request(MeasuredRequest):
             if isinstance(cause, str):
                 served = f"HTTP {self.status} ({cause})"
                 problem = served if problem is None else f"{served}; {problem}"
-        self.context.run(self.end, route, problem, exc)
+        self.context.run(self.end_as, route, problem, exc)
 
     def endpoint(self) -> Optional[Callable[..., Any]]:
         return self.environ.get(ENDPOINT_KEY)
@@ -285,7 +285,7 @@ class _Body:
 
     __slots__ = ("request", "_body", "_chunks", "_exhausted", "__weakref__")
 
-    def __init__(self, request: _Request, body: Iterable[bytes]) -> None:
+    def __init__(self, request: WSGIRequest, body: Iterable[bytes]) -> None:
         self.request = request
         self._body = body
         self._exhausted = False
@@ -296,7 +296,8 @@ class _Body:
 
     def __next__(self) -> bytes:
         try:
-            return self.request.lend(next, self._chunks)
+            chunk: bytes = self.request.lend(next, self._chunks)
+            return chunk
         except StopIteration:
             self._exhausted = True
             raise
@@ -316,4 +317,4 @@ class _Body:
             raise
         finally:
             early = not self._exhausted and request.error is None
-            request.finish(request.error, _CLOSED_EARLY if early else None)
+            request.end(request.error, _CLOSED_EARLY if early else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict
 
-from ..options import from_keywords
+from ..parameters import from_keywords
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

@@ -6,7 +6,7 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..engine.heap import Site, site_path
-from ..logs.formatting import format_bytes, log_safe
+from ..formatting import format_bytes, log_safe
 from ..logs.lines import MONITORING_LOGGER
 from ..logs.schema import NATIVE, NATIVE_NOTE, NOT_ATTRIBUTABLE, PYTHON, SHARED_BY
 from .estimator import Estimate

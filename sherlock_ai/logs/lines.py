@@ -1,15 +1,14 @@
-"""The text of MEMORY, PERFORMANCE and RESOURCES log lines, and the sink that logs them."""
+"""The text of MEMORY, PERFORMANCE and RESOURCES log lines, and :class:`LogLine`, the consumer
+that logs them."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-from ..consumers import registry
 from ..engine.measurement import Measurement
-from ..engine.span import Figures
+from ..formatting import format_bytes, format_change, log_safe
 from . import writer
-from .formatting import format_bytes, format_change, log_safe
 from .schema import (
     ARGS,
     CHANGE,
@@ -45,15 +44,7 @@ def _tail(m: Measurement) -> str:
 
 def memory_line(m: Measurement) -> str:
     """``MEMORY | name | STATUS | 0.245s | Current: .. | Change: .. [| Traced: .. (Peak: ..)]``"""
-    line = memory_text(m.name, m.status, (m.duration, m.rss, m.rss_change, m.traced,
-                                          m.traced_peak, m.concurrent), m.error)
-    sites = m.attributes.get("top_allocations")
-    return line + _site_lines(sites) if sites else line
-
-
-def memory_text(name: str, status: str, figures: Figures, error: Optional[str]) -> str:
-    """The MEMORY line of these figures (:func:`memory_line` without allocation sites)."""
-    duration, rss, rss_change, traced, traced_peak, concurrent = figures
+    rss, rss_change, traced = m.rss, m.rss_change, m.traced
     # A service's RSS and its changes repeat from request to request: their text is kept.
     current = _size_texts.get(rss)
     if current is None:
@@ -61,14 +52,15 @@ def memory_text(name: str, status: str, figures: Figures, error: Optional[str]) 
     change = _change_texts.get(rss_change)
     if change is None:
         change = _kept(_change_texts, rss_change, format_change(rss_change))
-    line = f"{_MEMORY}{name} | {status} | {duration:.3f}s{_CURRENT}{current}{_CHANGE}{change}"
+    line = f"{_MEMORY}{m.name} | {m.status} | {m.duration:.3f}s{_CURRENT}{current}{_CHANGE}{change}"
     if traced is not None:
-        line += f" | {TRACED}: {format_bytes(traced)} ({PEAK}: {format_bytes(traced_peak)})"
-    if concurrent:
-        line += f" | {CONCURRENT}: {concurrent}"
-    if error is not None:
-        line += f" | {ERROR}: {error}"
-    return line
+        line += f" | {TRACED}: {format_bytes(traced)} ({PEAK}: {format_bytes(m.traced_peak)})"
+    if m.concurrent:
+        line += f" | {CONCURRENT}: {m.concurrent}"
+    if m.error is not None:
+        line += f" | {ERROR}: {m.error}"
+    sites = m.attributes.get("top_allocations")
+    return line + _site_lines(sites) if sites else line
 
 
 _MEMORY, _CURRENT, _CHANGE = f"{MEMORY} | ", f" | {CURRENT}: ", f" | {CHANGE}: "
@@ -128,28 +120,23 @@ _FORMATS = {
 }
 
 
-def log_sink(m: Measurement) -> None:
-    """Write the measurement's line through the writer the configuration chose (see
-    :mod:`sherlock_ai.logs.writer`)."""
-    logger, render = _FORMATS[m.kind]
-    if logger.isEnabledFor(m.level):
-        figures = (m.duration, m.rss, m.rss_change, m.traced, m.traced_peak, m.concurrent)
-        writer.current.write(logger, m.level, render(m),
-                             (m.kind, m.name, m.status, figures, m.error, m.attributes), m)
-    else:
-        writer.current.skipped(logger)
+class LogLine:
+    """The consumer that writes each kept measurement's line on ``MonitoringLogger`` (MEMORY,
+    RESOURCES) or ``PerformanceLogger`` (PERFORMANCE) through the writer the configuration
+    chose (see :mod:`sherlock_ai.logs.writer`). The registry of consumers starts with one
+    (:data:`sherlock_ai.consumers.log_line`)."""
 
+    site = "log line"
 
-def log_request(name: str, status: str, level: int, figures: Figures, error: Optional[str],
-                attributes: Dict[str, Any]) -> None:
-    """:func:`log_sink` for a request's figures, when the line is their only consumer: the
-    same line, without a ``Measurement`` unless a record of ``logging`` carries one."""
-    logger = _monitoring
-    if logger.isEnabledFor(level):
-        writer.current.write(logger, level, memory_text(name, status, figures, error),
-                             ("memory", name, status, figures, error, attributes), None)
-    else:
-        writer.current.skipped(logger)
+    def measurement_ended(self, m: Measurement) -> None:
+        """Write ``m``'s line."""
+        logger, render = _FORMATS[m.kind]
+        if logger.isEnabledFor(m.level):
+            figures = (m.duration, m.rss, m.rss_change, m.traced, m.traced_peak, m.concurrent)
+            writer.current.write(logger, m.level, render(m),
+                                 (m.kind, m.name, m.status, figures, m.error, m.attributes), m)
+        else:
+            writer.current.skipped(logger)
 
 
 def safe_name(name: str) -> str:
@@ -163,5 +150,3 @@ def safe_name(name: str) -> str:
 #: What a ``|`` in a name is written as (:func:`safe_name`).
 NAME_BAR = "\\x7c"
 
-
-registry.set_line_writer(log_sink, log_request)

@@ -8,7 +8,7 @@ over 31 requests``; one for a leak tracemalloc cannot see is ``LEAK SUSPECT | na
 SUSPECT's name is a route's, or ``shared by A, B`` / ``not attributable``. The memory guard's
 are ``MEMORY BUDGET | POST /export | +182.40MB > 50.00MB | RSS change`` and ``MEMORY LIMIT |
 {state} | RSS 812.00MB > 800.00MB | ...`` (docs/memory-guard.md). Sizes are
-:func:`sherlock_ai.logs.formatting.format_bytes` figures. Whatever a log format puts before the
+:func:`sherlock_ai.formatting.format_bytes` figures. Whatever a log format puts before the
 message (time, pid, request id, logger) is not part of it.
 """
 

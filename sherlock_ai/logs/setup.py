@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from ..options import check_level
+from ..parameters import check_level
 from . import writer
 from .lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .records import RequestIdFilter, install_request_id_factory

@@ -88,7 +88,7 @@ def make_record(logger: logging.Logger, level: int, message: str, fields: LineFi
 def handle(logger: logging.Logger, record: logging.LogRecord,
            skip: FrozenSet[logging.Handler] = frozenset()) -> bool:
     """``logger.handle(record)`` without the handlers in ``skip`` and with each handler
-    guarded: a handler whose ``emit`` raises (rather than calling ``handleError``) costs
+    guarded by a try: a handler whose ``emit`` raises (rather than calling ``handleError``) costs
     only its own output. Returns whether any handler (in ``skip`` or not) was found."""
     passed = logger.filter(record)
     if not passed:
@@ -104,7 +104,7 @@ def handle(logger: logging.Logger, record: logging.LogRecord,
             if level >= handler.level and handler not in skip:
                 try:
                     handler.handle(record)
-                # A plain try, not guarded(): this runs for every handler of every line.
+                # A plain try, not `with internal_errors`: it runs per handler and line.
                 except Exception as exc:  # noqa: BLE001 - one handler costs only its output
                     report_internal_error(f"log handler {handler!r}", exc)
         current = current.parent if current.propagate else None

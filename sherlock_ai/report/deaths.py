@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Sequence
 from ..deaths.record import LIVE_SUFFIX, TOLD_SUFFIX, parse_name, read_record
 from ..deaths.telling import WorkerDeath
 from ..deaths.watch import process_gone
-from ..logs.formatting import format_bytes, format_change
+from ..formatting import format_bytes, format_change
 from ..logs.setup import LoggingConfig
 from .stats import Filters
 

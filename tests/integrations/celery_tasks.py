@@ -39,7 +39,7 @@ if os.environ.get("METRICS_PORT"):
 
     from sherlock_ai.exporters.prometheus import PrometheusExporter
 
-    PrometheusExporter().install()
+    sherlock_ai.add_consumer(PrometheusExporter())
     start_http_server(int(os.environ["METRICS_PORT"]), addr="127.0.0.1")
 
 # What the leaking task keeps, and what the growing task holds.

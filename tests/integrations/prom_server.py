@@ -10,7 +10,8 @@ import os
 import socket
 import sys
 
-from sherlock_ai.integrations.prometheus import (
+from sherlock_ai.consumers import add_consumer
+from sherlock_ai.exporters.prometheus import (
     PrometheusExporter,
     metrics_asgi_app,
     metrics_wsgi_app,
@@ -40,7 +41,7 @@ def fastapi_app():
         return {"n": len(RETAINED)}
 
     app.add_route("/metrics", metrics_asgi_app())  # as docs/metrics.md says
-    PrometheusExporter().install()
+    add_consumer(PrometheusExporter())
     return instrument_app(app, exclude_paths=["/metrics"], leak_detection=True,
                           leak_settings={"warmup_requests": 10, "window_requests": 30,
                                          "snapshot_every": 5, "trace_share": 0.5})
@@ -63,7 +64,7 @@ def make_flask_app():
         raise RuntimeError("boom")
 
     Sherlock(app, exclude_paths=["/metrics"])
-    PrometheusExporter().install()
+    add_consumer(PrometheusExporter())
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": metrics_wsgi_app()})
     return app
 

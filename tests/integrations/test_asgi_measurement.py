@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException
@@ -18,9 +19,9 @@ from starlette.websockets import WebSocket
 
 import sherlock_ai
 from sherlock_ai import get_logger
+from sherlock_ai.consumers import Consumer, add_consumer, remove_consumer
 from sherlock_ai.engine import tracing
 from sherlock_ai.engine.span import current_span
-from sherlock_ai.integrations import RequestObserver, add_request_observer, remove_request_observer
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
 
 from .support import asgi_call, asgi_client, get, run
@@ -202,6 +203,13 @@ def test_an_unhandled_exception_gives_a_500_with_the_id_and_an_error_line(instal
     assert record.sherlock.attributes["status_code"] == 500
 
 
+def test_creating_a_middleware_leaves_the_record_factory_alone():
+    before = logging.getLogRecordFactory()
+    SherlockMiddleware(items_app())
+    instrument_app(items_app())
+    assert logging.getLogRecordFactory() is before
+
+
 def test_an_exception_handler_logs_the_traceback_with_the_id(root_records):
     app = items_app()
 
@@ -285,15 +293,16 @@ def streaming_app(events, retained, **options):
 def test_a_streamed_response_is_measured_until_its_last_chunk(records):
     events, retained = [], []
 
-    def sink(measurement):
-        events.append(f"measured {measurement.request_id}")
+    class Told:
+        def measurement_ended(self, measurement):
+            events.append(f"measured {measurement.request_id}")
 
-    sherlock_ai.add_sink(sink)
+    told = add_consumer(Told())
     try:
         response = get(streaming_app(events, retained, trace_malloc=True), "/stream",
                        headers={"X-Request-ID": "stream-1"})
     finally:
-        sherlock_ai.remove_sink(sink)
+        remove_consumer(told)
     assert response.content == b"x" * 30
     assert events == ["chunk 0", "chunk 1", "chunk 2", "measured stream-1",
                       "background sees stream-1"]
@@ -402,20 +411,21 @@ def test_two_sherlock_layers_give_one_id_and_one_line(records):
     assert record.request_id == response.headers["X-Request-ID"]
 
 
-class Recorder(RequestObserver):
+class Recorder(Consumer):
     def __init__(self):
         self.events = []
 
-    def request_started(self, protocol):
-        self.events.append(("start", protocol))
+    def request_started(self, request):
+        self.events.append(("start", request.protocol))
 
-    def request_finished(self, protocol, measurement):
-        self.events.append(("end", protocol, measurement and measurement.name))
+    def measurement_ended(self, measurement):
+        self.events.append(("end", measurement.protocol, measurement.name,
+                            measurement.below_threshold))
 
 
-def test_observers_see_each_measured_request_start_and_end_once():
+def test_a_consumer_sees_each_measured_request_start_and_end_once():
     recorder = Recorder()
-    add_request_observer(recorder)
+    add_consumer(recorder)
     try:
         app = instrument_app(items_app(), exclude_paths=["/missing"])
         get(app, "/items/3")
@@ -423,28 +433,25 @@ def test_observers_see_each_measured_request_start_and_end_once():
         quiet = instrument_app(items_app(), min_duration=60.0)
         get(quiet, "/items/4")
     finally:
-        remove_request_observer(recorder)
+        remove_consumer(recorder)
     get(app, "/items/5")
-    assert recorder.events == [("start", "asgi"), ("end", "asgi", "GET /items/{item_id}"),
-                               ("start", "asgi"), ("end", "asgi", None)]
+    # The fast request under min_duration writes no line, but its start has its end.
+    assert recorder.events == [
+        ("start", "asgi"), ("end", "asgi", "GET /items/{item_id}", False),
+        ("start", "asgi"), ("end", "asgi", "GET /items/{item_id}", True)]
 
 
-def test_a_failing_observer_does_not_affect_requests(capsys):
-    class Broken(RequestObserver):
-        def request_started(self, protocol):
-            raise RuntimeError("observer broke")
+def test_a_failing_consumer_does_not_affect_requests(capsys):
+    class Broken(Consumer):
+        def request_started(self, request):
+            raise RuntimeError("consumer broke")
 
-    broken = Broken()
-    add_request_observer(broken)
+    broken = add_consumer(Broken())
     try:
         assert get(instrument_app(items_app()), "/items/1").json() == {"item_id": 1}
     finally:
-        remove_request_observer(broken)
-
-
-def test_observers_must_have_both_methods():
-    with pytest.raises(TypeError, match="request_started"):
-        add_request_observer(object())
+        remove_consumer(broken)
+    assert capsys.readouterr().err.count("consumer broke") == 1
 
 
 def test_trace_malloc_holds_one_tracemalloc_lease_for_the_middlewares_lifetime(records):

@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
 
+import sherlock_ai
 from sherlock_ai import request_id_context
 from sherlock_ai.engine.measurement import Measurement
 from sherlock_ai.exporters.opentelemetry import OpenTelemetryExporter
@@ -129,13 +130,14 @@ def test_min_duration_and_trace_malloc_apply_as_for_requests(records):
 def test_opentelemetry_task_histograms_by_name_and_status(app):
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    exporter = OpenTelemetryExporter(meter_provider=provider, span_attributes=False).install()
+    exporter = sherlock_ai.add_consumer(
+        OpenTelemetryExporter(meter_provider=provider, span_attributes=False))
     try:
         app.tasks["shop.double"].apply(args=(1,))
         app.tasks["shop.broken"].apply()
         data = reader.get_metrics_data()
     finally:
-        exporter.uninstall()
+        sherlock_ai.remove_consumer(exporter)
         provider.shutdown()
     points = {}
     for resource in data.resource_metrics:
@@ -152,7 +154,7 @@ def test_prometheus_task_names_beyond_the_limit_share_one_label():
     registry = CollectorRegistry()
     exporter = PrometheusExporter(registry)
     for n in range(1005):
-        exporter.finished(Measurement("memory", f"TASK t{n}", "SUCCESS", 0.01, 20,
+        exporter.measurement_ended(Measurement("memory", f"TASK t{n}", "SUCCESS", 0.01, 20,
                                       attributes={"method": "TASK", "task": f"t{n}"}))
     names = {sample.labels["task"] for metric in registry.collect()
              if metric.name == "sherlock_task_duration_seconds" for sample in metric.samples}

@@ -259,18 +259,18 @@ def test_shed_requests_get_a_503_with_their_id_and_count_by_pattern(records):
     from prometheus_client import CollectorRegistry
 
     from sherlock_ai.engine.rss import current_rss
-    from sherlock_ai.integrations.prometheus import PrometheusExporter
+    from sherlock_ai.exporters.prometheus import PrometheusExporter
 
     from .django_project import views
 
     registry = CollectorRegistry()
-    exporter = PrometheusExporter(registry).install()
+    exporter = sherlock_ai.add_consumer(PrometheusExporter(registry))
     try:
         with sherlock_settings(rss_limit=current_rss() + 20 * 1024 * 1024,
                                on_rss_limit="shed"):
             responses = [client().get("/export/") for _ in range(3)]
     finally:
-        exporter.uninstall()
+        sherlock_ai.remove_consumer(exporter)
         views.KEPT.clear()
     assert [r.status_code for r in responses] == [200, 503, 503]
     shed = responses[-1]
@@ -283,16 +283,16 @@ def test_shed_requests_get_a_503_with_their_id_and_count_by_pattern(records):
 def test_prometheus_histograms_are_labelled_by_pattern():
     from prometheus_client import CollectorRegistry
 
-    from sherlock_ai.integrations.prometheus import PrometheusExporter
+    from sherlock_ai.exporters.prometheus import PrometheusExporter
 
     registry = CollectorRegistry()
-    exporter = PrometheusExporter(registry).install()
+    exporter = sherlock_ai.add_consumer(PrometheusExporter(registry))
     try:
         for n in range(3):
             client().get(f"/items/{n}/")
         client().get("/fail/")
     finally:
-        exporter.uninstall()
+        sherlock_ai.remove_consumer(exporter)
     count = registry.get_sample_value
     assert count("sherlock_request_duration_seconds_count", {
         "method": "GET", "route": "/items/<int:pk>/", "status_class": "2xx"}) == 3
@@ -308,14 +308,14 @@ def test_opentelemetry_span_attributes_and_histograms_by_pattern():
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
 
-    from sherlock_ai.integrations.opentelemetry import OpenTelemetryExporter
+    from sherlock_ai.exporters.opentelemetry import OpenTelemetryExporter
 
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    exporter = OpenTelemetryExporter(meter_provider=meter_provider).install()
+    exporter = sherlock_ai.add_consumer(OpenTelemetryExporter(meter_provider=meter_provider))
     tracer = tracer_provider.get_tracer("tests")
     try:
         # The server span a Django instrumentation would open around the request.
@@ -323,7 +323,7 @@ def test_opentelemetry_span_attributes_and_histograms_by_pattern():
             response = client().get("/items/3/")
         client().get("/fail/")
     finally:
-        exporter.uninstall()
+        sherlock_ai.remove_consumer(exporter)
         meter_provider.shutdown()
     (span,) = spans.get_finished_spans()
     assert span.attributes["sherlock.memory.name"] == "GET /items/<int:pk>/"

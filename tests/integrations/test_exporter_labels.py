@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from sherlock_ai.consumers import add_consumer, remove_consumer
 from sherlock_ai.exporters import opentelemetry as otel_module
 from sherlock_ai.exporters import prometheus as prometheus_module
 from sherlock_ai.integrations.asgi import SherlockMiddleware
@@ -53,11 +54,11 @@ def send_traffic():
 def test_prometheus_counts_each_label_set(monkeypatch, bound):
     monkeypatch.setattr(prometheus_module, "_CHILDREN_CACHE", bound)
     registry = CollectorRegistry()
-    exporter = prometheus_module.PrometheusExporter(registry=registry).install()
+    exporter = add_consumer(prometheus_module.PrometheusExporter(registry=registry))
     try:
         send_traffic()
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     counts = {}
     for metric in registry.collect():
         for sample in metric.samples:
@@ -76,12 +77,12 @@ def test_opentelemetry_counts_each_attribute_set(monkeypatch, bound):
     monkeypatch.setattr(otel_module, "_LABELS_CACHE", bound)
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    exporter = otel_module.OpenTelemetryExporter(meter_provider=provider,
-                                                 span_attributes=False).install()
+    exporter = add_consumer(otel_module.OpenTelemetryExporter(meter_provider=provider,
+                                                 span_attributes=False))
     try:
         send_traffic()
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     counts = {}
     for resource in reader.get_metrics_data().resource_metrics:
         for scope in resource.scope_metrics:

@@ -18,8 +18,8 @@ from werkzeug.test import Client
 
 import sherlock_ai
 from sherlock_ai import get_logger, monitor_memory
+from sherlock_ai.consumers import Consumer, add_consumer, remove_consumer
 from sherlock_ai.engine.span import current_span
-from sherlock_ai.integrations import RequestObserver, add_request_observer, remove_request_observer
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
 
@@ -183,15 +183,16 @@ def streaming_app(events):
 def test_a_streamed_body_is_measured_until_close_in_the_requests_context(records):
     events = []
 
-    def sink(measurement):
-        events.append(f"measured {measurement.request_id}")
+    class Told:
+        def measurement_ended(self, measurement):
+            events.append(f"measured {measurement.request_id}")
 
     app = streaming_app(events)
-    sherlock_ai.add_sink(sink)
+    told = add_consumer(Told())
     try:
         response = app.test_client().get("/stream/s", headers={"X-Request-ID": "flask-s"})
     finally:
-        sherlock_ai.remove_sink(sink)
+        remove_consumer(told)
     assert response.text == "0,1,2,"
     assert events == ["s chunk 0 flask-s", "s chunk 1 flask-s", "s chunk 2 flask-s",
                       "measured flask-s"]
@@ -236,22 +237,21 @@ def test_the_json_record_carries_flask_method_route_status_and_id(tmp_path):
         "GET", "/items/<int:item_id>", 200, "fj-1")
 
 
-def test_observers_see_wsgi_requests():
+def test_consumers_see_wsgi_requests_start_and_end():
     events = []
 
-    class Recorder(RequestObserver):
-        def request_started(self, protocol):
-            events.append(("start", protocol))
+    class Recorder(Consumer):
+        def request_started(self, request):
+            events.append(("start", request.protocol))
 
-        def request_finished(self, protocol, measurement):
-            events.append(("end", protocol, measurement.name))
+        def measurement_ended(self, measurement):
+            events.append(("end", measurement.protocol, measurement.name))
 
-    recorder = Recorder()
-    add_request_observer(recorder)
+    recorder = add_consumer(Recorder())
     try:
         create_app().test_client().get("/items/2")
     finally:
-        remove_request_observer(recorder)
+        remove_consumer(recorder)
     assert events == [("start", "wsgi"), ("end", "wsgi", "GET /items/<int:item_id>")]
 
 

@@ -16,11 +16,12 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from sherlock_ai.consumers import add_consumer, remove_consumer
 from sherlock_ai.engine.rss import current_rss
+from sherlock_ai.exporters.prometheus import PrometheusExporter
 from sherlock_ai.guard import MemoryGuard
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
 from sherlock_ai.integrations.flask import Sherlock
-from sherlock_ai.integrations.prometheus import PrometheusExporter
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
 
 from .support import get
@@ -232,14 +233,14 @@ def test_the_log_action_warns_once_per_crossing_and_once_back_under(root_records
 
 def test_prometheus_counts_budget_warnings_per_route():
     registry = CollectorRegistry()
-    exporter = PrometheusExporter(registry).install()
+    exporter = add_consumer(PrometheusExporter(registry))
     try:
         app = starlette_app(memory_budget="10MB")
         get(app, "/export")
         get(app, "/export")
         get(app, "/small")
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     value = registry.get_sample_value
     assert value("sherlock_memory_budget_exceeded_total",
                  {"method": "GET", "route": "/export"}) == 2
@@ -249,7 +250,7 @@ def test_prometheus_counts_budget_warnings_per_route():
 
 def test_prometheus_counts_shed_requests_per_route(root_records):
     registry = CollectorRegistry()
-    exporter = PrometheusExporter(registry).install()
+    exporter = add_consumer(PrometheusExporter(registry))
     try:
         app = starlette_app(rss_limit=current_rss() + 20 * MB, on_rss_limit="shed",
                             exclude_paths=["/free"])
@@ -257,7 +258,7 @@ def test_prometheus_counts_shed_requests_per_route(root_records):
         assert statuses == [200, 503, 503]
         assert get(app, "/small").status_code == 503
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     value = registry.get_sample_value
     assert value("sherlock_requests_shed_total", {"method": "GET", "route": "/export"}) == 2
     assert value("sherlock_requests_shed_total", {"method": "GET", "route": "/small"}) == 1
@@ -265,12 +266,12 @@ def test_prometheus_counts_shed_requests_per_route(root_records):
 
 def test_flask_shed_requests_are_counted_by_their_rule():
     registry = CollectorRegistry()
-    exporter = PrometheusExporter(registry).install()
+    exporter = add_consumer(PrometheusExporter(registry))
     try:
         client = flask_app(rss_limit=current_rss() + 20 * MB, on_rss_limit="shed").test_client()
         assert [client.get("/export/1").status_code for _ in range(3)] == [200, 503, 503]
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     assert registry.get_sample_value("sherlock_requests_shed_total", {
         "method": "GET", "route": "/export/<int:n>"}) == 2
 

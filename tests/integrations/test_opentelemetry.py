@@ -20,8 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import sherlock_ai
 from sherlock_ai import LoggingConfig, monitor_memory
+from sherlock_ai.consumers import add_consumer, remove_consumer
+from sherlock_ai.exporters.opentelemetry import OpenTelemetryExporter
 from sherlock_ai.integrations.asgi import SherlockMiddleware
-from sherlock_ai.integrations.opentelemetry import OpenTelemetryExporter
 
 
 @pytest.fixture
@@ -31,9 +32,9 @@ def otel():
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    exporter = OpenTelemetryExporter(meter_provider=meter_provider).install()
+    exporter = add_consumer(OpenTelemetryExporter(meter_provider=meter_provider))
     yield tracer_provider, spans, reader
-    exporter.uninstall()
+    remove_consumer(exporter)
     meter_provider.shutdown()
 
 
@@ -140,9 +141,9 @@ def two_server_spans():
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    exporter = OpenTelemetryExporter(tracer_provider=tracer_provider, metrics=False).install()
+    exporter = add_consumer(OpenTelemetryExporter(tracer_provider=tracer_provider, metrics=False))
     yield tracer_provider, spans
-    exporter.uninstall()
+    remove_consumer(exporter)
 
 
 def fastapi_with_its_own_span(tracer_provider):

@@ -207,15 +207,6 @@ def test_the_keyword_names_and_types_are_those_of_the_options():
     assert keywords == {f.name: f.type for f in fields(RequestOptions)}
 
 
-def test_the_old_import_paths_of_options_and_observers_keep_working():
-    from sherlock_ai.integrations import RequestObserver as public_observer
-    from sherlock_ai.integrations import _common, observers, options
-
-    assert _common.RequestOptions is options.RequestOptions is RequestOptions
-    assert _common.RequestObserver is observers.RequestObserver is public_observer
-    assert _common.add_request_observer is observers.add_request_observer
-
-
 def test_a_leak_watch_takes_checked_settings_or_keywords_not_both():
     from sherlock_ai import LeakWatch, LeakWatchSettings
 

@@ -18,12 +18,13 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
-from sherlock_ai.integrations.prometheus import (
+from sherlock_ai.consumers import add_consumer, remove_consumer
+from sherlock_ai.exporters.prometheus import (
     PrometheusExporter,
     metrics_asgi_app,
     status_class,
 )
+from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
 
 from .support import HERE, server
 
@@ -116,7 +117,7 @@ def test_a_custom_registry_keeps_its_own_metrics_and_nothing_else():
 
     app = SherlockMiddleware(Starlette(routes=[Route("/hello", hello)]))
     mine, other = CollectorRegistry(), CollectorRegistry()
-    exporter = PrometheusExporter(registry=mine).install()
+    exporter = add_consumer(PrometheusExporter(registry=mine))
     bystander = PrometheusExporter(registry=other)  # never installed
 
     async def traffic():
@@ -128,7 +129,7 @@ def test_a_custom_registry_keeps_its_own_metrics_and_nothing_else():
     try:
         asyncio.run(traffic())
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     asyncio.run(traffic())  # after uninstall: not counted
     assert counts(samples(generate_latest(mine).decode())) == {("GET", "/hello", "2xx"): 5}
     assert counts(samples(generate_latest(other).decode())) == {}
@@ -143,7 +144,7 @@ def test_the_documented_route_serves_metrics_at_the_path_itself(framework):
         app.add_route("/metrics", metrics_asgi_app(registry))  # as docs/metrics.md says
     else:
         app = Starlette(routes=[Route("/metrics", metrics_asgi_app(registry))])
-    exporter = PrometheusExporter(registry=registry).install()
+    exporter = add_consumer(PrometheusExporter(registry=registry))
 
     async def scrape():
         transport = httpx.ASGITransport(app=instrument_app(app, exclude_paths=["/metrics"]))
@@ -153,7 +154,7 @@ def test_the_documented_route_serves_metrics_at_the_path_itself(framework):
     try:
         response, with_query = asyncio.run(scrape())
     finally:
-        exporter.uninstall()
+        remove_consumer(exporter)
     assert response.status_code == 200 and with_query.status_code == 200
     assert "sherlock_requests_in_progress 0.0" in response.text
     assert counts(samples(response.text)) == {}  # the excluded scrape is not counted

@@ -12,10 +12,10 @@ from django.conf import settings
 from django.core import checks
 from django.core.signals import got_request_exception, setting_changed
 
-from ...logs.formatting import exception_summary
+from ...formatting import exception_summary
 from ...logs.setup import SherlockAI
 from ...safety import report_internal_error
-from .._common import ERROR_KEY, REQUEST_ID_KEY
+from ..keys import ERROR_KEY, REQUEST_ID_KEY
 from .conf import SherlockSettings, read_settings
 from .middleware import APP, APP_LABEL, MIDDLEWARE_PATH, Serving
 

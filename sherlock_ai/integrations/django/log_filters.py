@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from ...logs.records import RequestIdFilter as _CurrentIdFilter
 from ...request_id import is_valid_request_id
-from .._common import REQUEST_ID_KEY
+from ..keys import REQUEST_ID_KEY
 
 # Frames between the filter and the development server's handler (log_message, log_request,
 # close): a few; bounded so that a record logged deep in other code costs little.

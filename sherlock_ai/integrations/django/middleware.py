@@ -16,15 +16,11 @@ from django.urls import Resolver404, resolve
 from ...guard import SHED_BODY, SHED_HEADERS
 from ...logs.lines import safe_name
 from ...safety import report_internal_error
-from .._common import (
-    CLIENT_DISCONNECTED,
-    REQUEST_ID_KEY,
-    UNMATCHED_ROUTE,
-    RequestPolicy,
-    request_method,
-)
+from ..keys import REQUEST_ID_KEY
+from ..measured import CLIENT_DISCONNECTED, UNMATCHED_ROUTE, request_method
 from ..options import RequestOptions
-from .exchange import Exchange
+from ..policy import RequestPolicy
+from .request import DjangoRequest
 
 APP = "sherlock_ai.integrations.django"
 APP_LABEL = "sherlock_ai"
@@ -50,8 +46,8 @@ class Serving:
         self.plain = policy.exclude_paths.empty and policy.guard is None
         self._names: Dict[str, str] = {}
 
-    def open(self, request: HttpRequest) -> Union[Exchange, HttpResponse]:
-        """The request's :class:`Exchange`, or the 503 of a request the memory guard sheds."""
+    def open(self, request: HttpRequest) -> Union[DjangoRequest, HttpResponse]:
+        """The request's :class:`DjangoRequest`, or the 503 of a request the memory guard sheds."""
         policy = self.policy
         meta = request.META
         request_id = policy.request_id(meta.get(policy.environ_key))
@@ -64,7 +60,7 @@ class Serving:
             if measured and guard is not None and guard.shedding and guard.should_shed(
                     request_method(request.method), lambda: self.shed_route(request)):
                 return self._shed_response(request_id)
-        return Exchange(self, request, request_id, measured)
+        return DjangoRequest(self, request, request_id, measured)
 
     def route_of(self, request: HttpRequest) -> str:
         """The log-safe name of the URL pattern that served ``request``: Django's route with
@@ -130,14 +126,14 @@ class SherlockMiddleware:
         opened = self._open(request)
         if opened is None:
             return self.get_response(request)
-        if not isinstance(opened, Exchange):
+        if not isinstance(opened, DjangoRequest):
             return opened
         tokens = opened.enter()
         try:
             response = self.get_response(request)
         except BaseException as exc:
             # Django turns every Exception into a response: this is a SystemExit or the like.
-            opened.finish(exc)
+            opened.end(exc)
             raise
         finally:
             opened.leave(tokens)
@@ -147,23 +143,23 @@ class SherlockMiddleware:
         opened = self._open(request)
         if opened is None:
             return await self.get_response(request)  # type: ignore[no-any-return]
-        if not isinstance(opened, Exchange):
+        if not isinstance(opened, DjangoRequest):
             return opened
         tokens = opened.enter()
         try:
             response = await self.get_response(request)
         except asyncio.CancelledError:
             # Django's ASGI handler cancels the request when its client disconnects.
-            opened.finish(None, CLIENT_DISCONNECTED)
+            opened.end(None, CLIENT_DISCONNECTED)
             raise
         except BaseException as exc:
-            opened.finish(exc)
+            opened.end(exc)
             raise
         finally:
             opened.leave(tokens)
         return opened.respond(response)
 
-    def _open(self, request: HttpRequest) -> Union[Exchange, HttpResponse, None]:
+    def _open(self, request: HttpRequest) -> Union[DjangoRequest, HttpResponse, None]:
         """The request's exchange (or the guard's 503); ``None`` when opening it failed: the
         request is then served unmeasured."""
         try:

@@ -20,14 +20,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Option
 from ...engine.requests import OpenRequest
 from ...request_id import request_id_var
 from ...safety import report_internal_error
-from .._common import (
-    CLIENT_DISCONNECTED,
-    ERROR_KEY,
-    UNMATCHED_ROUTE,
-    MeasuredRequest,
-    request_method,
-)
 from ..collected import end_when_collected
+from ..keys import ERROR_KEY
+from ..measured import CLIENT_DISCONNECTED, UNMATCHED_ROUTE, MeasuredRequest, request_method
 from ..wsgi import NOT_CLOSED
 
 if TYPE_CHECKING:
@@ -40,7 +35,7 @@ CLOSED_EARLY = CLIENT_DISCONNECTED + " (the server closed the response before it
 Tokens = Tuple[Optional[Token], Token]
 
 
-class Exchange(MeasuredRequest):
+class DjangoRequest(MeasuredRequest):
     """One request of :class:`~.middleware.SherlockMiddleware` (``measuring`` is ``None`` for
     an excluded path: it gets an id only). Holds no reference to a streamed response, so that
     one nobody closes can be collected and end the measurement."""
@@ -57,9 +52,10 @@ class Exchange(MeasuredRequest):
         self._finalizer: Optional[weakref.finalize] = None
         self.context = context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
+        method = request_method(request.method)
         MeasuredRequest.__init__(
-            self, context.run(serving.policy.start_measurement) if measured else None,
-            request_method(request.method))
+            self, context.run(serving.policy.open_request, method, request.path_info)
+            if measured else None, method)
 
     def enter(self) -> Tokens:
         """Make the request's id and measurement current in this context; undo with
@@ -93,12 +89,12 @@ class Exchange(MeasuredRequest):
             status = response.status_code
             self.status = status if isinstance(status, int) else None
             if not getattr(response, "streaming", False):
-                self.finish(None)
+                self.end(None)
                 return response
             self._end_at_close(response)
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("django response", internal)
-            self.finish(None)
+            self.end(None)
         return response
 
     def _end_at_close(self, response: Any) -> None:
@@ -112,18 +108,18 @@ class Exchange(MeasuredRequest):
             self.streamed = True
         close = response.close
 
-        def close_and_finish() -> None:
+        def close_and_end() -> None:
             try:
                 self.lend(close)
             except BaseException as exc:
-                self.finish(exc)
+                self.end(exc)
                 raise
             early = self.streamed and not self.exhausted
-            self.finish(None, CLOSED_EARLY if early else None)
+            self.end(None, CLOSED_EARLY if early else None)
 
         # An attribute of this response: WSGI servers, Django's file wrapper path, its ASGI
         # handler and its test client all call response.close().
-        response.close = close_and_finish
+        response.close = close_and_end
         try:
             self._finalizer = end_when_collected(response, self.collected)
         except TypeError:  # not weakly referenceable: it ends at close() only
@@ -132,9 +128,9 @@ class Exchange(MeasuredRequest):
     def collected(self) -> None:
         """The streamed response was garbage collected without being closed (run on the
         finisher thread)."""
-        self.finish(None, NOT_CLOSED)
+        self.end(None, NOT_CLOSED)
 
-    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+    def end(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
         """End the measurement (later calls do nothing): named by the URL pattern, ERROR with
         ``exc``, ``problem``, or a 5xx response (with the exception Django turned into it)."""
         if self._done or self.measuring is None:
@@ -153,7 +149,7 @@ class Exchange(MeasuredRequest):
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error("django request name", internal)
             route = UNMATCHED_ROUTE
-        self.context.run(self.end, route, problem, exc)
+        self.context.run(self.end_as, route, problem, exc)
 
     def endpoint(self) -> Optional[Callable[..., Any]]:
         """The view (for the leak watch): the function of the URL pattern, or the class of a
@@ -172,7 +168,7 @@ class _Chunks:
 
     __slots__ = ("exchange", "_chunks")
 
-    def __init__(self, exchange: Exchange, content: Iterable[bytes]) -> None:
+    def __init__(self, exchange: DjangoRequest, content: Iterable[bytes]) -> None:
         self.exchange = exchange
         self._chunks = iter(content)
 
@@ -187,7 +183,7 @@ class _Chunks:
             exchange.exhausted = True
             raise
         except BaseException as exc:
-            exchange.finish(exc)
+            exchange.end(exc)
             raise
 
 
@@ -196,7 +192,7 @@ class _AsyncChunks:
 
     __slots__ = ("exchange", "_chunks")
 
-    def __init__(self, exchange: Exchange, content: AsyncIterator[bytes]) -> None:
+    def __init__(self, exchange: DjangoRequest, content: AsyncIterator[bytes]) -> None:
         self.exchange = exchange
         self._chunks = content.__aiter__()
 
@@ -212,10 +208,10 @@ class _AsyncChunks:
             exchange.exhausted = True
             raise
         except (asyncio.CancelledError, GeneratorExit):
-            exchange.finish(None, CLOSED_EARLY)
+            exchange.end(None, CLOSED_EARLY)
             raise
         except BaseException as exc:
-            exchange.finish(exc)
+            exchange.end(exc)
             raise
         finally:
             exchange.leave(tokens)

@@ -5,28 +5,27 @@ from __future__ import annotations
 
 import sys
 from operator import itemgetter, methodcaller
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Tuple
 
 from ..engine.requests import OpenRequest
-from ..logs.formatting import exception_summary
-from ..safety import report_internal_error
-from ._common import (
+from ..formatting import exception_summary
+from ..safety import internal_errors
+from .measured import (
     CLIENT_DISCONNECTED,
-    LATER,
     OTHER_METHOD,
     STANDARD_METHODS,
     UNMATCHED_ROUTE,
     MeasuredRequest,
 )
-
-if TYPE_CHECKING:
-    from .asgi import SherlockMiddleware
+from .policy import LATER, RequestPolicy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: The log-safe route template of a request that ended: ``(scope, root_path) -> template``.
+RouteTemplate = Callable[[Scope, str], str]
 
 
 #: What a leaving worker answers, so that the client's next request goes to a sibling.
@@ -52,15 +51,15 @@ def with_header(message: Message, header: Tuple[bytes, bytes]) -> Message:
     return {**message, "headers": headers}
 
 
-class Exchange(MeasuredRequest):
+class ASGIRequest(MeasuredRequest):
     """One measured HTTP request: watches its messages and ends its measurement once."""
 
-    __slots__ = ("middleware", "scope", "_receive", "_send", "trailers", "header",
-                 "handled_before", "done", "root_path")
+    __slots__ = ("route_template", "scope", "_receive", "_send", "trailers", "header",
+                 "handled_before", "done", "root_path", "guard")
 
-    def __init__(self, middleware: SherlockMiddleware, scope: Scope, receive: Receive,
-                 send: Send, request_id: str) -> None:
-        self.middleware = middleware
+    def __init__(self, policy: RequestPolicy, route_template: RouteTemplate, scope: Scope,
+                 receive: Receive, send: Send, request_id: str) -> None:
+        self.route_template = route_template
         self.scope = scope
         self._receive = receive
         self._send = send
@@ -68,23 +67,23 @@ class Exchange(MeasuredRequest):
         self.root_path = scope.get("root_path", "")
         self.done = False
         self.trailers = False
-        policy = middleware.policy
         self.header = (policy.header_key, request_id.encode("latin-1")) if policy.echo else None
+        self.guard = policy.guard
         # An exception the caller was already handling is not this request's cause.
         self.handled_before = sys.exc_info()[1]
         # MeasuredRequest's fields, set here: one call less on every request.
         method = scope.get("method")  # request_method() inline: one call less per request
         self.method = method if method in STANDARD_METHODS else OTHER_METHOD
         self.status: Optional[int] = None
-        # start_measurement() inline when it would only open the measurement.
+        # open_request() inline when it would only open the measurement.
         path = scope.get("path", "")
-        self.measuring = (policy.start_measurement(self.method, path) if policy.lease_or_guard
+        self.measuring = (policy.open_request(self.method, path) if policy.leased
                           else OpenRequest(policy.meter, self.method, path))
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.disconnect" and not self.done:
-            self.finish(None, CLIENT_DISCONNECTED)
+            self.end(None, CLIENT_DISCONNECTED)
         return message
 
     async def send(self, message: Message) -> None:
@@ -94,7 +93,7 @@ class Exchange(MeasuredRequest):
             self.trailers = message.get("trailers", False)  # read for its truth only
             if self.header is not None:
                 message = with_header(message, self.header)
-            guard = self.middleware.policy.guard
+            guard = self.guard
             if guard is not None and guard.draining:
                 message = with_header(message, CONNECTION_CLOSE)
             await self._send(message)
@@ -117,22 +116,22 @@ class Exchange(MeasuredRequest):
         try:
             await self._send(message)
         except OSError:
-            self.finish(None, CLIENT_DISCONNECTED)
+            self.end(None, CLIENT_DISCONNECTED)
             raise
         except BaseException as exc:
-            self.finish(exc)
+            self.end(exc)
             raise
         if problem is None:
-            self.finish(None, None)
+            self.end(None, None)
             return
         # The exception is re-raised to the server (ServerErrorMiddleware does), which then
         # closes the connection; a keep-alive client that sends its next request on it before
         # the close sees a failure. The line and the consumers' hooks (span attributes, metrics)
-        # end the request now, while its span is open; the middleware's own hooks (the leak
+        # end the request now, while its span is open; the middleware's own consumers (the leak
         # watch's counting and snapshots, the guard) wait for the next step of the event loop.
         token = LATER.set(True)
         try:
-            self.finish(None, problem)
+            self.end(None, problem)
         finally:
             LATER.reset(token)
 
@@ -140,25 +139,22 @@ class Exchange(MeasuredRequest):
         """The application raised ``exc``: end the measurement with it (a client that went
         away, Starlette's ``ClientDisconnect``, is a disconnect rather than a failure)."""
         if type(exc).__name__ == "ClientDisconnect":
-            self.finish(None, CLIENT_DISCONNECTED)
+            self.end(None, CLIENT_DISCONNECTED)
         else:
-            self.finish(exc)
+            self.end(exc)
 
     def endpoint(self) -> Optional[Callable[..., Any]]:
         return self.scope.get("endpoint")
 
-    def finish(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
-        """End the measurement (later calls do nothing)."""
+    def end(self, exc: Optional[BaseException], problem: Optional[str] = None) -> None:
+        """End the measurement, named by its route (later calls do nothing)."""
         if self.done:
             return
         self.done = True
-        # A plain try, not guarded(): once per request, and free until something raises.
-        try:
-            route = self.middleware.route_template(self.scope, self.root_path)
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("asgi route name", internal)
-            route = UNMATCHED_ROUTE
-        self.end(route, problem, exc)
+        route = UNMATCHED_ROUTE
+        with internal_errors:
+            route = self.route_template(self.scope, self.root_path)
+        self.end_as(route, problem, exc)
 
 
 def _is_http_exception(exc: BaseException) -> bool:
