@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict
 
-from ..logs.setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
+from ..logs.render import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
 
 #: uvicorn's access line in sherlock_ai's layout: ``{time} - {request_id} - uvicorn.access -
 #: INFO - 127.0.0.1:50000 - "GET /items/3 HTTP/1.1" 200``.

@@ -84,8 +84,8 @@ class TextLine:
 def text_line(formatter: logging.Formatter) -> Optional[TextLine]:
     """The :class:`TextLine` of ``formatter``'s format, or ``None`` when it cannot render it
     without a record (another style, other fields, ``%f`` in the date format)."""
-    fmt, datefmt = formatter._fmt, formatter.datefmt  # type: ignore[attr-defined]
-    if (type(formatter._style) is not logging.PercentStyle or not fmt  # type: ignore[attr-defined]
+    fmt, datefmt = formatter._fmt, formatter.datefmt
+    if (type(formatter._style) is not logging.PercentStyle or not fmt
             or not set(_FIELD.findall(fmt)) <= _FIELDS or not datefmt or "%f" in datefmt):
         return None
     stamp = getattr(formatter, "stamp", None) or _stamp(datefmt, formatter.converter)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 #: Where a line takes its time stamp (``LogRecord`` takes ``time.time()`` too).
 clock = time.time
 monotonic = time.monotonic
-_level_names: Dict[int, str] = logging._levelToName  # type: ignore[attr-defined]
+_level_names: Dict[int, str] = logging._levelToName
 # Lines of one process are rendered and written under this lock, so each file gets them in
 # the order their time stamps were taken. Taken before a handler's own lock, never after.
 order_lock = threading.Lock()
