@@ -40,7 +40,6 @@ import sherlock_ai
 from sherlock_ai.consumers import registry
 from sherlock_ai.engine.requests import RequestMeter
 sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(logs_dir=sys.argv[1], console_enabled=False))
-from sherlock_ai.consumers import registry
 meter = RequestMeter(protocol="wsgi", min_duration=0.0, trace_malloc=False, listeners=registry)
 sherlock_ai.set_request_id("done-1")
 meter.open("GET", "/done").end("GET /done", {})

@@ -143,9 +143,9 @@ class FlightRecord:
                 return  # the record was closed meanwhile
             self._free.append(slot)
 
-    def heartbeat(self, rss: Optional[int], oom_kills: int) -> None:
-        """The watcher's once-a-second store: alive now, this RSS, this OOM kill count."""
-        now = time()
+    def heartbeat(self, now: float, rss: Optional[int], oom_kills: int) -> None:
+        """The watcher's once-a-second store: alive at ``now``, the RSS read after ``now``,
+        this OOM kill count."""
         mm = self._mm
         _BEAT[1].pack_into(mm, _BEAT[0], now, oom_kills)
         if rss:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from time import monotonic
+from time import monotonic, time
 from typing import Dict, Optional
 
 from ..engine.rss import current_rss
@@ -86,7 +86,10 @@ def _watch(record: FlightRecord, folder: Path, counter_file: str,
     while not stopping.is_set():
         with internal_errors:
             kills = oom_kills(counter_file)
-            record.heartbeat(current_rss(), -1 if kills is None else kills)
+            # The time is taken before the RSS is read: a reading never looks later than it
+            # is (what was allocated before its time stamp is in it).
+            now = time()
+            record.heartbeat(now, current_rss(), -1 if kills is None else kills)
         with internal_errors:
             look(folder, dead_since, f"pid {os.getpid()}")
         stopping.wait(INTERVAL_S)
