@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import List
@@ -258,3 +259,26 @@ def test_a_records_folder_that_cannot_be_made_is_said_once_and_requests_go_on(tm
     assert asgi_get(instrument_app(api), "/ok").status_code == 200
     assert "MEMORY | GET /ok | SUCCESS" in (tmp_path / "monitoring.log").read_text()
 
+
+
+def test_a_reading_is_stamped_before_its_rss_is_read(tmp_path, monkeypatch):
+    # A reading stamped after its RSS was read looks later than it is: memory allocated
+    # between the read and the stamp would seem to be in it.
+    from sherlock_ai.deaths import watch
+
+    record = FlightRecord(tmp_path, os.getpid(), 1, "", -1, 0, 0)
+    stopping = threading.Event()
+    read_at = []
+
+    def rss():
+        read_at.append(time.time())
+        stopping.set()
+        return 123 << 20
+
+    monkeypatch.setattr(watch, "current_rss", rss)
+    try:
+        watch._watch(record, tmp_path, "", stopping)
+        (stamp, _), = [r for r in read_record(record.path).readings if r[1] == 123 << 20]
+    finally:
+        record.close()
+    assert stamp <= read_at[0]
