@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks.common import cpu_asgi_us, cpu_calls_us, opcodes_per_request, table, verdict
@@ -199,9 +200,11 @@ def exporter_hooks(number: int, rounds: int) -> Dict[str, float]:
 
     m = _request_measurement()
     prom = PrometheusExporter(registry=CollectorRegistry())
+    # The exporter reads only the request's protocol (a web request's gauge, or a task's).
+    request = SimpleNamespace(protocol="asgi")
 
     def prometheus() -> None:
-        prom.request_started(None)  # type: ignore[arg-type]  # the exporter ignores it
+        prom.request_started(request)  # type: ignore[arg-type]
         prom.measurement_ended(m)
 
     calls: List[Tuple[str, Callable[[], None]]] = [("prom", prometheus)]
