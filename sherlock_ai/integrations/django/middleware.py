@@ -160,7 +160,7 @@ class SherlockMiddleware:
         return opened.respond(response)
 
     def _open(self, request: HttpRequest) -> Union[DjangoRequest, HttpResponse, None]:
-        """The request's exchange (or the guard's 503); ``None`` when opening it failed: the
+        """The request's DjangoRequest (or the guard's 503); ``None`` when opening it failed: the
         request is then served unmeasured."""
         try:
             return self._app.serving.open(request)
