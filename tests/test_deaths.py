@@ -250,3 +250,16 @@ def test_a_records_folder_that_cannot_be_made_is_said_once_and_requests_go_on(tm
     assert asgi_get(instrument_app(api), "/ok").status_code == 200
     assert "MEMORY | GET /ok | SUCCESS" in (tmp_path / "monitoring.log").read_text()
 
+
+
+def test_a_reading_carries_the_time_its_rss_was_read_not_the_time_it_was_stored(tmp_path):
+    # The watcher reads RSS, then stores it: a reading stamped when stored could look newer
+    # than an allocation made between the two, with the figure from before it.
+    record = FlightRecord(tmp_path, os.getpid(), 1, "", -1, 0, 0)
+    read_at = time.time() - 5.0
+    record.heartbeat(64 << 20, 0, read_at)
+    view = read_record(record.path)
+    assert view is not None
+    assert (read_at, 64 << 20) in view.readings
+    assert view.heartbeat > read_at + 4.0
+    record.close()

@@ -143,14 +143,15 @@ class FlightRecord:
                 return  # the record was closed meanwhile
             self._free.append(slot)
 
-    def heartbeat(self, rss: Optional[int], oom_kills: int) -> None:
-        """The watcher's once-a-second store: alive now, this RSS, this OOM kill count."""
-        now = time()
+    def heartbeat(self, rss: Optional[int], oom_kills: int, read_at: float) -> None:
+        """The watcher's once-a-second store: alive now, this RSS read at ``read_at`` (the
+        time taken just before the read, so that a reading never looks newer than its
+        figure), this OOM kill count."""
         mm = self._mm
-        _BEAT[1].pack_into(mm, _BEAT[0], now, oom_kills)
+        _BEAT[1].pack_into(mm, _BEAT[0], time(), oom_kills)
         if rss:
             reading = self._reading = self._reading + 1
-            _pack_reading(mm, _RING_AT + reading % RING * _RING_SIZE, reading, now, rss)
+            _pack_reading(mm, _RING_AT + reading % RING * _RING_SIZE, reading, read_at, rss)
 
     def close(self) -> None:
         """Mark the record closed (a graceful exit), unmap it and remove its file."""

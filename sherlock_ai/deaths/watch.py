@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from time import monotonic
+from time import monotonic, time
 from typing import Dict, Optional
 
 from ..engine.rss import current_rss
@@ -86,7 +86,8 @@ def _watch(record: FlightRecord, folder: Path, counter_file: str,
     while not stopping.is_set():
         with guarded("worker record heartbeat"):
             kills = oom_kills(counter_file)
-            record.heartbeat(current_rss(), -1 if kills is None else kills)
+            read_at = time()
+            record.heartbeat(current_rss(), -1 if kills is None else kills, read_at)
         with guarded("worker deaths watch"):
             look(folder, dead_since, f"pid {os.getpid()}")
         stopping.wait(INTERVAL_S)
