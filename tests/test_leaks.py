@@ -1151,8 +1151,11 @@ def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
     watch = LeakWatch()
     traffic = Traffic(watch, routes, seed=43)
     try:
-        asyncio.run(traffic.run(1_500))  # the first window and its follow-ups are over
-        assert watch._window is None and watch.suspects() == []
+        asyncio.run(traffic.run(1_500))
+        # Until the start-up windows (at the suspect share) are over and a scout is scheduled.
+        while watch._suspect_windows or watch._window is not None or watch._job is not None:
+            asyncio.run(traffic.run(traffic.done + 50))
+        assert watch.suspects() == []
         windows, scheduled = watch._windows, watch._pause_until
         BIG_LEAKING[0] = True
         asyncio.run(traffic.run(traffic.done + watch.settings.suspect_pause_requests + 400))

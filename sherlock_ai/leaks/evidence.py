@@ -17,6 +17,7 @@ from .attribution import (
 )
 from .code_prior import EndpointIndex
 from .estimator import Estimate, LeakCriteria
+from .routes import IN_FLIGHT_ID
 
 #: ``(allocation site, newest frame in endpoint code or None)``.
 Key = Tuple[Site, Optional[Site]]
@@ -165,6 +166,8 @@ class EvidenceStore:
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
+        if candidates is not None:
+            candidates = candidates + (IN_FLIGHT_ID,)
         if not seen:
             return {}, {}
         # Windows before the site first grew say nothing about it (a leak that starts later
@@ -196,6 +199,9 @@ class EvidenceStore:
                 windows, unsplit, estimates = kept, longer, pooled
         groups = {}
         for members in unsplit:
+            members = tuple(r for r in members if r != IN_FLIGHT_ID)
+            if len(members) < 2:
+                continue
             estimate = group_estimate(windows, seen, members, recent)
             if estimate is not None:
                 groups[members] = estimate

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from .routes import IN_FLIGHT_ID
+
 
 def centred(values: Sequence[float]) -> List[float]:
     """``values`` minus their mean."""
@@ -79,9 +81,14 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
     has_late = late is not None and len(late) == points
     for r in range(width):
         column = [c[r] if r < len(c) else 0 for c in counts]
-        if column[-1] != column[0]:
-            dx[r] = centred(column)
-            if has_late:
-                after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
-            requests[r] = column[-1] - column[0]
+        if r == IN_FLIGHT_ID:
+            # A level, not a count: it moves both ways, and no request finished under it.
+            if max(column) == min(column):
+                continue
+        elif column[-1] == column[0]:
+            continue
+        dx[r] = centred(column)
+        if has_late:
+            after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
+        requests[r] = 0 if r == IN_FLIGHT_ID else column[-1] - column[0]
     return WindowCounts(number, points, dx, requests, after if has_late else None)
