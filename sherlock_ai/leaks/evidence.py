@@ -16,7 +16,7 @@ from .attribution import (
     window_counts,
 )
 from .code_prior import EndpointIndex
-from .estimator import Estimate, LeakCriteria
+from .criteria import Estimate, LeakCriteria
 from .routes import IN_FLIGHT_ID
 
 #: ``(allocation site, newest frame in endpoint code or None)``.

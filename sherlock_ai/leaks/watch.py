@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..engine.rss import current_rss
 from ..safety import report_internal_error
-from .estimator import LeakCriteria
+from .criteria import LeakCriteria
 from .evidence import FIT_UNITS, EvidenceStore
 from .native import NativeEvidence
 from .routes import IN_FLIGHT_ID, OVERFLOW_ROUTE, RouteRegistry
