@@ -18,6 +18,10 @@ class LeakCriteria:
     - ``min_latest_share``: the most recent windows (enough of them to span a quarter of
       ``min_requests``) must have grown by at least this share of what the slope predicts
       for their requests.
+    - ``min_retained``: bytes the route's requests must have kept at that rate over the span
+      of the windows pooled (the requests between them included). A bounded cache, pool or
+      table that fills and then stops holds less than this when full and is never named
+      however fast it fills; a leak passes it once it has kept that much.
     - ``min_latest_t``: the route's slope in the latest window alone (the other routes'
       slopes held) must stand this far out of the noise. When that window is a confirming
       one, this is evidence the candidate was not chosen on: a route whose counts matched
@@ -30,12 +34,13 @@ class LeakCriteria:
     min_rise_share: float = 0.8
     min_latest_share: float = 0.5
     min_latest_t: float = 2.0
+    min_retained: float = 64 * 1024
 
     def for_candidates(self) -> LeakCriteria:
         """A quarter of the requests and half the t-value: enough to spend a confirming
         window on."""
         return replace(self, min_requests=max(1, self.min_requests // 4), min_t=self.min_t / 2,
-                       min_latest_t=self.min_latest_t / 2)
+                       min_latest_t=self.min_latest_t / 2, min_retained=self.min_retained / 4)
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,10 @@ class Estimate:
     """Pooled evidence of one key: ``per_request`` bytes retained per request (the slope),
     its ``t_value``, ``requests`` spanned, ``growth`` bytes and ``blocks`` gained over them,
     the share of ``rises``, and the most recent windows' growth against the slope's
-    prediction, and ``latest_t`` the t-value of the slope in the latest window alone (infinite
-    when that window holds too few of the route's requests to say)."""
+    prediction, ``retained`` the bytes kept at that rate over the span of the windows
+    pooled (the requests between them included), and ``latest_t`` the t-value of the slope
+    in the latest window alone (infinite when that window holds too few of the route's
+    requests to say)."""
 
     per_request: float
     t_value: float
@@ -55,6 +62,7 @@ class Estimate:
     windows: int
     latest_share: float
     latest_t: float = math.inf
+    retained: float = math.inf
 
     def is_leak(self, criteria: LeakCriteria) -> bool:
         """Whether this evidence meets ``criteria``."""
@@ -65,4 +73,5 @@ class Estimate:
             and self.rise_share >= criteria.min_rise_share
             and self.latest_share >= criteria.min_latest_share
             and self.latest_t >= criteria.min_latest_t
+            and self.retained >= criteria.min_retained
         )

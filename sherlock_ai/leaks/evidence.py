@@ -53,11 +53,12 @@ class EvidenceStore:
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
-                   late: Optional[Sequence[Sequence[int]]] = None) -> None:
+                   late: Optional[Sequence[Sequence[int]]] = None, deep: bool = False
+                   ) -> None:
         """Record a window: ``counts[k]`` per-route finished requests and ``sizes[k]`` the
         retained ``[size, blocks]`` per key at point ``k`` (``late[k]``: the counts a few
-        requests later)."""
-        self.windows.append(window_counts(number, counts, late))
+        requests later; ``deep``: traced with more than one frame)."""
+        self.windows.append(window_counts(number, counts, late, deep))
         keys: Set[Hashable] = set()
         for point in sizes:
             keys.update(point)
@@ -174,6 +175,10 @@ class EvidenceStore:
         # is not diluted by the quiet windows before it).
         first = min(seen)
         kept = [w for w in self.windows if w.number >= first]
+        if frame is not None and frame != key[0]:  # type: ignore[index]
+            # Keyed by the endpoint's frame above the allocating line: only windows traced
+            # deep enough to see it hold this key.
+            kept = [w for w in kept if w.deep]
         windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
             return {}, {}

@@ -30,6 +30,10 @@ NATIVE_UNITS = 20
 _SUSPECT_WINDOWS = 2
 #: The smallest growth of the RSS within a pause that calls a window early.
 EARLY_BYTES = 1 << 20
+#: Frames per allocation while a confirming window traces (when it starts tracemalloc):
+#: growth under an endpoint's call, in a helper or a library, is then keyed by that
+#: endpoint's frame, so the stack names the route and the timing of the counts cannot.
+CONFIRM_FRAMES = 8
 #: Requests a window's first point waits at most for the requests in flight at its opening.
 SETTLE_REQUESTS = 1_000
 
@@ -260,7 +264,8 @@ class LeakWatch:
         full = kind != NORMAL or self._suspect_windows or not self._windows
         requests = s.window_requests if full else s.scout_requests
         self._windows += 1
-        window = Window.start(self._windows, kind, requests // s.snapshot_every, s.frames)
+        frames = max(s.frames, CONFIRM_FRAMES) if kind == CONFIRM else s.frames
+        window = Window.start(self._windows, kind, requests // s.snapshot_every, frames)
         with self._gate.lock:
             window.key_of = self._routes.index.key_of
             self._epoch += 1
@@ -324,7 +329,8 @@ class LeakWatch:
         the fits per site, the native fit, the suspects; then the next window's schedule."""
         evidence, native = self._evidence, self._native
         before = (set(evidence.flagged), set(evidence.groups), set(native.flagged))
-        evidence.add_window(window.number, window.counts, window.sizes, window.late)
+        evidence.add_window(window.number, window.counts, window.sizes, window.late,
+                            window.deep)
         yield sum(len(point) for point in window.sizes)
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)

@@ -88,6 +88,8 @@ class Window:
         self.sizes: List[Sizes] = []
         self.open = False
         self.frozen = False
+        #: Traced with more than one frame per allocation (see .series.WindowCounts.deep).
+        self.deep = False
 
     @classmethod
     def start(cls, number: int, kind: str, points: int, frames: int) -> Window:
@@ -95,6 +97,7 @@ class Window:
         window = cls(number, kind, points)
         tracing.hold_tracing(frames)
         window.open = True
+        window.deep = tracemalloc.get_traceback_limit() > 1
         if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
             # The objects alive now go to the permanent generation until the window's
             # collection (O(1) both ways): that collection then examines only what was

@@ -3,7 +3,7 @@ real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
 
     python leak_server.py MODE LOGS_DIR [SETTINGS_JSON]
 
-MODE: fastapi, flask, factory, methodview, endpoint, shared, native, native-clean or clean.
+MODE: fastapi, flask, factory, methodview, endpoint, shared, native, native-clean, clean or overlap.
 
 ``factory``, ``methodview`` and ``endpoint`` are apps whose routes share code: ten FastAPI
 routes made by one factory (only ``/route7`` keeps memory), a Flask ``MethodView`` under
@@ -11,7 +11,8 @@ four URL rules and a Starlette ``HTTPEndpoint`` under four routes (only ``/shelf
 memory), each among clean routes. ``shared`` has two routes keeping 2 KB and 6 KB per
 request at one line of a helper. ``native`` keeps 64 KB per request of ``/thumbnail``
 through libc's ``malloc`` (tracemalloc cannot see it); ``native-clean`` is the same app
-without the leak. ``clean`` keeps nothing (:func:`clean_app`).
+without the leak. ``clean`` keeps nothing (:func:`clean_app`);
+``overlap`` has a slow route leaking through a helper (:func:`overlap_app`).
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -298,6 +299,33 @@ def clean_app(settings: Dict[str, Any]) -> Any:
     return instrument_app(app, leak_detection=True, leak_settings=settings)
 
 
+SLOW_LEAKING_ROUTE = "/orders"
+FAST_ROUTE = "/ping"
+
+
+def overlap_app(settings: Dict[str, Any]) -> Any:
+    """``POST /orders`` keeps about 4 KB per request through a helper, then awaits 0.2 s;
+    ``GET /ping`` answers at once; six clean routes beside them."""
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    app = FastAPI()
+    add_catalog(app, 6)
+
+    @app.post("/orders")
+    async def create_order() -> dict:
+        kept = keep()
+        await asyncio.sleep(0.2)
+        return {"kept": kept}
+
+    @app.get("/ping")
+    async def ping() -> dict:
+        return {"n": work(1)}
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
 def clean_from_environment() -> Any:
     """:func:`clean_app` for gunicorn (``leak_server:clean_from_environment()``): logs to
     ``SHERLOCK_LEAK_LOGS``, settings from ``SHERLOCK_LEAK_SETTINGS`` (JSON)."""
@@ -360,8 +388,9 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    asgi_apps = {"fastapi": fastapi_app, "clean": clean_app, "factory": factory_app,
-                 "endpoint": endpoint_app, "native": native_app, "shared": shared_app,
+    asgi_apps = {"fastapi": fastapi_app, "clean": clean_app, "overlap": overlap_app,
+                 "factory": factory_app, "endpoint": endpoint_app, "native": native_app,
+                 "shared": shared_app,
                  "native-clean": lambda settings: native_app(settings, leaks=False)}
     if framework in asgi_apps:
         import uvicorn
