@@ -63,13 +63,14 @@ def gunicorn_clean(tmp_path: Path, count: int, seed: int, concurrency: int) -> L
     return suspects_on_disk(logs)
 
 
-@pytest.mark.parametrize("concurrency", [16, 64])
-def test_uvicorn_clean_app_no_suspect(tmp_path, concurrency):
-    assert uvicorn_clean(tmp_path, 3_000, seed=concurrency, concurrency=concurrency) == []
+def test_uvicorn_clean_app_no_suspect(tmp_path):
+    # Before windows waited for the requests in flight at their opening, this run named
+    # five quick routes at framework lines (contextlib, asyncio locks).
+    assert uvicorn_clean(tmp_path, 10_000, seed=3, concurrency=32) == []
 
 
 def test_gunicorn_uvicorn_worker_clean_app_no_suspect(tmp_path):
-    assert gunicorn_clean(tmp_path, 3_000, seed=3, concurrency=32) == []
+    assert gunicorn_clean(tmp_path, 3_000, seed=3, concurrency=64) == []
 
 
 @pytest.mark.slow
