@@ -30,6 +30,9 @@ NATIVE_UNITS = 20
 _SUSPECT_WINDOWS = 2
 #: The smallest growth of the RSS within a pause that calls a window early.
 EARLY_BYTES = 1 << 20
+#: Windows after the first that come at the suspect share: one window alone rarely splits a
+#: helper's growth between ten routes, and a leak there from the start is the common case.
+STARTUP_WINDOWS = 2
 #: Frames per allocation while a confirming window traces (when it starts tracemalloc):
 #: growth under an endpoint's call, in a helper or a library, is then keyed by that
 #: endpoint's frame, so the stack names the route and the timing of the counts cannot.
@@ -107,9 +110,7 @@ class LeakWatch:
         # The analysis in progress, a step per call (see _work); windows left at the suspect
         # share; per route id, what its flagged suspects retain per request.
         self._job: Optional[Iterator[int]] = None
-        # The first windows come at the suspect share: one window alone rarely splits a
-        # site between ten routes, and a leak there from the start is the common case.
-        self._suspect_windows = _SUSPECT_WINDOWS * s.evidence_windows
+        self._suspect_windows = STARTUP_WINDOWS
         self._rates: Dict[int, float] = {}
         self._book = SuspectBook()
         # Guarded by the gate's lock: requests in flight (started, not finished), the window
