@@ -53,7 +53,8 @@ def gunicorn_clean(tmp_path: Path, count: int, seed: int, concurrency: int) -> L
     os.environ["SHERLOCK_LEAK_LOGS"] = str(logs)
     try:
         with server("-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1",
-                    "-b", "127.0.0.1:0", "--chdir", str(HERE),
+                    # Keep-alive connections outlive the run: no idle close racing a reuse.
+                    "-b", "127.0.0.1:0", "--keep-alive", "300", "--chdir", str(HERE),
                     "leak_server:clean_from_environment()", cwd=tmp_path,
                     port_pattern=GUNICORN_PORT, stop_signal=signal.SIGTERM) as app:
             statuses = asyncio.run(clean_traffic(app.url, count, seed, concurrency))
