@@ -1050,3 +1050,41 @@ def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
             pages.close()
         BIG_LEAK.clear()
         watch.close()
+
+
+def test_a_windows_first_point_waits_for_the_requests_in_flight_at_its_opening():
+    # Objects of a request in flight when tracing starts are untraced; once it has ended,
+    # the traced in-flight level is steady and the window's points can begin.
+    watch = LeakWatch(warmup_requests=2)
+    try:
+        slow = watch.request_started("GET /slow", None)
+        for _ in range(2):
+            watch.request_finished(watch.request_started("GET /a", None))
+        window = watch._window
+        assert window is not None and window.settling
+        for _ in range(5):
+            watch.request_finished(watch.request_started("GET /a", None))
+        assert window.settling and window.counts == []
+        watch.request_finished(slow)
+        assert not window.settling and len(window.counts) == 1
+    finally:
+        watch.close()
+
+
+def test_requests_finished_without_a_handle_end_the_one_started_in_their_context():
+    watch = LeakWatch()
+
+    async def request(route: str) -> None:
+        watch.request_started()
+        await asyncio.sleep(0)
+        watch.request_finished(None, route)
+
+    async def main() -> None:
+        await asyncio.gather(*(request(f"GET /r{i % 3}") for i in range(30)))
+
+    try:
+        asyncio.run(main())
+        assert watch._in_flight == 0
+        assert sorted(watch._routes.names[1:]) == ["GET /r0", "GET /r1", "GET /r2"]
+    finally:
+        watch.close()
