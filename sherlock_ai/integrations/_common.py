@@ -105,7 +105,7 @@ class RequestPolicy:
             # The guard compares every request's figures, the fast successes' included.
             keep_all=guard is not None)
         #: Whether :meth:`start_measurement` has more to do than open the measurement.
-        self.lease_or_guard = self._lease is not None or guard is not None
+        self.lease_or_guard = self._lease is not None or guard is not None or watch is not None
 
     def request_id(self, incoming: Optional[str]) -> str:
         """The incoming id when trusted and valid, else a fresh one."""
@@ -135,6 +135,8 @@ class RequestPolicy:
                 report_internal_error("tracemalloc lease", exc)
         if self.guard is not None:
             self.guard.request_started()
+        if self.leak_watch is not None:
+            self.leak_watch.request_started()
         return OpenRequest(self.meter, method, path)  # RequestMeter.open(), one call less
 
 
@@ -282,5 +284,5 @@ class _LeakCount:
         self.site = "LeakWatch.request_finished"
 
     def request_ended(self, end: RequestEnd) -> None:
-        watch = self.watch
-        watch.request_finished(watch.request_started(end.name, end.endpoint))
+        # The request that started last in this context: the one ending (see LeakWatch).
+        self.watch.request_finished(None, end.name, end.endpoint)

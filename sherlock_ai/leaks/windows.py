@@ -67,12 +67,16 @@ class Window:
     """One tracing window: tracemalloc runs (a lease) from :func:`open` until its last
     point; per point the per-route counts and the sizes grouped by ``key_of``."""
 
-    def __init__(self, number: int, kind: str, points: int,
-                 key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]]) -> None:
+    def __init__(self, number: int, kind: str, points: int) -> None:
         self.number = number
         self.kind = kind
         self.points_wanted = points
-        self.key_of = key_of
+        #: How a traced allocation is keyed (the routes' endpoint code, as known now).
+        self.key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]] = lambda tb: None
+        #: Until the requests in flight at the opening have finished: no point yet; at the
+        #: latest at request count ``settle_by``.
+        self.settling = True
+        self.settle_by = 0
         self.counts: List[Sequence[int]] = []
         #: Per point, the counts a few requests after its snapshot. A snapshot holds what
         #: requests still in flight have already kept, and they are not counted yet; the
@@ -84,14 +88,16 @@ class Window:
         self.sizes: List[Sizes] = []
         self.open = False
         self.frozen = False
+        #: Traced with more than one frame per allocation (see .series.WindowCounts.deep).
+        self.deep = False
 
     @classmethod
-    def start(cls, number: int, kind: str, points: int, frames: int,
-              key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]]) -> Window:
+    def start(cls, number: int, kind: str, points: int, frames: int) -> Window:
         """Open a window: take a tracing lease (``frames`` per allocation if it starts now)."""
-        window = cls(number, kind, points, key_of)
+        window = cls(number, kind, points)
         tracing.hold_tracing(frames)
         window.open = True
+        window.deep = tracemalloc.get_traceback_limit() > 1
         if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
             # The objects alive now go to the permanent generation until the window's
             # collection (O(1) both ways): that collection then examines only what was
