@@ -190,6 +190,8 @@ class _ProcessState:
                 report_internal_error("tracemalloc lease", exc)
         if self.guard is not None:
             self.guard.request_started()
+        if self.leak_watch is not None:
+            self.leak_watch.request_started()
         return self.meter.open("TASK", name)
 
 
