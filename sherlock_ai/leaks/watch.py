@@ -192,7 +192,10 @@ class LeakWatch:
 
     def _advance(self) -> None:
         try:
-            if self._job is not None:
+            window = self._window
+            if window is not None and window.full():
+                self._cut(window)
+            elif self._job is not None:
                 self._work()
             elif self._window is not None:
                 self._take_point(self._window)
@@ -289,6 +292,9 @@ class LeakWatch:
         return counts
 
     def _take_point(self, window: Window) -> None:
+        """While a window is open the watch looks at every request: a snapshot is due every
+        ``snapshot_every`` requests, or sooner when the window's traced blocks grew fast
+        (see Window.point_due, and _cut for a window that reached its block budget)."""
         every = self.settings.snapshot_every
         lag = max(1, every // _LATE_SHARE)
         with self._gate.lock:
@@ -304,26 +310,57 @@ class LeakWatch:
                 self._gate.schedule(1)
                 return
             window.settling = False
+            window.point_at = total
         if not window.awaiting_late:
-            # The snapshot, then its grouping, a bounded part per call (see _work).
+            if total < window.point_at and not window.point_due():
+                self._gate.schedule(1)
+                return
+            # The snapshot alone in its call; its grouping, a bounded part per call, in the
+            # calls that follow (see _work).
             snapshot = window.take_point(self._counts)
-            window.awaiting_late = True
-            self._job = self._grouping(window, snapshot, total + lag)
-            self._work()
+            self._await_late(window, snapshot, total + lag)
+            return
+        if total < window.late_at:
+            self._gate.schedule(1)
             return
         # The counts a little after the snapshot: see Window.late.
         window.late.append(self._counts())
         window.awaiting_late = False
         if not window.done:
-            self._gate.schedule(every - lag)
+            window.point_at = total + every - lag
+            self._gate.schedule(1)
             return
         self._window = None
         self._job = self._weighing(window)
         self._work()
 
-    def _grouping(self, window: Window, snapshot: Any, due: int) -> Iterator[int]:
+    def _cut(self, window: Window) -> None:
+        """End a window that added WINDOW_BLOCKS traced blocks: its last point now, whatever
+        its request counts (a larger snapshot later would pause the request that takes it
+        for longer); the grouping of an earlier point in progress goes first."""
+        if window.awaiting_late:
+            window.late.append(self._counts())
+            window.awaiting_late = False
+        window.settling = False
+        window.cut = True
+        with self._gate.lock:
+            total = self._gate.total
+        snapshot = window.take_point(self._counts, last=True)
+        lag = max(1, self.settings.snapshot_every // _LATE_SHARE)
+        self._await_late(window, snapshot, total + lag)
+
+    def _await_late(self, window: Window, snapshot: Any, late_at: int) -> None:
+        window.awaiting_late = True
+        window.late_at = late_at
+        self._job = self._grouping(self._job, window, snapshot)
+        self._gate.schedule(1)
+
+    @staticmethod
+    def _grouping(earlier: Optional[Iterator[int]], window: Window,
+                  snapshot: Any) -> Iterator[int]:
+        if earlier is not None:
+            yield from earlier
         yield from window.group(snapshot)
-        self._gate.schedule_at(due)
 
     def _weighing(self, window: Window) -> Iterator[int]:
         """The analysis of a finished window, in steps of bounded work (see :meth:`_work`):

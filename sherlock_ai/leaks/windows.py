@@ -15,6 +15,14 @@ from ..engine.heap import Sizes, group_in_steps
 #: Traces grouped per step of :meth:`Window.group`: the pause a grouping step causes is
 #: bounded by this count, whatever the number of live traced blocks.
 GROUP_CHUNK = 2_000
+#: Traced blocks a window may add before it ends: a snapshot copies every traced block (0.3
+#: to 0.6 µs each, so about 30 to 60 ms here), and a snapshot is one call that cannot be
+#: split. A window whose requests keep many small objects ends at this count, its points
+#: taken closer together (see :meth:`Window.point_due`).
+WINDOW_BLOCKS = 100_000
+#: tracemalloc's own memory per traced block (53 bytes on CPython 3.11, measured): its
+#: growth, cheap to read, estimates the blocks a window added (rounded down, so over-counted).
+TRACE_BYTES_PER_BLOCK = 48
 
 
 class Gate:
@@ -84,12 +92,21 @@ class Window:
         #: site better (see .series.window_counts).
         self.late: List[Sequence[int]] = []
         self.awaiting_late = False
+        #: Request counts at which the next point's snapshot, and the late counts of the
+        #: latest point, are due.
+        self.point_at = 0
+        self.late_at = 0
         self.done = False
         self.sizes: List[Sizes] = []
         self.open = False
         self.frozen = False
         #: Traced with more than one frame per allocation (see .series.WindowCounts.deep).
         self.deep = False
+        #: tracemalloc's own memory at the opening and at the latest point (see blocks()).
+        self.trace_base = 0
+        self.trace_at_point = 0
+        #: Ended at WINDOW_BLOCKS before its planned points.
+        self.cut = False
 
     @classmethod
     def start(cls, number: int, kind: str, points: int, frames: int) -> Window:
@@ -98,6 +115,7 @@ class Window:
         tracing.hold_tracing(frames)
         window.open = True
         window.deep = tracemalloc.get_traceback_limit() > 1
+        window.trace_base = window.trace_at_point = tracemalloc.get_tracemalloc_memory()
         if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
             # The objects alive now go to the permanent generation until the window's
             # collection (O(1) both ways): that collection then examines only what was
@@ -107,16 +125,36 @@ class Window:
             window.frozen = True
         return window
 
-    def take_point(self, counts: Callable[[], Sequence[int]]) -> tracemalloc.Snapshot:
-        """Snapshot now, with the counts; after the last point (:attr:`done`) the lease is
-        given back. The snapshot is grouped later, step by step (:meth:`group`)."""
-        last = len(self.counts) + 1 >= self.points_wanted
+    def added_blocks(self) -> int:
+        """About how many traced blocks the window added (an over-estimate; a few µs)."""
+        return (tracemalloc.get_tracemalloc_memory() - self.trace_base) \
+            // TRACE_BYTES_PER_BLOCK
+
+    def full(self) -> bool:
+        """Whether the window added :data:`WINDOW_BLOCKS` traced blocks: its next snapshot
+        must be its last."""
+        return self.open and self.added_blocks() >= WINDOW_BLOCKS
+
+    def point_due(self) -> bool:
+        """Whether the blocks added since the latest point call the next point before its
+        request count: a window's points share :data:`WINDOW_BLOCKS` evenly."""
+        grown = (tracemalloc.get_tracemalloc_memory() - self.trace_at_point) \
+            // TRACE_BYTES_PER_BLOCK
+        return grown * self.points_wanted >= WINDOW_BLOCKS
+
+    def take_point(self, counts: Callable[[], Sequence[int]],
+                   last: bool = False) -> tracemalloc.Snapshot:
+        """Snapshot now, with the counts; after the last point (:attr:`done`; ``last``: end
+        the window here) the lease is given back. The snapshot is grouped later, step by
+        step (:meth:`group`)."""
+        last = last or len(self.counts) + 1 >= self.points_wanted
         if last and self.kind == CONFIRM:
             # Garbage in reference cycles waits for a full collection; a leak survives it.
             gc.collect()
             self._unfreeze()
         now = counts()
         snapshot = tracemalloc.take_snapshot()
+        self.trace_at_point = tracemalloc.get_tracemalloc_memory()
         if last:
             self.close()
             self.done = True
