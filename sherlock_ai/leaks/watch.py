@@ -275,6 +275,7 @@ class LeakWatch:
             self._epoch += 1
             self._stale = self._in_flight
             window.settle_by = self._gate.total + SETTLE_REQUESTS
+            window.opened_at = self._gate.total
         self._window = window
         self._gate.schedule(1)
 
@@ -305,8 +306,9 @@ class LeakWatch:
             # finish, newer requests' traced objects take their place and the traced level
             # climbs to its steady in-flight level, in step with whatever routes were served
             # meanwhile. The first point waits until they have all finished (or
-            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over).
-            if stale and total < window.settle_by:
+            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over; or the
+            # window's blocks, when they grow fast enough to call a point).
+            if stale and total < window.settle_by and not window.point_due():
                 self._gate.schedule(1)
                 return
             window.settling = False
@@ -391,7 +393,16 @@ class LeakWatch:
             return
         self._extra_windows = 0
         s = self.settings
-        self._pause(s.suspect_pause_requests if self._suspect_windows else s.pause_requests)
+        pause = s.suspect_pause_requests if self._suspect_windows else s.pause_requests
+        if window.cut:
+            # A window its blocks ended early traced fewer requests: the pause shrinks in
+            # proportion, so the share of requests traced (the cost) stays the same and the
+            # evidence comes from more, shorter windows.
+            with self._gate.lock:
+                spanned = self._gate.total - window.opened_at
+            planned = window.points_wanted * s.snapshot_every
+            pause = max(s.snapshot_every, pause * min(spanned, planned) // planned)
+        self._pause(pause)
 
     def _flagged_rates(self) -> Dict[int, float]:
         """Per route id, the bytes per request its flagged suspects retain (a group's rate

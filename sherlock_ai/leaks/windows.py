@@ -15,11 +15,11 @@ from ..engine.heap import Sizes, group_in_steps
 #: Traces grouped per step of :meth:`Window.group`: the pause a grouping step causes is
 #: bounded by this count, whatever the number of live traced blocks.
 GROUP_CHUNK = 2_000
-#: Traced blocks a window may add before it ends: a snapshot copies every traced block (0.3
-#: to 0.6 µs each, so about 30 to 60 ms here), and a snapshot is one call that cannot be
-#: split. A window whose requests keep many small objects ends at this count, its points
-#: taken closer together (see :meth:`Window.point_due`).
-WINDOW_BLOCKS = 100_000
+#: Traced blocks a window may add: a snapshot copies every traced block in one call that
+#: cannot be split (about 0.3 µs each here: 45 ms at this count). A window whose requests
+#: keep many small objects ends before it (see :meth:`Window.full`), its points taken
+#: closer together (see :meth:`Window.point_due`).
+WINDOW_BLOCKS = 150_000
 #: tracemalloc's own memory per traced block (53 bytes on CPython 3.11, measured): its
 #: growth, cheap to read, estimates the blocks a window added (rounded down, so over-counted).
 TRACE_BYTES_PER_BLOCK = 48
@@ -85,6 +85,8 @@ class Window:
         #: latest at request count ``settle_by``.
         self.settling = True
         self.settle_by = 0
+        #: The request count at the opening.
+        self.opened_at = 0
         self.counts: List[Sequence[int]] = []
         #: Per point, the counts a few requests after its snapshot. A snapshot holds what
         #: requests still in flight have already kept, and they are not counted yet; the
@@ -107,6 +109,9 @@ class Window:
         self.trace_at_point = 0
         #: Ended at WINDOW_BLOCKS before its planned points.
         self.cut = False
+        #: Blocks added at the latest check, and the most added between two checks.
+        self.checked_blocks = 0
+        self.largest_step = 0
 
     @classmethod
     def start(cls, number: int, kind: str, points: int, frames: int) -> Window:
@@ -131,9 +136,15 @@ class Window:
             // TRACE_BYTES_PER_BLOCK
 
     def full(self) -> bool:
-        """Whether the window added :data:`WINDOW_BLOCKS` traced blocks: its next snapshot
-        must be its last."""
-        return self.open and self.added_blocks() >= WINDOW_BLOCKS
+        """Whether the window's next snapshot must be its last: one more step like the
+        largest since the opening (a check runs per request) would take its traced blocks
+        past :data:`WINDOW_BLOCKS`."""
+        if not self.open:
+            return False
+        added = self.added_blocks()
+        self.largest_step = max(self.largest_step, added - self.checked_blocks)
+        self.checked_blocks = added
+        return added + self.largest_step >= WINDOW_BLOCKS
 
     def point_due(self) -> bool:
         """Whether the blocks added since the latest point call the next point before its
