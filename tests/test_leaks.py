@@ -1088,3 +1088,42 @@ def test_requests_finished_without_a_handle_end_the_one_started_in_their_context
         assert sorted(watch._routes.names[1:]) == ["GET /r0", "GET /r1", "GET /r2"]
     finally:
         watch.close()
+
+
+SMALL_OBJECTS_KEPT: List[List[str]] = []
+
+
+async def keeps_many_small_objects(n: int) -> int:
+    objects = [str(i) for i in range(10_000)]  # KEEPS MANY
+    await asyncio.sleep(0)
+    SMALL_OBJECTS_KEPT.append(objects)
+    return n
+
+
+def test_a_route_keeping_many_small_objects_per_request_pauses_no_call_long():
+    # A snapshot copies every traced block in one call: with 10,000 blocks kept per request,
+    # the first window's later snapshots held over a million of them, and one call took 0.2
+    # to 0.6 s of CPU time here. A window now ends before it adds WINDOW_BLOCKS (150,000):
+    # its largest snapshot takes 30 to 60 ms.
+    watch = LeakWatch(warmup_requests=0)
+    longest = 0.0
+
+    async def serve(worker: int) -> None:
+        nonlocal longest
+        for n in range(worker, 320, 8):
+            handle = watch.request_started("POST /objects", keeps_many_small_objects)
+            await keeps_many_small_objects(n)
+            started = time.process_time()
+            watch.request_finished(handle)
+            longest = max(longest, time.process_time() - started)
+
+    async def main() -> None:
+        await asyncio.gather(*(serve(worker) for worker in range(8)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        watch.close()
+        SMALL_OBJECTS_KEPT.clear()
+    assert watch._windows >= 1
+    assert longest < 0.15, f"a leak-watch call took {longest * 1e3:.0f} ms of CPU time"

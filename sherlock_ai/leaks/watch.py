@@ -192,7 +192,10 @@ class LeakWatch:
 
     def _advance(self) -> None:
         try:
-            if self._job is not None:
+            window = self._window
+            if window is not None and window.full():
+                self._cut(window)
+            elif self._job is not None:
                 self._work()
             elif self._window is not None:
                 self._take_point(self._window)
@@ -272,6 +275,7 @@ class LeakWatch:
             self._epoch += 1
             self._stale = self._in_flight
             window.settle_by = self._gate.total + SETTLE_REQUESTS
+            window.opened_at = self._gate.total
         self._window = window
         self._gate.schedule(1)
 
@@ -289,6 +293,9 @@ class LeakWatch:
         return counts
 
     def _take_point(self, window: Window) -> None:
+        """While a window is open the watch looks at every request: a snapshot is due every
+        ``snapshot_every`` requests, or sooner when the window's traced blocks grew fast
+        (see Window.point_due, and _cut for a window that reached its block budget)."""
         every = self.settings.snapshot_every
         lag = max(1, every // _LATE_SHARE)
         with self._gate.lock:
@@ -299,31 +306,63 @@ class LeakWatch:
             # finish, newer requests' traced objects take their place and the traced level
             # climbs to its steady in-flight level, in step with whatever routes were served
             # meanwhile. The first point waits until they have all finished (or
-            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over).
-            if stale and total < window.settle_by:
+            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over; or the
+            # window's blocks, when they grow fast enough to call a point).
+            if stale and total < window.settle_by and not window.point_due():
                 self._gate.schedule(1)
                 return
             window.settling = False
+            window.point_at = total
         if not window.awaiting_late:
-            # The snapshot, then its grouping, a bounded part per call (see _work).
+            if total < window.point_at and not window.point_due():
+                self._gate.schedule(1)
+                return
+            # The snapshot alone in its call; its grouping, a bounded part per call, in the
+            # calls that follow (see _work).
             snapshot = window.take_point(self._counts)
-            window.awaiting_late = True
-            self._job = self._grouping(window, snapshot, total + lag)
-            self._work()
+            self._await_late(window, snapshot, total + lag)
+            return
+        if total < window.late_at:
+            self._gate.schedule(1)
             return
         # The counts a little after the snapshot: see Window.late.
         window.late.append(self._counts())
         window.awaiting_late = False
         if not window.done:
-            self._gate.schedule(every - lag)
+            window.point_at = total + every - lag
+            self._gate.schedule(1)
             return
         self._window = None
         self._job = self._weighing(window)
         self._work()
 
-    def _grouping(self, window: Window, snapshot: Any, due: int) -> Iterator[int]:
+    def _cut(self, window: Window) -> None:
+        """End a window that added WINDOW_BLOCKS traced blocks: its last point now, whatever
+        its request counts (a larger snapshot later would pause the request that takes it
+        for longer); the grouping of an earlier point in progress goes first."""
+        if window.awaiting_late:
+            window.late.append(self._counts())
+            window.awaiting_late = False
+        window.settling = False
+        window.cut = True
+        with self._gate.lock:
+            total = self._gate.total
+        snapshot = window.take_point(self._counts, last=True)
+        lag = max(1, self.settings.snapshot_every // _LATE_SHARE)
+        self._await_late(window, snapshot, total + lag)
+
+    def _await_late(self, window: Window, snapshot: Any, late_at: int) -> None:
+        window.awaiting_late = True
+        window.late_at = late_at
+        self._job = self._grouping(self._job, window, snapshot)
+        self._gate.schedule(1)
+
+    @staticmethod
+    def _grouping(earlier: Optional[Iterator[int]], window: Window,
+                  snapshot: Any) -> Iterator[int]:
+        if earlier is not None:
+            yield from earlier
         yield from window.group(snapshot)
-        self._gate.schedule_at(due)
 
     def _weighing(self, window: Window) -> Iterator[int]:
         """The analysis of a finished window, in steps of bounded work (see :meth:`_work`):
@@ -354,7 +393,16 @@ class LeakWatch:
             return
         self._extra_windows = 0
         s = self.settings
-        self._pause(s.suspect_pause_requests if self._suspect_windows else s.pause_requests)
+        pause = s.suspect_pause_requests if self._suspect_windows else s.pause_requests
+        if window.cut:
+            # A window its blocks ended early traced fewer requests: the pause shrinks in
+            # proportion, so the share of requests traced (the cost) stays the same and the
+            # evidence comes from more, shorter windows.
+            with self._gate.lock:
+                spanned = self._gate.total - window.opened_at
+            planned = window.points_wanted * s.snapshot_every
+            pause = max(s.snapshot_every, pause * min(spanned, planned) // planned)
+        self._pause(pause)
 
     def _flagged_rates(self) -> Dict[int, float]:
         """Per route id, the bytes per request its flagged suspects retain (a group's rate
