@@ -7,7 +7,8 @@ same run over enough requests to include several tracing windows; rounds interle
 cases, medians are taken. Speed: requests until a route retaining 4 KB per request (one of
 ten, random traffic) is flagged, when the leak is there from the start and when it starts
 just after a tracing window closed. Pause: the longest ``request_finished`` call against the
-number of live traced blocks, with tracemalloc already running.
+number of live traced blocks, with tracemalloc already running; and, with a route keeping
+many small objects per request, the longest call and the requests to flag it.
 
 Run: ``python -m benchmarks.bench_leaks`` (add ``--quick`` for a shorter run).
 """
@@ -29,6 +30,7 @@ from sherlock_ai.engine import tracing
 from sherlock_ai.engine.heap import group_sizes
 from sherlock_ai.leaks import LeakWatch
 from sherlock_ai.leaks.watch import WORK_PER_CALL
+from sherlock_ai.leaks.windows import WINDOW_BLOCKS
 
 #: The documented low-cost setting.
 LOW_COST: Dict[str, Any] = {"trace_share": 0.01}
@@ -52,10 +54,12 @@ class WatchedApp:
     endpoint are read from the scope when the request ends. With ``pauses`` it also keeps
     the longest time one ``request_finished`` call took."""
 
-    def __init__(self, app: Any, watch: Any, pauses: bool = False) -> None:
+    def __init__(self, app: Any, watch: Any, pauses: bool = False,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.app = app
         self.watch = watch
         self.longest_pause = 0.0 if pauses else None
+        self.clock = clock
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -67,16 +71,17 @@ class WatchedApp:
         finally:
             route = scope.get("route")
             key = f"{scope['method']} {getattr(route, 'path', '<unmatched>')}"
-            start = time.perf_counter()
+            start = self.clock()
             self.watch.request_finished(handle, route_key=key,
                                         endpoint=getattr(route, "endpoint", None))
             if self.longest_pause is not None:
-                self.longest_pause = max(self.longest_pause, time.perf_counter() - start)
+                self.longest_pause = max(self.longest_pause, self.clock() - start)
 
 
-def make_app(leaking: Optional[List[bool]] = None) -> Tuple[Any, List[str]]:
-    """Ten routes whose handlers await; ``/orders`` keeps 4 KB per request while
-    ``leaking[0]`` is true."""
+def make_app(leaking: Optional[List[bool]] = None,
+             objects: int = 0) -> Tuple[Any, List[str]]:
+    """Ten routes whose handlers await; ``/orders`` keeps 4 KB per request (``objects``
+    small objects instead, when given) while ``leaking[0]`` is true."""
     from fastapi import FastAPI
 
     app = FastAPI()
@@ -87,7 +92,8 @@ def make_app(leaking: Optional[List[bool]] = None) -> Tuple[Any, List[str]]:
     async def orders():
         await asyncio.sleep(0)
         if state[0]:
-            retained.append(b"x" * LEAK_SIZE)
+            retained.append([object() for _ in range(objects)] if objects
+                            else b"x" * LEAK_SIZE)
         return {"orders": 20}
 
     def clean(path: str, width: int) -> None:
@@ -236,6 +242,36 @@ def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
     return flagged_at, (served.longest_pause or 0.0) * 1e3
 
 
+def many_small_objects(objects: int, limit: int, seed: int = 11
+                       ) -> Tuple[int, Optional[int], float]:
+    """``/orders`` keeps ``objects`` small objects per request from the start (defaults,
+    concurrency 8): the requests until it is flagged (``None``: not within ``limit``), and
+    the longest ``request_finished`` call in process CPU time, in milliseconds."""
+    leaking = [True]
+    app, paths = make_app(leaking, objects)
+    watch = LeakWatch()
+    served = WatchedApp(app, watch, pauses=True, clock=time.process_time)
+    rng = random.Random(seed)
+    drivers = {path: asgi_request_driver(served, path) for path in paths}
+    done = 0
+    flagged_at: Optional[int] = None
+
+    async def worker() -> None:
+        nonlocal done, flagged_at
+        while flagged_at is None and done < limit:
+            await drivers[rng.choice(paths)]()
+            done += 1
+            if watch.suspects():
+                flagged_at = done
+
+    async def run() -> None:
+        await asyncio.gather(*(worker() for _ in range(8)))
+
+    asyncio.run(run())
+    watch.close()
+    return objects, flagged_at, (served.longest_pause or 0.0) * 1e3
+
+
 def pause_against_blocks(blocks: int, requests: int = 400) -> Tuple[int, float, float, float]:
     """With tracemalloc already running and ``blocks`` live traced blocks kept: the live
     traced blocks a snapshot held, the time of one snapshot, of grouping it at once (what a
@@ -313,10 +349,20 @@ def _figures(quick: bool) -> Dict[str, str]:
          "longest request_finished (ms)"],
         [pause_against_blocks(blocks) for blocks in
          ((10_000, 50_000) if quick else (10_000, 100_000, 300_000))])
+    objects_limit = 3_000 if quick else 10_000
+    small_objects = table(
+        ["small objects kept per request", "requests to flag", "longest request_finished "
+         "(CPU ms)"],
+        [(f"{objects:,}", flagged if flagged is not None else f"not within {objects_limit:,}",
+          longest)
+         for objects, flagged, longest in
+         [many_small_objects(objects, objects_limit)
+          for objects in ((20_000,) if quick else (5_000, 50_000))]])
     return {"requests": f"{requests:,}", "rounds": str(ROUNDS), "cost": cost_table,
             "through_middleware": middleware_table, "low_cost": low_cost,
             "requests_to_flag": speed_table, "pauses": pauses,
-            "work_per_call": f"{WORK_PER_CALL:,}"}
+            "work_per_call": f"{WORK_PER_CALL:,}", "small_objects": small_objects,
+            "window_blocks": f"{WINDOW_BLOCKS:,}"}
 
 
 if __name__ == "__main__":

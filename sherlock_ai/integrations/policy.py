@@ -184,6 +184,9 @@ class LeakCount:
     def __init__(self, watch: LeakWatch) -> None:
         self.watch = watch
 
+    def request_started(self, request: OpenRequest) -> None:
+        self.watch.request_started()
+
     def measurement_ended(self, measurement: Measurement) -> None:
-        watch = self.watch
-        watch.request_finished(watch.request_started(measurement.name, measurement.endpoint))
+        # The request that started last in this context: the one ending (see LeakWatch).
+        self.watch.request_finished(None, measurement.name, measurement.endpoint)

@@ -3,10 +3,12 @@ line that allocates it, in a live service with concurrent requests.
 
 How it works (details and limits in docs/leak-detection.md):
 
-1. Requests are counted per route as they finish. Tracing is off most of the time.
+1. Requests are counted per route as they finish, and in flight between their start and end.
+   Tracing is off most of the time.
 2. Every so often a *window* opens: tracemalloc traces (1 frame by default) for
    ``window_requests`` requests, and the heap is snapshotted every ``snapshot_every`` of them.
-   A snapshot taken while tracing holds exactly what the window allocated and is still alive.
+   A snapshot taken while tracing holds exactly what the window allocated and is still alive;
+   the first waits until the requests in flight when tracing started have ended.
    While nothing is suspected, shorter scout windows trace ``trace_share`` of the requests;
    while a route is suspected, full ones ``suspect_trace_share``; RSS growth that the flagged
    suspects do not explain calls a window early.
@@ -18,17 +20,18 @@ How it works (details and limits in docs/leak-detection.md):
    code it sits in. When the site is in the code of one route's endpoint, only that route
    is considered (the code is the prior); code shared by several routes leaves the choice to
    the counts among them; code outside every endpoint, to the counts of all routes.
-4. A (site, route) that looks like a leak is confirmed by an immediate second window that
-   runs a full garbage collection (of the objects made since it opened) before its last
-   snapshot.
+4. A (site, route) that looks like a leak is confirmed by an immediate second window, traced
+   with deeper tracebacks (the endpoint on the stack names the route of growth in a helper),
+   that runs a full garbage collection (of the objects made since it opened) before its
+   last snapshot.
 5. A confirmed route is logged once as a WARNING on ``MonitoringLogger``, and again only when
    its estimate changes by more than a quarter.
 
 The parts: :mod:`.settings`, :mod:`.routes` (route ids, counters, endpoint code),
 :mod:`.windows` (when to work, tracing leases, snapshots), :mod:`.evidence` (per-window data
 and flags), :mod:`.attribution` (the fit, on :mod:`.series` and :mod:`.linear`),
-:mod:`.suspects` (what is logged and when) and :mod:`.watch` (the request path that ties
-them together).
+:mod:`.criteria` (when evidence says "leak"), :mod:`.suspects` (what is logged and when)
+and :mod:`.watch` (the request path that ties them together).
 """
 
 from .routes import OVERFLOW_ROUTE

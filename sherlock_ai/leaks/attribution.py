@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from .estimator import Estimate
+from .criteria import Estimate
 from .linear import dot, invert, nnls, ols
 from .robust import cross_products, normal_equations, prepare, squares
 from .series import SiteWindow, WindowCounts, centred, site_window, window_counts
@@ -115,11 +115,45 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
         # site where one route's counts can match growth that is not its own by chance.
         twinned = twinned | _unsteady(windows, site, routes, b, active,
                                       rss / max(points - len(active), 1))
-    return _estimates(windows, site, routes, b, t_values, active, twinned, recent_requests)
+    variance = rss / max(points - len(active), 1)
+    return _estimates(windows, site, routes, b, t_values, active, twinned, recent_requests,
+                      variance)
 
 
 # How many standard errors below its pooled slope a route's slope in the latest window may be.
 _STEADY_SE = 2.0
+
+
+def _spanned(windows: Sequence[WindowCounts], route: int, traced: int) -> int:
+    """The route's finished requests from the first point of ``windows`` to the last, those
+    between the windows included (``traced``, its requests in them, when not known)."""
+    first = next((w.first for w in windows if w.first and route in w.first), None)
+    last = next((w.last for w in reversed(windows) if w.last and route in w.last), None)
+    if first is None or last is None:
+        return traced
+    return max(last[route] - first[route], traced)
+
+
+def _latest_t(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
+              b: List[float], active: List[int], i: int, variance: float,
+              recent_requests: int) -> float:
+    """The t-value of route ``routes[i]``'s slope in the latest window alone, the other kept
+    routes' slopes held (infinite when that window holds fewer than ``recent_requests`` of
+    its requests, or no change of the site)."""
+    latest = windows[-1]
+    x = latest.dx.get(routes[i])
+    if x is None or latest.requests.get(routes[i], 0) < recent_requests or latest.points < 3:
+        return math.inf
+    own = site.get(latest.number)
+    g = dot(x, x)
+    if g <= 0:
+        return math.inf
+    dy = own.dy if own is not None else [0.0] * latest.points
+    others = [sum(b[j] * latest.dx[routes[j]][k] for j in active
+                  if j != i and routes[j] in latest.dx) for k in range(latest.points)]
+    slope = dot(x, [y - o for y, o in zip(dy, others)]) / g
+    error = math.sqrt(variance / g)
+    return slope / error if error > 0 else (math.inf if slope > 0 else 0.0)
 
 
 def _unsteady(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
@@ -185,7 +219,7 @@ def _eliminate(gram: List[List[float]], cross: List[float], yy: float, points: i
 
 def _estimates(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
                b: List[float], t_values: List[float], active: List[int], twinned: Set[int],
-               recent_requests: int) -> Dict[int, Estimate]:
+               recent_requests: int, variance: float) -> Dict[int, Estimate]:
     """The estimate of each kept route that is not in ``twinned`` (a twin, or unsteady): its
     slope and its share of the site's growth, blocks and rises."""
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
@@ -204,7 +238,10 @@ def _estimates(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], rou
         route = routes[i]
         share = b[i] * requests[route] / explained if explained > 0 else 0.0
         out[route] = Estimate(b[i], t_values[k], requests[route], round(growth * share),
-                              round(blocks * share), rise_share, len(windows), latest)
+                              round(blocks * share), rise_share, len(windows), latest,
+                              _latest_t(windows, site, routes, b, active, i, variance,
+                                        recent_requests),
+                              b[i] * _spanned(windows, route, requests[route]))
     return out
 
 

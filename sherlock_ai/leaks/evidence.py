@@ -16,7 +16,8 @@ from .attribution import (
     window_counts,
 )
 from .code_prior import EndpointIndex
-from .estimator import Estimate, LeakCriteria
+from .criteria import Estimate, LeakCriteria
+from .routes import IN_FLIGHT_ID
 
 #: ``(allocation site, newest frame in endpoint code or None)``.
 Key = Tuple[Site, Optional[Site]]
@@ -52,11 +53,12 @@ class EvidenceStore:
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
-                   late: Optional[Sequence[Sequence[int]]] = None) -> None:
+                   late: Optional[Sequence[Sequence[int]]] = None, deep: bool = False
+                   ) -> None:
         """Record a window: ``counts[k]`` per-route finished requests and ``sizes[k]`` the
         retained ``[size, blocks]`` per key at point ``k`` (``late[k]``: the counts a few
-        requests later)."""
-        self.windows.append(window_counts(number, counts, late))
+        requests later; ``deep``: traced with more than one frame)."""
+        self.windows.append(window_counts(number, counts, late, deep))
         keys: Set[Hashable] = set()
         for point in sizes:
             keys.update(point)
@@ -165,12 +167,18 @@ class EvidenceStore:
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
+        if candidates is not None:
+            candidates = candidates + (IN_FLIGHT_ID,)
         if not seen:
             return {}, {}
         # Windows before the site first grew say nothing about it (a leak that starts later
         # is not diluted by the quiet windows before it).
         first = min(seen)
         kept = [w for w in self.windows if w.number >= first]
+        if frame is not None and frame != key[0]:  # type: ignore[index]
+            # Keyed by the endpoint's frame above the allocating line: only windows traced
+            # deep enough to see it hold this key.
+            kept = [w for w in kept if w.deep]
         windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
             return {}, {}
@@ -196,6 +204,9 @@ class EvidenceStore:
                 windows, unsplit, estimates = kept, longer, pooled
         groups = {}
         for members in unsplit:
+            members = tuple(r for r in members if r != IN_FLIGHT_ID)
+            if len(members) < 2:
+                continue
             estimate = group_estimate(windows, seen, members, recent)
             if estimate is not None:
                 groups[members] = estimate

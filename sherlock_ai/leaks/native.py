@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Callable, Deque, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from .attribution import attribute
-from .estimator import Estimate, LeakCriteria
+from .criteria import Estimate, LeakCriteria
 from .robust import band, median
 from .series import SiteWindow, WindowCounts, site_window, window_counts
 

@@ -11,6 +11,11 @@ from .code_prior import EndpointIndex, code_ranges
 #: requests take part in the fits (growth they cause is not pinned on another route) but it
 #: is never reported.
 OVERFLOW_ROUTE = "OTHER <more routes>"
+#: Route id 0 is not a route: its count at a point is the number of requests in flight that
+#: started while tracing ran. What they hold until they end (frames, scratch objects) rises
+#: and falls with it; fitted as one more column, it is not pinned on the routes' counts.
+IN_FLIGHT_ID = 0
+_IN_FLIGHT_NAME = "<requests in flight>"
 
 
 class RouteRegistry:
@@ -18,8 +23,8 @@ class RouteRegistry:
 
     def __init__(self, max_routes: int) -> None:
         self.max_routes = max_routes
-        self.names: List[str] = []
-        self.finished: List[int] = []
+        self.names: List[str] = [_IN_FLIGHT_NAME]
+        self.finished: List[int] = [0]
         self.index = EndpointIndex()
         self._ids: Dict[str, int] = {}
         self._with_code: Set[int] = set()
@@ -37,8 +42,9 @@ class RouteRegistry:
             self._learn(route_id, endpoint)
 
     def blamable(self, route_id: int) -> bool:
-        """Whether a route may be named in a suspect (the overflow bucket may not)."""
-        return self.names[route_id] != OVERFLOW_ROUTE
+        """Whether a route may be named in a suspect (the overflow bucket and the requests
+        in flight may not)."""
+        return route_id != IN_FLIGHT_ID and self.names[route_id] != OVERFLOW_ROUTE
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from .routes import IN_FLIGHT_ID
+
 
 def centred(values: Sequence[float]) -> List[float]:
     """``values`` minus their mean."""
@@ -24,6 +26,13 @@ class WindowCounts:
     dx: Dict[int, List[float]]
     requests: Dict[int, int]
     late: Optional[Dict[int, List[float]]] = None
+    #: Traced with more than one frame: an allocation made under an endpoint's call is keyed
+    #: by that endpoint's frame (see :meth:`.code_prior.EndpointIndex.key_of`).
+    deep: bool = False
+    #: Per route, its finished requests since the watch began at the first and last point
+    #: (what the requests between windows add to the evidence's span).
+    first: Optional[Dict[int, int]] = None
+    last: Optional[Dict[int, int]] = None
 
     def at(self, weight: float) -> WindowCounts:
         """The same window with the counts ``dx + weight * (late - dx)`` (``self`` when
@@ -32,7 +41,8 @@ class WindowCounts:
             return self
         dx = {r: [a + weight * (b - a) for a, b in zip(x, self.late[r])]
               for r, x in self.dx.items()}
-        return WindowCounts(self.number, self.points, dx, self.requests)
+        return WindowCounts(self.number, self.points, dx, self.requests, deep=self.deep,
+                            first=self.first, last=self.last)
 
 
 @dataclass
@@ -62,7 +72,8 @@ def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
 
 
 def window_counts(number: int, counts: Sequence[Sequence[int]],
-                  late: Optional[Sequence[Sequence[int]]] = None) -> WindowCounts:
+                  late: Optional[Sequence[Sequence[int]]] = None,
+                  deep: bool = False) -> WindowCounts:
     """A window's :class:`WindowCounts` from the per-route counts at each point.
 
     ``late[k]``, when given, holds the counts a few requests after point ``k``'s snapshot.
@@ -79,9 +90,17 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
     has_late = late is not None and len(late) == points
     for r in range(width):
         column = [c[r] if r < len(c) else 0 for c in counts]
-        if column[-1] != column[0]:
-            dx[r] = centred(column)
-            if has_late:
-                after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
-            requests[r] = column[-1] - column[0]
-    return WindowCounts(number, points, dx, requests, after if has_late else None)
+        if r == IN_FLIGHT_ID:
+            # A level, not a count: it moves both ways, and no request finished under it.
+            if max(column) == min(column):
+                continue
+        elif column[-1] == column[0]:
+            continue
+        dx[r] = centred(column)
+        if has_late:
+            after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
+        requests[r] = 0 if r == IN_FLIGHT_ID else column[-1] - column[0]
+    first = {r: counts[0][r] if r < len(counts[0]) else 0 for r in dx}
+    last = {r: counts[-1][r] for r in dx}
+    return WindowCounts(number, points, dx, requests, after if has_late else None, deep,
+                        first, last)

@@ -33,8 +33,6 @@ class LeakWatchSettings:
     - ``min_requests``: requests of a route that the evidence must span.
     - ``frames``: traceback frames per traced allocation (1 names the allocating line; the
       request counts name the route).
-    - ``confirm_frames``: accepted for compatibility and no longer used: routes are told
-      apart by their request counts, without windows of deeper tracebacks.
     - ``max_routes``: routes counted separately; later ones share :data:`OVERFLOW_ROUTE`.
     - ``evidence_windows``: how many recent windows an estimate pools (more, up to 8 times
       as many, for a route whose requests in them are fewer than ``min_requests``).
@@ -49,7 +47,6 @@ class LeakWatchSettings:
     min_bytes_per_request: int = 256
     min_requests: int = 20
     frames: int = 1
-    confirm_frames: int = 8
     max_routes: int = 1000
     evidence_windows: int = 4
     native_min_bytes_per_request: int = 16384
@@ -64,16 +61,10 @@ class LeakWatchSettings:
         _check_int("snapshot_every", self.snapshot_every, 1)
         _check_int("window_requests", self.window_requests, 3 * self.snapshot_every
                    if isinstance(self.snapshot_every, int) else 3)
-        for name in ("warmup_requests", "confirm_frames"):
-            _check_int(name, getattr(self, name), 0)
+        _check_int("warmup_requests", self.warmup_requests, 0)
         for name in ("min_bytes_per_request", "min_requests", "frames", "max_routes",
                      "evidence_windows", "native_min_bytes_per_request"):
             _check_int(name, getattr(self, name), 1)
-        if self.confirm_frames and self.confirm_frames <= self.frames:
-            raise ValueError(
-                f"confirm_frames must be 0 (never look deeper) or more than frames "
-                f"({self.frames}), got {self.confirm_frames}"
-            )
 
     @classmethod
     def from_kwargs(cls, settings: Dict[str, Any]) -> LeakWatchSettings:

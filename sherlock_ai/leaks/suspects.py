@@ -9,7 +9,7 @@ from ..engine.heap import Site, site_path
 from ..formatting import format_bytes, log_safe
 from ..logs.lines import MONITORING_LOGGER
 from ..logs.schema import NATIVE, NATIVE_NOTE, NOT_ATTRIBUTABLE, PYTHON, SHARED_BY
-from .estimator import Estimate
+from .criteria import Estimate
 
 _logger = logging.getLogger(MONITORING_LOGGER)
 _REPEAT_CHANGE = 0.25

@@ -4,14 +4,15 @@ their snapshots into suspects (see :mod:`sherlock_ai.leaks`)."""
 from __future__ import annotations
 
 import weakref
+from contextvars import ContextVar
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..engine.rss import current_rss
 from ..safety import report_internal_error
-from .estimator import LeakCriteria
+from .criteria import LeakCriteria
 from .evidence import FIT_UNITS, EvidenceStore
 from .native import NativeEvidence
-from .routes import OVERFLOW_ROUTE, RouteRegistry
+from .routes import IN_FLIGHT_ID, OVERFLOW_ROUTE, RouteRegistry
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
 from .windows import CONFIRM, NORMAL, Gate, Window
@@ -29,14 +30,35 @@ NATIVE_UNITS = 20
 _SUSPECT_WINDOWS = 2
 #: The smallest growth of the RSS within a pause that calls a window early.
 EARLY_BYTES = 1 << 20
+#: Windows after the first that come at the suspect share: one window alone rarely splits a
+#: helper's growth between ten routes, and a leak there from the start is the common case.
+STARTUP_WINDOWS = 2
+#: Frames per allocation while a confirming window traces (when it starts tracemalloc):
+#: growth under an endpoint's call, in a helper or a library, is then keyed by that
+#: endpoint's frame, so the stack names the route and the timing of the counts cannot.
+CONFIRM_FRAMES = 8
+#: Requests a window's first point waits at most for the requests in flight at its opening.
+SETTLE_REQUESTS = 1_000
 
 
 class _Request:
-    __slots__ = ("route_key", "endpoint")
+    """A request the watch saw start: its route (if known then), and the window epoch it
+    started in (``owner`` is ``None`` for a request whose start the watch did not see)."""
 
-    def __init__(self, route_key: str, endpoint: Optional[Callable[..., Any]]) -> None:
+    __slots__ = ("route_key", "endpoint", "owner", "epoch", "done")
+
+    def __init__(self, route_key: str, endpoint: Optional[Callable[..., Any]],
+                 owner: Optional[LeakWatch] = None, epoch: int = 0) -> None:
         self.route_key = route_key
         self.endpoint = endpoint
+        self.owner = owner
+        self.epoch = epoch
+        self.done = False
+
+
+# The request started last in this context (each request runs in a context of its own: a
+# task, or the WSGI middleware's private context), for request_finished() without a handle.
+_started: ContextVar[Optional[_Request]] = ContextVar("sherlock_leak_request", default=None)
 
 
 # Every LeakWatch alive, for exporters that publish suspects (see active_watches()).
@@ -88,23 +110,44 @@ class LeakWatch:
         # The analysis in progress, a step per call (see _work); windows left at the suspect
         # share; per route id, what its flagged suspects retain per request.
         self._job: Optional[Iterator[int]] = None
-        self._suspect_windows = 0
+        self._suspect_windows = STARTUP_WINDOWS
         self._rates: Dict[int, float] = {}
         self._book = SuspectBook()
+        # Guarded by the gate's lock: requests in flight (started, not finished), the window
+        # epoch (one more at each window's opening), and how many of the requests in flight
+        # when the current window opened are still in flight (see _take_point).
+        self._in_flight = 0
+        self._epoch = 0
+        self._stale = 0
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
 
-    def request_started(self, route_key: str, endpoint: Optional[Callable[..., Any]] = None
-                        ) -> _Request:
-        """Note a request's start; pass the returned handle to :meth:`request_finished`."""
-        return _Request(route_key, endpoint)
-
-    def request_finished(self, handle: _Request, route_key: Optional[str] = None,
-                         endpoint: Optional[Callable[..., Any]] = None) -> None:
-        """Count a finished request (``route_key``/``endpoint`` override the start's); now
-        and then this call opens a window, snapshots the heap or weighs the evidence."""
+    def request_started(self, route_key: str = "",
+                        endpoint: Optional[Callable[..., Any]] = None) -> _Request:
+        """Note a request's start; pass the returned handle to :meth:`request_finished`
+        (or call it without one in the same context: the request's task, or thread)."""
         try:
+            with self._gate.lock:
+                self._in_flight += 1
+                handle = _Request(route_key, endpoint, self, self._epoch)
+            _started.set(handle)
+            return handle
+        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+            report_internal_error("LeakWatch.request_started", exc)
+            return _Request(route_key, endpoint)
+
+    def request_finished(self, handle: Optional[_Request] = None,
+                         route_key: Optional[str] = None,
+                         endpoint: Optional[Callable[..., Any]] = None) -> None:
+        """Count a finished request (``route_key``/``endpoint`` override the start's;
+        without ``handle``, the request started last in this context); now and then this
+        call opens a window, snapshots the heap or weighs the evidence."""
+        try:
+            if handle is None:
+                handle = _started.get()
+                if handle is None or handle.owner is not self or handle.done:
+                    handle = _Request("", None)  # its start was not seen
             if route_key is None:
                 route_key = handle.route_key
             if endpoint is None:
@@ -113,6 +156,11 @@ class LeakWatch:
                 route_key = OVERFLOW_ROUTE
             gate = self._gate
             with gate.lock:
+                if handle.owner is self and not handle.done:
+                    handle.done = True
+                    self._in_flight -= 1
+                    if handle.epoch != self._epoch and self._stale:
+                        self._stale -= 1
                 self._routes.count(route_key, endpoint)
                 if not gate.due():
                     return
@@ -144,7 +192,10 @@ class LeakWatch:
 
     def _advance(self) -> None:
         try:
-            if self._job is not None:
+            window = self._window
+            if window is not None and window.full():
+                self._cut(window)
+            elif self._job is not None:
                 self._work()
             elif self._window is not None:
                 self._take_point(self._window)
@@ -214,14 +265,19 @@ class LeakWatch:
     def _open_window(self) -> None:
         kind, self._next_kind = self._next_kind, NORMAL
         s = self.settings
-        with self._gate.lock:
-            index = self._routes.index
         full = kind != NORMAL or self._suspect_windows or not self._windows
         requests = s.window_requests if full else s.scout_requests
         self._windows += 1
-        self._window = Window.start(self._windows, kind, requests // s.snapshot_every,
-                                    s.frames, index.key_of)
-        self._gate.schedule(s.snapshot_every)
+        frames = max(s.frames, CONFIRM_FRAMES) if kind == CONFIRM else s.frames
+        window = Window.start(self._windows, kind, requests // s.snapshot_every, frames)
+        with self._gate.lock:
+            window.key_of = self._routes.index.key_of
+            self._epoch += 1
+            self._stale = self._in_flight
+            window.settle_by = self._gate.total + SETTLE_REQUESTS
+            window.opened_at = self._gate.total
+        self._window = window
+        self._gate.schedule(1)
 
     def _abandon_window(self) -> None:
         if self._window is not None:
@@ -229,41 +285,92 @@ class LeakWatch:
             self._window = None
 
     def _counts(self) -> List[int]:
+        """Per route id its finished requests; at :data:`IN_FLIGHT_ID`, the requests in
+        flight that started since the window opened."""
         with self._gate.lock:
-            return list(self._routes.finished)
+            counts = list(self._routes.finished)
+            counts[IN_FLIGHT_ID] = self._in_flight - self._stale
+        return counts
 
     def _take_point(self, window: Window) -> None:
+        """While a window is open the watch looks at every request: a snapshot is due every
+        ``snapshot_every`` requests, or sooner when the window's traced blocks grew fast
+        (see Window.point_due, and _cut for a window that reached its block budget)."""
         every = self.settings.snapshot_every
         lag = max(1, every // _LATE_SHARE)
         with self._gate.lock:
             total = self._gate.total
+            stale = self._stale
+        if window.settling:
+            # Requests in flight when tracing started hold objects it never saw; as they
+            # finish, newer requests' traced objects take their place and the traced level
+            # climbs to its steady in-flight level, in step with whatever routes were served
+            # meanwhile. The first point waits until they have all finished (or
+            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over; or the
+            # window's blocks, when they grow fast enough to call a point).
+            if stale and total < window.settle_by and not window.point_due():
+                self._gate.schedule(1)
+                return
+            window.settling = False
+            window.point_at = total
         if not window.awaiting_late:
-            # The snapshot, then its grouping, a bounded part per call (see _work).
+            if total < window.point_at and not window.point_due():
+                self._gate.schedule(1)
+                return
+            # The snapshot alone in its call; its grouping, a bounded part per call, in the
+            # calls that follow (see _work).
             snapshot = window.take_point(self._counts)
-            window.awaiting_late = True
-            self._job = self._grouping(window, snapshot, total + lag)
-            self._work()
+            self._await_late(window, snapshot, total + lag)
+            return
+        if total < window.late_at:
+            self._gate.schedule(1)
             return
         # The counts a little after the snapshot: see Window.late.
         window.late.append(self._counts())
         window.awaiting_late = False
         if not window.done:
-            self._gate.schedule(every - lag)
+            window.point_at = total + every - lag
+            self._gate.schedule(1)
             return
         self._window = None
         self._job = self._weighing(window)
         self._work()
 
-    def _grouping(self, window: Window, snapshot: Any, due: int) -> Iterator[int]:
+    def _cut(self, window: Window) -> None:
+        """End a window that added WINDOW_BLOCKS traced blocks: its last point now, whatever
+        its request counts (a larger snapshot later would pause the request that takes it
+        for longer); the grouping of an earlier point in progress goes first."""
+        if window.awaiting_late:
+            window.late.append(self._counts())
+            window.awaiting_late = False
+        window.settling = False
+        window.cut = True
+        with self._gate.lock:
+            total = self._gate.total
+        snapshot = window.take_point(self._counts, last=True)
+        lag = max(1, self.settings.snapshot_every // _LATE_SHARE)
+        self._await_late(window, snapshot, total + lag)
+
+    def _await_late(self, window: Window, snapshot: Any, late_at: int) -> None:
+        window.awaiting_late = True
+        window.late_at = late_at
+        self._job = self._grouping(self._job, window, snapshot)
+        self._gate.schedule(1)
+
+    @staticmethod
+    def _grouping(earlier: Optional[Iterator[int]], window: Window,
+                  snapshot: Any) -> Iterator[int]:
+        if earlier is not None:
+            yield from earlier
         yield from window.group(snapshot)
-        self._gate.schedule_at(due)
 
     def _weighing(self, window: Window) -> Iterator[int]:
         """The analysis of a finished window, in steps of bounded work (see :meth:`_work`):
         the fits per site, the native fit, the suspects; then the next window's schedule."""
         evidence, native = self._evidence, self._native
         before = (set(evidence.flagged), set(evidence.groups), set(native.flagged))
-        evidence.add_window(window.number, window.counts, window.sizes, window.late)
+        evidence.add_window(window.number, window.counts, window.sizes, window.late,
+                            window.deep)
         yield sum(len(point) for point in window.sizes)
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
@@ -286,7 +393,16 @@ class LeakWatch:
             return
         self._extra_windows = 0
         s = self.settings
-        self._pause(s.suspect_pause_requests if self._suspect_windows else s.pause_requests)
+        pause = s.suspect_pause_requests if self._suspect_windows else s.pause_requests
+        if window.cut:
+            # A window its blocks ended early traced fewer requests: the pause shrinks in
+            # proportion, so the share of requests traced (the cost) stays the same and the
+            # evidence comes from more, shorter windows.
+            with self._gate.lock:
+                spanned = self._gate.total - window.opened_at
+            planned = window.points_wanted * s.snapshot_every
+            pause = max(s.snapshot_every, pause * min(spanned, planned) // planned)
+        self._pause(pause)
 
     def _flagged_rates(self) -> Dict[int, float]:
         """Per route id, the bytes per request its flagged suspects retain (a group's rate

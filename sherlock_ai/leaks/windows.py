@@ -15,6 +15,14 @@ from ..engine.heap import Sizes, group_in_steps
 #: Traces grouped per step of :meth:`Window.group`: the pause a grouping step causes is
 #: bounded by this count, whatever the number of live traced blocks.
 GROUP_CHUNK = 2_000
+#: Traced blocks a window may add: a snapshot copies every traced block in one call that
+#: cannot be split (about 0.3 µs each here: 45 ms at this count). A window whose requests
+#: keep many small objects ends before it (see :meth:`Window.full`), its points taken
+#: closer together (see :meth:`Window.point_due`).
+WINDOW_BLOCKS = 150_000
+#: tracemalloc's own memory per traced block (53 bytes on CPython 3.11, measured): its
+#: growth, cheap to read, estimates the blocks a window added (rounded down, so over-counted).
+TRACE_BYTES_PER_BLOCK = 48
 
 
 class Gate:
@@ -67,12 +75,18 @@ class Window:
     """One tracing window: tracemalloc runs (a lease) from :func:`open` until its last
     point; per point the per-route counts and the sizes grouped by ``key_of``."""
 
-    def __init__(self, number: int, kind: str, points: int,
-                 key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]]) -> None:
+    def __init__(self, number: int, kind: str, points: int) -> None:
         self.number = number
         self.kind = kind
         self.points_wanted = points
-        self.key_of = key_of
+        #: How a traced allocation is keyed (the routes' endpoint code, as known now).
+        self.key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]] = lambda tb: None
+        #: Until the requests in flight at the opening have finished: no point yet; at the
+        #: latest at request count ``settle_by``.
+        self.settling = True
+        self.settle_by = 0
+        #: The request count at the opening.
+        self.opened_at = 0
         self.counts: List[Sequence[int]] = []
         #: Per point, the counts a few requests after its snapshot. A snapshot holds what
         #: requests still in flight have already kept, and they are not counted yet; the
@@ -80,18 +94,33 @@ class Window:
         #: site better (see .series.window_counts).
         self.late: List[Sequence[int]] = []
         self.awaiting_late = False
+        #: Request counts at which the next point's snapshot, and the late counts of the
+        #: latest point, are due.
+        self.point_at = 0
+        self.late_at = 0
         self.done = False
         self.sizes: List[Sizes] = []
         self.open = False
         self.frozen = False
+        #: Traced with more than one frame per allocation (see .series.WindowCounts.deep).
+        self.deep = False
+        #: tracemalloc's own memory at the opening and at the latest point (see blocks()).
+        self.trace_base = 0
+        self.trace_at_point = 0
+        #: Ended at WINDOW_BLOCKS before its planned points.
+        self.cut = False
+        #: Blocks added at the latest check, and the most added between two checks.
+        self.checked_blocks = 0
+        self.largest_step = 0
 
     @classmethod
-    def start(cls, number: int, kind: str, points: int, frames: int,
-              key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]]) -> Window:
+    def start(cls, number: int, kind: str, points: int, frames: int) -> Window:
         """Open a window: take a tracing lease (``frames`` per allocation if it starts now)."""
-        window = cls(number, kind, points, key_of)
+        window = cls(number, kind, points)
         tracing.hold_tracing(frames)
         window.open = True
+        window.deep = tracemalloc.get_traceback_limit() > 1
+        window.trace_base = window.trace_at_point = tracemalloc.get_tracemalloc_memory()
         if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
             # The objects alive now go to the permanent generation until the window's
             # collection (O(1) both ways): that collection then examines only what was
@@ -101,16 +130,42 @@ class Window:
             window.frozen = True
         return window
 
-    def take_point(self, counts: Callable[[], Sequence[int]]) -> tracemalloc.Snapshot:
-        """Snapshot now, with the counts; after the last point (:attr:`done`) the lease is
-        given back. The snapshot is grouped later, step by step (:meth:`group`)."""
-        last = len(self.counts) + 1 >= self.points_wanted
+    def added_blocks(self) -> int:
+        """About how many traced blocks the window added (an over-estimate; a few µs)."""
+        return (tracemalloc.get_tracemalloc_memory() - self.trace_base) \
+            // TRACE_BYTES_PER_BLOCK
+
+    def full(self) -> bool:
+        """Whether the window's next snapshot must be its last: one more step like the
+        largest since the opening (a check runs per request) would take its traced blocks
+        past :data:`WINDOW_BLOCKS`."""
+        if not self.open:
+            return False
+        added = self.added_blocks()
+        self.largest_step = max(self.largest_step, added - self.checked_blocks)
+        self.checked_blocks = added
+        return added + self.largest_step >= WINDOW_BLOCKS
+
+    def point_due(self) -> bool:
+        """Whether the blocks added since the latest point call the next point before its
+        request count: a window's points share :data:`WINDOW_BLOCKS` evenly."""
+        grown = (tracemalloc.get_tracemalloc_memory() - self.trace_at_point) \
+            // TRACE_BYTES_PER_BLOCK
+        return grown * self.points_wanted >= WINDOW_BLOCKS
+
+    def take_point(self, counts: Callable[[], Sequence[int]],
+                   last: bool = False) -> tracemalloc.Snapshot:
+        """Snapshot now, with the counts; after the last point (:attr:`done`; ``last``: end
+        the window here) the lease is given back. The snapshot is grouped later, step by
+        step (:meth:`group`)."""
+        last = last or len(self.counts) + 1 >= self.points_wanted
         if last and self.kind == CONFIRM:
             # Garbage in reference cycles waits for a full collection; a leak survives it.
             gc.collect()
             self._unfreeze()
         now = counts()
         snapshot = tracemalloc.take_snapshot()
+        self.trace_at_point = tracemalloc.get_tracemalloc_memory()
         if last:
             self.close()
             self.done = True

@@ -3,7 +3,7 @@ real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
 
     python leak_server.py MODE LOGS_DIR [SETTINGS_JSON]
 
-MODE: fastapi, flask, factory, methodview, endpoint, shared, native or native-clean.
+MODE: fastapi, flask, factory, methodview, endpoint, shared, native, native-clean, clean or overlap.
 
 ``factory``, ``methodview`` and ``endpoint`` are apps whose routes share code: ten FastAPI
 routes made by one factory (only ``/route7`` keeps memory), a Flask ``MethodView`` under
@@ -11,7 +11,8 @@ four URL rules and a Starlette ``HTTPEndpoint`` under four routes (only ``/shelf
 memory), each among clean routes. ``shared`` has two routes keeping 2 KB and 6 KB per
 request at one line of a helper. ``native`` keeps 64 KB per request of ``/thumbnail``
 through libc's ``malloc`` (tracemalloc cannot see it); ``native-clean`` is the same app
-without the leak.
+without the leak. ``clean`` keeps nothing (:func:`clean_app`);
+``overlap`` has a slow route leaking through a helper (:func:`overlap_app`).
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -95,13 +96,20 @@ def shared_app(settings: Dict[str, Any]) -> Any:
     return instrument_app(app, leak_detection=True, leak_settings=settings)
 
 
+#: The clean app's routes, as the client requests them (``{n}`` is filled in per request).
+CLEAN_PATHS = (["/slow", "/wait", "/stream", "/background", "/pool", "/report", "/cached/{n}"]
+               + [f"/catalog/{i}" for i in range(6)])
+#: The keys ``/cached/{n}`` is asked for: fewer than its cache holds, so it fills, then stops.
+CACHED_KEYS = 100
+
+
 NATIVE_ROUTES = [f"/catalog/{i}" for i in range(9)] + ["/thumbnail"]
 NATIVE_LEAKING_ROUTE = "/thumbnail"
 NATIVE_LEAK_SIZE = 64 * 1024
 #: The paths each mode's traffic picks from.
 PATHS = {"fastapi": ROUTES, "flask": ROUTES, "factory": FACTORY_ROUTES,
          "methodview": SHELF_ROUTES, "endpoint": SHELF_ROUTES, "native": NATIVE_ROUTES,
-         "native-clean": NATIVE_ROUTES, "shared": SHARED_ROUTES}
+         "native-clean": NATIVE_ROUTES, "shared": SHARED_ROUTES, "clean": CLEAN_PATHS}
 
 
 def native_app(settings: Dict[str, Any], leaks: bool = True) -> Any:
@@ -216,6 +224,119 @@ def endpoint_app(settings: Dict[str, Any]) -> Any:
     return SherlockMiddleware(app, leak_detection=True, leak_settings=settings)
 
 
+
+def clean_app(settings: Dict[str, Any]) -> Any:
+    """Thirteen FastAPI routes that keep nothing, shaped like a real service's: handlers that
+    await I/O for up to half a second (one with scratch memory held across the await), a
+    streamed response, a background task, a pool made on first use, an import on the first
+    request, a bounded ``lru_cache`` that fills and stops, and quick routes."""
+    import functools
+    import random
+
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    app = FastAPI()
+    add_catalog(app, 6)
+    pool: List[Dict[str, Any]] = []
+
+    @app.post("/slow")
+    async def slow() -> dict:
+        scratch = [bytes(300) for _ in range(12)] + [str(n) * 3 for n in range(40)]
+        await asyncio.sleep(random.uniform(0.0, 0.5))  # a slow downstream call
+        return {"n": len(scratch)}
+
+    @app.get("/wait")
+    async def wait() -> dict:
+        await asyncio.sleep(0.2)
+        return {"ok": True}
+
+    @app.get("/stream")
+    async def stream() -> Any:
+        async def chunks() -> Any:
+            for i in range(5):
+                await asyncio.sleep(0.01)
+                yield (str(i) * 200).encode()
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def audit(n: int) -> None:
+        await asyncio.sleep(0.05)
+        record = {"n": n, "rows": [str(i) for i in range(30)]}
+        del record
+
+    @app.post("/background")
+    async def background() -> Any:
+        return JSONResponse({"queued": True},
+                            background=BackgroundTask(audit, random.randrange(1000)))
+
+    @app.get("/pool")
+    async def use_pool() -> dict:
+        if not pool:  # connections made on first use, then reused
+            pool.extend({"id": i, "buffer": bytearray(2048)} for i in range(20))
+        await asyncio.sleep(0.005)
+        return {"connection": pool[random.randrange(len(pool))]["id"]}
+
+    @app.get("/report")
+    async def report() -> dict:
+        import xml.dom.minidom  # imported by the first request
+
+        await asyncio.sleep(0.001)
+        return {"xml": xml.dom.minidom.parseString("<a>1</a>").documentElement.tagName}
+
+    @functools.lru_cache(maxsize=256)
+    def price(n: int) -> Dict[str, Any]:
+        return {"n": n, "label": f"item-{n}" * 4, "tiers": [n * k for k in range(8)]}
+
+    @app.get("/cached/{n}")
+    async def cached(n: int) -> dict:
+        await asyncio.sleep(0)
+        return price(n)
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
+SLOW_LEAKING_ROUTE = "/orders"
+FAST_ROUTE = "/ping"
+
+
+def overlap_app(settings: Dict[str, Any]) -> Any:
+    """``POST /orders`` keeps about 4 KB per request through a helper, then awaits 0.2 s;
+    ``GET /ping`` answers at once; six clean routes beside them."""
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    app = FastAPI()
+    add_catalog(app, 6)
+
+    @app.post("/orders")
+    async def create_order() -> dict:
+        kept = keep()
+        await asyncio.sleep(0.2)
+        return {"kept": kept}
+
+    @app.get("/ping")
+    async def ping() -> dict:
+        return {"n": work(1)}
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
+def clean_from_environment() -> Any:
+    """:func:`clean_app` for gunicorn (``leak_server:clean_from_environment()``): logs to
+    ``SHERLOCK_LEAK_LOGS``, settings from ``SHERLOCK_LEAK_SETTINGS`` (JSON)."""
+    import os
+
+    sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
+        logs_dir=os.environ["SHERLOCK_LEAK_LOGS"], log_format_type="json",
+        console_enabled=False))
+    return clean_app(json.loads(os.environ.get("SHERLOCK_LEAK_SETTINGS", "{}")))
+
+
 def fastapi_app(settings: Dict[str, Any]) -> Any:
     from fastapi import FastAPI
 
@@ -267,8 +388,9 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    asgi_apps = {"fastapi": fastapi_app, "factory": factory_app, "endpoint": endpoint_app,
-                 "native": native_app, "shared": shared_app,
+    asgi_apps = {"fastapi": fastapi_app, "clean": clean_app, "overlap": overlap_app,
+                 "factory": factory_app, "endpoint": endpoint_app, "native": native_app,
+                 "shared": shared_app,
                  "native-clean": lambda settings: native_app(settings, leaks=False)}
     if framework in asgi_apps:
         import uvicorn
