@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import asgi_request_driver, table
+from benchmarks.common import OpcodeCount, asgi_request_driver, table
 from benchmarks.middleware_cases import fresh_folder, installed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,29 +183,15 @@ async def _done(result: Any) -> None:
 
 
 def opcodes(one: Callable[[], None], set_up: Callable[[], None], number: int = 20) -> float:
-    """Python bytecode instructions one WSGI request executes (``sys.settrace`` opcode events,
-    after a warm-up): a figure machine load does not move (system calls and C code are not in
-    it)."""
-    count = 0
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        nonlocal count
-        if event == "call":
-            frame.f_trace_opcodes = True
-        elif event == "opcode":
-            count += 1
-        return tracer
-
+    """Bytecode instructions (:class:`OpcodeCount`) one WSGI request executes, after a
+    warm-up."""
     set_up()
     for _ in range(50):
         one()
-    sys.settrace(tracer)
-    try:
+    with OpcodeCount() as counted:
         for _ in range(number):
             one()
-    finally:
-        sys.settrace(None)
-    return count / number
+    return counted.count / number
 
 
 Row = Tuple[str, List[float], Optional[float]]

@@ -106,38 +106,49 @@ def cpu_asgi_us(
     return asyncio.run(measure())
 
 
-def opcodes_per_request(app: Any, set_up: Callable[[], None], tear_down: Callable[[], None],
-                        path: str = "/", number: int = 20) -> float:
-    """Python bytecode instructions executed per in-process request to ``app`` (counted with
-    ``sys.settrace`` opcode events, after a warm-up): a figure that machine load does not move,
-    to read beside the CPU times (system calls and C code are not in it)."""
-    drive = asgi_request_driver(app, path)
-    count = 0
+class OpcodeCount:
+    """Python bytecode instructions executed inside ``with OpcodeCount() as counted:``
+    (``sys.settrace`` opcode events): a figure that machine load does not move, to read beside
+    the CPU times (system calls and C code are not in it)."""
 
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        nonlocal count
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "call":
             frame.f_trace_opcodes = True
         elif event == "opcode":
-            count += 1
-        return tracer
+            self.count += 1
+        return self._trace
+
+    def __enter__(self) -> OpcodeCount:
+        sys.settrace(self._trace)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.settrace(None)
+
+
+def opcodes_per_request(app: Any, set_up: Callable[[], None], tear_down: Callable[[], None],
+                        path: str = "/", number: int = 20) -> float:
+    """Bytecode instructions (:class:`OpcodeCount`) per in-process request to ``app``, after a
+    warm-up."""
+    drive = asgi_request_driver(app, path)
+    counted = OpcodeCount()
 
     async def measure() -> None:
         for _ in range(50):
             await drive()
-        sys.settrace(tracer)
-        try:
+        with counted:
             for _ in range(number):
                 await drive()
-        finally:
-            sys.settrace(None)
 
     set_up()
     try:
         asyncio.run(measure())
     finally:
         tear_down()
-    return count / number
+    return counted.count / number
 
 
 def verdict(median: float, rounds: Sequence[float], meets: Callable[[float], bool]) -> str:
