@@ -26,7 +26,8 @@ from sherlock_ai.__main__ import main
 from sherlock_ai.consumers import registry
 from sherlock_ai.deaths import recorder
 from sherlock_ai.deaths.record import HEADER_PARTS, HEADER_SIZE, SLOTS, FlightRecord, read_record
-from sherlock_ai.deaths.watch import look
+from sherlock_ai.deaths.telling import tell_death
+from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S, look
 from sherlock_ai.engine.requests import RequestMeter
 from sherlock_ai.exporters.prometheus import PrometheusExporter
 from sherlock_ai.integrations.asgi import instrument_app
@@ -57,9 +58,13 @@ time.sleep(120)
 """
 
 
-def killed_child(logs: Path, path: str = "/upload") -> int:
-    """Run CHILD, SIGKILL it once it holds its request; returns its pid (reaped)."""
+def killed_child(logs: Path, path: str = "/upload", supervised: bool = False) -> int:
+    """Run CHILD, SIGKILL it once it holds its request; returns its pid (reaped).
+    ``supervised``: its record names this process as the supervisor that tells its death."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(recorder.SUPERVISOR_ENV, None)
+    if supervised:
+        env[recorder.SUPERVISOR_ENV] = str(os.getpid())
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(logs), path], env=env)
     deadline = time.monotonic() + 30
     while not (logs / "ready").exists():
@@ -163,6 +168,22 @@ def test_a_death_is_told_once_among_processes_looking_at_once(tmp_path):
             r"/upload\x0aWORKER DIED | pid 1 | forged (id held-1, ") in lines[0]
     assert "RSS +30." in lines[0] and lines[0].endswith("| told by looker")
     assert [p.suffix for p in (tmp_path / ".workers").iterdir()] == [".died"]
+
+
+def test_the_supervisors_own_watcher_leaves_its_childs_death_to_its_reap(tmp_path):
+    pid = killed_child(tmp_path, supervised=True)
+    sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
+        logs_dir=tmp_path, console_enabled=False, worker_records=None))
+    (record,) = (tmp_path / ".workers").iterdir()
+    assert read_record(record).supervisor == os.getpid()
+    # Seen dead long ago: past any grace, it is still the reap's to tell, with the signal.
+    look(tmp_path / ".workers", {record.name: time.monotonic() - SUPERVISOR_GRACE_S - 1},
+         "the watcher")
+    assert died_lines(tmp_path) == []
+    tell_death(record, "the supervisor", signal=signal.SIGKILL)
+    (line,) = died_lines(tmp_path)
+    assert f"WORKER DIED | pid {pid} | SIGKILL | in flight: POST /upload " in line
+    assert line.endswith("| told by the supervisor")
 
 
 def test_a_graceful_exit_leaves_no_record_and_tells_nothing(tmp_path):

@@ -2,8 +2,9 @@
 then once a second it stores a heartbeat into its own record (time, RSS, the cgroup's OOM
 kill count) and looks at the other records of its folder: one whose process is gone without
 closing it is a death, claimed and told here unless a supervisor that tells deaths
-(gunicorn's arbiter with our hooks) is alive to do it; that one is given
-:data:`SUPERVISOR_GRACE_S` first, since it knows the signal."""
+(gunicorn's arbiter with our hooks, a Celery worker's main process) is alive to do it; that one
+is given :data:`SUPERVISOR_GRACE_S` first, since it knows the signal. The supervisor's own
+watcher leaves its children's records to its reap, which tells them with the signal."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from .record import LIVE_SUFFIX, FlightRecord, parse_name, read_record
 from .telling import tell_death
 
 INTERVAL_S = 1.0
-SUPERVISOR_GRACE_S = 3.0
+# Longer than the 5 s of Celery's prefork pool, which reaps a child at its periodic
+# maintain_pool when the child's exit event came before the child could be waited on.
+SUPERVISOR_GRACE_S = 6.0
 
 _PROC = os.path.exists("/proc/self/stat")
 _thread: Optional[threading.Thread] = None
@@ -114,6 +117,8 @@ def look(folder: Path, dead_since: Dict[str, float], told_by: str) -> None:
             with internal_errors:
                 os.unlink(entry.path)
             continue
+        if view.supervisor == me:
+            continue  # this process tells it as it reaps the child, with the signal
         if view.supervisor and not process_gone(view.supervisor, 0):
             first = dead_since.setdefault(name, monotonic())
             if monotonic() - first < SUPERVISOR_GRACE_S:

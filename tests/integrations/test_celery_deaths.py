@@ -10,9 +10,11 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List, Optional
 
 import pytest
+from celery.concurrency.asynpool import AsynPool
 from celery.exceptions import WorkerLostError
 
 from sherlock_ai import request_id_context
@@ -40,6 +42,12 @@ def holding(records: Path, task: str, after_s: float, timeout: float = 60.0) -> 
                 return view.pid
         time.sleep(0.05)
     raise AssertionError(f"no record has TASK {task} in flight with a reading after it began")
+
+
+def test_siblings_give_the_main_process_longer_than_its_pool_may_take_to_reap():
+    # A child whose exit event came before it could be waited on is reaped at this timer.
+    (interval,) = AsynPool.timers.fget(SimpleNamespace(maintain_pool=None)).values()
+    assert interval < SUPERVISOR_GRACE_S
 
 
 def test_a_prefork_child_killed_mid_task_is_told_once_with_task_id_and_signal(tmp_path):
