@@ -76,14 +76,18 @@ def _wait_group(pgid: int, deadline: float) -> bool:
 
 
 def stop_group(proc: subprocess.Popen, first_signal: int = signal.SIGINT,
-               grace: float = 20.0) -> None:
+               grace: float = 20.0, leader_only: bool = False) -> None:
     """Stop ``proc`` (started with ``start_new_session=True``) and every process of its group:
-    ``first_signal`` to the group, SIGKILL to what is left after ``grace`` seconds, and wait
-    until the leader is reaped and no member is alive."""
+    ``first_signal`` to the group (``leader_only``: to ``proc`` alone, a supervisor that stops
+    its own children), SIGKILL to what is left after ``grace`` seconds, and wait until the
+    leader is reaped and no member is alive."""
     pgid = proc.pid
     deadline = time.monotonic() + grace
     try:
-        os.killpg(pgid, first_signal)
+        if leader_only:
+            os.kill(pgid, first_signal)
+        else:
+            os.killpg(pgid, first_signal)
     except ProcessLookupError:
         pass
     try:

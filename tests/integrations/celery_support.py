@@ -113,8 +113,10 @@ class Worker:
         raise RuntimeError(f"the worker did not start:\n{self.err.read_text()}")
 
     def stop(self) -> None:
-        """Celery's warm shutdown (SIGTERM: running tasks finish), the whole group."""
-        stop_group(self.proc, signal.SIGTERM)
+        """Celery's warm shutdown: SIGTERM to the main process alone, which lets the running
+        tasks finish and stops its children (SIGTERM to a prefork child kills it mid-task:
+        ``WorkerLostError``); then whatever of the group is left."""
+        stop_group(self.proc, signal.SIGTERM, leader_only=True)
 
     def lines(self, file: str = "monitoring") -> List[dict]:
         path = self.logs / f"{file}.jsonl"
