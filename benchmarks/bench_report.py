@@ -34,11 +34,12 @@ def generate(folder: Path, records: int, fmt: str) -> None:
     from sherlock_ai.engine.measurement import Measurement
     from sherlock_ai.logs.json_lines import JsonFormatter
     from sherlock_ai.logs.lines import memory_line
-    from sherlock_ai.logs.setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT, _TextFormatter
+    from sherlock_ai.logs.render import TextFormatter
+    from sherlock_ai.logs.setup import DEFAULT_DATE_FORMAT, DEFAULT_FORMAT
 
     rng = random.Random(7)
-    formatter = JsonFormatter() if fmt == "json" else _TextFormatter(DEFAULT_FORMAT,
-                                                                     DEFAULT_DATE_FORMAT)
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter(DEFAULT_FORMAT,
+                                                                    DEFAULT_DATE_FORMAT)
     ext = "jsonl" if fmt == "json" else "log"
     start = time.time() - DAY
     with gzip.open(folder / f"monitoring.{ext}.1.gz", "wt", encoding="utf-8") as backup, \
