@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 import pytest
 from process_tree import stop_group
 
-from .support import HERE, ROOT
+from .support import HERE, ROOT, accepts
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -27,14 +27,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @contextmanager
@@ -52,7 +44,7 @@ def redis_broker(folder: Path) -> Iterator[str]:
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
-        while not _accepts(port):
+        while not accepts(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start:\n"
                                    f"{(folder / 'redis.log').read_text()}")

@@ -77,7 +77,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited early:\n{self.err.read_text()}")
             found = pattern.search(self.out.read_text(errors="replace")) or pattern.search(
                 self.err.read_text(errors="replace"))
-            if found and _accepts(int(found.group(1))):
+            if found and accepts(int(found.group(1))):
                 return int(found.group(1))
             time.sleep(0.05)
         raise RuntimeError(f"server did not start:\n{self.err.read_text()}")
@@ -89,7 +89,8 @@ class ServerProcess:
         stop_group(self.proc, first_signal)
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Whether a server accepts connections on 127.0.0.1:``port``."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
