@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Optional, Set
+from typing import Optional, Set, Tuple
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -42,7 +42,7 @@ class PeakWindows:
     def __init__(self) -> None:
         self._open: Set[Window] = set()
         self._lock = threading.Lock()
-        self._fds: Optional[tuple] = None
+        self._fds: Optional[Tuple[int, int]] = None
         self._pid = -1
 
     def available(self) -> Optional[str]:
@@ -87,7 +87,7 @@ class PeakWindows:
         self._open = set()
         self._lock = threading.Lock()
 
-    def _files(self) -> tuple:
+    def _files(self) -> Tuple[int, int]:
         # /proc/self is resolved when a file is opened: a forked child opens its own.
         if self._fds is None or self._pid != os.getpid():
             flags = getattr(os, "O_CLOEXEC", 0)

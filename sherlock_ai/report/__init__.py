@@ -10,12 +10,15 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .checks import iso_datetime
 from .fold import build_report
 from .reader import STDIN, ReadStats, Record, read_logs
 from .stats import Filters, Report
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Filters", "ReadStats", "Record", "Report", "build_report", "parse_moment",
            "read_logs", "run_report"]
@@ -127,7 +130,7 @@ def _read_with_progress(logs_dir: Path, stats: ReadStats, err: Any,
                             filters)
 
 
-def _warn(err, stats: ReadStats) -> None:
+def _warn(err: Console, stats: ReadStats) -> None:
     from rich.markup import escape
 
     if stats.bad_lines:

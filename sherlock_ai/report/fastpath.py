@@ -15,9 +15,10 @@ traced_peak)``, the fields of :class:`sherlock_ai.report.reader.Record` it stand
 from __future__ import annotations
 
 import calendar
+import enum
 import re
 from datetime import datetime
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Optional, Tuple, Union
 
 from ..logs.schema import parse_size
 from .checks import NAME_LIMIT, printable, stamp_checked
@@ -54,8 +55,15 @@ _JSON = re.compile(
     r'(?:, "error": "' + _STRING + r'")?'
     r'(?:, "rss": (-?\d{1,19}), "rss_change": (-?\d{1,19}))?'
     r'(?:, "traced": -?\d{1,19}, "traced_peak": (-?\d{1,19}))?\}')
-# What the fast path returns for a line of ours of a kind not wanted from its file.
-SKIP = ("skip",)
+
+
+class Skip(enum.Enum):
+    """What the fast path returns for a line of ours of a kind not wanted from its file."""
+
+    SKIP = "skip"
+
+
+SKIP = Skip.SKIP
 # Size texts ("61.00MB") and seconds kept converted; cleared past this many (memory stays flat).
 _SIZES_KEPT = 8192
 
@@ -84,8 +92,8 @@ class FastLines:
             self._sizes[text] = value
         return value
 
-    def text(self, line: str, kinds: Optional[frozenset], strict: bool = False
-             ) -> Optional[Row]:
+    def text(self, line: str, kinds: Optional[FrozenSet[str]], strict: bool = False
+             ) -> Union[Row, Skip, None]:
         """The row of a text line, or ``None`` when the general path is to read it
         (``strict``: also when a logger named in the line is not one of ours)."""
         found = self._text(line)
@@ -109,8 +117,8 @@ class FastLines:
                 status, float(duration), None if rss is None else size(rss),
                 None if change is None else size(change), None if peak is None else size(peak))
 
-    def json(self, line: str, kinds: Optional[frozenset], strict: bool = False
-             ) -> Optional[Row]:
+    def json(self, line: str, kinds: Optional[FrozenSet[str]], strict: bool = False
+             ) -> Union[Row, Skip, None]:
         """The row of a JSON line, or ``None`` when the general path is to read it."""
         found = _JSON.fullmatch(line)
         if found is None:

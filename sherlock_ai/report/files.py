@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
-from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import IO, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from ..logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from .checks import printable
@@ -80,7 +80,7 @@ def log_files(logs_dir: Path, left_out: Optional[List[str]] = None) -> List[Path
     return files
 
 
-def wanted_kinds(files: List[Path]) -> Dict[Path, Optional[frozenset]]:
+def wanted_kinds(files: List[Path]) -> Dict[Path, Optional[FrozenSet[str]]]:
     """For each file, the record kinds to keep from it (``None``: all of sherlock_ai's)."""
     own = {_ROTATED.match(p.name)["stem"] for p in files}  # type: ignore[index]
     missing = frozenset().union(*(KINDS_OF_LOGGER[logger] for stem, logger in SOURCES.items()
@@ -98,15 +98,16 @@ def read_lines(path: Path, progress: Optional[Callable[[int], None]] = None) -> 
     :data:`LINE_LIMIT` bytes), gzip-compressed or not; ``progress`` is told the bytes of the
     file on disk read so far, now and then."""
     with open(path, "rb") as raw:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
-        yield from _lines(stream, raw.tell, progress)
+        readline = gzip.GzipFile(fileobj=raw).readline if path.name.endswith(".gz") \
+            else raw.readline
+        yield from _lines(readline, raw.tell, progress)
 
 
 def read_stream(stream: IO[bytes], progress: Optional[Callable[[int], None]] = None
                 ) -> Iterator[str]:
     """The lines of a byte stream (standard input), as :func:`read_lines` gives them."""
     counted = _Counted(stream)
-    return _lines(counted, lambda: counted.read, progress)  # type: ignore[arg-type]
+    return _lines(counted.readline, lambda: counted.read, progress)
 
 
 class _Counted:
@@ -121,16 +122,15 @@ class _Counted:
         return line
 
 
-def _lines(stream: IO[bytes], tell: Callable[[], int],
+def _lines(readline: Callable[[int], bytes], tell: Callable[[], int],
            progress: Optional[Callable[[int], None]]) -> Iterator[str]:
-    readline = stream.readline
     told = count = 0
     limit = LINE_LIMIT + 1
     while True:
-        line: Union[bytes, str] = readline(limit)
-        if not line:
+        raw = readline(limit)
+        if not raw:
             break
-        if len(line) == limit and line[-1:] != b"\n":
+        if len(raw) == limit and raw[-1:] != b"\n":
             # Over the cap: the rest of the line is read and dropped, a cap at a time.
             while True:
                 rest = readline(LINE_LIMIT)
@@ -138,12 +138,12 @@ def _lines(stream: IO[bytes], tell: Callable[[], int],
                     break
             line = TOO_LONG
         else:
-            line = line.decode("utf-8", errors="replace").rstrip("\r\n")  # type: ignore[union-attr]
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if progress is not None and count % _PROGRESS_EVERY == 0:
             now = tell()
             progress(now - told)
             told = now
         count += 1
-        yield line  # type: ignore[misc]
+        yield line
     if progress is not None:
         progress(tell() - told)

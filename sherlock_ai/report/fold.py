@@ -105,6 +105,7 @@ class _Fold:
         # The current process's figures are kept in locals (a file is mostly one process).
         process: Optional[Process] = None
         last_pid: Any = self
+        process_pid: Optional[int] = None
         count, first, last, rss_max = 0, inf, -inf, -inf
         for row in chunk:
             if type(row) is not tuple:
@@ -124,8 +125,9 @@ class _Fold:
                 if process is not None:
                     _store(process, count, first, last, rss_max)
                 process, last_pid = self.process(pid), pid
+                process_pid = process.pid
                 count, first, last, rss_max = _load(process)
-            pid = process.pid
+            pid = process_pid
             count += 1
             entry = entries.get((name, kind))
             if entry is None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from html import escape
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..deaths.telling import WorkerDeath
 from . import charts as c
 from . import overlay as o
 from .console import site_text, summary
-from .deaths import WorkerDeath, death_marks, deaths_html, on_timeline
+from .deaths import death_marks, deaths_html, on_timeline
 from .reader import ReadStats
 from .sketch import Distribution
 from .stats import MORE_PROCESSES, NameStats, Report
@@ -137,13 +138,13 @@ def _rss_svg(report: Report, pids: Sequence[object], deaths: Sequence[WorkerDeat
     y = c.linear(low, high, bottom, top)
     gap = 3 * report.activity.step
     out = [c.svg_open("rss", height, "Process RSS over time", hover=True),
-           c.value_axis(y, ticks, c.size), c.time_axis(x, t0, t1, top, bottom)]
+           c.value_axis(y, ticks, size), c.time_axis(x, t0, t1, top, bottom)]
     for i, pid in enumerate(pids):
         if lines[pid]:
             label = _pid_label(pid)
             out.append(c.series_path(
                 lines[pid], gap, x, y, c.color(i), label, f"class='series' data-pid='{pid}'",
-                lambda p, label=label: f"{label}, {when(p[0])}: {size(p[1])}"))
+                _point_title(label)))
     out.append(o.event_marks(report.events, x, y, top, bottom))
     out.append(death_marks(deaths, x, y, top, bottom,
                            {pid: c.color(i) for i, pid in enumerate(pids)}))
@@ -198,7 +199,10 @@ def _boxes_svg(names: Sequence[NameStats], pick: Callable[[NameStats], Distribut
     height = row * len(boxes) + 34
     scale = c.linear(c.symlog(min(low, ticks[0]), linear_below),
                      c.symlog(max(high, ticks[-1]), linear_below), left, c.WIDTH - c.RIGHT)
-    x = lambda v: scale(c.symlog(v, linear_below))  # noqa: E731
+
+    def x(v: float) -> float:
+        return scale(c.symlog(v, linear_below))
+
     out = [c.svg_open(chart, height, chart.replace("-", " "))]
     for tick in ticks:
         at = x(tick)
@@ -247,6 +251,13 @@ def _short(name: str, limit: int = 48) -> str:
 def _pid_label(pid: object) -> str:
     return ("no pid in the lines" if pid is None else "other processes"
             if pid == MORE_PROCESSES else f"pid {pid}")
+
+
+def _point_title(label: str) -> Callable[[c.Point], str]:
+    """The hover text of one point of the RSS line labelled ``label``."""
+    def title(p: c.Point) -> str:
+        return f"{label}, {when(p[0])}: {size(p[1])}"
+    return title
 
 
 def _guard_table(report: Report) -> str:

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple, Union
 
 from ..logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from ..logs.schema import KIND_OF_TAG, locate, parse_message, parse_size
@@ -39,7 +39,7 @@ from .checks import (
     printable,
     stamp_checked,
 )
-from .fastpath import DEFAULT_PREFIX, SKIP, FastLines, Row
+from .fastpath import DEFAULT_PREFIX, SKIP, FastLines, Row, Skip
 from .files import TOO_LONG, is_json, log_files, read_lines, read_stream, wanted_kinds
 
 __all__ = ["LogRecords", "ReadStats", "Record", "figure", "log_files", "parse_size",
@@ -257,11 +257,14 @@ class LogRecords:
         lines = read_stream(sys.stdin.buffer, told) if path == STDIN else read_lines(path, told)
         yield from self._read(path, lines, text.fast.text, text.parse_any, None, True, size)
 
-    def _read(self, path: Path, lines: Iterable[str], fast: Callable[..., Optional[Row]],
-              slow: Callable[[str, Optional[frozenset]], Any], kinds: Optional[frozenset],
-              strict: bool, size: int) -> Iterator[List[Union[Row, Record]]]:
+    def _read(self, path: Path, lines: Iterable[str],
+              fast: Callable[..., Union[Row, Skip, None]],
+              slow: Callable[[str, Optional[FrozenSet[str]]], Optional[Record]],
+              kinds: Optional[FrozenSet[str]], strict: bool, size: int
+              ) -> Iterator[List[Union[Row, Record]]]:
         stats = self.stats
         batch: List[Union[Row, Record]] = []
+        record: Union[Row, Record, Skip, None]
         add = batch.append
         try:
             for line in lines:
@@ -282,7 +285,7 @@ class LogRecords:
                 except BAD_LINE:
                     stats.bad(path, line)
                     continue
-                if (record[2] if type(record) is tuple else record.timestamp) is None:
+                if (record[2] if isinstance(record, tuple) else record.timestamp) is None:
                     stats.untimed += 1
                 add(record)
                 if len(batch) >= size:
@@ -310,7 +313,7 @@ class TextLines:
         self._second: Tuple[str, float] = ("", 0.0)
         self._hours: Dict[str, float] = {}
 
-    def parse(self, line: str, kinds: Optional[frozenset]) -> Optional[Record]:
+    def parse(self, line: str, kinds: Optional[FrozenSet[str]]) -> Optional[Record]:
         """The record of a line of one of our loggers' own files (the tag found anywhere)."""
         at, tag = locate(line)
         if at < 0 or (kinds is not None and KIND_OF_TAG[tag] not in kinds):
@@ -319,7 +322,7 @@ class TextLines:
         stamp, pid, request_id, _ = self._prefix(line[:at])
         return Record(fields["kind"], fields["name"], stamp, pid, request_id).fill(fields)
 
-    def parse_strict(self, line: str, kinds: Optional[frozenset]) -> Optional[Record]:
+    def parse_strict(self, line: str, kinds: Optional[FrozenSet[str]]) -> Optional[Record]:
         """The record of a line of a file every logger writes: only when the line follows
         the default or the given format, one of our loggers wrote it (when the format names
         the logger) and its message starts with our tag; :data:`FOREIGN` for another line
@@ -335,7 +338,7 @@ class TextLines:
         fields = parse_message(line[at:], tag)
         return Record(fields["kind"], fields["name"], stamp, pid, request_id).fill(fields)
 
-    def parse_any(self, line: str, kinds: Optional[frozenset]) -> Optional[Record]:
+    def parse_any(self, line: str, kinds: Optional[FrozenSet[str]]) -> Optional[Record]:
         """A line of one file or standard input: a JSON record or a text one, strictly, after
         whatever prefix a log collector wrote (``kubectl logs --prefix``, ``docker logs -t``)."""
         brace = line.find("{")
@@ -393,13 +396,13 @@ class TextLines:
             return (self.stamp(parts["asctime"]) if "asctime" in parts else None,
                     _pid(parts.get("process")), parts.get("request_id") or "-",
                     parts.get("logger"))
-        parts = prefix.split(" - ")
+        fields = prefix.split(" - ")
         # The default: time - request id - logger - level - ; or with the pid after the time
         # (the documented way to tell workers apart). ("- - -" is a line without a request id.)
-        if len(parts) == 6 and parts[1].isdigit() and not parts[5]:
-            return self.stamp(parts[0]), _pid(parts[1]), parts[2], parts[3]
-        if len(parts) == 5 and not parts[4]:
-            return self.stamp(parts[0]), None, parts[1], parts[2]
+        if len(fields) == 6 and fields[1].isdigit() and not fields[5]:
+            return self.stamp(fields[0]), _pid(fields[1]), fields[2], fields[3]
+        if len(fields) == 5 and not fields[4]:
+            return self.stamp(fields[0]), None, fields[1], fields[2]
         if strict:
             # Not our layout: not ours, whatever the tag says.
             return None, None, "-", ""
@@ -435,7 +438,7 @@ class TextLines:
         return start + int(minute) * 60 + int(second)
 
 
-def _prefix_pattern(log_format: str) -> re.Pattern:
+def _prefix_pattern(log_format: str) -> re.Pattern[str]:
     """A pattern for what ``log_format`` writes before ``%(message)s``. A field's value runs
     up to the first occurrence of the text that follows it in the format; fields with no text
     between them are matched as one (and none of them is read): there is one way to match a
@@ -476,13 +479,13 @@ def _pid(text: Optional[str]) -> Optional[int]:
     return int(text)
 
 
-def _strict_json(line: str, kinds: Optional[frozenset]) -> Optional[Record]:
+def _strict_json(line: str, kinds: Optional[FrozenSet[str]]) -> Optional[Record]:
     """A JSON line of a file every logger writes: ours only when one of our loggers wrote it
     (its ``logger``, or the ``name`` another JSON formatter gives the logger)."""
     return _parse_json(line, kinds, strict=True)
 
 
-def _parse_json(line: str, kinds: Optional[frozenset], strict: bool = False
+def _parse_json(line: str, kinds: Optional[FrozenSet[str]], strict: bool = False
                 ) -> Optional[Record]:
     if not line.strip():
         return None
@@ -498,7 +501,9 @@ def _parse_json(line: str, kinds: Optional[frozenset], strict: bool = False
     if kind not in _KINDS:
         # Another JSON formatter: our message is in its "message".
         message = data.get("message")
-        at, tag = locate(message) if isinstance(message, str) else (-1, "")
+        if not isinstance(message, str):
+            return None
+        at, tag = locate(message)
         if at != 0:
             return None
         data = {**data, **parse_message(message, tag)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 # A distribution keeps counts of its exact values up to this many distinct ones, then
 # buckets them.
@@ -33,8 +33,8 @@ class Distribution:
         self._total = 0.0
         self._low = math.inf
         self._high = -math.inf
-        self.exact: Optional[Counter] = Counter()
-        self.buckets: Counter = Counter()
+        self.exact: Optional[Counter[float]] = Counter()
+        self.buckets: Counter[int] = Counter()
         self.pending: List[float] = []
 
     def add(self, value: float) -> None:
@@ -150,7 +150,7 @@ class TimeBuckets:
         self.limit = limit
         self.step = 1 / 1024
         self.cells: Dict[Tuple[int, object], List[float]] = {}
-        self.slots: set = set()
+        self.slots: Set[int] = set()
 
     def add(self, stamp: float, series: object, values: Iterable[float]) -> None:
         cell = self.cell(stamp, series)

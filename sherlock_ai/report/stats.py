@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .reader import Record
 from .sketch import Distribution, TimeBuckets
@@ -14,7 +14,7 @@ from .sketch import Distribution, TimeBuckets
 # and the latest half of them when there are more.
 EVENTS = 400
 # (time, kind, name, pid, the guard's figures): kind leak_suspect, memory_budget, rss_limit.
-Event = Tuple[float, str, str, Optional[int], Dict]
+Event = Tuple[float, str, str, Optional[int], Dict[str, Any]]
 #: The name and pid under which records past the report's bounds are counted.
 MORE_NAMES = "(more names)"
 MORE_PROCESSES = -1
@@ -25,7 +25,7 @@ class NameStats:
     """Everything measured under one name (a route ``"GET /items/{id}"`` or a function)."""
 
     name: str
-    kinds: set = field(default_factory=set)
+    kinds: Set[str] = field(default_factory=set)
     count: int = 0
     errors: int = 0
     duration: Distribution = field(default_factory=Distribution)
@@ -61,7 +61,7 @@ class Suspect:
 
     name: str
     per_request: float
-    sites: List[Dict]
+    sites: List[Dict[str, Any]]
     first_seen: Optional[float]
     last_seen: Optional[float] = None
     requests: Optional[int] = None
