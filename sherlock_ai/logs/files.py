@@ -7,6 +7,7 @@ import logging.handlers
 import os
 import stat
 import sys
+import threading
 import time
 from typing import Optional, Tuple
 
@@ -38,6 +39,10 @@ class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     #: Seconds between two checks of the path (monotonic clock; one ``stat`` per check).
     check_interval = 1.0
+    # logging's stubs allow None for both: the lock before createLock, which
+    # Handler.__init__ calls, and an encoding not given, which __init__ never passes.
+    lock: threading.RLock
+    encoding: str
 
     def __init__(self, filename: str | os.PathLike[str], maxBytes: int = 0,
                  backupCount: int = 0, encoding: Optional[str] = "utf-8") -> None:

@@ -4,7 +4,7 @@ that logs them."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ..engine.measurement import Measurement
 from ..formatting import format_bytes, format_change, log_safe
@@ -78,7 +78,7 @@ def _kept(texts: Dict[Any, str], figure: Any, text: str) -> str:
     return text
 
 
-def _site_lines(sites: list) -> str:
+def _site_lines(sites: List[Dict[str, Any]]) -> str:
     # Continuation lines of the same record; log_safe keeps a file name from starting a line.
     return "".join(
         f"\n    at {log_safe(s['file'])}:{s['line']}: {format_change(s['size'])}"

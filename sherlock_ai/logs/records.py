@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ..request_id import get_request_id
 
@@ -76,7 +76,7 @@ def current_id(record: logging.LogRecord) -> str:
     return get_request_id() or _escaped_id(record) or NO_REQUEST_ID
 
 
-def _escaped_id(record: logging.LogRecord) -> object:
+def _escaped_id(record: logging.LogRecord) -> Optional[str]:
     """The id of the request an exception logged with ``exc_info`` escaped from, if any."""
     exc_info = record.exc_info
     if exc_info and isinstance(exc_info, tuple):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple, Union
 
 try:
     import fcntl
@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - not on POSIX: each process rotates on 
     fcntl = None  # type: ignore[assignment]
 
 _COUNTER = 8  # bytes: one unsigned 64-bit counter
-_CLOSED = (0,)
+_CLOSED: Tuple[int] = (0,)
 
 
 class RotationLock:
@@ -34,7 +34,7 @@ class RotationLock:
         self._map: Optional[mmap.mmap] = None
         #: The shared rotation counter, ``counter[0]`` (a ``(0,)`` stand-in while closed):
         #: read by every line, so a plain attribute rather than :attr:`generation`'s call.
-        self.counter: Any = _CLOSED
+        self.counter: Union[memoryview, Tuple[int]] = _CLOSED
         self._identity: Optional[Tuple[int, int]] = None
         self.open()
 
@@ -63,7 +63,7 @@ class RotationLock:
     def rotated(self) -> None:
         """Count one rotation (call it while holding the lock)."""
         counter = self.counter
-        if counter is not _CLOSED:
+        if isinstance(counter, memoryview):
             counter[0] = (counter[0] + 1) & 0xFFFFFFFFFFFFFFFF
 
     def moved(self) -> bool:
@@ -86,7 +86,7 @@ class RotationLock:
 
     def close(self) -> None:
         counter, self.counter = self.counter, _CLOSED
-        if counter is not _CLOSED:
+        if isinstance(counter, memoryview):
             counter.release()
         if self._map is not None:
             self._map.close()

@@ -9,9 +9,11 @@ called by ``sherlock_ai()``, adapts what it finds; nothing here imports a server
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
+from types import FrameType
 from typing import Any, Callable, List, Optional
 
 from ..request_id import is_valid_request_id
@@ -50,7 +52,7 @@ def join_servers(file_handlers: List[logging.Handler], request_ids: RequestIdFil
             undo += _uvicorn_console_with_ids(handler, request_ids)
         for handler in file_handlers:
             logger.addHandler(handler)
-            undo.append(lambda logger=logger, handler=handler: logger.removeHandler(handler))
+            undo.append(functools.partial(logger.removeHandler, handler))
     werkzeug = logging.getLogger("werkzeug")
     lines = WerkzeugLines()
     werkzeug.addFilter(lines)
@@ -114,7 +116,7 @@ def _serving_request_id() -> Optional[str]:
     if serving is None:
         return None
     handler_class = serving.WSGIRequestHandler
-    frame = sys._getframe(2)
+    frame: Optional[FrameType] = sys._getframe(2)
     for _ in range(16):
         if frame is None:
             return None

@@ -8,7 +8,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TextIO, Tuple, Union
 
 from ..parameters import check_level
 from . import writer
@@ -67,8 +67,17 @@ class LoggingConfig:
     worker_records: Optional[Union[str, Path]] = ".workers"
 
 
-class _Console(logging.StreamHandler):
+if TYPE_CHECKING:
+    _StreamHandler = logging.StreamHandler[TextIO]
+else:  # subscriptable from Python 3.11
+    _StreamHandler = logging.StreamHandler
+
+
+class _Console(_StreamHandler):
     """The set-up's console (stderr); :meth:`write` is what the line writer calls."""
+
+    # logging's stubs allow None before createLock, which Handler.__init__ calls.
+    lock: threading.RLock
 
     def write(self, text: str) -> None:
         """Write and flush ``text`` (whole lines); a failure is reported as ``emit``'s is."""

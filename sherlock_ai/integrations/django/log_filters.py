@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from types import FrameType
 from typing import Any, Optional
 
 from ...logs.records import RequestIdFilter as _CurrentIdFilter
@@ -54,7 +55,7 @@ def _id_of_request(request: Any) -> Optional[str]:
 def _id_being_served() -> Optional[str]:
     """The id in the environ of the WSGI handler up the stack (Django's development server logs
     its access line from the handler's ``close()``, while its environ is still set)."""
-    frame = sys._getframe(2)
+    frame: Optional[FrameType] = sys._getframe(2)
     for _ in range(_FRAMES):
         if frame is None:
             return None
