@@ -10,7 +10,10 @@ import os
 import re
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard  # in typing from Python 3.10
 
 #: The current request id (``""`` outside any request). Integrations set it with a token and
 #: reset it right after the work it belongs to; user code calls the functions below.
@@ -61,7 +64,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def is_valid_request_id(value: object) -> bool:
+def is_valid_request_id(value: object) -> TypeGuard[str]:
     """True for 1 to 128 characters of ``[A-Za-z0-9._:-]`` with at least one letter or digit:
     safe to log and echo as is, and never mistaken for ``-`` (no request)."""
     return isinstance(value, str) and _VALID.fullmatch(value) is not None

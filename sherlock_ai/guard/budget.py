@@ -39,6 +39,7 @@ class Budgets:
         if budget is None:
             return None
         change = m.rss_change
+        measured: Optional[int]
         if m.traced_peak is not None:
             measured, measure = m.traced_peak, "traced_peak"
         elif rss_peak is not None and m.rss is not None and change is not None:

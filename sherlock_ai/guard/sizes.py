@@ -70,7 +70,7 @@ def check_on_rss_limit(action: object, rss_limit: object) -> str:
                          f"got {action!r}")
     if action != "log" and rss_limit is None:
         raise ValueError(f"on_rss_limit={action!r} needs rss_limit (bytes, '800MB' or '80%')")
-    return action  # type: ignore[return-value]
+    return action
 
 
 def check_shed_timeout(value: object) -> Optional[float]:

@@ -30,7 +30,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, TypedDict, Union
 
 from celery import signals
 
@@ -361,7 +361,7 @@ class CeleryInstrumentation:
             headers = getattr(request, "headers", None)
             carried = headers.get(HEADER) if isinstance(headers, dict) else None
         if is_valid_request_id(carried):
-            return carried  # type: ignore[no-any-return]
+            return carried
         current = request_id_var.get()
         if current and getattr(request, "is_eager", False):
             return current
@@ -494,7 +494,7 @@ def _tell_deaths_of_children(pool: Any) -> None:
     os.environ[recorder.SUPERVISOR_ENV] = str(os.getpid())
 
 
-def _tell_reaped(before: list, after: list, told_by: str) -> None:
+def _tell_reaped(before: List[Any], after: List[Any], told_by: str) -> None:
     """Tell the deaths of the children of ``before`` that are not in ``after`` (reaped)."""
     from ..deaths.telling import tell_child_death
 

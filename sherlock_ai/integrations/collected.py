@@ -55,7 +55,8 @@ class _Waiter:
         self.done.set()
 
 
-def end_when_collected(body: object, finish: Callable[[], None]) -> weakref.finalize:
+def end_when_collected(body: object, finish: Callable[[], None]
+                       ) -> weakref.finalize[[Callable[[], None]], object]:
     """Call ``finish`` soon after ``body`` is garbage collected (on the finisher thread), or at
     interpreter exit; ``TypeError`` when ``body`` takes no weak reference. Called by a request
     when it hands ``body`` to the server: when the finisher is behind, that request finishes

@@ -20,7 +20,7 @@ from .conf import SherlockSettings, read_settings
 from .middleware import APP, APP_LABEL, MIDDLEWARE_PATH, Serving
 
 
-class SherlockConfig(AppConfig):
+class SherlockConfig(AppConfig):  # type: ignore[misc]  # Any: Django ships no type hints
     """Reads ``settings.SHERLOCK_AI`` at start-up (again when a test overrides it)."""
 
     name = APP

@@ -142,7 +142,7 @@ class SherlockMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         opened = self._open(request)
         if opened is None:
-            return await self.get_response(request)  # type: ignore[no-any-return]
+            return await self.get_response(request)
         if not isinstance(opened, DjangoRequest):
             return opened
         tokens = opened.enter()

@@ -18,6 +18,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Optional, Tuple
 
 from ...engine.requests import OpenRequest
+from ...engine.span import Span
 from ...request_id import request_id_var
 from ...safety import report_internal_error
 from ..collected import end_when_collected
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .middleware import Serving
 
 CLOSED_EARLY = CLIENT_DISCONNECTED + " (the server closed the response before its end)"
-Tokens = Tuple[Optional[Token], Token]
+Tokens = Tuple[Optional[Token[Optional[Span]]], Token[str]]
 
 
 class DjangoRequest(MeasuredRequest):
@@ -49,7 +50,7 @@ class DjangoRequest(MeasuredRequest):
         self.request = request
         self.request_id = request_id
         self.streamed = self.exhausted = self._done = False
-        self._finalizer: Optional[weakref.finalize] = None
+        self._finalizer: Optional[weakref.finalize[[Callable[[], None]], object]] = None
         self.context = context = contextvars.copy_context()
         context.run(request_id_var.set, request_id)
         method = request_method(request.method)
@@ -158,7 +159,7 @@ class DjangoRequest(MeasuredRequest):
         if func is not None and not hasattr(func, "view_class"):
             view_class = getattr(func, "cls", None)
             if inspect.isclass(view_class):
-                return view_class  # type: ignore[return-value]
+                return view_class
         return func
 
 
