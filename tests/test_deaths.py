@@ -231,6 +231,25 @@ def test_the_json_line_carries_the_death_as_fields(tmp_path):
     assert line["message"].startswith(f"WORKER DIED | pid {pid} | unknown | in flight: ")
 
 
+def test_the_death_line_reaches_the_set_ups_files_after_an_apps_dict_config(tmp_path):
+    pid = killed_child(tmp_path)
+    # The root logger gets the app's own handlers, as with Django's LOGGING.
+    code = (
+        "import logging.config, sys, sherlock_ai\n"
+        "from pathlib import Path\n"
+        "from sherlock_ai.deaths.watch import look\n"
+        "sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(logs_dir=sys.argv[1], "
+        "console_enabled=False, worker_records=None))\n"
+        "logging.config.dictConfig({'version': 1, 'handlers': {'null': "
+        "{'class': 'logging.NullHandler'}}, 'root': {'handlers': ['null']}})\n"
+        "look(Path(sys.argv[1]) / '.workers', {}, 'the test')\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (line,) = died_lines(tmp_path, "app.log")
+    assert f"WORKER DIED | pid {pid} | unknown | in flight: POST /upload " in line
+
+
 def test_prometheus_counts_deaths_by_cause(tmp_path):
     killed_child(tmp_path)
     registry = CollectorRegistry()

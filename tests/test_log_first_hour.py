@@ -141,6 +141,32 @@ def test_an_apps_dict_config_before_the_set_up_keeps_every_line(tmp_path):
     assert len(memory_lines(result.stderr)) == 1
 
 
+def test_event_lines_after_an_apps_dict_config_reach_the_set_ups_files(tmp_path):
+    # A dictConfig that gives the root logger its own handlers, as Django's LOGGING does:
+    # the set-up's file of every record is no longer on any logger.
+    result = run(textwrap.dedent("""
+        import logging, logging.config, sherlock_ai
+        from sherlock_ai.guard.events import BudgetEvent, tell
+        from sherlock_ai.leaks.criteria import Estimate
+        from sherlock_ai.leaks.suspects import SuspectBook
+        sherlock_ai.sherlock_ai()
+        logging.config.dictConfig({
+            "version": 1,
+            "handlers": {"console": {"class": "logging.StreamHandler",
+                                     "stream": "ext://sys.stdout"}},
+            "root": {"handlers": ["console"], "level": "INFO"},
+        })
+        tell(BudgetEvent("POST /export", "POST", "/export", 200 << 20, 50 << 20, "rss_change"))
+        SuspectBook().update({}, ["POST /thumbnail"], native={
+            0: Estimate(98304.0, 9.0, 500, 49_152_000, 0, 1.0, 5, 1.0)})
+    """), tmp_path)
+    for name in ("app.log", "monitoring.log"):
+        text = (tmp_path / "logs" / name).read_text()
+        assert "WARNING - MEMORY BUDGET | POST /export | +200.00MB > 50.00MB" in text, name
+        assert "WARNING - LEAK SUSPECT | POST /thumbnail | +96.00KB/request" in text, name
+    assert "LEAK SUSPECT | POST /thumbnail" in result.stderr  # the set-up's console
+
+
 def test_an_apps_dict_config_without_set_up_keeps_our_lines_on_its_root_handler(tmp_path):
     result = run(textwrap.dedent("""
         import logging, logging.config

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import consumers
 from ..formatting import format_bytes, format_change, log_safe
+from ..logs import writer
 from ..request_id import is_valid_request_id
 from ..safety import internal_errors
 from .cgroup import oom_kills
@@ -225,12 +226,8 @@ def tell_child_death(pid: int, told_by: str, *, signal: Optional[int] = None,
 def log_death(death: WorkerDeath) -> None:
     """The ``WORKER DIED`` line on ``MonitoringLogger`` (its record's ``process`` is the dead
     process's pid, as the JSON line's ``pid``)."""
-    if not _logger.isEnabledFor(logging.WARNING):
-        return
-    record = _logger.makeRecord(_logger.name, logging.WARNING, __file__, 0, death.message(),
-                                (), None, extra={"sherlock": death})
-    record.process = death.pid
-    _logger.handle(record)
+    writer.current.write_event(_logger, logging.WARNING, death.message(), event=death,
+                               pid=death.pid)
 
 
 def _prune(folder: Path) -> None:

@@ -10,9 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from ..consumers import registry
 from ..formatting import format_bytes, format_change, log_safe
-from ..logs.records import NO_REQUEST_ID
+from ..logs import writer
 from ..logs.schema import MEASURE_LABELS, MEMORY_BUDGET, MEMORY_LIMIT
-from ..request_id import request_id_var
 
 _logger = logging.getLogger("MonitoringLogger")
 
@@ -121,10 +120,5 @@ def tell(event: Any) -> None:
     """Log ``event``'s line (``ShedEvent`` has none) and hand it to the consumers."""
     if not isinstance(event, ShedEvent):
         level = event.level if isinstance(event, LimitEvent) else logging.WARNING
-        if _logger.isEnabledFor(level):
-            record = _logger.makeRecord(_logger.name, level, "sherlock_ai", 0, event.message(),
-                                        (), None, extra={"sherlock": event})
-            # The current request's id whatever the record factory, as on the MEMORY lines.
-            record.request_id = request_id_var.get() or NO_REQUEST_ID
-            _logger.handle(record)
+        writer.current.write_event(_logger, level, event.message(), event=event)
     registry.memory_event(event)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, FrozenSet, Mapping, Optional, U
 
 from ..engine.rss import current_rss
 from ..formatting import format_bytes
+from ..logs import writer
 from ..safety import report_internal_error
 from .budget import Budgets
 from .events import ShedEvent, tell
@@ -38,12 +39,18 @@ SHED_HEADERS = (("Content-Type", "text/plain; charset=utf-8"),
 _window: ContextVar[Optional[Window]] = ContextVar("sherlock_ai_rss_peak_window", default=None)
 
 
+def _say(level: int, message: str, *args: object) -> None:
+    """One of the guard's own lines (``message % args``) on ``MonitoringLogger``."""
+    writer.current.write_event(_logger, level, message, args)
+
+
 def _rss_peaks() -> Optional[PeakWindows]:
     """The process's peak windows, or ``None`` (said once) where the mark cannot be reset."""
     why = peak_windows.available()
     if why is None:
         return peak_windows
-    _logger.warning(
+    _say(
+        logging.WARNING,
         "sherlock_ai memory guard: this system does not let a process reset its peak RSS "
         "(Linux's /proc/self/clear_refs; %s), so memory_budget compares each request's RSS "
         "change, which misses memory a request frees before it ends; trace_malloc=True "
@@ -85,10 +92,11 @@ class MemoryGuard:
         elif rss_limit is not None:
             self.limit = rss_limit
         start_rss = current_rss() if self.limit is not None else None
-        if start_rss is not None and start_rss > self.limit:  # type: ignore[operator]
+        if start_rss is not None and self.limit is not None and start_rss > self.limit:
             # Every fresh worker would cross it at its first request: recycling would only
             # churn workers, shedding would refuse every request from the start.
-            _logger.warning(
+            _say(
+        logging.WARNING,
                 "sherlock_ai memory guard: rss_limit %s is below this process's RSS at set-up "
                 "(%s): every request will find it crossed%s; raise rss_limit",
                 format_bytes(self.limit), format_bytes(start_rss),
@@ -99,7 +107,8 @@ class MemoryGuard:
             self.supervisor = find_supervisor()
         if self.action == "recycle" and self.supervisor is None:
             self.action = "log"
-            _logger.warning(
+            _say(
+        logging.WARNING,
                 "sherlock_ai memory guard: on_rss_limit='recycle' needs a server that "
                 "replaces a worker that exits (gunicorn, uvicorn with --workers, or Celery's "
                 "prefork pool); none "
@@ -134,7 +143,7 @@ class MemoryGuard:
             report_internal_error("memory guard routes", exc)
             return
         if problem is not None:
-            _logger.error("sherlock_ai memory guard: %s", problem)
+            _say(logging.ERROR, "sherlock_ai memory guard: %s", problem)
 
     @property
     def draining(self) -> bool:

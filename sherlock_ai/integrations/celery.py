@@ -39,6 +39,7 @@ from ..deaths import recorder
 from ..engine.measurement import RETRY
 from ..engine.requests import OpenRequest, RequestMeter
 from ..guard.sizes import Share, check_on_rss_limit, check_rss_limit, parse_size
+from ..logs import writer
 from ..logs.lines import safe_name
 from ..logs.records import install_request_id_factory
 from ..parameters import check_flag, check_known, check_min_duration
@@ -311,11 +312,12 @@ class CeleryInstrumentation:
             restore_files()
             if isinstance(loglevel, int) and loglevel > self.line_level:
                 # Reported, not changed: the level is the worker's choice for its console too.
-                _logger.warning(
+                writer.current.write_event(
+                    _logger, logging.WARNING,
                     "sherlock_ai: the Celery worker's log level (%s) drops the %s MEMORY lines "
                     "of its tasks; start it with --loglevel %s",
-                    logging.getLevelName(loglevel), logging.getLevelName(self.line_level),
-                    logging.getLevelName(self.line_level))
+                    (logging.getLevelName(loglevel), logging.getLevelName(self.line_level),
+                     logging.getLevelName(self.line_level)))
 
     def after_setup_task_logger(self, logger: Optional[logging.Logger] = None,
                                 **_: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..engine.heap import Site, site_path
 from ..formatting import format_bytes, log_safe
+from ..logs import writer
 from ..logs.lines import MONITORING_LOGGER
 from ..logs.schema import NATIVE, NATIVE_NOTE, NOT_ATTRIBUTABLE, PYTHON, SHARED_BY
 from .criteria import Estimate
@@ -152,7 +153,8 @@ class SuspectBook:
             logged = self._logged.get(key)
             if logged is None or abs(suspect.per_request - logged) > _REPEAT_CHANGE * logged:
                 self._logged[key] = suspect.per_request
-                _logger.warning(suspect.message(), extra={"sherlock": suspect})
+                writer.current.write_event(_logger, logging.WARNING, suspect.message(),
+                                           event=suspect)
         self.suspects = suspects
 
     def ordered(self) -> List[LeakSuspect]:

@@ -1,5 +1,8 @@
-"""How sherlock_ai's own lines (MEMORY, PERFORMANCE, RESOURCES) reach their readers: one
-writer, chosen when the configuration is made, never guessed again per line.
+"""How sherlock_ai's own lines reach their readers: one writer, chosen when the configuration
+is made, never guessed again per line. A measurement's line (MEMORY, PERFORMANCE,
+RESOURCES) goes through :meth:`~ToFiles.write`; every other line of ours (LEAK SUSPECT, the
+memory guard's, WORKER DIED, the integrations' warnings) through :meth:`~ToFiles.write_event`,
+rendered by the set-up's formatter.
 
 - **Without a set-up** (``sherlock_ai()`` not called): :class:`ToLogging`. Each line is a
   record of ``MonitoringLogger`` or ``PerformanceLogger``, handed to the handlers of
@@ -23,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Tuple
 
 from ..engine.measurement import Measurement
 from ..request_id import request_id_var
@@ -39,6 +42,15 @@ if TYPE_CHECKING:
                   measurement: Optional[Measurement]) -> None: ...
 
         def skipped(self, logger: logging.Logger) -> None: ...
+
+        def write_event(self, logger: logging.Logger, level: int, message: str,
+                        args: Tuple[object, ...] = (), event: Optional[Event] = None,
+                        pid: Optional[int] = None) -> None: ...
+
+    class Event(Protocol):
+        """What an event line carries as ``record.sherlock``: its fields for JSON lines."""
+
+        def as_dict(self) -> Dict[str, Any]: ...
 
 #: Where a line takes its time stamp (``LogRecord`` takes ``time.time()`` too).
 clock = time.time
@@ -80,6 +92,24 @@ def make_record(logger: logging.Logger, level: int, message: str, fields: LineFi
     record = logging.getLogRecordFactory()(
         logger.name, level, "sherlock_ai", 0, message, (), None, fields[1])
     record.sherlock = measurement if measurement is not None else measurement_of(level, fields)
+    if not hasattr(record, "request_id"):
+        record.request_id = request_id_var.get() or NO_REQUEST_ID
+    return record
+
+
+def make_event_record(logger: logging.Logger, level: int, message: str,
+                      args: Tuple[object, ...], event: Optional[Event], pid: Optional[int]
+                      ) -> logging.LogRecord:
+    """An event line as a record made by logging's record factory: ``record.sherlock`` is
+    ``event`` (its fields in a JSON line), ``record.process`` is ``pid`` when given (the pid
+    the line is about, such as a dead worker's) and ``record.request_id`` is the request's
+    whatever the factory."""
+    record = logging.getLogRecordFactory()(
+        logger.name, level, "sherlock_ai", 0, message, args, None, None)
+    if event is not None:
+        record.sherlock = event
+    if pid is not None:
+        record.process = pid
     if not hasattr(record, "request_id"):
         record.request_id = request_id_var.get() or NO_REQUEST_ID
     return record
@@ -134,6 +164,19 @@ class ToLogging:
             if last is not None and level >= last.level:
                 last.handle(record)
 
+
+    @staticmethod
+    def write_event(logger: logging.Logger, level: int, message: str,
+                    args: Tuple[object, ...] = (), event: Optional[Event] = None,
+                    pid: Optional[int] = None) -> None:
+        """Hand an event line (``message % args``) to ``logging``'s handlers, as
+        ``logger.log`` would; ``event`` and ``pid``: see :func:`make_event_record`."""
+        if logger.isEnabledFor(level):
+            record = make_event_record(logger, level, message, args, event, pid)
+            if not handle(logger, record):
+                last = logging.lastResort
+                if last is not None and level >= last.level:
+                    last.handle(record)
 
     @staticmethod
     def skipped(logger: logging.Logger) -> None:
@@ -257,6 +300,28 @@ class ToFiles:
                             write_bytes(data, now)
         if self.pass_to_logging:
             handle(logger, make_record(logger, level, message, fields, measurement), self.ours)
+
+    def write_event(self, logger: logging.Logger, level: int, message: str,
+                    args: Tuple[object, ...] = (), event: Optional[Event] = None,
+                    pid: Optional[int] = None) -> None:
+        """Write an event line (``message % args``) to the set-up's outputs of ``logger``,
+        formatted by the set-up's formatter, and hand it to ``logging`` too when
+        ``pass_to_logging``; ``event`` and ``pid``: see :func:`make_event_record`."""
+        if not logger.isEnabledFor(level):
+            return
+        targets = self.outputs.get(logger.name) or ()
+        with order_lock:
+            record = make_event_record(logger, level, message, args, event, pid)
+            try:
+                text = self.formatter.format(record) + "\n" if targets else ""
+            except Exception as exc:  # noqa: BLE001 - the line is lost, and said so
+                report_internal_error("rendering a log line", exc)
+                text = ""
+            for handler, _ in targets:
+                if level >= handler.level and text:
+                    handler.write(text)  # type: ignore[attr-defined]
+        if self.pass_to_logging:
+            handle(logger, record, self.ours)
 
 
 #: The writer of this process's lines (:func:`use` replaces it).
