@@ -21,6 +21,7 @@ import sys
 import tracemalloc
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
+from ..bounded import BoundedCache
 from ..formatting import log_safe
 
 #: ``(filename, line number)`` of an allocating line.
@@ -39,8 +40,7 @@ _FROZEN_IMPORT = ("<frozen importlib.", "<frozen zipimport>")
 
 USER, IMPORT_MACHINERY, MONITORING = 0, 1, 2
 # Filenames seen in tracebacks are few (one per module); the verdict is cached per name.
-_kinds: Dict[str, int] = {}
-_KIND_CACHE_LIMIT = 4096
+_kinds: BoundedCache[str, int] = BoundedCache()
 
 
 def file_kind(filename: str) -> int:
@@ -55,12 +55,11 @@ def file_kind(filename: str) -> int:
             kind = IMPORT_MACHINERY
         else:
             kind = USER
-        if len(_kinds) < _KIND_CACHE_LIMIT:
-            _kinds[filename] = kind
+        _kinds.keep(filename, kind)
     return kind
 
 
-_names: Dict[str, str] = {}
+_names: BoundedCache[str, str] = BoundedCache()
 
 
 def site_path(filename: str) -> str:
@@ -83,9 +82,7 @@ def site_path(filename: str) -> str:
                 best = prefix
         if best:
             name = path[len(best):].replace(os.sep, "/")
-    if len(_names) < _KIND_CACHE_LIMIT:
-        _names[filename] = name
-    return name
+    return _names.keep(filename, name)
 
 
 def allocation_site(traceback: tracemalloc.Traceback) -> Optional[Site]:

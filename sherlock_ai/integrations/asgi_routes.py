@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, FrozenSet, List, MutableMapping, Optional, Tuple
 
+from ..bounded import BoundedCache
 from .measured import UNMATCHED_ROUTE, BoundedNames
 
 Scope = MutableMapping[str, Any]
@@ -19,11 +20,12 @@ class RouteNames:
 
     def __init__(self) -> None:
         self._names = BoundedNames()
-        self._mounts: Dict[Tuple[int, str], Tuple[Optional[str], Any]] = {}
-        self._routes: Dict[Tuple[int, int], Any] = {}
+        self._mounts: BoundedCache[Tuple[int, str], Tuple[Optional[str], Any]] = \
+            BoundedCache(_CACHE_LIMIT)
+        self._routes: BoundedCache[Tuple[int, int], Any] = BoundedCache(_CACHE_LIMIT)
         # id(route) -> (route, name) for routes matched outside any mount: the common case in
         # one dict lookup. The route is kept and compared, so a reused id never misnames.
-        self._plain: Dict[int, Tuple[Any, str]] = {}
+        self._plain: BoundedCache[int, Tuple[Any, str]] = BoundedCache(_CACHE_LIMIT)
 
     def template(self, scope: Scope, root_path: str) -> str:
         """The log-safe route template of a request that ended: Starlette's routers leave the
@@ -51,8 +53,8 @@ class RouteNames:
         if not isinstance(path, str):
             return UNMATCHED_ROUTE
         name = self._names.safe(path)
-        if mounted == root_path and route is scope.get("route") and len(self._plain) < _CACHE_LIMIT:
-            self._plain[id(route)] = (route, name)
+        if mounted == root_path and route is scope.get("route"):
+            self._plain.keep(id(route), (route, name))
         return name
 
     def _route_of(self, scope: Scope) -> Any:
@@ -65,9 +67,7 @@ class RouteNames:
             return found
         candidates = _routes_with_endpoint(getattr(router, "routes", ()), endpoint)
         if len(candidates) == 1:
-            if len(self._routes) < _CACHE_LIMIT:
-                self._routes[key] = candidates[0]
-            return candidates[0]
+            return self._routes.keep(key, candidates[0])
         for candidate in candidates:
             matches = getattr(candidate, "matches", None)
             if matches is not None and matches(scope)[0].name == "FULL":
@@ -79,9 +79,7 @@ class RouteNames:
         key = (id(router), concrete)
         found = self._mounts.get(key)
         if found is None:
-            found = _walk_mounts(getattr(router, "routes", ()), concrete)
-            if len(self._mounts) < _CACHE_LIMIT:
-                self._mounts[key] = found
+            found = self._mounts.keep(key, _walk_mounts(getattr(router, "routes", ()), concrete))
         return found
 
 

@@ -20,6 +20,7 @@ import threading
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Tuple
 from urllib.parse import urlsplit
 
+from ..bounded import BoundedCache
 from ..request_id import request_id_var
 from .options import check_header_name
 
@@ -86,7 +87,7 @@ class OutgoingIds:
         hosts = self.allowed_hosts or frozenset()
         self._every_host = "*" in hosts
         self._domains = tuple(h for h in hosts if h.startswith("."))
-        self._decided: Dict[str, bool] = {}
+        self._decided: BoundedCache[str, bool] = BoundedCache(_CACHE_LIMIT)
 
     def allows(self, host: Optional[str]) -> bool:
         """Whether a request to ``host`` (lower case, as URL parsers give it) gets the id."""
@@ -94,9 +95,7 @@ class OutgoingIds:
             return False
         decided = self._decided.get(host)
         if decided is None:
-            decided = self._decide(host)
-            if len(self._decided) < _CACHE_LIMIT:
-                self._decided[host] = decided
+            decided = self._decided.keep(host, self._decide(host))
         return decided
 
     def _decide(self, host: str) -> bool:

@@ -8,6 +8,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 
+from ..bounded import BoundedCache
 from ..engine.measurement import Measurement
 from ..request_id import get_request_id
 from .records import NO_REQUEST_ID
@@ -93,16 +94,9 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-_parts: Dict[Tuple[str, str, int, str, str, str], Tuple[str, str]] = {}
-_keys: Dict[str, str] = {}
-_CACHED = 4096  # entries of the caches above (route names are few; never unbounded)
-
-
-def _cached(cache: Dict[Any, Any], key: Any, text: Any) -> Any:
-    if len(cache) >= _CACHED:
-        cache.clear()
-    cache[key] = text
-    return text
+# Texts kept for the next lines (route names are few; never unbounded).
+_parts: BoundedCache[Tuple[str, str, int, str, str, str], Tuple[str, str]] = BoundedCache()
+_keys: BoundedCache[str, str] = BoundedCache()
 
 
 def json_line(created: float, levelname: str, logger: str, pid: int, message: str,
@@ -120,7 +114,7 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
     key = (levelname, logger, pid, kind, name, status)
     parts = _parts.get(key)
     if parts is None:
-        parts = _cached(_parts, key, (
+        parts = _parts.keep(key, (
             f'"level": {string(levelname)}, "logger": {string(logger)}, "pid": {pid}, ',
             f'"kind": {string(kind)}, "name": {string(name)}, "status": {string(status)}, '))
     # The time stamp of datetime.fromtimestamp(created, utc).isoformat(timespec=
@@ -167,7 +161,7 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
                 if tail is None:
                     return _slow_line(created, levelname, logger, pid, message, request_id,
                                       fields) + end[1:]
-                _cached(_tails, items, tail)
+                _tails.keep(items, tail)
         else:
             tail = _attributes_text(attributes)
             if tail is None:
@@ -181,7 +175,7 @@ def json_line(created: float, levelname: str, logger: str, pid: int, message: st
 
 
 _PLAIN = frozenset((str, int, type(None)))
-_tails: Dict[Tuple[Tuple[Any, Any], ...], str] = {}
+_tails: BoundedCache[Tuple[Tuple[Any, Any], ...], str] = BoundedCache()
 
 
 def _attributes_text(attributes: Dict[str, Any]) -> Optional[str]:
@@ -192,7 +186,7 @@ def _attributes_text(attributes: Dict[str, Any]) -> Optional[str]:
         if type(key) is not str:
             return None
         if key not in _FIXED:
-            quoted = _keys.get(key) or _cached(_keys, key, f", {_string(key)}: ")
+            quoted = _keys.get(key) or _keys.keep(key, f", {_string(key)}: ")
             kind = type(item)
             text += quoted + (_string(item) if kind is str else f"{item}" if kind is int
                               else _value(item))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List
 
+from ..bounded import BoundedCache
 from ..engine.measurement import Measurement
 from ..formatting import format_bytes, format_change, log_safe
 from . import writer
@@ -48,10 +49,10 @@ def memory_line(m: Measurement) -> str:
     # A service's RSS and its changes repeat from request to request: their text is kept.
     current = _size_texts.get(rss)
     if current is None:
-        current = _kept(_size_texts, rss, format_bytes(rss))
+        current = _size_texts.keep(rss, format_bytes(rss))
     change = _change_texts.get(rss_change)
     if change is None:
-        change = _kept(_change_texts, rss_change, format_change(rss_change))
+        change = _change_texts.keep(rss_change, format_change(rss_change))
     line = f"{_MEMORY}{m.name} | {m.status} | {m.duration:.3f}s{_CURRENT}{current}{_CHANGE}{change}"
     if traced is not None:
         line += f" | {TRACED}: {format_bytes(traced)} ({PEAK}: {format_bytes(m.traced_peak)})"
@@ -64,18 +65,9 @@ def memory_line(m: Measurement) -> str:
 
 
 _MEMORY, _CURRENT, _CHANGE = f"{MEMORY} | ", f" | {CURRENT}: ", f" | {CHANGE}: "
-# Figure -> text; equal figures (1024 and 1024.0 too) have the same text. Bounded: cleared
-# when full.
-_size_texts: Dict[Any, str] = {}
-_change_texts: Dict[Any, str] = {}
-_KEPT = 4096
-
-
-def _kept(texts: Dict[Any, str], figure: Any, text: str) -> str:
-    if len(texts) >= _KEPT:
-        texts.clear()
-    texts[figure] = text
-    return text
+# Figure -> text; equal figures (1024 and 1024.0 too) have the same text.
+_size_texts: BoundedCache[Any, str] = BoundedCache()
+_change_texts: BoundedCache[Any, str] = BoundedCache()
 
 
 def _site_lines(sites: List[Dict[str, Any]]) -> str:

@@ -18,8 +18,9 @@ import calendar
 import enum
 import re
 from datetime import datetime
-from typing import Callable, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Callable, FrozenSet, Optional, Tuple, Union
 
+from ..bounded import BoundedCache
 from ..logs.schema import parse_size
 from .checks import NAME_LIMIT, printable, stamp_checked
 
@@ -78,18 +79,15 @@ class FastLines:
                           if f"(?P<{name}>" not in prefix)
         self._text = re.compile(missing + prefix + _MESSAGE, re.S).fullmatch
         self._stamp = stamp
-        self._sizes: Dict[str, Optional[float]] = {}
+        self._sizes: BoundedCache[str, Optional[float]] = BoundedCache(_SIZES_KEPT)
         self._last: Tuple[str, Optional[float]] = ("", None)
-        self._seconds: Dict[str, int] = {}
-        self._hours: Dict[str, int] = {}
+        self._seconds: BoundedCache[str, int] = BoundedCache(_SIZES_KEPT)
+        self._hours: BoundedCache[str, int] = BoundedCache(_SIZES_KEPT)
 
     def size(self, text: str) -> Optional[float]:
         value = self._sizes.get(text)
         if value is None:
-            value = parse_size(text)
-            if len(self._sizes) > _SIZES_KEPT:
-                self._sizes.clear()
-            self._sizes[text] = value
+            value = self._sizes.keep(text, parse_size(text))
         return value
 
     def text(self, line: str, kinds: Optional[FrozenSet[str]], strict: bool = False
@@ -145,11 +143,7 @@ class FastLines:
         hour = whole[:13]
         start = self._hours.get(hour)
         if start is None:
-            start = self._hours[hour] = calendar.timegm(
-                datetime.fromisoformat(hour + ":00:00").timetuple())
-        if len(self._seconds) > _SIZES_KEPT:
-            self._seconds.clear()
-            self._hours.clear()
-        second = self._seconds[whole] = int(stamp_checked(
-            start + int(whole[14:16]) * 60 + int(whole[17:19]))) * 1_000_000
-        return second
+            start = self._hours.keep(hour, calendar.timegm(
+                datetime.fromisoformat(hour + ":00:00").timetuple()))
+        return self._seconds.keep(whole, int(stamp_checked(
+            start + int(whole[14:16]) * 60 + int(whole[17:19]))) * 1_000_000)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple, Union
 
+from ..bounded import BoundedCache
 from ..logs.lines import MONITORING_LOGGER, PERFORMANCE_LOGGER
 from ..logs.schema import KIND_OF_TAG, locate, parse_message, parse_size
 from .checks import (
@@ -311,7 +312,7 @@ class TextLines:
         self.prefix = _prefix_pattern(log_format) if log_format else None
         self.fast = FastLines(self.prefix.pattern if self.prefix else DEFAULT_PREFIX, self.stamp)
         self._second: Tuple[str, float] = ("", 0.0)
-        self._hours: Dict[str, float] = {}
+        self._hours: BoundedCache[str, float] = BoundedCache(10_000)
 
     def parse(self, line: str, kinds: Optional[FrozenSet[str]]) -> Optional[Record]:
         """The record of a line of one of our loggers' own files (the tag found anywhere)."""
@@ -432,9 +433,7 @@ class TextLines:
                 start = time.mktime(time.strptime(hour, "%Y-%m-%d %H"))
             except ValueError:
                 return iso_datetime(text).timestamp()
-            if len(self._hours) > 10_000:
-                self._hours.clear()
-            self._hours[hour] = start
+            self._hours.keep(hour, start)
         return start + int(minute) * 60 + int(second)
 
 
