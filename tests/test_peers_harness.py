@@ -57,9 +57,9 @@ def test_bare_asgi_app_is_wrapped():
 
 
 def test_internal_error_is_seen():
-    from sherlock_ai.integrations import wsgi
+    from sherlock_ai import safety
 
-    wsgi.report_internal_error("a test site", ValueError("boom"))
+    safety.report_internal_error("a test site", ValueError("boom"))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, FrozenSet, Mapping, Optional, U
 from ..engine.rss import current_rss
 from ..formatting import format_bytes
 from ..logs import writer
-from ..safety import report_internal_error
+from ..safety import internal_errors, report_internal_error
 from .budget import Budgets
 from .events import ShedEvent, tell
 from .limits import memory_limit
@@ -137,11 +137,9 @@ class MemoryGuard:
     ) -> None:
         """:meth:`route_problem` with the routes ``find_routes`` returns, at a request, where
         the app had no start-up event to fail: one ERROR line, and the request is served."""
-        try:
+        problem = None
+        with internal_errors:
             problem = self.route_problem(find_routes())
-        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("memory guard routes", exc)
-            return
         if problem is not None:
             _say(logging.ERROR, "sherlock_ai memory guard: %s", problem)
 
@@ -194,12 +192,10 @@ class MemoryGuard:
         """Called while :attr:`shedding`, before a request reaches the app: ``True`` to answer
         it 503 (counted), ``False`` to serve it (RSS is back under the limit; or ``excluded``,
         a path such as ``/health``, while the worker has not shed for ``shed_timeout``)."""
-        try:
+        with internal_errors:  # served
             watermark = self.watermark
             if watermark is None or not watermark.should_shed(excluded, self._in_flight):
                 return False
             tell(ShedEvent(method, route() if callable(route) else route))
             return True
-        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored: serve
-            report_internal_error("memory guard shedding", exc)
-            return False
+        return False

@@ -21,6 +21,7 @@ import asyncio
 import os
 import signal
 import sys
+from types import FrameType
 from typing import Any, Callable, Optional, Tuple
 
 # (name, graceful exit) declared by an integration whose pool replaces this process.
@@ -44,14 +45,14 @@ def declare_supervisor(name: str, exit_after_work: Callable[[], None]) -> None:
 def _uvicorn_worker_child() -> bool:
     # The child's stack starts in uvicorn's Process.target (supervisors/multiprocess.py); the
     # reloader's child starts in Server.run instead and is not restarted when it dies.
-    frame = sys._getframe(1)
+    frame: Optional[FrameType] = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "target":
             owner = frame.f_locals.get("self")
             kind = type(owner)
             if kind.__name__ == "Process" and kind.__module__ == "uvicorn.supervisors.multiprocess":
                 return True
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return False
 
 

@@ -29,11 +29,12 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from types import MappingProxyType
+from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, TypedDict, Union
 
 from celery import signals
 
+from ..bounded import BoundedCache
 from ..consumers import registry
 from ..deaths import recorder
 from ..engine.measurement import RETRY
@@ -180,10 +181,8 @@ class _ProcessState:
         """Start measuring the run of task ``name`` (in flight in the process's record as
         ``TASK {name}`` with the current request id)."""
         if self.lease is not None:
-            try:
+            with internal_errors:  # the run goes on without tracing
                 self.lease.hold(self)
-            except Exception as exc:  # noqa: BLE001 - the run goes on without tracing
-                report_internal_error("tracemalloc lease", exc)
         return self.meter.open("TASK", name)
 
 
@@ -241,7 +240,7 @@ class CeleryInstrumentation:
         #: The level of a successful run's MEMORY line.
         self.line_level = logging.INFO
         self._lock = threading.Lock()
-        self._names: Dict[str, str] = {}
+        self._names: BoundedCache[str, str] = BoundedCache(1024)
         self._receivers = (
             (signals.before_task_publish, self.before_task_publish),
             (signals.worker_process_init, self.worker_process_init),
@@ -288,12 +287,10 @@ class CeleryInstrumentation:
             headers[HEADER] = request_id  # a plain dict store: nothing here can fail
 
     def worker_process_init(self, **_: Any) -> None:
-        try:
+        with internal_errors:  # the worker runs on; its tasks unmeasured
             if self.options.on_rss_limit == "recycle":
                 _declare_prefork_child()
             self.state()
-        except Exception as exc:  # noqa: BLE001 - the worker runs on; its tasks unmeasured
-            report_internal_error("celery worker_process_init", exc)
 
     def worker_process_shutdown(self, **_: Any) -> None:
         # A prefork child leaves through os._exit (no atexit): its record is closed here, or
@@ -329,14 +326,12 @@ class CeleryInstrumentation:
     def task_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
         if task is None or getattr(task, "app", None) is not self.app:
             return
-        try:
+        with internal_errors:  # the task runs unmeasured
             request = task.request
             name = self._name(getattr(task, "name", None))
             run = TaskRun(self.state(), name, str(task_id), self._request_id(request),
                           getattr(task, "run", None))
             setattr(request, _ATTRIBUTE, run)
-        except Exception as exc:  # noqa: BLE001 - the task runs unmeasured
-            report_internal_error("celery task_prerun", exc)
 
     def task_failure(self, sender: Any = None, exception: Optional[BaseException] = None,
                      **_: Any) -> None:
@@ -348,11 +343,9 @@ class CeleryInstrumentation:
         run = _run_of(task)
         if run is None:
             return
-        try:
+        with internal_errors:
             delattr(task.request, _ATTRIBUTE)
             run.end(state)
-        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("celery task_postrun", exc)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -383,9 +376,7 @@ class CeleryInstrumentation:
             return "<unnamed>"
         safe = self._names.get(name)
         if safe is None:
-            safe = safe_name(name)
-            if len(self._names) < 1024:
-                self._names[name] = safe
+            safe = self._names.keep(name, safe_name(name))
         return safe
 
 
@@ -457,12 +448,12 @@ def _billiard_worker() -> Any:
     ``worker_process_init`` (``Worker.__call__`` -> ``after_fork`` -> the initializer)."""
     from billiard.pool import Worker  # Celery's own pool library (celery's asynpool subclasses it)
 
-    frame = sys._getframe(1)
+    frame: Optional[FrameType] = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, Worker):
             return owner
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 

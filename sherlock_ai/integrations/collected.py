@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import Callable, Optional
 
-from ..safety import report_internal_error
+from ..safety import internal_errors
 
 #: How many collected bodies may wait for the finisher before requests help it.
 MAX_WAITING = 1000
@@ -117,10 +117,8 @@ def _collected(finish: Callable[[], None]) -> None:
 
 
 def _run(finish: Callable[[], None]) -> None:
-    try:
+    with internal_errors:
         finish()
-    except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-        report_internal_error("unclosed response", exc)
 
 
 def _finisher() -> None:

@@ -15,7 +15,7 @@ except ImportError as _exc:
     raise missing_extra(_exc, __name__) from _exc
 
 from ..formatting import exception_summary
-from ..safety import report_internal_error
+from ..safety import internal_errors
 from .keys import ENDPOINT_KEY, ERROR_KEY, ROUTE_KEY, STREAMED_KEY
 from .options import RequestKeywords, RequestOptions, resolve_options
 from .wsgi import Environ, SherlockWSGIMiddleware, StartResponse
@@ -149,14 +149,10 @@ def _hand_route_to_middleware(exc: Optional[BaseException]) -> None:
     if exc is not None:
         # Its text, not the exception: the frames of its traceback reach the response body,
         # and a body the server never closes must stay collectable to end its measurement.
-        try:
+        with internal_errors:
             environ[ERROR_KEY] = exception_summary(exc)
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("flask error summary", internal)
 
 
 def _hand_streaming_to_middleware(sender: Flask, response: Any, **extra: Any) -> None:
-    try:
+    with internal_errors:
         request.environ[STREAMED_KEY] = bool(response.is_streamed)
-    except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-        report_internal_error("flask response kind", internal)

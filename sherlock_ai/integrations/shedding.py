@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, List, MutableMapping, Optional
 
 from ..guard import SHED_BODY, SHED_HEADERS
-from ..safety import report_internal_error
+from ..safety import internal_errors
 from .measured import UNMATCHED_ROUTE
 
 _STATUS = "503 Service Unavailable"
@@ -41,12 +41,10 @@ def shed_route(scope: MutableMapping[str, Any]) -> str:
     """The route template Starlette's router would match for ``scope`` (its app is in the
     scope before routing), else ``<unmatched>``; only shed requests pay for the lookup."""
     router = getattr(scope.get("app"), "router", None)
-    try:
+    with internal_errors:  # a router we do not know: no route label
         for route in getattr(router, "routes", ()):
             match, _ = route.matches(scope)
             if getattr(match, "name", "") == "FULL":
                 path = getattr(route, "path", None)
                 return path if isinstance(path, str) else UNMATCHED_ROUTE
-    except Exception as exc:  # noqa: BLE001 - a router we do not know: no route label
-        report_internal_error("shed route", exc)
     return UNMATCHED_ROUTE

@@ -35,7 +35,7 @@ from typing import (
 
 from ..formatting import exception_summary
 from ..request_id import request_id_var
-from ..safety import report_internal_error
+from ..safety import internal_errors
 from .collected import end_when_collected
 from .keys import ENDPOINT_KEY, ERROR_KEY, REQUEST_ID_KEY, ROUTE_KEY, STREAMED_KEY
 from .measured import (
@@ -181,11 +181,9 @@ class WSGIRequest(MeasuredRequest):
         except BaseException as exc:
             self.end(exc)
             raise
-        try:
+        in_full = file_body = False
+        with internal_errors:  # e.g. a hostile __instancecheck__
             in_full, file_body = self._body_kind(body)
-        except Exception as internal:  # noqa: BLE001 - e.g. a hostile __instancecheck__
-            report_internal_error("wsgi body kind", internal)
-            in_full = file_body = False
         if in_full:
             self.end(None)
             return body
@@ -260,12 +258,11 @@ class WSGIRequest(MeasuredRequest):
         if self._finalizer is not None:
             self._finalizer.detach()
         environ = self.environ
-        try:
-            self.method = request_method(environ.get("REQUEST_METHOD"))
-            route = self.middleware.route_name(environ)
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("wsgi request name", internal)
-            self.method, route = OTHER_METHOD, UNMATCHED_ROUTE
+        method, route = OTHER_METHOD, UNMATCHED_ROUTE
+        with internal_errors:
+            method, route = (request_method(environ.get("REQUEST_METHOD")),
+                             self.middleware.route_name(environ))
+        self.method = method
         if exc is None and self.status is not None and self.status >= 500:
             cause = environ.get(ERROR_KEY)
             if isinstance(cause, BaseException):

@@ -14,7 +14,7 @@ from django.core.signals import got_request_exception, setting_changed
 
 from ...formatting import exception_summary
 from ...logs.setup import SherlockAI
-from ...safety import report_internal_error
+from ...safety import internal_errors
 from ..keys import ERROR_KEY, REQUEST_ID_KEY
 from .conf import SherlockSettings, read_settings
 from .middleware import APP, APP_LABEL, MIDDLEWARE_PATH, Serving
@@ -89,10 +89,8 @@ def note_exception(sender: Any, request: Any = None, **_: Any) -> None:
         return
     exc = sys.exc_info()[1]
     if exc is not None:
-        try:
+        with internal_errors:
             meta[ERROR_KEY] = exception_summary(exc)
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("django exception summary", internal)
 
 
 def check_middleware(app_configs: Any = None, **_: Any) -> List[checks.CheckMessage]:

@@ -4,7 +4,7 @@ so Django never switches modes because of it."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
@@ -13,9 +13,10 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, resolve
 
+from ...bounded import BoundedCache
 from ...guard import SHED_BODY, SHED_HEADERS
 from ...logs.lines import safe_name
-from ...safety import report_internal_error
+from ...safety import internal_errors
 from ..keys import REQUEST_ID_KEY
 from ..measured import CLIENT_DISCONNECTED, UNMATCHED_ROUTE, request_method
 from ..options import RequestOptions
@@ -44,7 +45,7 @@ class Serving:
         # Neither excluded paths nor a guard to ask: each request goes straight to its
         # measurement.
         self.plain = policy.exclude_paths.empty and policy.guard is None
-        self._names: Dict[str, str] = {}
+        self._names: BoundedCache[str, str] = BoundedCache(_NAMES_LIMIT)
 
     def open(self, request: HttpRequest) -> Union[DjangoRequest, HttpResponse]:
         """The request's :class:`DjangoRequest`, or the 503 of a request the memory guard sheds."""
@@ -73,9 +74,7 @@ class Serving:
         name = self._names.get(route)
         if name is None:
             path = route[1:] if route.startswith("^") else route
-            name = safe_name(path if path.startswith("/") else "/" + path)
-            if len(self._names) < _NAMES_LIMIT:
-                self._names[route] = name
+            name = self._names.keep(route, safe_name(path if path.startswith("/") else "/" + path))
         return name
 
     def shed_route(self, request: HttpRequest) -> str:
@@ -162,11 +161,9 @@ class SherlockMiddleware:
     def _open(self, request: HttpRequest) -> Union[DjangoRequest, HttpResponse, None]:
         """The request's DjangoRequest (or the guard's 503); ``None`` when opening it failed: the
         request is then served unmeasured."""
-        try:
+        with internal_errors:
             return self._app.serving.open(request)
-        except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error("django request start", internal)
-            return None
+        return None
 
     @property
     def leak_watch(self) -> Optional[Any]:
