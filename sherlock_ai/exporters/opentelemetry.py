@@ -23,6 +23,7 @@ import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._extras import missing_extra
+from ..bounded import BoundedCache
 
 try:
     from opentelemetry import metrics, trace
@@ -31,8 +32,8 @@ except ImportError as _exc:
 
 from ..consumers import Consumer
 from ..engine.measurement import Measurement
-from ..safety import report_internal_error
-from .labels import status_class
+from ..safety import internal_errors
+from .labels import TaskNames, status_class
 
 ATTRIBUTE_PREFIX = "sherlock.memory."
 NO_TRACE = "-"
@@ -115,12 +116,13 @@ class OpenTelemetryExporter(Consumer):
                     description="Most Python memory the task run had allocated at once "
                                 "(tracemalloc); only with trace_malloc."),
             }
-        # (task name, status) -> the task histograms' attributes; names beyond the limit
-        # share one.
+        self._task_names = TaskNames()
+        # (task label, status) -> the task histograms' attributes.
         self._task_labels: Dict[Tuple[str, str], Dict[str, str]] = {}
         # (method, route, status code) -> the histograms' attributes, built once per key and
         # shared by its requests (the SDK copies what it keeps).
-        self._labels: Dict[Tuple[Any, ...], Dict[str, str]] = {}
+        self._labels: BoundedCache[Tuple[Any, ...], Dict[str, str]] = \
+            BoundedCache(_LABELS_CACHE)
         #: The histograms count every request, logged or not.
         self.wants_all = self._histograms is not None
         if span_attributes:
@@ -147,33 +149,33 @@ class OpenTelemetryExporter(Consumer):
             labels = self._labels.get(key)
             if labels is None:
                 labels = self._labels_of(key)
-            histograms["duration"].record(m.duration, labels)
-            if m.rss_change is not None:
-                histograms["rss_growth"].record(max(m.rss_change, 0), labels)
-            if m.traced_peak is not None:
-                histograms["traced_peak"].record(m.traced_peak, labels)
+            _record(histograms["duration"], histograms["rss_growth"], histograms["traced_peak"],
+                    m, labels)
 
     def _task_finished(self, histograms: Dict[str, Any], task: str, m: Measurement) -> None:
-        key = (task, m.status)
+        key = (self._task_names.label(task), m.status)
         labels = self._task_labels.get(key)
         if labels is None:
-            if len(self._task_labels) >= _LABELS_CACHE:
-                key = ("<other tasks>", m.status)
             labels = self._task_labels.setdefault(key, {"task": key[0], "status": key[1]})
-        histograms["task_duration"].record(m.duration, labels)
-        if m.rss_change is not None:
-            histograms["task_rss_growth"].record(max(m.rss_change, 0), labels)
-        if m.traced_peak is not None:
-            histograms["task_traced_peak"].record(m.traced_peak, labels)
+        _record(histograms["task_duration"], histograms["task_rss_growth"],
+                histograms["task_traced_peak"], m, labels)
 
     def _labels_of(self, key: Tuple[Any, ...]) -> Dict[str, str]:
         """The histograms' attributes for ``key``, kept for the next requests."""
         labels = {"http.request.method": key[0], "http.route": key[1],
                   "status_class": status_class(key[2])}
-        if len(self._labels) < _LABELS_CACHE:
-            self._labels[key] = labels  # a plain dict store: atomic under the GIL
-        return labels
+        return self._labels.keep(key, labels)
 
+
+
+def _record(duration: Any, rss_growth: Any, traced_peak: Any, m: Measurement,
+            labels: Dict[str, str]) -> None:
+    """Record ``m``'s figures in a request's or a task run's three histograms."""
+    duration.record(m.duration, labels)
+    if m.rss_change is not None:
+        rss_growth.record(max(m.rss_change, 0), labels)
+    if m.traced_peak is not None:
+        traced_peak.record(m.traced_peak, labels)
 
 
 def _request_span(current: Any) -> Any:
@@ -215,11 +217,8 @@ def remember_server_roots(tracer_provider: Any) -> bool:
             """Remembers the request's outermost server span (see ``_request_span``)."""
 
             def on_start(self, span: Any, parent_context: Any = None) -> None:
-                # A plain try, not `with internal_errors`: this runs for every span the app starts.
-                try:
+                with internal_errors:
                     _remember(span)
-                except Exception as exc:  # noqa: BLE001 - never break the app's tracing
-                    report_internal_error("OpenTelemetry server span", exc)
 
         add(ServerRootProcessor())
         _recording_providers.add(tracer_provider)

@@ -10,9 +10,10 @@ an id. See docs/metrics.md for each metric's meaning.
 from __future__ import annotations
 
 import os
-from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Sequence, Set, Tuple
+from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, Tuple
 
 from .._extras import missing_extra
+from ..bounded import BoundedCache
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -23,15 +24,12 @@ except ImportError as _exc:
 from ..consumers import Consumer
 from ..engine.measurement import Measurement
 from ..engine.requests import OpenRequest
-from .labels import status_class
+from .labels import TaskNames, status_class
 
 LABELS = ("method", "route", "status_class")
 #: The labels of task runs (Celery): the task's name and the run's status (SUCCESS, ERROR,
 #: RETRY).
 TASK_LABELS = ("task", "status")
-#: The task name that runs of tasks beyond the first ``_TASKS_LIMIT`` names are counted under.
-OTHER_TASKS = "<other tasks>"
-_TASKS_LIMIT = 1000
 # The consumers' protocol of a task run (sherlock_ai.integrations.celery.PROTOCOL; that module
 # imports Celery).
 TASK_PROTOCOL = "celery"
@@ -139,8 +137,12 @@ class PrometheusExporter(Consumer):
         # (method, route, status code) -> the three histograms' children of those labels:
         # ``labels()`` (label check, tuple building, a lock and a lookup per histogram) once
         # per key instead of once per request and histogram.
-        self._children: Dict[Tuple[Any, ...], Tuple[Any, Any, Any]] = {}
-        self._task_names: Set[str] = set()
+        self._children: BoundedCache[Tuple[Any, ...], Tuple[Any, Any, Any]] = \
+            BoundedCache(_CHILDREN_CACHE)
+        self._task_names = TaskNames()
+        # (task label, status) -> the task histograms' children (bounded by TaskNames).
+        self._task_children: BoundedCache[Tuple[str, str], Tuple[Any, Any, Any]] = \
+            BoundedCache(_CHILDREN_CACHE)
 
     def request_started(self, request: OpenRequest) -> None:
         (self.tasks_in_progress if request.protocol == TASK_PROTOCOL else self.in_progress).inc()
@@ -161,14 +163,7 @@ class PrometheusExporter(Consumer):
         children = self._children.get(key)
         if children is None:
             children = self._children_of(key)
-        duration, rss_growth, traced_peak = children
-        duration.observe(m.duration)
-        if m.rss_change is not None:
-            rss_growth.observe(max(m.rss_change, 0))
-        if m.traced_peak is not None:
-            traced_peak.observe(m.traced_peak)
-        if m.rss is not None:
-            self.process_rss.set(m.rss)
+        self._observe(children, m)
         if self.suspects_gauge is not None:
             self._since_refresh += 1
             if self._since_refresh >= _SUSPECT_REFRESH:
@@ -180,22 +175,25 @@ class PrometheusExporter(Consumer):
         labels = (key[0], key[1], status_class(key[2]))
         children = (self.duration.labels(*labels), self.rss_growth.labels(*labels),
                     self.traced_peak.labels(*labels))
-        if len(self._children) < _CHILDREN_CACHE:
-            self._children[key] = children  # a plain dict store: atomic under the GIL
-        return children
+        return self._children.keep(key, children)
 
     def _task_finished(self, task: str, m: Measurement) -> None:
-        if task not in self._task_names:
-            if len(self._task_names) >= _TASKS_LIMIT:
-                task = OTHER_TASKS
-            else:
-                self._task_names.add(task)
-        labels = (task, m.status)
-        self.task_duration.labels(*labels).observe(m.duration)
+        labels = (self._task_names.label(task), m.status)
+        children = self._task_children.get(labels)
+        if children is None:
+            children = self._task_children.keep(labels, (
+                self.task_duration.labels(*labels), self.task_rss_growth.labels(*labels),
+                self.task_traced_peak.labels(*labels)))
+        self._observe(children, m)
+
+    def _observe(self, children: Tuple[Any, Any, Any], m: Measurement) -> None:
+        """Observe ``m``'s figures in a request's or a task run's three histograms."""
+        duration, rss_growth, traced_peak = children
+        duration.observe(m.duration)
         if m.rss_change is not None:
-            self.task_rss_growth.labels(*labels).observe(max(m.rss_change, 0))
+            rss_growth.observe(max(m.rss_change, 0))
         if m.traced_peak is not None:
-            self.task_traced_peak.labels(*labels).observe(m.traced_peak)
+            traced_peak.observe(m.traced_peak)
         if m.rss is not None:
             self.process_rss.set(m.rss)
 

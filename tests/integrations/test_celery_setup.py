@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 import sherlock_ai
 from sherlock_ai import request_id_context
 from sherlock_ai.engine.measurement import Measurement
+from sherlock_ai.exporters.labels import OTHER_TASKS
 from sherlock_ai.exporters.opentelemetry import OpenTelemetryExporter
-from sherlock_ai.exporters.prometheus import OTHER_TASKS, PrometheusExporter
+from sherlock_ai.exporters.prometheus import PrometheusExporter
 from sherlock_ai.integrations.celery import TaskOptions, instrument_celery
 
 
