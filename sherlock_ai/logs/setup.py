@@ -46,11 +46,12 @@ def _default_files() -> Dict[str, LogFileConfig]:
 class LoggingConfig:
     """Where and how sherlock_ai writes logs. ``log_format_type`` is ``"log"`` or ``"json"``.
 
-    ``pass_to_logging``: whether sherlock_ai's own lines (MEMORY, PERFORMANCE, RESOURCES),
-    written to its files and console directly, are also handed to ``logging`` as records, for
-    handlers that are not the set-up's (a log shipper, Sentry, a test's capture). ``None``
-    (the default) decides when the set-up runs: yes when such a handler is then on the root
-    logger, ``MonitoringLogger`` or ``PerformanceLogger``.
+    ``pass_to_logging``: whether sherlock_ai's own lines (MEMORY, PERFORMANCE, RESOURCES,
+    LEAK SUSPECT, the memory guard's, WORKER DIED), written to its files and console
+    directly, are also handed to ``logging`` as records, for handlers that are not the
+    set-up's (a log shipper, Sentry, a test's capture). ``None`` (the default) decides when
+    the set-up runs: yes when such a handler is then on the root logger, ``MonitoringLogger``
+    or ``PerformanceLogger``.
     """
 
     logs_dir: Union[str, Path] = "logs"
