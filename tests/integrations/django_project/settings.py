@@ -9,6 +9,7 @@ that configures its log files does.
 
 import json
 import os
+import runpy
 from pathlib import Path
 
 from sherlock_ai import LogFileConfig
@@ -37,22 +38,11 @@ SHERLOCK_AI = {
     **json.loads(os.environ.get("DJANGO_PROJECT_SHERLOCK_AI", "{}")),
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": True,
-    "filters": {"request_id": {"()": "sherlock_ai.integrations.django.RequestIdFilter"}},
-    "formatters": {"with_id": {
-        "format": "%(asctime)s - %(request_id)s - %(name)s - %(levelname)s - %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "with_id"}},
-    "loggers": {
-        "django.request": {"handlers": ["console"], "level": "WARNING",
-                           "filters": ["request_id"], "propagate": False},
-        "django.server": {"handlers": ["console"], "level": "INFO",
-                          "filters": ["request_id"], "propagate": False},
-        # The project's own logger: LOGGING names it, as projects do, so that it stays enabled
-        # when LOGGING is applied after the views were imported (runserver applies it twice).
-        "shop": {"level": "INFO"},
-    },
-}
+# The example project's LOGGING, as users copy it: the filter that puts request ids in
+# Django's own lines (django.request, django.server) and the project's "shop" logger, named so
+# that it stays enabled when LOGGING is applied after the views were imported.
+LOGGING = runpy.run_path(
+    str(BASE_DIR.parent.parent.parent / "examples" / "django_shop" / "shop" / "settings.py")
+)["LOGGING"]
 if os.environ.get("DJANGO_PROJECT_ROOT_LOGGING"):
     LOGGING["root"] = {"handlers": ["console"], "level": "INFO"}
