@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Iterator, List
 
-import process_tree
 import pytest
 
+import process_tree
 import sherlock_ai
 
 _RUN = process_tree.mark_children()

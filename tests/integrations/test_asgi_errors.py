@@ -11,10 +11,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from sherlock_ai import get_logger
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
+from web_support import SUPPORT, asgi_call, get, server
 
-from .support import HERE, asgi_call, get, server
-
-UVICORN_SERVER = str(HERE / "uvicorn_server.py")
+UVICORN_SERVER = str(SUPPORT / "uvicorn_server.py")
 
 
 class Unprintable(Exception):

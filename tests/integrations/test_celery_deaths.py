@@ -17,11 +17,11 @@ import pytest
 from celery.concurrency.asynpool import AsynPool
 from celery.exceptions import WorkerLostError
 
+from celery_support import redis_broker, task_lines, worker
 from sherlock_ai import request_id_context
 from sherlock_ai.deaths.record import read_record
 from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S
 
-from .celery_support import redis_broker, task_lines, worker
 from .test_celery import sender
 
 

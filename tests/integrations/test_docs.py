@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .support import ROOT
+from web_support import ROOT
 
 DOC = ROOT / "docs" / "integrations.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)

@@ -9,8 +9,7 @@ import sys
 import httpx
 
 import sherlock_ai
-
-from .support import ROOT, server
+from web_support import ROOT, server
 
 
 def test_the_demo_serves_real_requests_and_shows_their_log_lines(tmp_path):

@@ -23,10 +23,9 @@ from sherlock_ai.integrations.outgoing import (
     propagate_request_id,
     stop_propagating_request_id,
 )
+from web_support import SUPPORT, server
 
-from .support import HERE, server
-
-SERVICES = str(HERE / "outgoing_services.py")
+SERVICES = str(SUPPORT / "outgoing_services.py")
 CLIENTS = ["httpx_sync", "httpx_async", "requests_session", "requests_module"]
 
 

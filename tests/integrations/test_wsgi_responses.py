@@ -21,8 +21,7 @@ import sherlock_ai
 from sherlock_ai import MemoryTracker
 from sherlock_ai.integrations.collected import wait_for_collected
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
-
-from .support import ROOT
+from web_support import ROOT
 
 NOT_CLOSED = "the response was never closed (measured until it was garbage collected)"
 

@@ -16,13 +16,14 @@ import subprocess
 import sys
 
 import pytest
-from test_deaths import ROOT, killed_child
-from test_report_runs import _in_chromium
 
 from sherlock_ai.__main__ import main
 from sherlock_ai.deaths.watch import look
 from sherlock_ai.report.charts import color
 from sherlock_ai.report.export import DEATH_FIELDS
+from tests.deaths.test_deaths import ROOT, killed_child
+
+from .test_runs import _in_chromium
 
 
 def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):

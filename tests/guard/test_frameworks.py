@@ -23,8 +23,7 @@ from sherlock_ai.guard import MemoryGuard
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
-
-from .support import get
+from web_support import get
 
 MB = 1 << 20
 _kept: list = []

@@ -20,12 +20,11 @@ from typing import Dict, List
 
 import httpx
 import pytest
-from integrations.support import server
 
 from sherlock_ai.__main__ import main
 from sherlock_ai.report import ReadStats, build_report, read_logs
+from web_support import SUPPORT, server
 
-TESTS = Path(__file__).resolve().parent
 LONG = "GET /users/{user_id}/orders/{order_id}/items/{item_id}/history"
 SENT = {"GET /items/{item_id}": 30, "POST /cart/items": 20, "GET /fail": 4, LONG: 3}
 
@@ -37,7 +36,7 @@ def serve_twice(root: Path, fmt: str) -> List[int]:
     for run in range(2):
         cwd = root / f"run{run}"
         cwd.mkdir()
-        with server(str(TESTS / "report_server.py"), str(logs), fmt, "6000", cwd=cwd) as srv, \
+        with server(str(SUPPORT / "report_server.py"), str(logs), fmt, "6000", cwd=cwd) as srv, \
                 httpx.Client(base_url=srv.url, timeout=30) as client:
             pids.append(srv.proc.pid)
             for n in range(SENT["GET /items/{item_id}"]):

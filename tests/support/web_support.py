@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 import httpx
+
 from process_tree import stop_group
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+# The import root of the tests' helpers (pytest's pythonpath) and of every server they start.
+SUPPORT = Path(__file__).resolve().parent
+ROOT = SUPPORT.parents[1]
 
 # The documented gunicorn.conf.py (docs/integrations.md).
 GUNICORN_CONF = (
@@ -58,7 +60,7 @@ class ServerProcess:
 
     def __init__(self, argv: List[str], cwd: Path, port_pattern: str) -> None:
         self.out, self.err = cwd / "server.out", cwd / "server.err"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT)])}
         with open(self.out, "wb") as stdout, open(self.err, "wb") as stderr:
             # A session of its own: stop() ends the server's whole process group.
             self.proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env,

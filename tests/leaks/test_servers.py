@@ -13,10 +13,10 @@ from typing import List, Sequence
 import httpx
 import pytest
 
-from .leak_server import LEAK_SIZE, LEAKING_ROUTE, PATHS, ROUTES
-from .support import HERE, server
+from leak_server import LEAK_SIZE, LEAKING_ROUTE, PATHS, ROUTES
+from web_support import SUPPORT, server
 
-LEAK_SERVER = str(HERE / "leak_server.py")
+LEAK_SERVER = str(SUPPORT / "leak_server.py")
 # What each request of the leaking route keeps: one bytes object of LEAK_SIZE bytes.
 RETAINED_PER_REQUEST = sys.getsizeof(b"c" * LEAK_SIZE)
 
@@ -127,7 +127,7 @@ def test_starlette_httpendpoint_under_four_routes_the_route_that_retains_is_flag
 
 def test_uvicorn_two_routes_retaining_at_one_site_are_both_flagged_with_their_rates(
         tmp_path):
-    from .leak_server import SHARED_SITE_SIZES
+    from leak_server import SHARED_SITE_SIZES
 
     suspects = serve_and_drive(tmp_path, "shared", 10_000, seed=9)
     latest = {s["name"]: s for s in suspects}  # the last warning of each route

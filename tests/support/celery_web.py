@@ -13,9 +13,9 @@ import socket
 import sys
 
 import uvicorn
-from celery_tasks import add, fan_out
 from fastapi import FastAPI
 
+from celery_tasks import add, fan_out
 from sherlock_ai.integrations.asgi import instrument_app
 
 

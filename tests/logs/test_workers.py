@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integrations.support import GUNICORN_CONF, server
+
+from web_support import GUNICORN_CONF, server
 
 MAX_BYTES = 6000
 APP = f'''

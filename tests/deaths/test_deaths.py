@@ -32,7 +32,7 @@ from sherlock_ai.engine.requests import RequestMeter
 from sherlock_ai.exporters.prometheus import PrometheusExporter
 from sherlock_ai.integrations.asgi import instrument_app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A process that records like a web worker: one request ended, one (argv[2]) in flight with
 # 30 MB held, then waits to be killed.

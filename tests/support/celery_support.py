@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
-from process_tree import stop_group
 
-from .support import HERE, ROOT, accepts
+from process_tree import stop_group
+from web_support import ROOT, SUPPORT, accepts
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -60,7 +60,7 @@ EXAMPLES = ROOT / "examples"
 def environment(broker: str, logs: Optional[Path], options: Dict[str, Any]) -> Dict[str, str]:
     env = {**os.environ, "BROKER_URL": broker,
            "SHERLOCK_TASK_OPTIONS": json.dumps(options),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), str(EXAMPLES)])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT), str(EXAMPLES)])}
     env.pop("SHERLOCK_LOGS", None)
     if logs is not None:
         env["SHERLOCK_LOGS"] = str(logs)

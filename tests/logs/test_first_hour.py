@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sherlock_ai.logs.writer import NO_HANDLER
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HINT = NO_HANDLER.format(logger="MonitoringLogger").strip()
 LOGGING_STATE = textwrap.dedent("""
     import logging

@@ -20,8 +20,7 @@ import pytest
 
 from sherlock_ai.deaths.record import read_record
 from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S
-
-from .support import ROOT, server
+from web_support import ROOT, server
 
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"

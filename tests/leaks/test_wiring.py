@@ -11,8 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from sherlock_ai import LeakWatch
 from sherlock_ai.integrations.asgi import SherlockMiddleware
 from sherlock_ai.integrations.flask import Sherlock
-
-from .support import asgi_client, run
+from web_support import asgi_client, run
 
 
 async def item(request):

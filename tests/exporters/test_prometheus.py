@@ -25,10 +25,9 @@ from sherlock_ai.exporters.prometheus import (
     status_class,
 )
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
+from web_support import SUPPORT, server
 
-from .support import HERE, server
-
-PROM_SERVER = str(HERE / "prom_server.py")
+PROM_SERVER = str(SUPPORT / "prom_server.py")
 CART_LEAK_LINE = next(n for n, line in enumerate(Path(PROM_SERVER).read_text().splitlines(), 1)
                       if "RETAINED.append(" in line)
 
@@ -92,7 +91,8 @@ def test_gunicorn_workers_add_up_in_multiprocess_mode(tmp_path, monkeypatch):
     metrics_dir.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     argv = ["-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:0", "-c",
-            str(HERE / "prom_gunicorn_conf.py"), "--chdir", str(HERE), "prom_server:flask_app"]
+            str(SUPPORT / "prom_gunicorn_conf.py"), "--chdir", str(SUPPORT),
+            "prom_server:flask_app"]
     pids = set()
     with server(*argv, cwd=tmp_path,
                 port_pattern=r"Listening at: http://127\.0\.0\.1:(\d+)") as app:

@@ -11,8 +11,9 @@ import subprocess
 import sys
 
 import httpx
+
 import process_tree
-from integrations.support import ROOT, server
+from web_support import ROOT, server
 
 APP = '''
 import sherlock_ai

@@ -19,16 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import leak_handlers as app
 import pytest
 
+import leak_handlers as app
 from sherlock_ai import JsonFormatter
 from sherlock_ai.engine import tracing
 from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch
 from sherlock_ai.leaks.criteria import Estimate, LeakCriteria
 from sherlock_ai.leaks.windows import WINDOW_BLOCKS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CRITERIA = LeakCriteria()
 
 

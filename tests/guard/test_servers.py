@@ -19,9 +19,9 @@ from typing import Optional
 
 import httpx
 import pytest
-from process_tree import stop_group
 
-from .support import HERE, ROOT, server
+from process_tree import stop_group
+from web_support import ROOT, SUPPORT, server
 
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
@@ -31,12 +31,12 @@ RECYCLING = re.compile(r"^(\d+) WARNING MEMORY LIMIT \| recycling \| RSS (\S+) >
 
 def gunicorn(worker_class: str, app: str, workers: int = 2, *extra: str):
     return ["-m", "gunicorn", "-k", worker_class, "-w", str(workers), "-b", "127.0.0.1:0",
-            "--graceful-timeout", "10", *extra, "--chdir", str(HERE), f"guard_server:{app}"]
+            "--graceful-timeout", "10", *extra, "--chdir", str(SUPPORT), f"guard_server:{app}"]
 
 
 UVICORN_WORKERS = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "--workers", "2",
-                   "--app-dir", str(HERE), "guard_server:asgi_app"]
-UVICORN_PLAIN = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "--app-dir", str(HERE),
+                   "--app-dir", str(SUPPORT), "guard_server:asgi_app"]
+UVICORN_PLAIN = ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "0", "--app-dir", str(SUPPORT),
                  "guard_server:asgi_app"]
 
 

@@ -15,9 +15,10 @@ from typing import List
 import httpx
 import pytest
 
-from .leak_server import CACHED_KEYS, CLEAN_PATHS, FAST_ROUTE, SLOW_LEAKING_ROUTE
-from .support import GUNICORN_PORT, HERE, server
-from .test_leak_watch_servers import LEAK_LINE, LEAK_SERVER, suspects_on_disk
+from leak_server import CACHED_KEYS, CLEAN_PATHS, FAST_ROUTE, SLOW_LEAKING_ROUTE
+from web_support import GUNICORN_PORT, SUPPORT, server
+
+from .test_servers import LEAK_LINE, LEAK_SERVER, suspects_on_disk
 
 POSTED = {"/slow", "/background", SLOW_LEAKING_ROUTE}
 
@@ -54,7 +55,7 @@ def gunicorn_clean(tmp_path: Path, count: int, seed: int, concurrency: int) -> L
     try:
         with server("-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1",
                     # Keep-alive connections outlive the run: no idle close racing a reuse.
-                    "-b", "127.0.0.1:0", "--keep-alive", "300", "--chdir", str(HERE),
+                    "-b", "127.0.0.1:0", "--keep-alive", "300", "--chdir", str(SUPPORT),
                     "leak_server:clean_from_environment()", cwd=tmp_path,
                     port_pattern=GUNICORN_PORT, stop_signal=signal.SIGTERM) as app:
             statuses = asyncio.run(clean_traffic(app.url, count, seed, concurrency))

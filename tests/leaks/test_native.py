@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from .leak_server import NATIVE_LEAK_SIZE, NATIVE_LEAKING_ROUTE
-from .test_leak_watch_servers import serve_and_drive
+from leak_server import NATIVE_LEAK_SIZE, NATIVE_LEAKING_ROUTE
+
+from .test_servers import serve_and_drive
 
 NAME = f"GET {NATIVE_LEAKING_ROUTE}"
 
