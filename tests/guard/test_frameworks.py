@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mmap
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from resident import touched
 from sherlock_ai.consumers import add_consumer, remove_consumer
 from sherlock_ai.engine.rss import current_rss
 from sherlock_ai.exporters.prometheus import PrometheusExporter
@@ -27,14 +27,6 @@ from web_support import get
 
 MB = 1 << 20
 _kept: list = []
-
-
-def touched(size: int) -> mmap.mmap:
-    """``size`` bytes of anonymous memory, every page written: RSS grows by that much."""
-    block = mmap.mmap(-1, size)
-    for offset in range(0, size, mmap.PAGESIZE):
-        block[offset] = 1
-    return block
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mmap
 import os
 
 from flask import Flask
@@ -22,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from resident import touched
 from sherlock_ai.engine.rss import current_rss
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.integrations.flask import Sherlock
@@ -46,10 +46,7 @@ OPTIONS = {
 
 
 def grow() -> str:
-    block = mmap.mmap(-1, GROWTH)
-    for offset in range(0, GROWTH, mmap.PAGESIZE):
-        block[offset] = 1
-    _kept.append(block)
+    _kept.append(touched(GROWTH))
     return str(os.getpid())
 
 
