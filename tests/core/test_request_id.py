@@ -103,6 +103,7 @@ def test_ids_without_a_letter_or_digit_are_refused(marker):
     assert is_valid_request_id(marker + "a") and is_valid_request_id("7" + marker)
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_never_hands_out_its_parents_ids():
     generate_request_id()  # the parent holds ids it has not handed out yet

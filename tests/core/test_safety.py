@@ -95,6 +95,7 @@ def _can_hide_proc() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(not _can_hide_proc(), reason="needs a private mount namespace")
 def test_without_proc_figures_degrade_and_the_app_is_untouched():
     code = textwrap.dedent(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -152,6 +153,7 @@ def test_requests_beyond_the_slots_are_counted(tmp_path):
     assert not record.path.exists()
 
 
+@pytest.mark.servers
 def test_a_death_is_told_once_among_processes_looking_at_once(tmp_path):
     pid = killed_child(tmp_path, "/upload\nWORKER DIED | pid 1 | forged")
     lookers = [subprocess.Popen([sys.executable, "-c", (
@@ -170,6 +172,7 @@ def test_a_death_is_told_once_among_processes_looking_at_once(tmp_path):
     assert [p.suffix for p in (tmp_path / ".workers").iterdir()] == [".died"]
 
 
+@pytest.mark.servers
 def test_the_supervisors_own_watcher_leaves_its_childs_death_to_its_reap(tmp_path):
     pid = killed_child(tmp_path, supervised=True)
     sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
@@ -186,6 +189,7 @@ def test_the_supervisors_own_watcher_leaves_its_childs_death_to_its_reap(tmp_pat
     assert line.endswith("| told by the supervisor")
 
 
+@pytest.mark.servers
 def test_a_graceful_exit_leaves_no_record_and_tells_nothing(tmp_path):
     code = CHILD.replace("time.sleep(120)", "sys.exit(0)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -195,6 +199,7 @@ def test_a_graceful_exit_leaves_no_record_and_tells_nothing(tmp_path):
     assert died_lines(tmp_path) == []
 
 
+@pytest.mark.servers
 def test_a_forked_child_that_serves_nothing_keeps_no_record(tmp_path):
     # A multiprocessing-style child leaves through os._exit: no record, so no death.
     code = (
@@ -215,6 +220,7 @@ def test_a_forked_child_that_serves_nothing_keeps_no_record(tmp_path):
     assert died_lines(tmp_path) == []
 
 
+@pytest.mark.servers
 def test_the_json_line_carries_the_death_as_fields(tmp_path):
     pid = killed_child(tmp_path)
     sherlock_ai.sherlock_ai(sherlock_ai.LoggingConfig(
@@ -231,6 +237,7 @@ def test_the_json_line_carries_the_death_as_fields(tmp_path):
     assert line["message"].startswith(f"WORKER DIED | pid {pid} | unknown | in flight: ")
 
 
+@pytest.mark.servers
 def test_prometheus_counts_deaths_by_cause(tmp_path):
     killed_child(tmp_path)
     registry = CollectorRegistry()
@@ -242,6 +249,7 @@ def test_prometheus_counts_deaths_by_cause(tmp_path):
     assert registry.get_sample_value("sherlock_worker_deaths_total", {"cause": "unknown"}) == 1
 
 
+@pytest.mark.servers
 def test_the_report_shows_a_death_nobody_told(tmp_path, capsys):
     pid = killed_child(tmp_path)
     assert main(["report", str(tmp_path), "--html", str(tmp_path / "page.html")]) == 0
@@ -253,6 +261,7 @@ def test_the_report_shows_a_death_nobody_told(tmp_path, capsys):
     assert [p.suffix for p in (tmp_path / ".workers").iterdir()] == [".rec"]
 
 
+@pytest.mark.servers
 def test_the_report_shows_a_told_death_with_its_teller(tmp_path, capsys):
     pid = killed_child(tmp_path)
     look(tmp_path / ".workers", {}, "the test")

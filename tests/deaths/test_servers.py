@@ -22,6 +22,8 @@ from sherlock_ai.deaths.record import read_record
 from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S
 from web_support import ROOT, server
 
+pytestmark = pytest.mark.servers
+
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
 # The documented gunicorn.conf.py: the first Python block of docs/worker-deaths.md.

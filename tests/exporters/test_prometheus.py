@@ -52,6 +52,7 @@ def counts(scraped) -> Dict[Tuple[str, str, str], float]:
     return dict(found)
 
 
+@pytest.mark.servers
 def test_uvicorn_metrics_count_each_route_and_status_class(tmp_path):
     async def traffic(url: str) -> str:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -86,6 +87,7 @@ def test_uvicorn_metrics_count_each_route_and_status_class(tmp_path):
     assert list(suspects.values())[0] == pytest.approx(4129, rel=0.25)
 
 
+@pytest.mark.servers
 def test_gunicorn_workers_add_up_in_multiprocess_mode(tmp_path, monkeypatch):
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()

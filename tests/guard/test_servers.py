@@ -23,6 +23,8 @@ import pytest
 from process_tree import stop_group
 from web_support import ROOT, SUPPORT, server
 
+pytestmark = pytest.mark.servers
+
 GUNICORN_PORT = r"Listening at: http://127\.0\.0\.1:(\d+)"
 UVICORN_PORT = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"
 RECYCLING = re.compile(r"^(\d+) WARNING MEMORY LIMIT \| recycling \| RSS (\S+) > (\S+) \| "

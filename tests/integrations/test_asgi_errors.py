@@ -137,6 +137,7 @@ def test_the_traceback_that_escapes_the_middleware_carries_the_request_id(root_r
     assert plain.request_id == "-"
 
 
+@pytest.mark.servers
 def test_under_uvicorn_the_traceback_in_the_errors_file_carries_the_echoed_id(tmp_path):
     logs = tmp_path / "logs"
     with server(UVICORN_SERVER, "--text-logs", str(logs), cwd=tmp_path) as uvicorn:
@@ -157,6 +158,7 @@ def test_under_uvicorn_the_traceback_in_the_errors_file_carries_the_echoed_id(tm
     assert memory_line.endswith("Error: HTTP 500 (ZeroDivisionError: division by zero)")
 
 
+@pytest.mark.servers
 def test_under_uvicorns_own_handlers_the_traceback_carries_the_echoed_id(tmp_path):
     # uvicorn_log_config(): uvicorn's handlers and layout with %(request_id)s, no sherlock_ai
     # files; the id comes from the record factory the middleware installed.

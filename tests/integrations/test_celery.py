@@ -22,6 +22,8 @@ from sherlock_ai import is_valid_request_id, request_id_context
 from sherlock_ai.integrations.celery import instrument_celery
 from web_support import SUPPORT, server
 
+pytestmark = pytest.mark.servers
+
 TASKS_FILE = SUPPORT / "celery_tasks.py"
 WEB_ID = "web-request-7f3a"
 

@@ -440,6 +440,7 @@ def test_the_middleware_without_the_app_says_to_install_it():
         apps.unset_installed_apps()
 
 
+@pytest.mark.servers
 def test_the_package_and_its_log_filter_import_no_django():
     code = ("import sys, sherlock_ai.integrations.django as app\n"
             "assert app.RequestIdFilter is not None\n"
@@ -463,6 +464,7 @@ def documented_django_blocks():
     return re.findall(r"```python\n(.*?)```", section, re.S), readme_block
 
 
+@pytest.mark.servers
 def test_the_documented_settings_are_accepted(tmp_path):
     (settings_block, logging_block), readme_block = documented_django_blocks()
     for block in (settings_block, readme_block):

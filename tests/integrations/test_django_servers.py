@@ -26,6 +26,8 @@ import sherlock_ai
 from process_tree import stop_group
 from web_support import GUNICORN_CONF, GUNICORN_PORT, ROOT, SUPPORT, server
 
+pytestmark = pytest.mark.servers
+
 pytest.importorskip("django")
 
 PROJECT = SUPPORT / "django_project"

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Iterator, List
 
 import httpx
+import pytest
 
 from web_support import GUNICORN_CONF, GUNICORN_PORT, ROOT, SUPPORT, server
+
+pytestmark = pytest.mark.servers
 
 
 def text(path: Path) -> str:

@@ -13,6 +13,8 @@ import pytest
 import process_tree
 from web_support import ROOT, server
 
+pytestmark = pytest.mark.servers
+
 # As the load proof runs it: two uvicorn workers keeping idle connections for 300 s.
 GUNICORN = ["-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
             "-b", "127.0.0.1:0", "--keep-alive", "300", "--chdir", str(ROOT / "tests" / "proof"),

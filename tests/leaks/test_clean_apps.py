@@ -20,6 +20,8 @@ from web_support import GUNICORN_PORT, SUPPORT, server
 
 from .test_servers import LEAK_LINE, LEAK_SERVER, suspects_on_disk
 
+pytestmark = pytest.mark.servers
+
 POSTED = {"/slow", "/background", SLOW_LEAKING_ROUTE}
 
 

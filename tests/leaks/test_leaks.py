@@ -418,6 +418,7 @@ def test_the_prometheus_leak_gauge_labels_the_kind_of_leak():
         watch.close()
 
 
+@pytest.mark.servers
 def test_docs_examples_run(tmp_path):
     import subprocess
 

@@ -10,6 +10,8 @@ from leak_server import NATIVE_LEAK_SIZE, NATIVE_LEAKING_ROUTE
 
 from .test_servers import serve_and_drive
 
+pytestmark = pytest.mark.servers
+
 NAME = f"GET {NATIVE_LEAKING_ROUTE}"
 
 

@@ -16,6 +16,8 @@ import pytest
 from leak_server import LEAK_SIZE, LEAKING_ROUTE, PATHS, ROUTES
 from web_support import SUPPORT, server
 
+pytestmark = pytest.mark.servers
+
 LEAK_SERVER = str(SUPPORT / "leak_server.py")
 # What each request of the leaking route keeps: one bytes object of LEAK_SIZE bytes.
 RETAINED_PER_REQUEST = sys.getsizeof(b"c" * LEAK_SIZE)

@@ -11,9 +11,12 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 import process_tree
 from web_support import ROOT, server
+
+pytestmark = pytest.mark.servers
 
 APP = '''
 import sherlock_ai

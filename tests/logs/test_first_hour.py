@@ -11,7 +11,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from sherlock_ai.logs.writer import NO_HANDLER
+
+pytestmark = pytest.mark.servers
 
 ROOT = Path(__file__).resolve().parents[2]
 HINT = NO_HANDLER.format(logger="MonitoringLogger").strip()

@@ -8,6 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.servers
+
 LINES = 6000
 
 WRITER = textwrap.dedent("""

@@ -49,6 +49,7 @@ def test_two_handlers_of_one_path_rotate_it_at_its_size(tmp_path, handlers):
         assert 5000 - 2 * LINE <= backup.stat().st_size <= 5000 + LINE, backup
 
 
+@pytest.mark.servers
 def test_a_line_of_a_forked_child_counts_for_its_parents_rotation(tmp_path, handlers):
     path = tmp_path / "app.log"
     handler = handlers(path, 1000)

@@ -14,6 +14,8 @@ import pytest
 
 from web_support import GUNICORN_CONF, server
 
+pytestmark = pytest.mark.servers
+
 MAX_BYTES = 6000
 APP = f'''
 import itertools, os

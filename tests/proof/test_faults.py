@@ -20,6 +20,8 @@ import sherlock_ai
 from process_tree import stop_group
 from web_support import ROOT, SUPPORT, server
 
+pytestmark = pytest.mark.servers
+
 PROOF_APP = str(SUPPORT / "proof_app.py")
 
 

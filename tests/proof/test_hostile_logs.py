@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
+pytestmark = pytest.mark.servers
+
 MB = 2**20
 # Limits of the child: far above what a linear reader in bounded memory needs, far below
 # what a quadratic pattern (hours of CPU on a 1 MB line) or an unbounded read (a gigabyte

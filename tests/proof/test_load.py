@@ -17,6 +17,8 @@ import pytest
 import sherlock_ai
 from web_support import SUPPORT, server
 
+pytestmark = pytest.mark.servers
+
 PROOF_APP = str(SUPPORT / "proof_app.py")
 EXPECTED = {  # path -> (status, request name)
     "json": (200, "GET /json/{n}"), "stream": (200, "GET /stream"),

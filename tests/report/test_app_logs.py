@@ -219,6 +219,7 @@ def test_html_page_is_self_contained_and_escapes_log_text(tmp_path):
     assert "GET /items/{item_id}" in page and "+4.04KB" in page
 
 
+@pytest.mark.servers
 def test_exit_codes_and_the_console_script(tmp_path):
     assert main(["report", str(tmp_path / "missing")]) == 2
     (tmp_path / "app.log").write_text("2025-07-05 19:19:11 - - - shop - INFO - hello\n")

@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import sherlock_ai
+
+pytestmark = pytest.mark.servers
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

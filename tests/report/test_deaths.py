@@ -26,6 +26,7 @@ from tests.deaths.test_deaths import ROOT, killed_child
 from .test_runs import _in_chromium
 
 
+@pytest.mark.servers
 def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     pid = killed_child(tmp_path)
     # The child's line as a format with %(process)d after the time writes it, so that its
@@ -68,6 +69,7 @@ def test_a_death_is_on_the_timeline_and_in_json_and_csv(tmp_path, capsys):
     assert json.loads(row["in_flight"]) == death["in_flight"]
 
 
+@pytest.mark.servers
 def test_a_told_death_keeps_its_tellers_verdict_and_filters_apply(tmp_path, capsys):
     pid = killed_child(tmp_path)
     look(tmp_path / ".workers", {}, "the test")
@@ -87,6 +89,7 @@ def test_a_told_death_keeps_its_tellers_verdict_and_filters_apply(tmp_path, caps
     assert deaths("--until", "2000-01-01") == []
 
 
+@pytest.mark.servers
 def test_a_file_reads_its_folders_records_and_standard_input_says_it_has_none(tmp_path,
                                                                                capsys):
     pid = killed_child(tmp_path)
@@ -130,6 +133,7 @@ document.body.dataset.probe = JSON.stringify({
 </script>"""
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_hovering_a_death_on_the_timeline_in_headless_chromium(tmp_path):
     pid = killed_child(tmp_path / "logs")

@@ -280,6 +280,7 @@ KUBECTL = "[pod/shop-7d9/web] "
 DOCKER = "2026-12-01T10:00:00.123456789Z "
 
 
+@pytest.mark.servers
 def test_a_file_or_standard_input_is_read_whatever_the_prefix(tmp_path):
     lines = [KUBECTL + memory_text("GET /a"), DOCKER + memory_text("GET /a", 1),
              KUBECTL + json_record(name="GET /b"), DOCKER + json_record(name="GET /b"),

@@ -73,6 +73,7 @@ def run_json(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("run", ["text_run", "json_run"])
 def test_restarts_are_kept_apart_and_every_backup_read_once(request, run):
     logs, pids = request.getfixturevalue(run)
@@ -205,6 +206,7 @@ def _laid_out(tmp_path: Path, logs: Path, *argv: str) -> Dict[str, tuple]:
     return out
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_html_page_in_headless_chromium(tmp_path, capsys, text_run):
     logs, pids = text_run
@@ -281,6 +283,7 @@ def test_guard_lines_are_events_on_the_timeline(tmp_path, text_run):
     assert report.names["POST /cart/items"].count == 2 * SENT["POST /cart/items"]
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_hover_shows_values_and_events_are_drawn_in_headless_chromium(tmp_path, text_run):
     logs, _ = text_run
