@@ -29,7 +29,8 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy --follow-imports=silent $(TYPED)
 	$(BIN)/mypy --follow-imports=silent tests/typing/usage.py
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow and not servers"
+	$(BIN)/python -m pytest -m "servers and not slow"
 
 demo: install
 	$(BIN)/python examples/demo.py

@@ -6,10 +6,11 @@ import logging
 import time
 from typing import Iterator, List
 
-import process_tree
 import pytest
 
+import process_tree
 import sherlock_ai
+from sherlock_ai import safety
 
 _RUN = process_tree.mark_children()
 
@@ -57,6 +58,9 @@ def _no_process_outlives_its_test() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
     sherlock_ai.clear_request_id()
+    # Each failing site is reported once per process: each test starts with none reported,
+    # so that what it sees does not depend on the tests run before it.
+    safety._reported.clear()
     yield
     sherlock_ai.SherlockAI.cleanup()
     sherlock_ai.clear_request_id()

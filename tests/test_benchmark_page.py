@@ -43,6 +43,7 @@ def test_the_page_is_the_header_then_the_sections():
     assert text.index("## A") < text.index("## B")
 
 
+@pytest.mark.servers
 def test_each_section_runs_in_an_interpreter_of_its_own(tmp_path, monkeypatch):
     # The leak section once left a handler on MonitoringLogger, so the middleware section
     # after it measured the logging path instead of the direct one users get.
@@ -69,6 +70,7 @@ def test_each_section_runs_in_an_interpreter_of_its_own(tmp_path, monkeypatch):
     assert len({first["pid"], second["pid"], str(os.getpid())}) == 3
 
 
+@pytest.mark.servers
 def test_the_middleware_bench_refuses_to_time_lines_handed_to_logging_as_its_own_files():
     # In a process of its own: pytest's log capture is a foreign handler on the root.
     script = (
@@ -89,6 +91,7 @@ def test_the_middleware_bench_refuses_to_time_lines_handed_to_logging_as_its_own
     assert "handed to logging too" in done.stdout.splitlines()[1]
 
 
+@pytest.mark.servers
 @pytest.mark.skipif(shutil.which("valgrind") is None,
                     reason="valgrind is not installed (CI installs it: .ci/run)")
 def test_instructions_per_request_counts_what_a_middleware_adds():

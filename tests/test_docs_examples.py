@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.servers
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", "docs/memory-monitoring.md", "docs/performance-monitoring.md",
         "docs/resource-monitoring.md", "docs/api-reference.md", "docs/leak-detection.md",

@@ -11,6 +11,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.servers
+
 PEERS = Path(__file__).resolve().parent.parent / "peers"
 
 _spec = importlib.util.spec_from_file_location("peers_run", PEERS / "run.py")

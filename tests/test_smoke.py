@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import sherlock_ai
 
 
@@ -15,6 +17,7 @@ def test_decorated_function_logs_one_memory_line(records):
     assert lines[0].startswith(f"MEMORY | {work.__module__}.{work.__qualname__} | SUCCESS | ")
 
 
+@pytest.mark.servers
 def test_import_loads_no_framework_backend_or_deferred_module():
     code = (
         "import sys\n"

@@ -9,8 +9,7 @@ from starlette.testclient import TestClient
 
 import sherlock_ai
 from sherlock_ai.integrations.asgi import SherlockMiddleware
-
-from .support import get
+from web_support import get
 
 
 class Hello(HTTPEndpoint):

@@ -14,8 +14,7 @@ from fastapi import BackgroundTasks, FastAPI
 import sherlock_ai
 from sherlock_ai import get_logger, monitor_memory
 from sherlock_ai.integrations.asgi import instrument_app
-
-from .support import asgi_client, get, run
+from web_support import asgi_client, get, run
 
 log = get_logger("app.context")
 

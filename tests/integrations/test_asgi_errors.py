@@ -11,10 +11,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from sherlock_ai import get_logger
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
+from web_support import SUPPORT, asgi_call, get, server
 
-from .support import HERE, asgi_call, get, server
-
-UVICORN_SERVER = str(HERE / "uvicorn_server.py")
+UVICORN_SERVER = str(SUPPORT / "uvicorn_server.py")
 
 
 class Unprintable(Exception):
@@ -138,6 +137,7 @@ def test_the_traceback_that_escapes_the_middleware_carries_the_request_id(root_r
     assert plain.request_id == "-"
 
 
+@pytest.mark.servers
 def test_under_uvicorn_the_traceback_in_the_errors_file_carries_the_echoed_id(tmp_path):
     logs = tmp_path / "logs"
     with server(UVICORN_SERVER, "--text-logs", str(logs), cwd=tmp_path) as uvicorn:
@@ -158,6 +158,7 @@ def test_under_uvicorn_the_traceback_in_the_errors_file_carries_the_echoed_id(tm
     assert memory_line.endswith("Error: HTTP 500 (ZeroDivisionError: division by zero)")
 
 
+@pytest.mark.servers
 def test_under_uvicorns_own_handlers_the_traceback_carries_the_echoed_id(tmp_path):
     # uvicorn_log_config(): uvicorn's handlers and layout with %(request_id)s, no sherlock_ai
     # files; the id comes from the record factory the middleware installed.

@@ -13,8 +13,7 @@ from starlette.routing import Route
 
 import sherlock_ai
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
-
-from .support import asgi_call, asgi_client, get, run
+from web_support import asgi_call, asgi_client, get, run
 
 
 def id_app(**options):

@@ -23,8 +23,7 @@ from sherlock_ai.consumers import Consumer, add_consumer, remove_consumer
 from sherlock_ai.engine import tracing
 from sherlock_ai.engine.span import current_span
 from sherlock_ai.integrations.asgi import SherlockMiddleware, instrument_app
-
-from .support import asgi_call, asgi_client, get, run
+from web_support import asgi_call, asgi_client, get, run
 
 
 def items_app() -> FastAPI:

@@ -17,13 +17,14 @@ import pytest
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
+from celery_support import EXAMPLES, environment, free_port, redis_broker, task_lines, worker
 from sherlock_ai import is_valid_request_id, request_id_context
 from sherlock_ai.integrations.celery import instrument_celery
+from web_support import SUPPORT, server
 
-from .celery_support import EXAMPLES, environment, free_port, redis_broker, task_lines, worker
-from .support import HERE, server
+pytestmark = pytest.mark.servers
 
-TASKS_FILE = HERE / "celery_tasks.py"
+TASKS_FILE = SUPPORT / "celery_tasks.py"
 WEB_ID = "web-request-7f3a"
 
 
@@ -53,7 +54,7 @@ def test_the_web_request_id_is_in_the_task_lines_on_disk(tmp_path, monkeypatch):
             worker(tmp_path / "worker", broker) as tasks:
         monkeypatch.setenv("BROKER_URL", broker)
         monkeypatch.setenv("SHERLOCK_LOGS", str(tmp_path / "web-logs"))
-        with server(str(HERE / "celery_web.py"), cwd=tmp_path) as web:
+        with server(str(SUPPORT / "celery_web.py"), cwd=tmp_path) as web:
             answer = httpx.get(f"{web.url}/enqueue", headers={"X-Request-ID": WEB_ID},
                                timeout=30)
         assert answer.status_code == 200

@@ -17,11 +17,11 @@ import pytest
 from celery.concurrency.asynpool import AsynPool
 from celery.exceptions import WorkerLostError
 
+from celery_support import redis_broker, task_lines, worker
 from sherlock_ai import request_id_context
 from sherlock_ai.deaths.record import read_record
 from sherlock_ai.deaths.watch import SUPERVISOR_GRACE_S
 
-from .celery_support import redis_broker, task_lines, worker
 from .test_celery import sender
 
 
@@ -50,6 +50,7 @@ def test_siblings_give_the_main_process_longer_than_its_pool_may_take_to_reap():
     assert interval < SUPERVISOR_GRACE_S
 
 
+@pytest.mark.servers
 def test_a_prefork_child_killed_mid_task_is_told_once_with_task_id_and_signal(tmp_path):
     request_id = f"celery-death-{uuid.uuid4().hex[:12]}"
     with redis_broker(tmp_path / "redis") as broker, \
@@ -92,6 +93,7 @@ def wait_for_records(records: Path, count: int, timeout: float = 30.0) -> Option
     return len(list(records.glob("*.rec")))
 
 
+@pytest.mark.servers
 def test_children_recycled_after_each_task_and_a_warm_shutdown_tell_no_death(tmp_path):
     with redis_broker(tmp_path / "redis") as broker, \
             worker(tmp_path / "worker", broker,

@@ -1,5 +1,5 @@
 """The Django integration in process: Django's test Client and AsyncClient against the test
-project (tests/integrations/django_project), no server."""
+project (tests/support/django_project), no server."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ MIDDLEWARE_PATH = "sherlock_ai.integrations.django.SherlockMiddleware"
 if not settings.configured:
     settings.configure(
         DEBUG=False, SECRET_KEY="tests-only", ALLOWED_HOSTS=["testserver"],
-        ROOT_URLCONF="integrations.django_project.urls",
+        ROOT_URLCONF="django_project.urls",
         INSTALLED_APPS=["sherlock_ai.integrations.django"],
         MIDDLEWARE=[MIDDLEWARE_PATH, "django.middleware.common.CommonMiddleware"],
         DATABASES={}, USE_TZ=True,
@@ -242,7 +242,7 @@ def sherlock_settings(**options):
 
 
 def test_a_request_over_its_budget_gets_one_warning_named_by_its_pattern(records):
-    from .django_project import views
+    from django_project import views
 
     with sherlock_settings(memory_budget={"/export/": "10MB"}):
         small = client().get("/items/1/")
@@ -258,10 +258,9 @@ def test_a_request_over_its_budget_gets_one_warning_named_by_its_pattern(records
 def test_shed_requests_get_a_503_with_their_id_and_count_by_pattern(records):
     from prometheus_client import CollectorRegistry
 
+    from django_project import views
     from sherlock_ai.engine.rss import current_rss
     from sherlock_ai.exporters.prometheus import PrometheusExporter
-
-    from .django_project import views
 
     registry = CollectorRegistry()
     exporter = sherlock_ai.add_consumer(PrometheusExporter(registry))
@@ -441,6 +440,7 @@ def test_the_middleware_without_the_app_says_to_install_it():
         apps.unset_installed_apps()
 
 
+@pytest.mark.servers
 def test_the_package_and_its_log_filter_import_no_django():
     code = ("import sys, sherlock_ai.integrations.django as app\n"
             "assert app.RequestIdFilter is not None\n"
@@ -454,7 +454,7 @@ def test_the_package_and_its_log_filter_import_no_django():
 
 
 def documented_django_blocks():
-    from .support import ROOT
+    from web_support import ROOT
 
     doc = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
     section = doc[doc.index("\n## Django\n"):doc.index("\n## Any WSGI app\n")]
@@ -464,6 +464,7 @@ def documented_django_blocks():
     return re.findall(r"```python\n(.*?)```", section, re.S), readme_block
 
 
+@pytest.mark.servers
 def test_the_documented_settings_are_accepted(tmp_path):
     (settings_block, logging_block), readme_block = documented_django_blocks()
     for block in (settings_block, readme_block):

@@ -21,15 +21,16 @@ from typing import Iterator, List, Sequence
 
 import httpx
 import pytest
-from process_tree import stop_group
 
 import sherlock_ai
+from process_tree import stop_group
+from web_support import GUNICORN_CONF, GUNICORN_PORT, ROOT, SUPPORT, server
 
-from .support import GUNICORN_CONF, GUNICORN_PORT, HERE, ROOT, server
+pytestmark = pytest.mark.servers
 
 pytest.importorskip("django")
 
-PROJECT = HERE / "django_project"
+PROJECT = SUPPORT / "django_project"
 SHELVES = [f"/shelf/{x}/" for x in "abcdefghij"]
 LEAKING_SHELF = "/shelf/g/"
 # What each request of the leaking URL keeps: one bytes object of 4096 bytes.
@@ -61,7 +62,7 @@ def serving_on(port: int, *argv: str, cwd: Path,
     """Run ``python {argv}`` serving on ``port`` (given in ``argv``) and yield its URL once it
     accepts connections; its whole process group is stopped at the end. For servers whose
     own start-up line the project's LOGGING silences (uvicorn's)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT)])}
     with open(cwd / "server.out", "wb") as out, open(cwd / "server.err", "wb") as err:
         proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=out,
                                 stderr=err, start_new_session=True)
@@ -239,7 +240,7 @@ def test_runserver_writes_lines_with_ids(project, tmp_path, monkeypatch, root):
 
 def test_a_wrong_setting_stops_django_at_start_up(project, tmp_path, monkeypatch):
     monkeypatch.setenv("DJANGO_PROJECT_SHERLOCK_AI", json.dumps({"leak_detect": True}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SUPPORT)])}
     result = subprocess.run([sys.executable, "-m", "django", "check"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0

@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-from .support import ROOT
+from web_support import ROOT
 
 DOC = ROOT / "docs" / "integrations.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{n}" for n in range(1, len(BLOCKS) + 1)])
 def test_the_example_runs(code, tmp_path):
     (tmp_path / "example.py").write_text(code, encoding="utf-8")

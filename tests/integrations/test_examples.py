@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 import sherlock_ai
+from web_support import ROOT, server
 
-from .support import ROOT, server
+pytestmark = pytest.mark.servers
 
 
 def test_the_demo_serves_real_requests_and_shows_their_log_lines(tmp_path):

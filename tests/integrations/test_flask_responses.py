@@ -154,6 +154,7 @@ def test_closing_a_response_after_the_client_block_pops_only_its_contexts(record
                          " (the server closed the response before its end)")
 
 
+@pytest.mark.servers
 def test_send_file_keeps_the_servers_file_wrapper(tmp_path, monkeypatch, records):
     (tmp_path / "report.txt").write_bytes(b"r" * 50_000)
     app = make_app()

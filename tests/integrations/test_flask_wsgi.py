@@ -274,6 +274,7 @@ def test_a_pool_thread_that_served_a_request_keeps_no_id_or_span():
     assert later == (thread, "", None)
 
 
+@pytest.mark.servers
 def test_a_threaded_server_keeps_concurrent_requests_apart(root_records, records):
     app = Flask("threaded")
 

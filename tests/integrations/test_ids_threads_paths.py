@@ -19,8 +19,7 @@ from sherlock_ai import carry_context, monitor_memory
 from sherlock_ai.integrations.asgi import instrument_app
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
-
-from .support import asgi_call, get, run
+from web_support import asgi_call, get, run
 
 log = logging.getLogger("app.ids")
 

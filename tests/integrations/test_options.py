@@ -118,6 +118,7 @@ def test_middlewares_refuse_what_is_not_an_app():
         SherlockWSGIMiddleware("app")
 
 
+@pytest.mark.servers
 def test_importing_the_integrations_package_imports_no_framework():
     code = (
         "import sys, sherlock_ai, sherlock_ai.integrations, sherlock_ai.integrations.server_logs\n"

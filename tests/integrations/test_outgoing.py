@@ -23,10 +23,9 @@ from sherlock_ai.integrations.outgoing import (
     propagate_request_id,
     stop_propagating_request_id,
 )
+from web_support import SUPPORT, server
 
-from .support import HERE, server
-
-SERVICES = str(HERE / "outgoing_services.py")
+SERVICES = str(SUPPORT / "outgoing_services.py")
 CLIENTS = ["httpx_sync", "httpx_async", "requests_session", "requests_module"]
 
 
@@ -35,6 +34,7 @@ def memory_lines(logs: Path) -> List[dict]:
     return [r for r in map(json.loads, path.read_text().splitlines()) if r.get("kind") == "memory"]
 
 
+@pytest.mark.servers
 def test_b_logs_under_the_id_of_the_request_of_a_that_called_it(tmp_path):
     with server(SERVICES, "b", str(tmp_path / "b-logs"), cwd=tmp_path) as b, \
             server(SERVICES, "a", str(tmp_path / "a-logs"), str(b.port), cwd=tmp_path) as a:
@@ -68,6 +68,7 @@ def b_url(tmp_path):
         yield b.url
 
 
+@pytest.mark.servers
 def test_per_client_httpx_transports_and_requests_adapter(b_url):
     with request_id_context("per-client-id"):
         with httpx.Client(transport=RequestIdTransport(allowed_hosts=["127.0.0.1"])) as c:
@@ -86,6 +87,7 @@ def test_per_client_httpx_transports_and_requests_adapter(b_url):
         assert requests.get(f"{b_url}/echo", timeout=30).json() == {"received": None}
 
 
+@pytest.mark.servers
 def test_without_an_id_nothing_is_sent_and_the_switch_can_be_undone(b_url):
     propagate_request_id()  # the default: internal hosts, 127.0.0.1 among them
     try:
@@ -98,6 +100,7 @@ def test_without_an_id_nothing_is_sent_and_the_switch_can_be_undone(b_url):
         assert httpx.get(f"{b_url}/echo").json() == {"received": None}
 
 
+@pytest.mark.servers
 def test_calling_the_switch_twice_is_harmless(b_url):
     originals = (httpx.HTTPTransport.handle_request, requests.adapters.HTTPAdapter.send)
     propagate_request_id(["example.com"])
@@ -111,6 +114,7 @@ def test_calling_the_switch_twice_is_harmless(b_url):
     assert (httpx.HTTPTransport.handle_request, requests.adapters.HTTPAdapter.send) == originals
 
 
+@pytest.mark.servers
 def test_the_request_object_is_left_as_the_caller_built_it(b_url):
     propagate_request_id(["127.0.0.1"])
     try:

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Iterator, List
 
 import httpx
+import pytest
 
-from .support import GUNICORN_CONF, GUNICORN_PORT, HERE, ROOT, server
+from web_support import GUNICORN_CONF, GUNICORN_PORT, ROOT, SUPPORT, server
+
+pytestmark = pytest.mark.servers
 
 
 def text(path: Path) -> str:
@@ -179,7 +182,7 @@ def test_flask_run_access_lines_carry_the_id_and_files_get_plain_text(tmp_path):
 
 def test_uvicorn_run_with_log_config_none_sends_access_lines_through_sherlock_ai(tmp_path):
     logs = tmp_path / "logs"
-    with server(str(HERE / "uvicorn_server.py"), "--json-logs", str(logs), "--access-log",
+    with server(str(SUPPORT / "uvicorn_server.py"), "--json-logs", str(logs), "--access-log",
                 cwd=tmp_path) as uvicorn, httpx.Client(base_url=uvicorn.url) as client:
         assert client.get("/items/6", headers={"X-Request-ID": "run-6"}).status_code == 200
     records = [json.loads(line) for line in text(logs / "app.jsonl").splitlines()]

@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 
-import process_tree
 import pytest
 
-from .support import ROOT, server
+import process_tree
+from web_support import ROOT, server
+
+pytestmark = pytest.mark.servers
 
 # As the load proof runs it: two uvicorn workers keeping idle connections for 300 s.
 GUNICORN = ["-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",

@@ -12,14 +12,17 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 import sherlock_ai
 from sherlock_ai.integrations.server_logs import GUNICORN_ACCESS_LOG_FORMAT
+from web_support import SUPPORT, server
 
-from .support import HERE, server
 from .test_server_logs import GUNICORN_CONF, GUNICORN_PORT
 
-UVICORN_SERVER = str(HERE / "uvicorn_server.py")
+pytestmark = pytest.mark.servers
+
+UVICORN_SERVER = str(SUPPORT / "uvicorn_server.py")
 
 
 def read_jsonl(path: Path):

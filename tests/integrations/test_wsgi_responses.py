@@ -21,8 +21,7 @@ import sherlock_ai
 from sherlock_ai import MemoryTracker
 from sherlock_ai.integrations.collected import wait_for_collected
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
-
-from .support import ROOT
+from web_support import ROOT
 
 NOT_CLOSED = "the response was never closed (measured until it was garbage collected)"
 
@@ -88,6 +87,7 @@ def test_a_body_produced_in_full_is_logged_when_the_app_returns_it(make_body, re
     assert no_other_block_is_open()
 
 
+@pytest.mark.servers
 def test_wsgiref_keeps_the_content_length_of_a_list_body(monkeypatch, records):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -100,6 +100,7 @@ def test_wsgiref_keeps_the_content_length_of_a_list_body(monkeypatch, records):
     assert records.messages("MEMORY | GET <unmatched> | SUCCESS | ") != []
 
 
+@pytest.mark.servers
 def test_a_file_wrapper_body_reaches_the_server_and_ends_at_close(tmp_path, monkeypatch,
                                                                  records):
     (tmp_path / "data.bin").write_bytes(b"x" * 70_000)
@@ -281,6 +282,7 @@ print(*lines, sep=chr(10), flush=True)
 """
 
 
+@pytest.mark.servers
 def test_a_body_collected_while_the_engine_holds_its_lock_does_not_deadlock(tmp_path):
     # Ending the measurement inside the weakref callback re-entered the engine's lock (not
     # re-entrant) and hung the thread for ever; a subprocess keeps a hang out of this run.

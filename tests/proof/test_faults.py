@@ -15,13 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integrations.support import server
-from process_tree import stop_group
 
 import sherlock_ai
+from process_tree import stop_group
+from web_support import ROOT, SUPPORT, server
 
-HERE = Path(__file__).resolve().parent
-PROOF_APP = str(HERE / "proof_app.py")
+pytestmark = pytest.mark.servers
+
+PROOF_APP = str(SUPPORT / "proof_app.py")
 
 
 def memory_records(logs: Path):
@@ -89,7 +90,7 @@ def test_without_proc_a_real_server_serves_and_figures_degrade(tmp_path):
     proc_root = tmp_path / "run"
     proc_root.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(HERE.parent.parent), str(HERE.parent)])}
+        [str(ROOT), str(SUPPORT)])}
     out = open(proc_root / "server.err", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(wrapper + [PROOF_APP, str(logs)], stderr=out, env=env,
                                cwd=proc_root, start_new_session=True)

@@ -14,7 +14,6 @@ from typing import List, Tuple
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from integrations.support import asgi_call
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -25,6 +24,7 @@ from sherlock_ai.integrations.asgi import SherlockMiddleware
 from sherlock_ai.integrations.flask import Sherlock
 from sherlock_ai.integrations.wsgi import SherlockWSGIMiddleware
 from sherlock_ai.logs.records import install_request_id_factory
+from web_support import asgi_call
 
 JSON_KEYS = {"timestamp", "level", "logger", "pid", "message", "request_id", "kind", "name",
              "status", "duration", "concurrent", "rss", "rss_change", "method", "route",

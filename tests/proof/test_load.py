@@ -13,12 +13,13 @@ from typing import Dict, List, Optional, Tuple
 
 import httpx
 import pytest
-from integrations.support import server
 
 import sherlock_ai
+from web_support import SUPPORT, server
 
-HERE = Path(__file__).resolve().parent
-PROOF_APP = str(HERE / "proof_app.py")
+pytestmark = pytest.mark.servers
+
+PROOF_APP = str(SUPPORT / "proof_app.py")
 EXPECTED = {  # path -> (status, request name)
     "json": (200, "GET /json/{n}"), "stream": (200, "GET /stream"),
     "slow": (200, "GET /slow"), "fail": (500, "GET /fail"),
@@ -105,7 +106,7 @@ def test_gunicorn_with_two_uvicorn_workers_at_concurrency_64(tmp_path, monkeypat
     logs = tmp_path / "logs"
     monkeypatch.setenv("SHERLOCK_PROOF_LOGS", str(logs))
     argv = ["-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
-            "-b", "127.0.0.1:0", "--keep-alive", "300", "--chdir", str(HERE), "proof_app:app"]
+            "-b", "127.0.0.1:0", "--keep-alive", "300", "--chdir", str(SUPPORT), "proof_app:app"]
     requests = plan(2_000, seed=2)
     with server(*argv, cwd=tmp_path,
                 port_pattern=r"Listening at: http://127\.0\.0\.1:(\d+)") as app:

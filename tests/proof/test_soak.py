@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 import sherlock_ai
+from proof_app import create_app
 from sherlock_ai.integrations.asgi import SherlockMiddleware
-
-from .proof_app import create_app
 
 PACKAGE = str(Path(sherlock_ai.__file__).resolve().parent)
 JSON_LINES = str(Path(sherlock_ai.__file__).resolve().parent / "logs" / "json_lines.py")
