@@ -124,16 +124,6 @@ def attribute(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow],
 _STEADY_SE = 2.0
 
 
-def _spanned(windows: Sequence[WindowCounts], route: int, traced: int) -> int:
-    """The route's finished requests from the first point of ``windows`` to the last, those
-    between the windows included (``traced``, its requests in them, when not known)."""
-    first = next((w.first for w in windows if w.first and route in w.first), None)
-    last = next((w.last for w in reversed(windows) if w.last and route in w.last), None)
-    if first is None or last is None:
-        return traced
-    return max(last[route] - first[route], traced)
-
-
 def _latest_t(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], routes: List[int],
               b: List[float], active: List[int], i: int, variance: float,
               recent_requests: int) -> float:
@@ -241,7 +231,7 @@ def _estimates(windows: Sequence[WindowCounts], site: Dict[int, SiteWindow], rou
                               round(blocks * share), rise_share, len(windows), latest,
                               _latest_t(windows, site, routes, b, active, i, variance,
                                         recent_requests),
-                              b[i] * _spanned(windows, route, requests[route]))
+                              b[i] * requests[route])
     return out
 
 

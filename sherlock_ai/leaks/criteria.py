@@ -18,10 +18,10 @@ class LeakCriteria:
     - ``min_latest_share``: the most recent windows (enough of them to span a quarter of
       ``min_requests``) must have grown by at least this share of what the slope predicts
       for their requests.
-    - ``min_retained``: bytes the route's requests must have kept at that rate over the span
-      of the windows pooled (the requests between them included). A bounded cache, pool or
-      table that fills and then stops holds less than this when full and is never named
-      however fast it fills; a leak passes it once it has kept that much.
+    - ``min_retained``: bytes the route's requests inside the windows pooled must have kept at
+      that rate. A bounded cache, pool or table that fills and then stops holds less than
+      this when full and is never named however fast it fills, nor is a fill that tracing
+      sees anew in every window; a leak passes it once it has kept that much.
     - ``min_latest_t``: the route's slope in the latest window alone (the other routes'
       slopes held) must stand this far out of the noise. When that window is a confirming
       one, this is evidence the candidate was not chosen on: a route whose counts matched
@@ -48,8 +48,8 @@ class Estimate:
     """Pooled evidence of one key: ``per_request`` bytes retained per request (the slope),
     its ``t_value``, ``requests`` spanned, ``growth`` bytes and ``blocks`` gained over them,
     the share of ``rises``, and the most recent windows' growth against the slope's
-    prediction, ``retained`` the bytes kept at that rate over the span of the windows
-    pooled (the requests between them included), and ``latest_t`` the t-value of the slope
+    prediction, ``retained`` the bytes kept at that rate by the route's requests inside the
+    windows pooled, and ``latest_t`` the t-value of the slope
     in the latest window alone (infinite when that window holds too few of the route's
     requests to say)."""
 
