@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test demo bench soak lint peers clean
 
-# Checked with mypy --strict in make test; the rest of logs/, leaks/, guard/, report/,
+# Checked with mypy --strict in make test; the rest of logs/, guard/, report/,
 # integrations/collected.py, celery.py and django/ join the list once their remaining errors
 # are fixed.
 TYPED := sherlock_ai/__init__.py sherlock_ai/consumers.py sherlock_ai/decorators.py \
 	sherlock_ai/formatting.py sherlock_ai/parameters.py sherlock_ai/request_id.py \
 	sherlock_ai/safety.py sherlock_ai/trackers.py sherlock_ai/engine sherlock_ai/exporters \
-	sherlock_ai/deaths sherlock_ai/logs/render.py sherlock_ai/logs/writer.py \
+	sherlock_ai/deaths sherlock_ai/leaks sherlock_ai/logs/render.py sherlock_ai/logs/writer.py \
 	sherlock_ai/integrations/gunicorn_hooks.py sherlock_ai/integrations/outgoing.py \
 	sherlock_ai/integrations/__init__.py sherlock_ai/integrations/asgi.py \
 	sherlock_ai/integrations/asgi_request.py sherlock_ai/integrations/asgi_routes.py \

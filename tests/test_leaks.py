@@ -24,9 +24,8 @@ import pytest
 
 from sherlock_ai import JsonFormatter
 from sherlock_ai.engine import tracing
-from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch
-from sherlock_ai.leaks.criteria import Estimate, LeakCriteria
-from sherlock_ai.leaks.windows import WINDOW_BLOCKS
+from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch, rules
+from sherlock_ai.leaks.fit import Estimate, LeakCriteria, fit_group, fit_site
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = LeakCriteria()
@@ -530,10 +529,8 @@ def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: boo
 
 
 def test_the_fit_names_the_route_whose_counts_the_growth_follows():
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = synthetic_windows(random.Random(1), {3: 4096.0})
-    found = attribute(windows, site, None)
+    found = fit_site(windows, site, None).estimates
     assert list(found) == [3]
     assert found[3].per_request == pytest.approx(4096, rel=0.25)
     assert found[3].is_leak(CRITERIA.for_candidates())
@@ -565,16 +562,12 @@ def test_growth_that_follows_every_request_alike_is_not_pinned_on_one_route(seed
     # Seen behind a threaded werkzeug server (http/server.py and email/utils.py lines, about
     # 30 B per request of any route): one of ten routes' counts fits it well by chance, and
     # was flagged at ten times the rate.
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = filling_cache_windows(random.Random(seed))
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
     assert not any(e.is_leak(CRITERIA.for_candidates()) for e in found.values())
 
 
 def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all():
-    from sherlock_ai.leaks.attribution import attribute
-
     # A leak small enough that spread over ten routes it is below the threshold: its route's
     # counts must fit it better than all routes' together, which takes more windows (and
     # now and then, when the traffic happened to be even, still is not enough).
@@ -582,7 +575,7 @@ def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all():
     for seed in range(20):
         windows, site = synthetic_windows(random.Random(seed), {3: 1024.0}, routes=10,
                                           windows=16)
-        found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+        found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
         assert set(found) <= {3}
         if found:
             named += 1
@@ -591,18 +584,16 @@ def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all():
 
 
 def test_routes_served_in_lockstep_are_not_split_by_a_guess():
-    from sherlock_ai.leaks.attribution import attribute, group_estimate
-
     windows, site = synthetic_windows(random.Random(2), {1: 4096.0}, lockstep=True)
-    unsplit: list = []
-    assert attribute(windows, site, None, unsplit=unsplit) == {}
+    found = fit_site(windows, site, None)
+    assert found.estimates == {}
     # Named together instead, at their rate per request of either.
-    assert unsplit == [(1, 2)]
-    together = group_estimate(windows, site, (1, 2))
+    assert found.unsplit == ((1, 2),)
+    together = fit_group(windows, site, (1, 2))
     assert together.per_request == pytest.approx(2048, rel=0.25)
     assert together.is_leak(CRITERIA.for_candidates())
     # With the code as the prior naming route 1 alone, it is route 1's.
-    assert list(attribute(windows, site, [1])) == [1]
+    assert list(fit_site(windows, site, [1]).estimates) == [1]
 
 
 
@@ -637,10 +628,8 @@ def test_a_fill_that_restarts_with_every_window_is_not_a_leak(seed):
     # A 12 KB fill per window that follows one route's counts: its slope times all of the
     # route's requests over the span (the untraced ones between windows included) passed
     # the 64 KB minimum; what the route's requests inside the windows kept is 48 KB.
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = fill_per_window(random.Random(seed))
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
     assert not any(estimate.is_leak(CRITERIA) for estimate in found.values())
     if 3 in found:  # the fit follows route 3's counts; what they kept is below the minimum
         assert found[3].retained < CRITERIA.min_retained
@@ -754,10 +743,8 @@ def test_counts_at_the_snapshot_that_fit_exactly_are_not_blurred_by_the_late_cou
     # Behind uvicorn the counts at the snapshot fitted the site almost exactly; fitted on
     # their mean with the counts 8 requests later instead, the two rates came out up to 24%
     # apart from the truth (the late counts' noise pulls them towards each other).
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = shared_site_windows(random.Random(seed), lag=8)
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
     assert found[1].per_request == pytest.approx(SMALL, rel=0.05)
     assert found[2].per_request == pytest.approx(LARGE, rel=0.05)
 
@@ -767,10 +754,8 @@ def test_steps_of_a_growing_list_do_not_move_two_rates_at_one_site(seed):
     # The list the two routes append to has 3,000 items: its reallocation adds about 27 KB at
     # once in some windows. Fitted as they were, the smaller rate came out 51% to 79% off,
     # or was lost (the larger then carried it).
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = shared_site_windows(random.Random(seed), items=3000)
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
     assert found[1].per_request == pytest.approx(SMALL, rel=0.10)
     assert found[2].per_request == pytest.approx(LARGE, rel=0.10)
 
@@ -976,36 +961,65 @@ def test_a_flat_rss_costs_no_native_fit_and_a_rising_one_is_fitted():
 
 
 def test_a_snapshot_is_grouped_a_bounded_number_of_traces_per_call(monkeypatch):
+    # With no time left in the call's budget, a call runs exactly one step of the work.
     from sherlock_ai.engine.heap import group_sizes
-    from sherlock_ai.leaks import watch as watch_module
-    from sherlock_ai.leaks.windows import GROUP_CHUNK, Window
+    from sherlock_ai.leaks.windows import Window
 
-    units_per_call: List[int] = []
+    traces_per_call: List[int] = []
     snapshots = []
     grouped = Window.group
 
     def counting(self, snapshot):
         snapshots.append((self, snapshot))
-        for units in grouped(self, snapshot):
-            units_per_call[-1] += units
-            yield units
+        for traces in grouped(self, snapshot):
+            traces_per_call[-1] += traces
+            yield traces
 
     monkeypatch.setattr(Window, "group", counting)
+    monkeypatch.setattr(rules, "CALL_BUDGET_S", 0.0)
     tracing.hold_tracing()  # tracing already on: every snapshot holds all of this
     try:
-        kept = [bytearray(64) for _ in range(5 * GROUP_CHUNK)]
+        kept = [bytearray(64) for _ in range(5 * rules.TRACES_PER_STEP)]
         watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
-        for _ in range(40):
-            units_per_call.append(0)
+        for _ in range(60):
+            traces_per_call.append(0)
             watch.request_finished(watch.request_started("GET /a", app.health))
         watch.close()
     finally:
         tracing.release_tracing()
     window, snapshot = snapshots[0]
     assert len(snapshot.traces) > len(kept)
-    assert max(units_per_call) <= watch_module.WORK_PER_CALL + GROUP_CHUNK
-    assert sum(1 for units in units_per_call if units) >= len(kept) // (2 * GROUP_CHUNK)
+    assert max(traces_per_call) <= rules.TRACES_PER_STEP
+    assert sum(1 for traces in traces_per_call if traces) >= len(kept) // rules.TRACES_PER_STEP
     assert window.sizes[0] == group_sizes(snapshot, window.key_of)  # the same as at once
+
+
+def test_no_window_opens_while_tracemalloc_already_traces_too_many_blocks(monkeypatch, caplog):
+    # A snapshot copies every traced block in one call: with tracemalloc started elsewhere
+    # and 600,000 blocks live, one took 270 ms. The watch waits instead, and says so once.
+    snapshots: List[int] = []
+    take_snapshot = tracemalloc.take_snapshot
+
+    def counted_snapshot() -> tracemalloc.Snapshot:
+        snapshots.append(1)
+        return take_snapshot()
+
+    monkeypatch.setattr(tracemalloc, "take_snapshot", counted_snapshot)
+    monkeypatch.setattr(rules, "SNAPSHOT_BLOCKS", 20_000)
+    tracing.hold_tracing()
+    try:
+        kept = [bytearray(64) for _ in range(10_000)]  # 20,000 traced blocks
+        watch = LeakWatch(warmup_requests=0, window_requests=75, snapshot_every=25)
+        with caplog.at_level(logging.WARNING, logger="MonitoringLogger"):
+            for _ in range(2 * watch.settings.pause_requests):
+                watch.request_finished(watch.request_started("GET /a", None))
+        watch.close()
+        del kept
+    finally:
+        tracing.release_tracing()
+    assert snapshots == [] and watch._windows == 0
+    said = [r.getMessage() for r in caplog.records if "no tracing window" in r.getMessage()]
+    assert len(said) == 1 and "LEAK WATCH | tracemalloc already traces about" in said[0]
 
 
 @pytest.mark.slow
@@ -1154,7 +1168,7 @@ def test_a_route_keeping_many_small_objects_per_request_snapshots_a_bounded_heap
     # A snapshot copies every traced block in one call, so its pause grows with their number:
     # with 10,000 blocks kept per request, the first window's later snapshots held over a
     # million of them (0.2 to 0.6 s of CPU time in one call). A window now ends before it adds
-    # WINDOW_BLOCKS, so no snapshot holds much more (the last step is predicted from the
+    # rules.SNAPSHOT_BLOCKS, so no snapshot holds much more (the last step is predicted from the
     # largest so far). The count, not a time, is checked: it is what the pause is made of.
     take_snapshot = tracemalloc.take_snapshot
     sizes: List[int] = []
@@ -1182,4 +1196,4 @@ def test_a_route_keeping_many_small_objects_per_request_snapshots_a_bounded_heap
         watch.close()
         SMALL_OBJECTS_KEPT.clear()
     assert watch._windows >= 1 and sizes
-    assert max(sizes) <= WINDOW_BLOCKS * 1.35, sizes
+    assert max(sizes) <= rules.SNAPSHOT_BLOCKS * 1.35, sizes

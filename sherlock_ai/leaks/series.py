@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .routes import IN_FLIGHT_ID
+from .rules import IN_FLIGHT_ID
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -76,7 +76,7 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
     only when they finish. How many of them had kept their bytes depends on the app (where
     in the handler it keeps them, how much of the concurrency waits in the client): the fit
     chooses between the counts at the snapshot and their mean with the late ones
-    (:func:`.attribution.attribute`), so both are kept."""
+    (:func:`.fit.prepare`), so both are kept."""
     points = len(counts)
     width = max((len(c) for c in counts), default=0)
     dx: Dict[int, List[float]] = {}

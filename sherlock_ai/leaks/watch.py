@@ -3,43 +3,27 @@ their snapshots into suspects (see :mod:`sherlock_ai.leaks`)."""
 
 from __future__ import annotations
 
+import logging
+import time
+import tracemalloc
 import weakref
 from contextvars import ContextVar
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..engine.rss import current_rss
+from ..logs.lines import MONITORING_LOGGER
 from ..safety import report_internal_error
-from .criteria import LeakCriteria
-from .evidence import FIT_UNITS, EvidenceStore
+from . import rules
+from .evidence import EvidenceStore
+from .fit import LeakCriteria
 from .native import NativeEvidence
-from .routes import IN_FLIGHT_ID, OVERFLOW_ROUTE, RouteRegistry
+from .routes import RouteRegistry
+from .rules import IN_FLIGHT_ID, OVERFLOW_ROUTE
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
-from .windows import CONFIRM, NORMAL, Gate, Window
+from .windows import CONFIRM, NORMAL, Gate, Window, traced_blocks
 
-# A candidate is confirmed by at most this many windows in a row before the schedule resumes.
-_MAX_EXTRA_WINDOWS = 3
-# The late counts of a point are read this fraction of snapshot_every after it (1/3).
-_LATE_SHARE = 3
-#: Work units (about one grouped trace each; a site's fit counts as FIT_UNITS) that one
-#: request_finished call does at most, plus one step: the bound of the pause it causes.
-WORK_PER_CALL = 2_000
-#: Work units of one native interval fitted (a round of 100 intervals takes a call of its own).
-NATIVE_UNITS = 20
-# Windows at the suspect share after a change, in units of evidence_windows.
-_SUSPECT_WINDOWS = 2
-#: The smallest growth of the RSS within a pause that calls a window early.
-EARLY_BYTES = 1 << 20
-#: Windows after the first that come at the suspect share: one window alone rarely splits a
-#: helper's growth between ten routes, and a leak there from the start is the common case.
-STARTUP_WINDOWS = 2
-#: Frames per allocation while a confirming window traces (when it starts tracemalloc):
-#: growth under an endpoint's call, in a helper or a library, is then keyed by that
-#: endpoint's frame, so the stack names the route and the timing of the counts cannot.
-CONFIRM_FRAMES = 8
-#: Requests a window's first point waits at most for the requests in flight at its opening.
-SETTLE_REQUESTS = 1_000
-
+_logger = logging.getLogger(MONITORING_LOGGER)
 
 class _Request:
     """A request the watch saw start: its route (if known then), and the window epoch it
@@ -109,8 +93,8 @@ class LeakWatch:
         self._pause_base: Optional[Tuple[int, List[int], int]] = None
         # The analysis in progress, a step per call (see _work); windows left at the suspect
         # share; per route id, what its flagged suspects retain per request.
-        self._job: Optional[Iterator[int]] = None
-        self._suspect_windows = STARTUP_WINDOWS
+        self._job: Optional[Iterator[object]] = None
+        self._suspect_windows = rules.STARTUP_WINDOWS
         self._rates: Dict[int, float] = {}
         self._book = SuspectBook()
         # Guarded by the gate's lock: requests in flight (started, not finished), the window
@@ -119,6 +103,8 @@ class LeakWatch:
         self._in_flight = 0
         self._epoch = 0
         self._stale = 0
+        # Whether the line saying that windows wait for fewer traced blocks was logged.
+        self._said_too_many_blocks = False
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
@@ -210,17 +196,23 @@ class LeakWatch:
             self._gate.release()
 
     def _work(self) -> None:
-        """Run the job in progress for at most :data:`WORK_PER_CALL` units (its last step
-        may go past them by one step); the rest waits for the next request."""
+        """Run the job in progress, step by step, until ``rules.CALL_BUDGET_S`` seconds have
+        passed in this call (the step running then finishes first); the rest waits for the
+        next request. A step is a few thousand traces grouped, one site's fit, or one round
+        of the native fit."""
         job = self._job
-        spent = 0
-        while spent < WORK_PER_CALL:
+        if job is None:
+            return
+        deadline = time.perf_counter() + rules.CALL_BUDGET_S
+        while True:
             try:
-                spent += next(job)  # type: ignore[arg-type]
+                next(job)
             except StopIteration:
                 if self._job is job:
                     self._job = None
                 return
+            if time.perf_counter() >= deadline:
+                break
         self._gate.schedule(1)
 
     def _between_windows(self) -> None:
@@ -252,7 +244,8 @@ class LeakWatch:
         explained = sum(rate * (counts[r] - before[r]) for r, rate in self._rates.items()
                         if r < len(before))
         growth = rss - base - explained
-        return growth >= max(EARLY_BYTES, (total - since) * self.settings.min_bytes_per_request)
+        return growth >= max(rules.EARLY_BYTES,
+                             (total - since) * self.settings.min_bytes_per_request)
 
     def _pause(self, requests: int) -> None:
         """Untraced for ``requests`` requests (RSS readings every ``snapshot_every``)."""
@@ -263,21 +256,40 @@ class LeakWatch:
         self._gate.schedule(min(self.settings.snapshot_every, requests))
 
     def _open_window(self) -> None:
-        kind, self._next_kind = self._next_kind, NORMAL
         s = self.settings
+        if self._too_many_blocks():
+            self._pause(s.pause_requests)
+            return
+        kind, self._next_kind = self._next_kind, NORMAL
         full = kind != NORMAL or self._suspect_windows or not self._windows
         requests = s.window_requests if full else s.scout_requests
         self._windows += 1
-        frames = max(s.frames, CONFIRM_FRAMES) if kind == CONFIRM else s.frames
+        frames = max(s.frames, rules.CONFIRM_FRAMES) if kind == CONFIRM else s.frames
         window = Window.start(self._windows, kind, requests // s.snapshot_every, frames)
         with self._gate.lock:
             window.key_of = self._routes.index.key_of
             self._epoch += 1
             self._stale = self._in_flight
-            window.settle_by = self._gate.total + SETTLE_REQUESTS
+            window.settle_by = self._gate.total + rules.SETTLE_REQUESTS
             window.opened_at = self._gate.total
         self._window = window
         self._gate.schedule(1)
+
+    def _too_many_blocks(self) -> bool:
+        """Whether tracemalloc, started by someone else, already traces more than half of
+        ``rules.SNAPSHOT_BLOCKS``: a window's snapshots would copy them all, each pausing the
+        request that takes it for longer than the budget. The window waits for the next
+        pause instead (the first time, a line says so)."""
+        blocks = traced_blocks()
+        if blocks * 2 <= rules.SNAPSHOT_BLOCKS:
+            return False
+        if not self._said_too_many_blocks:
+            self._said_too_many_blocks = True
+            _logger.warning(
+                "LEAK WATCH | tracemalloc already traces about %s blocks: no tracing window "
+                "opens while it traces more than %s (each snapshot would copy them all)",
+                f"{blocks:,}", f"{rules.SNAPSHOT_BLOCKS // 2:,}")
+        return True
 
     def _abandon_window(self) -> None:
         if self._window is not None:
@@ -297,7 +309,7 @@ class LeakWatch:
         ``snapshot_every`` requests, or sooner when the window's traced blocks grew fast
         (see Window.point_due, and _cut for a window that reached its block budget)."""
         every = self.settings.snapshot_every
-        lag = max(1, every // _LATE_SHARE)
+        lag = max(1, every // rules.LATE_SHARE)
         with self._gate.lock:
             total = self._gate.total
             stale = self._stale
@@ -337,7 +349,7 @@ class LeakWatch:
         self._work()
 
     def _cut(self, window: Window) -> None:
-        """End a window that added WINDOW_BLOCKS traced blocks: its last point now, whatever
+        """End a window whose traced blocks near rules.SNAPSHOT_BLOCKS: its last point now, whatever
         its request counts (a larger snapshot later would pause the request that takes it
         for longer); the grouping of an earlier point in progress goes first."""
         if window.awaiting_late:
@@ -348,45 +360,45 @@ class LeakWatch:
         with self._gate.lock:
             total = self._gate.total
         snapshot = window.take_point(self._counts, last=True)
-        lag = max(1, self.settings.snapshot_every // _LATE_SHARE)
+        lag = max(1, self.settings.snapshot_every // rules.LATE_SHARE)
         self._await_late(window, snapshot, total + lag)
 
-    def _await_late(self, window: Window, snapshot: Any, late_at: int) -> None:
+    def _await_late(self, window: Window, snapshot: tracemalloc.Snapshot,
+                    late_at: int) -> None:
         window.awaiting_late = True
         window.late_at = late_at
         self._job = self._grouping(self._job, window, snapshot)
         self._gate.schedule(1)
 
     @staticmethod
-    def _grouping(earlier: Optional[Iterator[int]], window: Window,
-                  snapshot: Any) -> Iterator[int]:
+    def _grouping(earlier: Optional[Iterator[object]], window: Window,
+                  snapshot: tracemalloc.Snapshot) -> Iterator[object]:
         if earlier is not None:
             yield from earlier
         yield from window.group(snapshot)
 
-    def _weighing(self, window: Window) -> Iterator[int]:
+    def _weighing(self, window: Window) -> Iterator[object]:
         """The analysis of a finished window, in steps of bounded work (see :meth:`_work`):
         the fits per site, the native fit, the suspects; then the next window's schedule."""
         evidence, native = self._evidence, self._native
         before = (set(evidence.flagged), set(evidence.groups), set(native.flagged))
         evidence.add_window(window.number, window.counts, window.sizes, window.late,
                             window.deep)
-        yield sum(len(point) for point in window.sizes)
+        yield None
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
         yield from evidence.weigh_steps(index, self._routes.blamable, window.kind != NORMAL)
         needed = evidence.needed
-        for intervals in native.weigh_steps(evidence.explained, evidence.traced,
-                                            self._routes.blamable):
-            yield max(FIT_UNITS, intervals * NATIVE_UNITS)
+        yield from native.weigh_steps(evidence.explained, evidence.traced,
+                                      self._routes.blamable)
         self._book.update(evidence.by_site(), names, native.flagged, evidence.groups_by_site())
         self._rates = self._flagged_rates()
         changed = before != (set(evidence.flagged), set(evidence.groups), set(native.flagged))
         if needed or changed or evidence.growing:
-            self._suspect_windows = _SUSPECT_WINDOWS * self.settings.evidence_windows
+            self._suspect_windows = rules.SUSPECT_WINDOWS * self.settings.evidence_windows
         elif self._suspect_windows:
             self._suspect_windows -= 1
-        if needed and self._extra_windows < _MAX_EXTRA_WINDOWS:
+        if needed and self._extra_windows < rules.MAX_CONFIRMING_WINDOWS:
             self._extra_windows += 1
             self._next_kind = CONFIRM
             self._pause(0)
