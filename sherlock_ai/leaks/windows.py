@@ -153,7 +153,16 @@ class Window:
             gc.collect()
             self._unfreeze()
         now = counts()
-        snapshot = tracemalloc.take_snapshot()
+        collecting = gc.isenabled()
+        if collecting:
+            # The snapshot makes a tuple per traced block: left on, the collector would run
+            # many times inside the call (in a heap of many objects, most of its cost).
+            gc.disable()
+        try:
+            snapshot = tracemalloc.take_snapshot()
+        finally:
+            if collecting:
+                gc.enable()
         self.blocks_at_point = traced_blocks()
         if last:
             self.close()
