@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import leak_handlers as app
 import pytest
@@ -26,6 +26,7 @@ from sherlock_ai import JsonFormatter
 from sherlock_ai.engine import tracing
 from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch, rules
 from sherlock_ai.leaks.fit import Estimate, LeakCriteria, fit_group, fit_site
+from sherlock_ai.leaks.watch import Phase
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = LeakCriteria()
@@ -500,6 +501,12 @@ def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(share
 # -- the attribution on synthetic series -------------------------------------------------------
 
 
+def run_steps(steps: Iterator[object]) -> None:
+    """Run the steps of a weighing to its end (the watch runs them apart)."""
+    for _ in steps:
+        pass
+
+
 def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: bool = False,
                       windows: int = 4, points: int = 6, routes: int = 5):
     """Per window, cumulative per-route counts at each point of ``routes`` routes (ids 1 to
@@ -673,7 +680,8 @@ def native_evidence(readings, explained=None, traced=200):
         for counts, rss in zip(rows, values):
             evidence.sample(counts, rss)
         evidence.cut()
-        evidence.weigh(explained or {}, {r: traced for r in range(1, 11)}, lambda r: True)
+        run_steps(evidence.weigh_steps(explained or {}, {r: traced for r in range(1, 11)},
+                                       lambda r: True))
     return evidence
 
 
@@ -907,7 +915,7 @@ def test_growth_in_httpendpoint_code_is_pinned_on_no_route(capture):
         # Route ids 1 to 10: the captured columns after the in-flight column (level here).
         counts, late = [[0] + row for row in counts], [[0] + row for row in late]
         store.add_window(number, counts, [{key: point} for point in zip(sizes, blocks)], late)
-        store.weigh(index, lambda route_id: True, confirming)
+        run_steps(store.weigh_steps(index, lambda route_id: True, confirming))
     assert store.flagged == {} and store.groups == {}
 
 
@@ -1100,7 +1108,7 @@ def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
     try:
         asyncio.run(traffic.run(1_500))
         # Until the start-up windows (at the suspect share) are over and a scout is scheduled.
-        while watch._suspect_windows or watch._window is not None or watch._job is not None:
+        while watch._suspect_windows or watch._phase is not Phase.PAUSED:
             asyncio.run(traffic.run(traffic.done + 50))
         assert watch.suspects() == []
         windows, scheduled = watch._windows, watch._pause_until
@@ -1125,12 +1133,12 @@ def test_a_windows_first_point_waits_for_the_requests_in_flight_at_its_opening()
         for _ in range(2):
             watch.request_finished(watch.request_started("GET /a", None))
         window = watch._window
-        assert window is not None and window.settling
+        assert window is not None and watch._phase is Phase.SETTLING
         for _ in range(5):
             watch.request_finished(watch.request_started("GET /a", None))
-        assert window.settling and window.counts == []
+        assert watch._phase is Phase.SETTLING and window.counts == []
         watch.request_finished(slow)
-        assert not window.settling and len(window.counts) == 1
+        assert watch._phase is Phase.GROUPING and len(window.counts) == 1
     finally:
         watch.close()
 
@@ -1232,3 +1240,58 @@ def test_no_garbage_collection_runs_inside_a_windows_snapshot(monkeypatch):
         watch.close()
     assert watch._windows >= 1 and kept
     assert collections_inside == []
+
+
+
+def phases_of(watch: LeakWatch, requests: int, route: str = "GET /a") -> List[Phase]:
+    """The watch's phase after each of ``requests`` finished requests, repeats collapsed."""
+    seen: List[Phase] = []
+    for _ in range(requests):
+        watch.request_finished(watch.request_started(route, None))
+        if not seen or seen[-1] is not watch._phase:
+            seen.append(watch._phase)
+    return seen
+
+
+def test_the_schedule_goes_through_its_phases_in_order(monkeypatch):
+    # One step of work per call (no time left in its budget): every phase shows.
+    monkeypatch.setattr(rules, "CALL_BUDGET_S", 0.0)
+    watch = LeakWatch(warmup_requests=5, window_requests=30, snapshot_every=10)
+    try:
+        seen = phases_of(watch, 5 + 30 + 40)
+    finally:
+        watch.close()
+    P = Phase
+    point = [P.GROUPING, P.LATE]  # a snapshot, grouped; its late counts
+    # The warm-up, a window of three points (the first at once: nothing was in flight), its
+    # analysis, and the pause it scheduled before the next window.
+    assert seen == [P.PAUSED, P.SETTLING, *point, P.TRACING, *point, P.TRACING, *point,
+                    P.ANALYSING, P.PAUSED]
+    assert watch._windows == 1
+
+
+def test_a_window_opens_when_its_pause_ends_and_a_confirming_one_at_once():
+    watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+    try:
+        assert phases_of(watch, 1) == [Phase.SETTLING]  # after the warm-up: no pause
+        while watch._phase is not Phase.PAUSED:
+            phases_of(watch, 1)
+        pause = watch._pause_until
+        with watch._gate.lock:
+            left = pause - watch._gate.total
+        assert left > 0 and phases_of(watch, left - 1)[-1] is Phase.PAUSED
+        assert phases_of(watch, watch.settings.snapshot_every)[0] is Phase.SETTLING
+        # A candidate to confirm: the analysis pauses for no request, so the next call opens.
+        watch.close()
+        watch._pause(0)
+        assert phases_of(watch, 1) == [Phase.SETTLING]
+    finally:
+        watch.close()
+
+
+def test_close_returns_the_schedule_to_its_pause():
+    watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+    phases_of(watch, 12)
+    assert watch._phase is not Phase.PAUSED and watch._window is not None
+    watch.close()
+    assert watch._phase is Phase.PAUSED and watch._window is None

@@ -4,12 +4,13 @@ sizes, and per (site, route) whether the pooled evidence says "leak"."""
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from typing import (
     Callable,
     Deque,
     Dict,
+    Generator,
     Hashable,
-    Iterator,
     List,
     Mapping,
     Optional,
@@ -28,6 +29,21 @@ from .series import SiteWindow, WindowCounts, site_window, window_counts
 Key = Tuple[Site, Optional[Site]]
 
 
+@dataclass(frozen=True)
+class Weighing:
+    """What weighing the latest window found besides the flags: whether candidates need a
+    confirming window (``needs_confirming``: flags are raised only by one, which collects
+    garbage before its last point); whether a route grows a site clearly over too few
+    requests yet (``growing``: worth denser windows); per route, the bytes per request its
+    growing sites retain, flagged or not (``explained``), and its requests in the windows
+    pooled (``traced``): what :mod:`.native` subtracts and requires."""
+
+    needs_confirming: bool = False
+    growing: bool = False
+    explained: Mapping[int, float] = field(default_factory=dict)
+    traced: Mapping[int, int] = field(default_factory=dict)
+
+
 class EvidenceStore:
     """Recent windows (up to ``rules.WINDOWS_KEPT * windows``) and, per key, its sizes in
     them."""
@@ -40,16 +56,8 @@ class EvidenceStore:
         self.sites: Dict[Hashable, Dict[int, SiteWindow]] = {}
         #: (key, route id) -> (estimate, the route's share of the site's growth).
         self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
-        #: Per route, the bytes per request its growing sites retain in the latest weighing
-        #: (flagged or not), and its requests in the windows pooled (see .native).
-        self.explained: Dict[int, float] = {}
-        self.traced: Dict[int, int] = {}
         #: (key, routes whose counts moved in lockstep) -> their estimate together.
         self.groups: Dict[Tuple[Hashable, Tuple[int, ...]], Estimate] = {}
-        #: Whether the latest weighing found candidates that need a confirming window, and
-        #: whether it found a route growing a site clearly but over too few requests yet.
-        self.needed = False
-        self.growing = False
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
@@ -70,21 +78,13 @@ class EvidenceStore:
             self.sites.setdefault(key, {})[number] = site_window(ys, [v[1] for v in values])
         self._prune()
 
-    def weigh(self, index: EndpointIndex, blamable: Callable[[int], bool],
-              confirming: bool) -> bool:
-        """Update the flags from the latest window; whether candidates need a confirming
-        window (flags are raised only by one: it collects garbage before its last point)."""
-        for _ in self.weigh_steps(index, blamable, confirming):
-            pass
-        return self.needed
-
     def weigh_steps(self, index: EndpointIndex, blamable: Callable[[int], bool],
-                    confirming: bool) -> Iterator[None]:
-        """:meth:`weigh`, one key per step; the result is in :attr:`needed` once
-        exhausted."""
-        self.needed = self.growing = False
+                    confirming: bool) -> Generator[None, None, Weighing]:
+        """Update the flags from the latest window (:attr:`flagged`, :attr:`groups`), one key
+        per step (``yield from`` it for the :class:`Weighing`)."""
         if not self.windows:
-            return
+            return Weighing()
+        growing = False
         latest = self.windows[-1].number
         keys = {key for key, seen in self.sites.items() if latest in seen}
         keys.update(key for key, _ in self.flagged)
@@ -119,14 +119,12 @@ class EvidenceStore:
                 elif estimate.per_request >= self.criteria.min_bytes_per_request and \
                         estimate.t_value >= self.candidates.min_t:
                     # Clear growth, too few requests yet: worth denser windows.
-                    self.growing = True
-        self.explained = explained
+                    growing = True
         traced: Dict[int, int] = {}
         for window in list(self.windows)[-self.windows_pooled:]:
             for route_id, requests in window.requests.items():
                 traced[route_id] = traced.get(route_id, 0) + requests
-        self.traced = traced
-        self.needed = needed
+        return Weighing(needed, growing, explained, traced)
 
     def _weigh_groups(self, key: Hashable, groups: Dict[Tuple[int, ...], Estimate],
                       confirming: bool) -> bool:

@@ -80,17 +80,12 @@ class NativeEvidence:
             self._number += points - 1
         self._counts, self._marks = [], []
 
-    def weigh(self, explained: Dict[int, float], traced: Dict[int, int],
-              blamable: Callable[[int], bool]) -> None:
-        """Update the flags. ``explained``: per route, the bytes per request its traced sites
-        account for; ``traced``: per route, its requests inside the traced windows the
-        estimates pool (a route tracemalloc has not watched cannot be called native)."""
-        for _ in self.weigh_steps(explained, traced, blamable):
-            pass
-
-    def weigh_steps(self, explained: Dict[int, float], traced: Dict[int, int],
+    def weigh_steps(self, explained: Mapping[int, float], traced: Mapping[int, int],
                     blamable: Callable[[int], bool]) -> Iterator[None]:
-        """:meth:`weigh`, one round of the robust fit per step."""
+        """Update the flags, one round of the robust fit per step. ``explained``: per route,
+        the bytes per request its traced sites account for; ``traced``: per route, its
+        requests inside the traced windows the estimates pool (a route tracemalloc has not
+        watched cannot be called native)."""
         kept = list(self.segments)
         if len(kept) < 2:
             return

@@ -8,6 +8,7 @@ import time
 import tracemalloc
 import weakref
 from contextvars import ContextVar
+from enum import Enum
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..engine.rss import current_rss
@@ -24,6 +25,24 @@ from .suspects import LeakSuspect, SuspectBook
 from .windows import CONFIRM, NORMAL, Gate, Window, traced_blocks
 
 _logger = logging.getLogger(MONITORING_LOGGER)
+
+class Phase(Enum):
+    """Where the watch's schedule is. :meth:`LeakWatch._advance` is the one transition
+    function; each phase has one handler, which returns the next phase."""
+
+    #: No window: requests are untraced; the RSS is read every ``snapshot_every`` of them.
+    PAUSED = "paused"
+    #: A window traces; its first point waits for the requests in flight at its opening.
+    SETTLING = "settling"
+    #: A window traces; its next point comes at a request count, or sooner by blocks.
+    TRACING = "tracing"
+    #: A point's snapshot is being grouped by site, within the time budget of each call.
+    GROUPING = "grouping"
+    #: The counts of the latest point are read again a few requests after it.
+    LATE = "late"
+    #: The window has ended; its evidence is weighed, within the time budget of each call.
+    ANALYSING = "analysing"
+
 
 class _Request:
     """A request the watch saw start: its route (if known then), and the window epoch it
@@ -79,6 +98,7 @@ class LeakWatch:
         # Guarded by the gate's lock.
         self._routes = RouteRegistry(s.max_routes)
         # Touched only by the one thread that holds the gate's token.
+        self._phase = Phase.PAUSED
         self._window: Optional[Window] = None
         self._next_kind = NORMAL
         self._extra_windows = 0
@@ -91,8 +111,8 @@ class LeakWatch:
         self._pause_until = 0
         self._pause_started = 0
         self._pause_base: Optional[Tuple[int, List[int], int]] = None
-        # The analysis in progress, a step per call (see _work); windows left at the suspect
-        # share; per route id, what its flagged suspects retain per request.
+        # The grouping or analysis in progress, in steps (see _work); windows left at the
+        # suspect share; per route id, what its flagged suspects retain per request.
         self._job: Optional[Iterator[object]] = None
         self._suspect_windows = rules.STARTUP_WINDOWS
         self._rates: Dict[int, float] = {}
@@ -171,38 +191,39 @@ class LeakWatch:
         try:
             self._job = None
             self._abandon_window()
+            self._phase = Phase.PAUSED
         finally:
             self._gate.release()
 
     # -- windows (called by the one thread that holds the token) ----------------------------
 
     def _advance(self) -> None:
+        """The one transition function: the current phase's handler runs and names the next
+        phase. Whatever the phase, a window whose traced blocks near the budget is cut."""
         try:
             window = self._window
             if window is not None and window.full():
-                self._cut(window)
-            elif self._job is not None:
-                self._work()
-            elif self._window is not None:
-                self._take_point(self._window)
+                self._phase = self._cut(window)
             else:
-                self._between_windows()
+                self._phase = self._handlers[self._phase](self)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("LeakWatch window", exc)
             self._job = None
             self._abandon_window()
             self._pause(self.settings.pause_requests)
+            self._phase = Phase.PAUSED
         finally:
             self._gate.release()
 
-    def _work(self) -> None:
+    def _work(self) -> bool:
         """Run the job in progress, step by step, until ``rules.CALL_BUDGET_S`` seconds have
-        passed in this call (the step running then finishes first); the rest waits for the
-        next request. A step is a few thousand traces grouped, one site's fit, or one round
-        of the native fit."""
+        passed in this call (the step running then finishes first); whether it is done. A
+        step is a few thousand traces grouped, one site's fit, or one round of the native
+        fit. The next call is due at the next request either way."""
+        self._gate.schedule(1)
         job = self._job
         if job is None:
-            return
+            return True
         deadline = time.perf_counter() + rules.CALL_BUDGET_S
         while True:
             try:
@@ -210,24 +231,107 @@ class LeakWatch:
             except StopIteration:
                 if self._job is job:
                     self._job = None
-                return
+                return True
             if time.perf_counter() >= deadline:
-                break
-        self._gate.schedule(1)
+                return False
 
-    def _between_windows(self) -> None:
+    # -- the transitions, one per phase (called by the one thread that holds the token) ----
+
+    def _between_windows(self) -> Phase:
+        """PAUSED: an RSS reading, until the pause ends (or the RSS's growth ends it); then
+        a window opens (SETTLING), unless tracemalloc already traces too many blocks."""
         with self._gate.lock:
             total = self._gate.total
         left = self._pause_until - total
         if left > 0:
-            # In the pause: an RSS reading (no tracing, no snapshot).
             counts, rss = self._counts(), current_rss()
             self._native.sample(counts, rss)
             if not self._rss_calls_a_window(total, counts, rss):
                 self._gate.schedule(min(self.settings.snapshot_every, left))
-                return
+                return Phase.PAUSED
         self._native.cut()
-        self._open_window()
+        return self._open_window()
+
+    def _settle(self) -> Phase:
+        """SETTLING: requests in flight when tracing started hold objects it never saw; as
+        they finish, newer requests' traced objects take their place and the traced level
+        climbs to its steady in-flight level, in step with whatever routes were served
+        meanwhile. The first point (TRACING, at once) waits until they have all finished,
+        or ``rules.SETTLE_REQUESTS`` (streams that outlive it do not turn over), or the
+        window's blocks grew fast enough to call a point."""
+        window = self._open()
+        with self._gate.lock:
+            total, stale = self._gate.total, self._stale
+        if stale and total < window.settle_by and not window.point_due():
+            self._gate.schedule(1)
+            return Phase.SETTLING
+        window.point_at = total
+        return self._take_point()
+
+    def _take_point(self) -> Phase:
+        """TRACING: a snapshot every ``snapshot_every`` requests, or sooner when the
+        window's traced blocks grew fast (see Window.point_due); the snapshot alone in its
+        call, its grouping in the calls that follow (GROUPING)."""
+        window = self._open()
+        with self._gate.lock:
+            total = self._gate.total
+        if total < window.point_at and not window.point_due():
+            self._gate.schedule(1)
+            return Phase.TRACING
+        self._start_grouping(window, window.take_point(self._counts), total)
+        return Phase.GROUPING
+
+    def _group(self) -> Phase:
+        """GROUPING: the snapshot grouped within the call's budget; then LATE."""
+        return Phase.LATE if self._work() else Phase.GROUPING
+
+    def _read_late(self) -> Phase:
+        """LATE: the counts a little after the snapshot (see Window.late); then the next
+        point (TRACING), or, after the last, the analysis (ANALYSING)."""
+        window = self._open()
+        with self._gate.lock:
+            total = self._gate.total
+        if total < window.late_at:
+            self._gate.schedule(1)
+            return Phase.LATE
+        window.late.append(self._counts())
+        if not window.done:
+            every = self.settings.snapshot_every
+            window.point_at = total + every - max(1, every // rules.LATE_SHARE)
+            self._gate.schedule(1)
+            return Phase.TRACING
+        self._window = None
+        self._job = self._weighing(window)
+        return self._analyse()
+
+    def _analyse(self) -> Phase:
+        """ANALYSING: the window's evidence weighed within the call's budget; its last step
+        schedules the next window (PAUSED)."""
+        return Phase.PAUSED if self._work() else Phase.ANALYSING
+
+    def _cut(self, window: Window) -> Phase:
+        """Any phase of an open window: end it, its traced blocks near
+        ``rules.SNAPSHOT_BLOCKS``, with its last point now, whatever its request counts (a
+        larger snapshot later would pause the request that takes it for longer); the
+        grouping of an earlier point in progress goes first (GROUPING)."""
+        if self._phase in (Phase.GROUPING, Phase.LATE):
+            window.late.append(self._counts())  # the previous point's, early
+        window.cut = True
+        with self._gate.lock:
+            total = self._gate.total
+        self._start_grouping(window, window.take_point(self._counts, last=True), total)
+        return Phase.GROUPING
+
+    _handlers: Dict[Phase, Callable[[LeakWatch], Phase]] = {
+        Phase.PAUSED: _between_windows, Phase.SETTLING: _settle, Phase.TRACING: _take_point,
+        Phase.GROUPING: _group, Phase.LATE: _read_late, Phase.ANALYSING: _analyse,
+    }
+
+    def _open(self) -> Window:
+        """The open window (the phases that read it have one)."""
+        if self._window is None:
+            raise RuntimeError(f"no window in phase {self._phase.value}")
+        return self._window
 
     def _rss_calls_a_window(self, total: int, counts: List[int], rss: Optional[int]) -> bool:
         """Whether the RSS grew, since the pause's first reading, by more than the flagged
@@ -255,11 +359,11 @@ class LeakWatch:
         self._pause_base = None
         self._gate.schedule(min(self.settings.snapshot_every, requests))
 
-    def _open_window(self) -> None:
+    def _open_window(self) -> Phase:
         s = self.settings
         if self._too_many_blocks():
             self._pause(s.pause_requests)
-            return
+            return Phase.PAUSED
         kind, self._next_kind = self._next_kind, NORMAL
         full = kind != NORMAL or self._suspect_windows or not self._windows
         requests = s.window_requests if full else s.scout_requests
@@ -274,6 +378,7 @@ class LeakWatch:
             window.opened_at = self._gate.total
         self._window = window
         self._gate.schedule(1)
+        return Phase.SETTLING
 
     def _too_many_blocks(self) -> bool:
         """Whether tracemalloc, started by someone else, already traces more than half of
@@ -304,69 +409,11 @@ class LeakWatch:
             counts[IN_FLIGHT_ID] = self._in_flight - self._stale
         return counts
 
-    def _take_point(self, window: Window) -> None:
-        """While a window is open the watch looks at every request: a snapshot is due every
-        ``snapshot_every`` requests, or sooner when the window's traced blocks grew fast
-        (see Window.point_due, and _cut for a window that reached its block budget)."""
-        every = self.settings.snapshot_every
-        lag = max(1, every // rules.LATE_SHARE)
-        with self._gate.lock:
-            total = self._gate.total
-            stale = self._stale
-        if window.settling:
-            # Requests in flight when tracing started hold objects it never saw; as they
-            # finish, newer requests' traced objects take their place and the traced level
-            # climbs to its steady in-flight level, in step with whatever routes were served
-            # meanwhile. The first point waits until they have all finished (or
-            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over; or the
-            # window's blocks, when they grow fast enough to call a point).
-            if stale and total < window.settle_by and not window.point_due():
-                self._gate.schedule(1)
-                return
-            window.settling = False
-            window.point_at = total
-        if not window.awaiting_late:
-            if total < window.point_at and not window.point_due():
-                self._gate.schedule(1)
-                return
-            # The snapshot alone in its call; its grouping, a bounded part per call, in the
-            # calls that follow (see _work).
-            snapshot = window.take_point(self._counts)
-            self._await_late(window, snapshot, total + lag)
-            return
-        if total < window.late_at:
-            self._gate.schedule(1)
-            return
-        # The counts a little after the snapshot: see Window.late.
-        window.late.append(self._counts())
-        window.awaiting_late = False
-        if not window.done:
-            window.point_at = total + every - lag
-            self._gate.schedule(1)
-            return
-        self._window = None
-        self._job = self._weighing(window)
-        self._work()
-
-    def _cut(self, window: Window) -> None:
-        """End a window whose traced blocks near rules.SNAPSHOT_BLOCKS: its last point now, whatever
-        its request counts (a larger snapshot later would pause the request that takes it
-        for longer); the grouping of an earlier point in progress goes first."""
-        if window.awaiting_late:
-            window.late.append(self._counts())
-            window.awaiting_late = False
-        window.settling = False
-        window.cut = True
-        with self._gate.lock:
-            total = self._gate.total
-        snapshot = window.take_point(self._counts, last=True)
-        lag = max(1, self.settings.snapshot_every // rules.LATE_SHARE)
-        self._await_late(window, snapshot, total + lag)
-
-    def _await_late(self, window: Window, snapshot: tracemalloc.Snapshot,
-                    late_at: int) -> None:
-        window.awaiting_late = True
-        window.late_at = late_at
+    def _start_grouping(self, window: Window, snapshot: tracemalloc.Snapshot,
+                        total: int) -> None:
+        """Group ``snapshot`` after what is being grouped already; the point's late counts
+        are due a third of ``snapshot_every`` after ``total``."""
+        window.late_at = total + max(1, self.settings.snapshot_every // rules.LATE_SHARE)
         self._job = self._grouping(self._job, window, snapshot)
         self._gate.schedule(1)
 
@@ -387,14 +434,14 @@ class LeakWatch:
         yield None
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
-        yield from evidence.weigh_steps(index, self._routes.blamable, window.kind != NORMAL)
-        needed = evidence.needed
-        yield from native.weigh_steps(evidence.explained, evidence.traced,
-                                      self._routes.blamable)
+        found = yield from evidence.weigh_steps(index, self._routes.blamable,
+                                                window.kind != NORMAL)
+        needed = found.needs_confirming
+        yield from native.weigh_steps(found.explained, found.traced, self._routes.blamable)
         self._book.update(evidence.by_site(), names, native.flagged, evidence.groups_by_site())
         self._rates = self._flagged_rates()
         changed = before != (set(evidence.flagged), set(evidence.groups), set(native.flagged))
-        if needed or changed or evidence.growing:
+        if needed or changed or found.growing:
             self._suspect_windows = rules.SUSPECT_WINDOWS * self.settings.evidence_windows
         elif self._suspect_windows:
             self._suspect_windows -= 1

@@ -76,9 +76,8 @@ class Window:
         self.points_wanted = points
         #: How a traced allocation is keyed (the routes' endpoint code, as known now).
         self.key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]] = lambda tb: None
-        #: Until the requests in flight at the opening have finished: no point yet; at the
-        #: latest at request count ``settle_by``.
-        self.settling = True
+        #: The request count by which the first point stops waiting for the requests in
+        #: flight at the opening.
         self.settle_by = 0
         #: The request count at the opening.
         self.opened_at = 0
@@ -88,7 +87,6 @@ class Window:
         #: fit takes the counts at the snapshot or their mean with these, whichever fits the
         #: site better (see .series.window_counts).
         self.late: List[Sequence[int]] = []
-        self.awaiting_late = False
         #: Request counts at which the next point's snapshot, and the late counts of the
         #: latest point, are due.
         self.point_at = 0
