@@ -32,8 +32,8 @@ with the rule it enforces), :mod:`.routes` (route ids, counters, endpoint code),
 :mod:`.windows` (when to work, tracing leases, snapshots), :mod:`.evidence` (per-window data
 and flags), :mod:`.fit` (why a route is flagged: the fit of a site and the criteria, on
 :mod:`.series` and :mod:`.linear`), :mod:`.native` (RSS growth no traced site explains),
-:mod:`.suspects` (what is logged and when) and :mod:`.watch` (the request path that ties
-them together).
+:mod:`.suspects` (what is logged and when) and :mod:`.watch` (the request path, and the
+schedule's phases that tie the rest together).
 """
 
 from .rules import OVERFLOW_ROUTE
