@@ -28,9 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from benchmarks.common import asgi_request_driver, table
 from sherlock_ai.engine import tracing
 from sherlock_ai.engine.heap import group_sizes
-from sherlock_ai.leaks import LeakWatch
-from sherlock_ai.leaks.watch import WORK_PER_CALL
-from sherlock_ai.leaks.windows import WINDOW_BLOCKS
+from sherlock_ai.leaks import LeakWatch, rules
 
 #: The documented low-cost setting.
 LOW_COST: Dict[str, Any] = {"trace_share": 0.01}
@@ -361,8 +359,8 @@ def _figures(quick: bool) -> Dict[str, str]:
     return {"requests": f"{requests:,}", "rounds": str(ROUNDS), "cost": cost_table,
             "through_middleware": middleware_table, "low_cost": low_cost,
             "requests_to_flag": speed_table, "pauses": pauses,
-            "work_per_call": f"{WORK_PER_CALL:,}", "small_objects": small_objects,
-            "window_blocks": f"{WINDOW_BLOCKS:,}"}
+            "call_budget_ms": f"{rules.CALL_BUDGET_S * 1e3:g}", "small_objects": small_objects,
+            "snapshot_blocks": f"{rules.SNAPSHOT_BLOCKS:,}"}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ lookup from a tracemalloc traceback to (allocation site, frame in endpoint code)
 This is the *prior* of the leak watch's attribution: a line of one route's own endpoint runs
 only in that route's requests, so growth there is that route's. Code shared by several
 routes (and code outside every endpoint: helpers, libraries) names no single route; there the
-per-route request counts decide (:mod:`sherlock_ai.leaks.attribution`).
+per-route request counts decide (:mod:`sherlock_ai.leaks.fit`).
 """
 
 from __future__ import annotations

@@ -4,52 +4,60 @@ sizes, and per (site, route) whether the pooled evidence says "leak"."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Hashable, Iterator, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, field
+from typing import (
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    Hashable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from ..engine.heap import Site, Sizes
-from .attribution import (
-    SiteWindow,
-    WindowCounts,
-    attribute,
-    group_estimate,
-    site_window,
-    window_counts,
-)
+from . import rules
 from .code_prior import EndpointIndex
-from .criteria import Estimate, LeakCriteria
-from .routes import IN_FLIGHT_ID
+from .fit import Estimate, LeakCriteria, fit_group, fit_site
+from .series import SiteWindow, WindowCounts, site_window, window_counts
 
 #: ``(allocation site, newest frame in endpoint code or None)``.
 Key = Tuple[Site, Optional[Site]]
-_KEYS_LIMIT = 10_000
-#: Work units (see :meth:`EvidenceStore.weigh_steps`) of a key whose growth gets fitted, and
-#: of one that a cheap test settles (units are about one grouped trace's work each).
-FIT_UNITS = 500
-CHECK_UNITS = 5
+
+
+@dataclass(frozen=True)
+class Weighing:
+    """What weighing the latest window found besides the flags: whether candidates need a
+    confirming window (``needs_confirming``: flags are raised only by one, which collects
+    garbage before its last point); whether a route grows a site clearly over too few
+    requests yet (``growing``: worth denser windows); per route, the bytes per request its
+    growing sites retain, flagged or not (``explained``), and its requests in the windows
+    pooled (``traced``): what :mod:`.native` subtracts and requires."""
+
+    needs_confirming: bool = False
+    growing: bool = False
+    explained: Mapping[int, float] = field(default_factory=dict)
+    traced: Mapping[int, int] = field(default_factory=dict)
 
 
 class EvidenceStore:
-    """Recent windows (up to ``8 * windows``) and, per key, its sizes in them."""
+    """Recent windows (up to ``rules.WINDOWS_KEPT * windows``) and, per key, its sizes in
+    them."""
 
     def __init__(self, windows: int, criteria: LeakCriteria) -> None:
         self.windows_pooled = windows
         self.criteria = criteria
         self.candidates = criteria.for_candidates()
-        self.windows: Deque[WindowCounts] = deque(maxlen=8 * windows)
+        self.windows: Deque[WindowCounts] = deque(maxlen=rules.WINDOWS_KEPT * windows)
         self.sites: Dict[Hashable, Dict[int, SiteWindow]] = {}
         #: (key, route id) -> (estimate, the route's share of the site's growth).
         self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
-        #: Per route, the bytes per request its growing sites retain in the latest weighing
-        #: (flagged or not), and its requests in the windows pooled (see .native).
-        self.explained: Dict[int, float] = {}
-        self.traced: Dict[int, int] = {}
         #: (key, routes whose counts moved in lockstep) -> their estimate together.
         self.groups: Dict[Tuple[Hashable, Tuple[int, ...]], Estimate] = {}
-        #: Whether the latest weighing found candidates that need a confirming window, and
-        #: whether it found a route growing a site clearly but over too few requests yet.
-        self.needed = False
-        self.growing = False
-        self._fitted = False
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
@@ -70,22 +78,13 @@ class EvidenceStore:
             self.sites.setdefault(key, {})[number] = site_window(ys, [v[1] for v in values])
         self._prune()
 
-    def weigh(self, index: EndpointIndex, blamable: Callable[[int], bool],
-              confirming: bool) -> bool:
-        """Update the flags from the latest window; whether candidates need a confirming
-        window (flags are raised only by one: it collects garbage before its last point)."""
-        for _ in self.weigh_steps(index, blamable, confirming):
-            pass
-        return self.needed
-
     def weigh_steps(self, index: EndpointIndex, blamable: Callable[[int], bool],
-                    confirming: bool) -> Iterator[int]:
-        """:meth:`weigh` one key per step, yielding each step's work units
-        (:data:`FIT_UNITS` for a fitted key, :data:`CHECK_UNITS` for one the cheap test
-        settles); the result is in :attr:`needed` once exhausted."""
-        self.needed = self.growing = False
+                    confirming: bool) -> Generator[None, None, Weighing]:
+        """Update the flags from the latest window (:attr:`flagged`, :attr:`groups`), one key
+        per step (``yield from`` it for the :class:`Weighing`)."""
         if not self.windows:
-            return
+            return Weighing()
+        growing = False
         latest = self.windows[-1].number
         keys = {key for key, seen in self.sites.items() if latest in seen}
         keys.update(key for key, _ in self.flagged)
@@ -94,7 +93,7 @@ class EvidenceStore:
         explained: Dict[int, float] = {}
         for key in keys:
             estimates, groups = self._estimate(key, index)
-            yield FIT_UNITS if self._fitted else CHECK_UNITS
+            yield None
             needed |= self._weigh_groups(key, groups, confirming)
             for route_id, estimate in estimates.items():
                 explained[route_id] = explained.get(route_id, 0.0) + estimate.per_request
@@ -120,14 +119,12 @@ class EvidenceStore:
                 elif estimate.per_request >= self.criteria.min_bytes_per_request and \
                         estimate.t_value >= self.candidates.min_t:
                     # Clear growth, too few requests yet: worth denser windows.
-                    self.growing = True
-        self.explained = explained
+                    growing = True
         traced: Dict[int, int] = {}
         for window in list(self.windows)[-self.windows_pooled:]:
             for route_id, requests in window.requests.items():
                 traced[route_id] = traced.get(route_id, 0) + requests
-        self.traced = traced
-        self.needed = needed
+        return Weighing(needed, growing, explained, traced)
 
     def _weigh_groups(self, key: Hashable, groups: Dict[Tuple[int, ...], Estimate],
                       confirming: bool) -> bool:
@@ -160,15 +157,14 @@ class EvidenceStore:
                 for (key, route_id), value in self.flagged.items()}
 
     def _estimate(self, key: Hashable, index: EndpointIndex
-                  ) -> Tuple[Dict[int, Estimate], Dict[Tuple[int, ...], Estimate]]:
+                  ) -> Tuple[Mapping[int, Estimate], Dict[Tuple[int, ...], Estimate]]:
         """Per route, its estimate at ``key``; and per group of routes the counts cannot
         split, their estimate together."""
-        self._fitted = False
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
         if candidates is not None:
-            candidates = candidates + (IN_FLIGHT_ID,)
+            candidates = candidates + (rules.IN_FLIGHT_ID,)
         if not seen:
             return {}, {}
         # Windows before the site first grew say nothing about it (a leak that starts later
@@ -182,12 +178,10 @@ class EvidenceStore:
         windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
             return {}, {}
-        self._fitted = True
         recent = max(1, self.criteria.min_requests // 4)
         floor = self.criteria.min_bytes_per_request
-        unsplit: List[Tuple[int, ...]] = []
-        dropped: List[int] = []
-        estimates = attribute(windows, seen, candidates, recent, floor, unsplit, dropped)
+        found = fit_site(windows, seen, candidates, recent, floor)
+        estimates, unsplit, dropped = found.estimates, found.unsplit, found.dropped
         weak = any(e.requests < self.criteria.min_requests or self.candidates.min_t
                    <= e.t_value < self.criteria.min_t for e in estimates.values())
         shared = len(estimates) > 1
@@ -197,17 +191,17 @@ class EvidenceStore:
             # the latest windows lost a route in the noise that all of them show clearly
             # (the routes left would carry its share), and when several routes retain at
             # the site (a step in a few windows moves their split).
-            longer: List[Tuple[int, ...]] = []
-            pooled = attribute(kept, seen, candidates, recent, floor, longer)
+            longer = fit_site(kept, seen, candidates, recent, floor)
+            pooled = longer.estimates
             if weak or shared or any(r in pooled and pooled[r].t_value >= self.candidates.min_t
                                      for r in dropped):
-                windows, unsplit, estimates = kept, longer, pooled
+                windows, unsplit, estimates = kept, longer.unsplit, pooled
         groups = {}
         for members in unsplit:
-            members = tuple(r for r in members if r != IN_FLIGHT_ID)
+            members = tuple(r for r in members if r != rules.IN_FLIGHT_ID)
             if len(members) < 2:
                 continue
-            estimate = group_estimate(windows, seen, members, recent)
+            estimate = fit_group(windows, seen, members, recent)
             if estimate is not None:
                 groups[members] = estimate
         return estimates, groups
@@ -232,8 +226,8 @@ class EvidenceStore:
                 del seen[number]
             if not seen and key not in flagged:
                 del self.sites[key]
-        if len(self.sites) > _KEYS_LIMIT:
+        if len(self.sites) > rules.KEYS_LIMIT:
             by_age = sorted(self.sites, key=lambda k: max(self.sites[k], default=-1))
-            for key in by_age[: len(self.sites) - _KEYS_LIMIT]:
+            for key in by_age[: len(self.sites) - rules.KEYS_LIMIT]:
                 if key not in flagged:
                     del self.sites[key]

@@ -4,9 +4,9 @@ small symmetric matrix, and ordinary least squares with t-values, all on sums of
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set, Tuple
 
-_SWEEPS = 200
+from . import rules
 
 
 def dot(a: Sequence[float], b: Sequence[float]) -> float:
@@ -22,9 +22,9 @@ def nnls(gram: List[List[float]], cross: List[float]) -> List[float]:
     n = len(cross)
     b = [0.0] * n
     passive: List[int] = []
-    barred: set = set()
+    barred: Set[int] = set()
     scale = max([abs(c) for c in cross] + [0.0])
-    for _ in range(_SWEEPS):
+    for _ in range(rules.NNLS_SWEEPS):
         gradient = [cross[i] - dot(gram[i], b) for i in range(n)]
         joining = [i for i in range(n) if i not in passive and i not in barred
                    and gram[i][i] > 0 and gradient[i] > 1e-12 * scale]
@@ -71,7 +71,7 @@ def invert(matrix: List[List[float]]) -> Optional[List[List[float]]]:
 
 
 def ols(gram: List[List[float]], cross: List[float], yy: float, points: int,
-         active: List[int]) -> Optional[tuple]:
+         active: List[int]) -> Optional[Tuple[List[float], List[float], float]]:
     """Least squares on the ``active`` routes (the list is narrowed to those with positive
     slopes): their slopes, t-values and residual sum of squares (``None`` when none is
     left)."""

@@ -3,10 +3,10 @@ growth does not explain (memory a C library allocates with its own ``malloc``).
 
 Between tracing windows the watch reads the RSS every ``snapshot_every`` requests (about a
 microsecond: no tracing, no snapshot) together with the routes' counts. The readings form
-*segments* (a pause between two windows, cut into at most :data:`POINTS` readings). What is
+*segments* (a pause between two windows, cut into at most ``rules.NATIVE_POINTS`` readings). What is
 fitted is the **high-water mark** (the largest RSS of the segment so far), and its
 *increments* between consecutive readings on the routes' counts in the same intervals: the
-same fit as a traced site's (:func:`.attribution.attribute`), each interval a window of two
+same fit as a traced site's (:func:`.fit.fit_site`), each interval a window of two
 points. The allocator returns memory in steps and takes it back in steps: a drop and the
 rise that refills it leave the high-water mark where it was. A step it does not give back
 (a new arena) is one outlying interval, which lowers every route's t-value rather than
@@ -24,23 +24,25 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Callable, Deque, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
-from .attribution import attribute
-from .criteria import Estimate, LeakCriteria
-from .robust import band, median
+from . import rules
+from .fit import Estimate, LeakCriteria, band, fit_site, median
 from .series import SiteWindow, WindowCounts, site_window, window_counts
 
-#: RSS readings per segment at most (a long pause is cut into several segments).
-POINTS = 24
 #: Two consecutive readings: the routes' counts and the high-water mark between them.
 Interval = Tuple[WindowCounts, SiteWindow]
-# What the traced sites must leave unexplained of a route's RSS slope to call it native.
-_UNEXPLAINED_SHARE = 0.5
-# Robust fit: its rounds, and the least robust deviation of an increment (a page); how far an
-# increment may stray from its prediction (a step of the allocator strays far) is robust.band's.
-_ROUNDS = 3
-_PAGE = 4096
 
 
 class NativeEvidence:
@@ -53,7 +55,7 @@ class NativeEvidence:
         self.pooled = 2 * windows
         #: Per segment, its readings (turned into intervals only when fitted: most weighings
         #: skip the fit, and building them at every cut cost a few µs per request).
-        self.segments: Deque[_Segment] = deque(maxlen=8 * windows)
+        self.segments: Deque[_Segment] = deque(maxlen=rules.WINDOWS_KEPT * windows)
         #: Route id -> the estimate of its unexplained growth, while flagged.
         self.flagged: Dict[int, Estimate] = {}
         self._counts: List[Sequence[int]] = []
@@ -67,7 +69,7 @@ class NativeEvidence:
             return
         self._counts.append(counts)
         self._marks.append(max(rss, self._marks[-1]) if self._marks else rss)
-        if len(self._marks) >= POINTS:
+        if len(self._marks) >= rules.NATIVE_POINTS:
             self.cut()
 
     def cut(self) -> None:
@@ -78,18 +80,12 @@ class NativeEvidence:
             self._number += points - 1
         self._counts, self._marks = [], []
 
-    def weigh(self, explained: Dict[int, float], traced: Dict[int, int],
-              blamable: Callable[[int], bool]) -> None:
-        """Update the flags. ``explained``: per route, the bytes per request its traced sites
-        account for; ``traced``: per route, its requests inside the traced windows the
-        estimates pool (a route tracemalloc has not watched cannot be called native)."""
-        for _ in self.weigh_steps(explained, traced, blamable):
-            pass
-
-    def weigh_steps(self, explained: Dict[int, float], traced: Dict[int, int],
-                    blamable: Callable[[int], bool]) -> Iterator[int]:
-        """:meth:`weigh`, one round of the robust fit per step; yields each step's number of
-        intervals fitted."""
+    def weigh_steps(self, explained: Mapping[int, float], traced: Mapping[int, int],
+                    blamable: Callable[[int], bool]) -> Iterator[None]:
+        """Update the flags, one round of the robust fit per step. ``explained``: per route,
+        the bytes per request its traced sites account for; ``traced``: per route, its
+        requests inside the traced windows the estimates pool (a route tracemalloc has not
+        watched cannot be called native)."""
         kept = list(self.segments)
         if len(kept) < 2:
             return
@@ -110,7 +106,7 @@ class NativeEvidence:
             if not blamable(route_id) or traced.get(route_id, 0) < self.candidates.min_requests:
                 continue
             left = estimate.per_request - explained.get(route_id, 0.0)
-            if left < _UNEXPLAINED_SHARE * estimate.per_request:
+            if left < rules.UNEXPLAINED_SHARE * estimate.per_request:
                 continue
             share = left / estimate.per_request
             unexplained = replace(estimate, per_request=left,
@@ -127,7 +123,7 @@ class NativeEvidence:
         return sum(segment.marks[-1] - segment.marks[0] for segment in kept) >= least
 
     def _fit(self, segments: List[_Segment], recent: int
-             ) -> Generator[int, None, Dict[int, Estimate]]:
+             ) -> Generator[None, None, Mapping[int, Estimate]]:
         """The fit on the intervals of ``kept``, robust to steps: each interval's increment
         is clipped to within three robust deviations of its prediction (first the
         median increment, then the fit's), and the fit redone on the clipped increments."""
@@ -136,13 +132,13 @@ class NativeEvidence:
         rises = [float(s.growth) for segment in kept for _, s in segment]
         middle = median(rises)
         predicted = [middle] * len(rises)
-        estimates: Dict[int, Estimate] = {}
-        for _ in range(_ROUNDS):
+        estimates: Mapping[int, Estimate] = {}
+        for _ in range(rules.NATIVE_ROUNDS):
             clipped = _clip(rises, predicted)
             site = {w.number: site_window([0, round(v)], [0, 0])
                     for w, v in zip(windows, clipped)}
-            estimates = attribute(windows, site, None, recent, self.floor)
-            yield len(windows)
+            estimates = fit_site(windows, site, None, recent, self.floor).estimates
+            yield None
             predicted = [sum(e.per_request * w.requests.get(r, 0) for r, e in estimates.items())
                          for w in windows]
         return estimates
@@ -169,5 +165,5 @@ class _Segment:
 def _clip(values: Sequence[float], predicted: Sequence[float]) -> List[float]:
     """``values`` clipped to their prediction plus or minus three times the
     residuals' robust deviation (at least a page)."""
-    low, high = band([v - p for v, p in zip(values, predicted)], _PAGE)
+    low, high = band([v - p for v, p in zip(values, predicted)], rules.PAGE)
     return [min(max(v, p + low), p + high) for v, p in zip(values, predicted)]

@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Set
 
-from .code_prior import EndpointIndex, code_ranges
-
-#: The route key that requests of routes beyond ``max_routes`` are counted under. Its
-#: requests take part in the fits (growth they cause is not pinned on another route) but it
-#: is never reported.
-OVERFLOW_ROUTE = "OTHER <more routes>"
-#: Route id 0 is not a route: its count at a point is the number of requests in flight that
-#: started while tracing ran. What they hold until they end (frames, scratch objects) rises
-#: and falls with it; fitted as one more column, it is not pinned on the routes' counts.
-IN_FLIGHT_ID = 0
-_IN_FLIGHT_NAME = "<requests in flight>"
+from .code_prior import EndpointIndex, LineRange, code_ranges
+from .rules import IN_FLIGHT_ID, IN_FLIGHT_NAME, OVERFLOW_ROUTE
 
 
 class RouteRegistry:
@@ -23,12 +14,12 @@ class RouteRegistry:
 
     def __init__(self, max_routes: int) -> None:
         self.max_routes = max_routes
-        self.names: List[str] = [_IN_FLIGHT_NAME]
+        self.names: List[str] = [IN_FLIGHT_NAME]
         self.finished: List[int] = [0]
         self.index = EndpointIndex()
         self._ids: Dict[str, int] = {}
         self._with_code: Set[int] = set()
-        self._ranges: Dict[int, list] = {}
+        self._ranges: Dict[int, List[LineRange]] = {}
         self._endpoints: List[Any] = []  # kept alive so that their id() keys stay unique
 
     def count(self, route_key: str, endpoint: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .routes import IN_FLIGHT_ID
+from .rules import IN_FLIGHT_ID
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -29,10 +29,6 @@ class WindowCounts:
     #: Traced with more than one frame: an allocation made under an endpoint's call is keyed
     #: by that endpoint's frame (see :meth:`.code_prior.EndpointIndex.key_of`).
     deep: bool = False
-    #: Per route, its finished requests since the watch began at the first and last point
-    #: (what the requests between windows add to the evidence's span).
-    first: Optional[Dict[int, int]] = None
-    last: Optional[Dict[int, int]] = None
 
     def at(self, weight: float) -> WindowCounts:
         """The same window with the counts ``dx + weight * (late - dx)`` (``self`` when
@@ -41,8 +37,7 @@ class WindowCounts:
             return self
         dx = {r: [a + weight * (b - a) for a, b in zip(x, self.late[r])]
               for r, x in self.dx.items()}
-        return WindowCounts(self.number, self.points, dx, self.requests, deep=self.deep,
-                            first=self.first, last=self.last)
+        return WindowCounts(self.number, self.points, dx, self.requests, deep=self.deep)
 
 
 @dataclass
@@ -81,7 +76,7 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
     only when they finish. How many of them had kept their bytes depends on the app (where
     in the handler it keeps them, how much of the concurrency waits in the client): the fit
     chooses between the counts at the snapshot and their mean with the late ones
-    (:func:`.attribution.attribute`), so both are kept."""
+    (:func:`.fit.prepare`), so both are kept."""
     points = len(counts)
     width = max((len(c) for c in counts), default=0)
     dx: Dict[int, List[float]] = {}
@@ -100,7 +95,4 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
         if has_late:
             after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
         requests[r] = 0 if r == IN_FLIGHT_ID else column[-1] - column[0]
-    first = {r: counts[0][r] if r < len(counts[0]) else 0 for r in dx}
-    last = {r: counts[-1][r] for r in dx}
-    return WindowCounts(number, points, dx, requests, after if has_late else None, deep,
-                        first, last)
+    return WindowCounts(number, points, dx, requests, after if has_late else None, deep)

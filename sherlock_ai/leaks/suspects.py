@@ -10,15 +10,10 @@ from ..formatting import format_bytes, log_safe
 from ..logs import writer
 from ..logs.lines import MONITORING_LOGGER
 from ..logs.schema import NATIVE, NATIVE_NOTE, NOT_ATTRIBUTABLE, PYTHON, SHARED_BY
-from .criteria import Estimate
+from . import rules
+from .fit import Estimate
 
 _logger = logging.getLogger(MONITORING_LOGGER)
-_REPEAT_CHANGE = 0.25
-_SITES_SHOWN = 5
-# Routes a "shared by" suspect names at most; more are "not attributable".
-_SHARED_NAMED = 3
-# A site whose growth this route explains less than this share of is shown with its share.
-_WHOLE = 0.995
 
 
 class LeakSuspect:
@@ -95,7 +90,7 @@ class LeakSuspect:
         parts = []
         for site in self.sites:
             share = site.get("share", 1.0)
-            shared = f", {share:.0%} of its growth" if share < _WHOLE else ""
+            shared = f", {share:.0%} of its growth" if share < rules.WHOLE_SHARE else ""
             parts.append(f"{log_safe(site['file'], limit=200)}:{site['line']}"
                          f" +{format_bytes(site['size'])} ({site['count']:+d} blocks{shared})")
         return (
@@ -124,14 +119,15 @@ class SuspectBook:
         by_route: Dict[Any, List[Tuple[Site, Estimate, float]]] = {}
         for (site, route_id), (estimate, share) in flagged.items():
             by_route.setdefault(route_id, []).append((site, estimate, share))
-        for (site, members), estimate in (groups or {}).items():
-            by_route.setdefault(members, []).append((site, estimate, 1.0))
+        for (site, group), estimate in (groups or {}).items():
+            by_route.setdefault(group, []).append((site, estimate, 1.0))
         suspects: Dict[Tuple[Any, str], LeakSuspect] = {}
         for route_id, found in by_route.items():
             found.sort(key=lambda item: -item[1].per_request)
+            members: List[str]
             if isinstance(route_id, tuple):
                 members = [names[r] for r in route_id]
-                name = (SHARED_BY + ", ".join(members) if len(members) <= _SHARED_NAMED
+                name = (SHARED_BY + ", ".join(members) if len(members) <= rules.SHARED_NAMED
                         else NOT_ATTRIBUTABLE)
             else:
                 name, members = names[route_id], [names[route_id]]
@@ -142,7 +138,7 @@ class SuspectBook:
                 [{"file": log_safe(site_path(site[0])), "line": site[1],
                   "size": estimate.growth, "count": estimate.blocks,
                   "share": round(share, 3)}
-                 for site, estimate, share in found[:_SITES_SHOWN]],
+                 for site, estimate, share in found[:rules.SITES_SHOWN]],
                 routes=members,
             )
         for route_id, estimate in (native or {}).items():
@@ -151,7 +147,7 @@ class SuspectBook:
                 estimate.growth)
         for key, suspect in suspects.items():
             logged = self._logged.get(key)
-            if logged is None or abs(suspect.per_request - logged) > _REPEAT_CHANGE * logged:
+            if logged is None or abs(suspect.per_request - logged) > rules.REPEAT_CHANGE * logged:
                 self._logged[key] = suspect.per_request
                 writer.current.write_event(_logger, logging.WARNING, suspect.message(),
                                            event=suspect)

@@ -3,42 +3,45 @@ their snapshots into suspects (see :mod:`sherlock_ai.leaks`)."""
 
 from __future__ import annotations
 
+import logging
+import time
+import tracemalloc
 import weakref
 from contextvars import ContextVar
+from enum import Enum
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..engine.rss import current_rss
+from ..logs.lines import MONITORING_LOGGER
 from ..safety import report_internal_error
-from .criteria import LeakCriteria
-from .evidence import FIT_UNITS, EvidenceStore
+from . import rules
+from .evidence import EvidenceStore
+from .fit import LeakCriteria
 from .native import NativeEvidence
-from .routes import IN_FLIGHT_ID, OVERFLOW_ROUTE, RouteRegistry
+from .routes import RouteRegistry
+from .rules import IN_FLIGHT_ID, OVERFLOW_ROUTE
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
-from .windows import CONFIRM, NORMAL, Gate, Window
+from .windows import CONFIRM, NORMAL, Gate, Window, traced_blocks
 
-# A candidate is confirmed by at most this many windows in a row before the schedule resumes.
-_MAX_EXTRA_WINDOWS = 3
-# The late counts of a point are read this fraction of snapshot_every after it (1/3).
-_LATE_SHARE = 3
-#: Work units (about one grouped trace each; a site's fit counts as FIT_UNITS) that one
-#: request_finished call does at most, plus one step: the bound of the pause it causes.
-WORK_PER_CALL = 2_000
-#: Work units of one native interval fitted (a round of 100 intervals takes a call of its own).
-NATIVE_UNITS = 20
-# Windows at the suspect share after a change, in units of evidence_windows.
-_SUSPECT_WINDOWS = 2
-#: The smallest growth of the RSS within a pause that calls a window early.
-EARLY_BYTES = 1 << 20
-#: Windows after the first that come at the suspect share: one window alone rarely splits a
-#: helper's growth between ten routes, and a leak there from the start is the common case.
-STARTUP_WINDOWS = 2
-#: Frames per allocation while a confirming window traces (when it starts tracemalloc):
-#: growth under an endpoint's call, in a helper or a library, is then keyed by that
-#: endpoint's frame, so the stack names the route and the timing of the counts cannot.
-CONFIRM_FRAMES = 8
-#: Requests a window's first point waits at most for the requests in flight at its opening.
-SETTLE_REQUESTS = 1_000
+_logger = logging.getLogger(MONITORING_LOGGER)
+
+class Phase(Enum):
+    """Where the watch's schedule is. :meth:`LeakWatch._advance` is the one transition
+    function; each phase has one handler, which returns the next phase."""
+
+    #: No window: requests are untraced; the RSS is read every ``snapshot_every`` of them.
+    PAUSED = "paused"
+    #: A window traces; its first point waits for the requests in flight at its opening.
+    SETTLING = "settling"
+    #: A window traces; its next point comes at a request count, or sooner by blocks.
+    TRACING = "tracing"
+    #: A point's snapshot is being grouped by site, within the time budget of each call.
+    GROUPING = "grouping"
+    #: The counts of the latest point are read again a few requests after it.
+    LATE = "late"
+    #: The window has ended; its evidence is weighed, within the time budget of each call.
+    ANALYSING = "analysing"
 
 
 class _Request:
@@ -95,6 +98,7 @@ class LeakWatch:
         # Guarded by the gate's lock.
         self._routes = RouteRegistry(s.max_routes)
         # Touched only by the one thread that holds the gate's token.
+        self._phase = Phase.PAUSED
         self._window: Optional[Window] = None
         self._next_kind = NORMAL
         self._extra_windows = 0
@@ -107,10 +111,10 @@ class LeakWatch:
         self._pause_until = 0
         self._pause_started = 0
         self._pause_base: Optional[Tuple[int, List[int], int]] = None
-        # The analysis in progress, a step per call (see _work); windows left at the suspect
-        # share; per route id, what its flagged suspects retain per request.
-        self._job: Optional[Iterator[int]] = None
-        self._suspect_windows = STARTUP_WINDOWS
+        # The grouping or analysis in progress, in steps (see _work); windows left at the
+        # suspect share; per route id, what its flagged suspects retain per request.
+        self._job: Optional[Iterator[object]] = None
+        self._suspect_windows = rules.STARTUP_WINDOWS
         self._rates: Dict[int, float] = {}
         self._book = SuspectBook()
         # Guarded by the gate's lock: requests in flight (started, not finished), the window
@@ -119,6 +123,8 @@ class LeakWatch:
         self._in_flight = 0
         self._epoch = 0
         self._stale = 0
+        # Whether the line saying that windows wait for fewer traced blocks was logged.
+        self._said_too_many_blocks = False
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
@@ -185,57 +191,147 @@ class LeakWatch:
         try:
             self._job = None
             self._abandon_window()
+            self._phase = Phase.PAUSED
         finally:
             self._gate.release()
 
     # -- windows (called by the one thread that holds the token) ----------------------------
 
     def _advance(self) -> None:
+        """The one transition function: the current phase's handler runs and names the next
+        phase. Whatever the phase, a window whose traced blocks near the budget is cut."""
         try:
             window = self._window
             if window is not None and window.full():
-                self._cut(window)
-            elif self._job is not None:
-                self._work()
-            elif self._window is not None:
-                self._take_point(self._window)
+                self._phase = self._cut(window)
             else:
-                self._between_windows()
+                self._phase = self._handlers[self._phase](self)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("LeakWatch window", exc)
             self._job = None
             self._abandon_window()
             self._pause(self.settings.pause_requests)
+            self._phase = Phase.PAUSED
         finally:
             self._gate.release()
 
-    def _work(self) -> None:
-        """Run the job in progress for at most :data:`WORK_PER_CALL` units (its last step
-        may go past them by one step); the rest waits for the next request."""
+    def _work(self) -> bool:
+        """Run the job in progress, step by step, until ``rules.CALL_BUDGET_S`` seconds have
+        passed in this call (the step running then finishes first); whether it is done. A
+        step is a few thousand traces grouped, one site's fit, or one round of the native
+        fit. The next call is due at the next request either way."""
+        self._gate.schedule(1)
         job = self._job
-        spent = 0
-        while spent < WORK_PER_CALL:
+        if job is None:
+            return True
+        deadline = time.perf_counter() + rules.CALL_BUDGET_S
+        while True:
             try:
-                spent += next(job)  # type: ignore[arg-type]
+                next(job)
             except StopIteration:
                 if self._job is job:
                     self._job = None
-                return
-        self._gate.schedule(1)
+                return True
+            if time.perf_counter() >= deadline:
+                return False
 
-    def _between_windows(self) -> None:
+    # -- the transitions, one per phase (called by the one thread that holds the token) ----
+
+    def _between_windows(self) -> Phase:
+        """PAUSED: an RSS reading, until the pause ends (or the RSS's growth ends it); then
+        a window opens (SETTLING), unless tracemalloc already traces too many blocks."""
         with self._gate.lock:
             total = self._gate.total
         left = self._pause_until - total
         if left > 0:
-            # In the pause: an RSS reading (no tracing, no snapshot).
             counts, rss = self._counts(), current_rss()
             self._native.sample(counts, rss)
             if not self._rss_calls_a_window(total, counts, rss):
                 self._gate.schedule(min(self.settings.snapshot_every, left))
-                return
+                return Phase.PAUSED
         self._native.cut()
-        self._open_window()
+        return self._open_window()
+
+    def _settle(self) -> Phase:
+        """SETTLING: requests in flight when tracing started hold objects it never saw; as
+        they finish, newer requests' traced objects take their place and the traced level
+        climbs to its steady in-flight level, in step with whatever routes were served
+        meanwhile. The first point (TRACING, at once) waits until they have all finished,
+        or ``rules.SETTLE_REQUESTS`` (streams that outlive it do not turn over), or the
+        window's blocks grew fast enough to call a point."""
+        window = self._open()
+        with self._gate.lock:
+            total, stale = self._gate.total, self._stale
+        if stale and total < window.settle_by and not window.point_due():
+            self._gate.schedule(1)
+            return Phase.SETTLING
+        window.point_at = total
+        return self._take_point()
+
+    def _take_point(self) -> Phase:
+        """TRACING: a snapshot every ``snapshot_every`` requests, or sooner when the
+        window's traced blocks grew fast (see Window.point_due); the snapshot alone in its
+        call, its grouping in the calls that follow (GROUPING)."""
+        window = self._open()
+        with self._gate.lock:
+            total = self._gate.total
+        if total < window.point_at and not window.point_due():
+            self._gate.schedule(1)
+            return Phase.TRACING
+        self._start_grouping(window, window.take_point(self._counts), total)
+        return Phase.GROUPING
+
+    def _group(self) -> Phase:
+        """GROUPING: the snapshot grouped within the call's budget; then LATE."""
+        return Phase.LATE if self._work() else Phase.GROUPING
+
+    def _read_late(self) -> Phase:
+        """LATE: the counts a little after the snapshot (see Window.late); then the next
+        point (TRACING), or, after the last, the analysis (ANALYSING)."""
+        window = self._open()
+        with self._gate.lock:
+            total = self._gate.total
+        if total < window.late_at:
+            self._gate.schedule(1)
+            return Phase.LATE
+        window.late.append(self._counts())
+        if not window.done:
+            every = self.settings.snapshot_every
+            window.point_at = total + every - max(1, every // rules.LATE_SHARE)
+            self._gate.schedule(1)
+            return Phase.TRACING
+        self._window = None
+        self._job = self._weighing(window)
+        return self._analyse()
+
+    def _analyse(self) -> Phase:
+        """ANALYSING: the window's evidence weighed within the call's budget; its last step
+        schedules the next window (PAUSED)."""
+        return Phase.PAUSED if self._work() else Phase.ANALYSING
+
+    def _cut(self, window: Window) -> Phase:
+        """Any phase of an open window: end it, its traced blocks near
+        ``rules.SNAPSHOT_BLOCKS``, with its last point now, whatever its request counts (a
+        larger snapshot later would pause the request that takes it for longer); the
+        grouping of an earlier point in progress goes first (GROUPING)."""
+        if self._phase in (Phase.GROUPING, Phase.LATE):
+            window.late.append(self._counts())  # the previous point's, early
+        window.cut = True
+        with self._gate.lock:
+            total = self._gate.total
+        self._start_grouping(window, window.take_point(self._counts, last=True), total)
+        return Phase.GROUPING
+
+    _handlers: Dict[Phase, Callable[[LeakWatch], Phase]] = {
+        Phase.PAUSED: _between_windows, Phase.SETTLING: _settle, Phase.TRACING: _take_point,
+        Phase.GROUPING: _group, Phase.LATE: _read_late, Phase.ANALYSING: _analyse,
+    }
+
+    def _open(self) -> Window:
+        """The open window (the phases that read it have one)."""
+        if self._window is None:
+            raise RuntimeError(f"no window in phase {self._phase.value}")
+        return self._window
 
     def _rss_calls_a_window(self, total: int, counts: List[int], rss: Optional[int]) -> bool:
         """Whether the RSS grew, since the pause's first reading, by more than the flagged
@@ -252,7 +348,8 @@ class LeakWatch:
         explained = sum(rate * (counts[r] - before[r]) for r, rate in self._rates.items()
                         if r < len(before))
         growth = rss - base - explained
-        return growth >= max(EARLY_BYTES, (total - since) * self.settings.min_bytes_per_request)
+        return growth >= max(rules.EARLY_BYTES,
+                             (total - since) * self.settings.min_bytes_per_request)
 
     def _pause(self, requests: int) -> None:
         """Untraced for ``requests`` requests (RSS readings every ``snapshot_every``)."""
@@ -262,22 +359,42 @@ class LeakWatch:
         self._pause_base = None
         self._gate.schedule(min(self.settings.snapshot_every, requests))
 
-    def _open_window(self) -> None:
-        kind, self._next_kind = self._next_kind, NORMAL
+    def _open_window(self) -> Phase:
         s = self.settings
+        if self._too_many_blocks():
+            self._pause(s.pause_requests)
+            return Phase.PAUSED
+        kind, self._next_kind = self._next_kind, NORMAL
         full = kind != NORMAL or self._suspect_windows or not self._windows
         requests = s.window_requests if full else s.scout_requests
         self._windows += 1
-        frames = max(s.frames, CONFIRM_FRAMES) if kind == CONFIRM else s.frames
+        frames = max(s.frames, rules.CONFIRM_FRAMES) if kind == CONFIRM else s.frames
         window = Window.start(self._windows, kind, requests // s.snapshot_every, frames)
         with self._gate.lock:
             window.key_of = self._routes.index.key_of
             self._epoch += 1
             self._stale = self._in_flight
-            window.settle_by = self._gate.total + SETTLE_REQUESTS
+            window.settle_by = self._gate.total + rules.SETTLE_REQUESTS
             window.opened_at = self._gate.total
         self._window = window
         self._gate.schedule(1)
+        return Phase.SETTLING
+
+    def _too_many_blocks(self) -> bool:
+        """Whether tracemalloc, started by someone else, already traces more than half of
+        ``rules.SNAPSHOT_BLOCKS``: a window's snapshots would copy them all, each pausing the
+        request that takes it for longer than the budget. The window waits for the next
+        pause instead (the first time, a line says so)."""
+        blocks = traced_blocks()
+        if blocks * 2 <= rules.SNAPSHOT_BLOCKS:
+            return False
+        if not self._said_too_many_blocks:
+            self._said_too_many_blocks = True
+            _logger.warning(
+                "LEAK WATCH | tracemalloc already traces about %s blocks: no tracing window "
+                "opens while it traces more than %s (each snapshot would copy them all)",
+                f"{blocks:,}", f"{rules.SNAPSHOT_BLOCKS // 2:,}")
+        return True
 
     def _abandon_window(self) -> None:
         if self._window is not None:
@@ -292,101 +409,43 @@ class LeakWatch:
             counts[IN_FLIGHT_ID] = self._in_flight - self._stale
         return counts
 
-    def _take_point(self, window: Window) -> None:
-        """While a window is open the watch looks at every request: a snapshot is due every
-        ``snapshot_every`` requests, or sooner when the window's traced blocks grew fast
-        (see Window.point_due, and _cut for a window that reached its block budget)."""
-        every = self.settings.snapshot_every
-        lag = max(1, every // _LATE_SHARE)
-        with self._gate.lock:
-            total = self._gate.total
-            stale = self._stale
-        if window.settling:
-            # Requests in flight when tracing started hold objects it never saw; as they
-            # finish, newer requests' traced objects take their place and the traced level
-            # climbs to its steady in-flight level, in step with whatever routes were served
-            # meanwhile. The first point waits until they have all finished (or
-            # SETTLE_REQUESTS, for streams that outlive it: they do not turn over; or the
-            # window's blocks, when they grow fast enough to call a point).
-            if stale and total < window.settle_by and not window.point_due():
-                self._gate.schedule(1)
-                return
-            window.settling = False
-            window.point_at = total
-        if not window.awaiting_late:
-            if total < window.point_at and not window.point_due():
-                self._gate.schedule(1)
-                return
-            # The snapshot alone in its call; its grouping, a bounded part per call, in the
-            # calls that follow (see _work).
-            snapshot = window.take_point(self._counts)
-            self._await_late(window, snapshot, total + lag)
-            return
-        if total < window.late_at:
-            self._gate.schedule(1)
-            return
-        # The counts a little after the snapshot: see Window.late.
-        window.late.append(self._counts())
-        window.awaiting_late = False
-        if not window.done:
-            window.point_at = total + every - lag
-            self._gate.schedule(1)
-            return
-        self._window = None
-        self._job = self._weighing(window)
-        self._work()
-
-    def _cut(self, window: Window) -> None:
-        """End a window that added WINDOW_BLOCKS traced blocks: its last point now, whatever
-        its request counts (a larger snapshot later would pause the request that takes it
-        for longer); the grouping of an earlier point in progress goes first."""
-        if window.awaiting_late:
-            window.late.append(self._counts())
-            window.awaiting_late = False
-        window.settling = False
-        window.cut = True
-        with self._gate.lock:
-            total = self._gate.total
-        snapshot = window.take_point(self._counts, last=True)
-        lag = max(1, self.settings.snapshot_every // _LATE_SHARE)
-        self._await_late(window, snapshot, total + lag)
-
-    def _await_late(self, window: Window, snapshot: Any, late_at: int) -> None:
-        window.awaiting_late = True
-        window.late_at = late_at
+    def _start_grouping(self, window: Window, snapshot: tracemalloc.Snapshot,
+                        total: int) -> None:
+        """Group ``snapshot`` after what is being grouped already; the point's late counts
+        are due a third of ``snapshot_every`` after ``total``."""
+        window.late_at = total + max(1, self.settings.snapshot_every // rules.LATE_SHARE)
         self._job = self._grouping(self._job, window, snapshot)
         self._gate.schedule(1)
 
     @staticmethod
-    def _grouping(earlier: Optional[Iterator[int]], window: Window,
-                  snapshot: Any) -> Iterator[int]:
+    def _grouping(earlier: Optional[Iterator[object]], window: Window,
+                  snapshot: tracemalloc.Snapshot) -> Iterator[object]:
         if earlier is not None:
             yield from earlier
         yield from window.group(snapshot)
 
-    def _weighing(self, window: Window) -> Iterator[int]:
+    def _weighing(self, window: Window) -> Iterator[object]:
         """The analysis of a finished window, in steps of bounded work (see :meth:`_work`):
         the fits per site, the native fit, the suspects; then the next window's schedule."""
         evidence, native = self._evidence, self._native
         before = (set(evidence.flagged), set(evidence.groups), set(native.flagged))
         evidence.add_window(window.number, window.counts, window.sizes, window.late,
                             window.deep)
-        yield sum(len(point) for point in window.sizes)
+        yield None
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
-        yield from evidence.weigh_steps(index, self._routes.blamable, window.kind != NORMAL)
-        needed = evidence.needed
-        for intervals in native.weigh_steps(evidence.explained, evidence.traced,
-                                            self._routes.blamable):
-            yield max(FIT_UNITS, intervals * NATIVE_UNITS)
+        found = yield from evidence.weigh_steps(index, self._routes.blamable,
+                                                window.kind != NORMAL)
+        needed = found.needs_confirming
+        yield from native.weigh_steps(found.explained, found.traced, self._routes.blamable)
         self._book.update(evidence.by_site(), names, native.flagged, evidence.groups_by_site())
         self._rates = self._flagged_rates()
         changed = before != (set(evidence.flagged), set(evidence.groups), set(native.flagged))
-        if needed or changed or evidence.growing:
-            self._suspect_windows = _SUSPECT_WINDOWS * self.settings.evidence_windows
+        if needed or changed or found.growing:
+            self._suspect_windows = rules.SUSPECT_WINDOWS * self.settings.evidence_windows
         elif self._suspect_windows:
             self._suspect_windows -= 1
-        if needed and self._extra_windows < _MAX_EXTRA_WINDOWS:
+        if needed and self._extra_windows < rules.MAX_CONFIRMING_WINDOWS:
             self._extra_windows += 1
             self._next_kind = CONFIRM
             self._pause(0)

@@ -11,18 +11,13 @@ from typing import Callable, Hashable, Iterator, List, Optional, Sequence
 
 from ..engine import tracing
 from ..engine.heap import Sizes, group_in_steps
+from . import rules
 
-#: Traces grouped per step of :meth:`Window.group`: the pause a grouping step causes is
-#: bounded by this count, whatever the number of live traced blocks.
-GROUP_CHUNK = 2_000
-#: Traced blocks a window may add: a snapshot copies every traced block in one call that
-#: cannot be split (about 0.3 µs each here: 45 ms at this count). A window whose requests
-#: keep many small objects ends before it (see :meth:`Window.full`), its points taken
-#: closer together (see :meth:`Window.point_due`).
-WINDOW_BLOCKS = 150_000
-#: tracemalloc's own memory per traced block (53 bytes on CPython 3.11, measured): its
-#: growth, cheap to read, estimates the blocks a window added (rounded down, so over-counted).
-TRACE_BYTES_PER_BLOCK = 48
+
+def traced_blocks() -> int:
+    """About how many blocks tracemalloc traces now (an over-estimate read from its own
+    memory in a few microseconds; 0 when it is off)."""
+    return tracemalloc.get_tracemalloc_memory() // rules.TRACE_BYTES_PER_BLOCK
 
 
 class Gate:
@@ -81,9 +76,8 @@ class Window:
         self.points_wanted = points
         #: How a traced allocation is keyed (the routes' endpoint code, as known now).
         self.key_of: Callable[[tracemalloc.Traceback], Optional[Hashable]] = lambda tb: None
-        #: Until the requests in flight at the opening have finished: no point yet; at the
-        #: latest at request count ``settle_by``.
-        self.settling = True
+        #: The request count by which the first point stops waiting for the requests in
+        #: flight at the opening.
         self.settle_by = 0
         #: The request count at the opening.
         self.opened_at = 0
@@ -93,7 +87,6 @@ class Window:
         #: fit takes the counts at the snapshot or their mean with these, whichever fits the
         #: site better (see .series.window_counts).
         self.late: List[Sequence[int]] = []
-        self.awaiting_late = False
         #: Request counts at which the next point's snapshot, and the late counts of the
         #: latest point, are due.
         self.point_at = 0
@@ -104,12 +97,11 @@ class Window:
         self.frozen = False
         #: Traced with more than one frame per allocation (see .series.WindowCounts.deep).
         self.deep = False
-        #: tracemalloc's own memory at the opening and at the latest point (see blocks()).
-        self.trace_base = 0
-        self.trace_at_point = 0
-        #: Ended at WINDOW_BLOCKS before its planned points.
+        #: Traced blocks at the latest point (see :func:`traced_blocks`).
+        self.blocks_at_point = 0
+        #: Ended at rules.SNAPSHOT_BLOCKS before its planned points.
         self.cut = False
-        #: Blocks added at the latest check, and the most added between two checks.
+        #: Traced blocks at the latest check, and the most added between two checks.
         self.checked_blocks = 0
         self.largest_step = 0
 
@@ -120,7 +112,7 @@ class Window:
         tracing.hold_tracing(frames)
         window.open = True
         window.deep = tracemalloc.get_traceback_limit() > 1
-        window.trace_base = window.trace_at_point = tracemalloc.get_tracemalloc_memory()
+        window.blocks_at_point = window.checked_blocks = traced_blocks()
         if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
             # The objects alive now go to the permanent generation until the window's
             # collection (O(1) both ways): that collection then examines only what was
@@ -130,28 +122,23 @@ class Window:
             window.frozen = True
         return window
 
-    def added_blocks(self) -> int:
-        """About how many traced blocks the window added (an over-estimate; a few µs)."""
-        return (tracemalloc.get_tracemalloc_memory() - self.trace_base) \
-            // TRACE_BYTES_PER_BLOCK
-
     def full(self) -> bool:
         """Whether the window's next snapshot must be its last: one more step like the
-        largest since the opening (a check runs per request) would take its traced blocks
-        past :data:`WINDOW_BLOCKS`."""
+        largest since the opening (a check runs per request) would take the traced blocks
+        past ``rules.SNAPSHOT_BLOCKS``. A window without a point yet takes one first (a
+        window of one point holds no change)."""
         if not self.open:
             return False
-        added = self.added_blocks()
-        self.largest_step = max(self.largest_step, added - self.checked_blocks)
-        self.checked_blocks = added
-        return added + self.largest_step >= WINDOW_BLOCKS
+        blocks = traced_blocks()
+        self.largest_step = max(self.largest_step, blocks - self.checked_blocks)
+        self.checked_blocks = blocks
+        return bool(self.counts) and blocks + self.largest_step >= rules.SNAPSHOT_BLOCKS
 
     def point_due(self) -> bool:
         """Whether the blocks added since the latest point call the next point before its
-        request count: a window's points share :data:`WINDOW_BLOCKS` evenly."""
-        grown = (tracemalloc.get_tracemalloc_memory() - self.trace_at_point) \
-            // TRACE_BYTES_PER_BLOCK
-        return grown * self.points_wanted >= WINDOW_BLOCKS
+        request count: a window's points share ``rules.SNAPSHOT_BLOCKS`` evenly."""
+        grown = traced_blocks() - self.blocks_at_point
+        return grown * self.points_wanted >= rules.SNAPSHOT_BLOCKS
 
     def take_point(self, counts: Callable[[], Sequence[int]],
                    last: bool = False) -> tracemalloc.Snapshot:
@@ -164,8 +151,17 @@ class Window:
             gc.collect()
             self._unfreeze()
         now = counts()
-        snapshot = tracemalloc.take_snapshot()
-        self.trace_at_point = tracemalloc.get_tracemalloc_memory()
+        collecting = gc.isenabled()
+        if collecting:
+            # The snapshot makes a tuple per traced block: left on, the collector would run
+            # many times inside the call (in a heap of many objects, most of its cost).
+            gc.disable()
+        try:
+            snapshot = tracemalloc.take_snapshot()
+        finally:
+            if collecting:
+                gc.enable()
+        self.blocks_at_point = traced_blocks()
         if last:
             self.close()
             self.done = True
@@ -174,10 +170,10 @@ class Window:
 
     def group(self, snapshot: tracemalloc.Snapshot) -> Iterator[int]:
         """Group ``snapshot`` by :attr:`key_of` into the next entry of :attr:`sizes`, at most
-        :data:`GROUP_CHUNK` traces per step; yields the traces of each step."""
+        ``rules.TRACES_PER_STEP`` traces per step; yields the traces of each step."""
         sizes: Sizes = {}
         self.sizes.append(sizes)
-        return group_in_steps(snapshot, self.key_of, sizes, GROUP_CHUNK)
+        return group_in_steps(snapshot, self.key_of, sizes, rules.TRACES_PER_STEP)
 
     def _unfreeze(self) -> None:
         if self.frozen:

@@ -17,16 +17,16 @@ import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import pytest
 
 import leak_handlers as app
 from sherlock_ai import JsonFormatter
 from sherlock_ai.engine import tracing
-from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch
-from sherlock_ai.leaks.criteria import Estimate, LeakCriteria
-from sherlock_ai.leaks.windows import WINDOW_BLOCKS
+from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch, rules
+from sherlock_ai.leaks.fit import Estimate, LeakCriteria, fit_group, fit_site
+from sherlock_ai.leaks.watch import Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 CRITERIA = LeakCriteria()
@@ -408,7 +408,7 @@ def test_the_prometheus_leak_gauge_labels_the_kind_of_leak():
 
     watch = LeakWatch()
     estimate = Estimate(65536.0, 20.0, 64, 4 << 20, 0, 1.0, 8, 1.0)
-    watch._book.update({}, ["GET /thumbnail"], {0: estimate})
+    watch._book.update({}, ["<requests in flight>", "GET /thumbnail"], {1: estimate})
     try:
         (family,) = _SuspectCollector().collect()
         mine = [(s.labels, s.value) for s in family.samples if s.labels["route"] == "/thumbnail"]
@@ -502,38 +502,43 @@ def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(share
 # -- the attribution on synthetic series -------------------------------------------------------
 
 
+def run_steps(steps: Iterator[object]) -> None:
+    """Run the steps of a weighing to its end (the watch runs them apart)."""
+    for _ in steps:
+        pass
+
+
 def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: bool = False,
                       windows: int = 4, points: int = 6, routes: int = 5):
-    """Per window, cumulative per-route counts at each point (random traffic, or routes 0
-    and 1 always served together) and a site growing by ``rates[r]`` bytes per request of
+    """Per window, cumulative per-route counts at each point of ``routes`` routes (ids 1 to
+    ``routes``; id 0 is the in-flight column, level here) from random traffic, or routes 1
+    and 2 always served together, and a site growing by ``rates[r]`` bytes per request of
     route ``r`` plus in-flight noise."""
     from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
     for number in range(windows):
-        counts = [0] * routes
+        counts = [0] * (routes + 1)
         rows, ys = [], []
         for _ in range(points):
             for _ in range(25):
-                r = rng.randrange(routes)
-                if lockstep and r == 1:
-                    r = 0  # route 1 is only ever served together with route 0
+                r = 1 + rng.randrange(routes)
+                if lockstep and r == 2:
+                    r = 1  # route 2 is only ever served together with route 1
                 counts[r] += 1
-                if lockstep and r == 0:
-                    counts[1] += 1
+                if lockstep and r == 1:
+                    counts[2] += 1
             rows.append(list(counts))
             noise = rng.choice([0, 0, 1, 2]) * 4096
-            ys.append(sum(rates.get(r, 0) * counts[r] for r in range(routes)) + noise)
+            ys.append(sum(rates.get(r, 0) * counts[r] for r in range(routes + 1)) + noise)
         counts_by_window.append(window_counts(number, rows))
         site[number] = site_window([int(y) for y in ys], [0] * points)
     return counts_by_window, site
 
 
 def test_the_fit_names_the_route_whose_counts_the_growth_follows():
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = synthetic_windows(random.Random(1), {3: 4096.0})
-    found = attribute(windows, site, None)
+    found = fit_site(windows, site, None).estimates
     assert list(found) == [3]
     assert found[3].per_request == pytest.approx(4096, rel=0.25)
     assert found[3].is_leak(CRITERIA.for_candidates())
@@ -548,10 +553,10 @@ def filling_cache_windows(rng: random.Random, windows: int = 3, routes: int = 10
 
     counts_by_window, site = [], {}
     for number in range(windows):
-        counts, rows, ys, total = [0] * routes, [], [], 0
+        counts, rows, ys, total = [0] * (routes + 1), [], [], 0
         for _ in range(points):
             for _ in range(25):
-                counts[rng.randrange(routes)] += 1
+                counts[1 + rng.randrange(routes)] += 1
                 total += 1
             rows.append(list(counts))
             ys.append(int(6000 * (1 - math.exp(-total / 120))) + rng.choice([0, 0, 55, 110]))
@@ -565,39 +570,77 @@ def test_growth_that_follows_every_request_alike_is_not_pinned_on_one_route(seed
     # Seen behind a threaded werkzeug server (http/server.py and email/utils.py lines, about
     # 30 B per request of any route): one of ten routes' counts fits it well by chance, and
     # was flagged at ten times the rate.
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = filling_cache_windows(random.Random(seed))
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
     assert not any(e.is_leak(CRITERIA.for_candidates()) for e in found.values())
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all(seed):
-    from sherlock_ai.leaks.attribution import attribute
-
+def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all():
     # A leak small enough that spread over ten routes it is below the threshold: its route's
-    # counts must fit it better than all routes' together, which takes more windows.
-    windows, site = synthetic_windows(random.Random(seed), {3: 1024.0}, routes=10, windows=16)
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
-    assert list(found) == [3]
-    assert found[3].per_request == pytest.approx(1024, rel=0.25)
+    # counts must fit it better than all routes' together, which takes more windows (and
+    # now and then, when the traffic happened to be even, still is not enough).
+    named = 0
+    for seed in range(20):
+        windows, site = synthetic_windows(random.Random(seed), {3: 1024.0}, routes=10,
+                                          windows=16)
+        found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
+        assert set(found) <= {3}
+        if found:
+            named += 1
+            assert found[3].per_request == pytest.approx(1024, rel=0.25)
+    assert named >= 18
 
 
 def test_routes_served_in_lockstep_are_not_split_by_a_guess():
-    from sherlock_ai.leaks.attribution import attribute, group_estimate
-
-    windows, site = synthetic_windows(random.Random(2), {0: 4096.0}, lockstep=True)
-    unsplit: list = []
-    assert attribute(windows, site, None, unsplit=unsplit) == {}
+    windows, site = synthetic_windows(random.Random(2), {1: 4096.0}, lockstep=True)
+    found = fit_site(windows, site, None)
+    assert found.estimates == {}
     # Named together instead, at their rate per request of either.
-    assert unsplit == [(0, 1)]
-    together = group_estimate(windows, site, (0, 1))
+    assert found.unsplit == ((1, 2),)
+    together = fit_group(windows, site, (1, 2))
     assert together.per_request == pytest.approx(2048, rel=0.25)
     assert together.is_leak(CRITERIA.for_candidates())
-    # With the code as the prior naming route 0 alone, it is route 0's.
-    assert list(attribute(windows, site, [0])) == [0]
+    # With the code as the prior naming route 1 alone, it is route 1's.
+    assert list(fit_site(windows, site, [1]).estimates) == [1]
 
+
+
+def fill_per_window(rng: random.Random, windows: int = 4, fill: int = 12_288,
+                    pause: int = 4_000) -> tuple:
+    """Ten routes (ids 1 to 10) at random, windows of six points 25 requests apart and
+    ``pause`` requests between windows; a site that route 3's requests fill by 1 KB each up
+    to ``fill`` bytes, again in every window (tracing restarts with each: memory a process
+    reuses, such as freed dicts, is counted anew), nothing kept between windows."""
+    from sherlock_ai.leaks.series import site_window, window_counts
+
+    counts, out, site = [0] * 11, [], {}
+    for number in range(windows):
+        rows, ys, size = [], [], 0
+        for _ in range(6):
+            for _ in range(25):
+                r = 1 + rng.randrange(10)
+                counts[r] += 1
+                if r == 3:
+                    size = min(size + 1024, fill)
+            rows.append(list(counts))
+            ys.append(size)
+        out.append(window_counts(number, rows))
+        site[number] = site_window(ys, [0] * 6)
+        for _ in range(pause):
+            counts[1 + rng.randrange(10)] += 1
+    return out, site
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_fill_that_restarts_with_every_window_is_not_a_leak(seed):
+    # A 12 KB fill per window that follows one route's counts: its slope times all of the
+    # route's requests over the span (the untraced ones between windows included) passed
+    # the 64 KB minimum; what the route's requests inside the windows kept is 48 KB.
+    windows, site = fill_per_window(random.Random(seed))
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
+    assert not any(estimate.is_leak(CRITERIA) for estimate in found.values())
+    if 3 in found:  # the fit follows route 3's counts; what they kept is below the minimum
+        assert found[3].retained < CRITERIA.min_retained
 
 # -- leaks tracemalloc cannot see: RSS growth the traced sites do not explain ----------------
 
@@ -608,14 +651,14 @@ def rss_readings(rng: random.Random, native: Dict[int, float], segments: int = 6
     per request of route ``r``, moved by the allocator in steps: now and then it returns a
     few hundred KB to the system and takes them back a few readings later, and at random
     moments it grows by a 1 MB arena that it keeps."""
-    counts = [0] * routes
+    counts = [0] * (routes + 1)
     rss = 80 << 20
     held = 0
     for _ in range(segments):
         rows, readings = [], []
         for _ in range(points):
             for _ in range(25):
-                r = rng.randrange(routes)
+                r = 1 + rng.randrange(routes)
                 counts[r] += 1
                 rss += native.get(r, 0)
             if steps:
@@ -638,7 +681,8 @@ def native_evidence(readings, explained=None, traced=200):
         for counts, rss in zip(rows, values):
             evidence.sample(counts, rss)
         evidence.cut()
-        evidence.weigh(explained or {}, {r: traced for r in range(10)}, lambda r: True)
+        run_steps(evidence.weigh_steps(explained or {}, {r: traced for r in range(1, 11)},
+                                       lambda r: True))
     return evidence
 
 
@@ -669,18 +713,18 @@ SMALL, LARGE = 2089.0, 6185.0  # what /small and /large keep per request at one 
 
 def shared_site_windows(rng: random.Random, windows: int = 4, lag: int = 0,
                         items: int = 0) -> tuple:
-    """Ten routes at random, 25 requests between points; routes 0 and 1 keep SMALL and LARGE
+    """Ten routes at random, 25 requests between points; routes 1 and 2 keep SMALL and LARGE
     bytes per request at one site, counted exactly at each snapshot (as behind uvicorn). With
     ``lag``, the late counts are read ``lag`` requests after each point. With ``items``, the
     bytes go into a list of that many items whose item array CPython reallocates when full
     (an eighth more; tracemalloc sees the whole new array when the old one was not traced)."""
     from sherlock_ai.leaks.series import site_window, window_counts
 
-    counts, rates = [0] * 10, {0: SMALL, 1: LARGE}
+    counts, rates = [0] * 11, {1: SMALL, 2: LARGE}
     capacity, traced = items + rng.randrange(1, 120), False
     out, site = [], {}
     for number in range(windows):
-        stream = [rng.randrange(10) for _ in range(6 * 25 + lag)]
+        stream = [1 + rng.randrange(10) for _ in range(6 * 25 + lag)]
         rows, late, ys, size = [], [], [], 0.0
         for k in range(6):
             for r in stream[25 * k:25 * (k + 1)]:
@@ -708,12 +752,10 @@ def test_counts_at_the_snapshot_that_fit_exactly_are_not_blurred_by_the_late_cou
     # Behind uvicorn the counts at the snapshot fitted the site almost exactly; fitted on
     # their mean with the counts 8 requests later instead, the two rates came out up to 24%
     # apart from the truth (the late counts' noise pulls them towards each other).
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = shared_site_windows(random.Random(seed), lag=8)
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
-    assert found[0].per_request == pytest.approx(SMALL, rel=0.05)
-    assert found[1].per_request == pytest.approx(LARGE, rel=0.05)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
+    assert found[1].per_request == pytest.approx(SMALL, rel=0.05)
+    assert found[2].per_request == pytest.approx(LARGE, rel=0.05)
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -721,19 +763,17 @@ def test_steps_of_a_growing_list_do_not_move_two_rates_at_one_site(seed):
     # The list the two routes append to has 3,000 items: its reallocation adds about 27 KB at
     # once in some windows. Fitted as they were, the smaller rate came out 51% to 79% off,
     # or was lost (the larger then carried it).
-    from sherlock_ai.leaks.attribution import attribute
-
     windows, site = shared_site_windows(random.Random(seed), items=3000)
-    found = attribute(windows, site, None, 5, CRITERIA.min_bytes_per_request)
-    assert found[0].per_request == pytest.approx(SMALL, rel=0.10)
-    assert found[1].per_request == pytest.approx(LARGE, rel=0.10)
+    found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
+    assert found[1].per_request == pytest.approx(SMALL, rel=0.10)
+    assert found[2].per_request == pytest.approx(LARGE, rel=0.10)
 
 
 def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_windows():
-    # Eight windows of plain traffic, then four in which route 0 gets a third of its share and
-    # the site jitters by about 2.5 KB per point: route 0 leaves the fit of the latest four
-    # windows (the evidence pooled by default). It used to stay out, and route 1 alone was
-    # named, carrying route 0's share.
+    # Eight windows of plain traffic, then four in which route 1 gets a third of its share and
+    # the site jitters by about 2.5 KB per point: route 1 leaves the fit of the latest four
+    # windows (the evidence pooled by default). It used to stay out, and route 2 alone was
+    # named, carrying route 1's share.
     from sherlock_ai.leaks.code_prior import EndpointIndex
     from sherlock_ai.leaks.evidence import EvidenceStore
 
@@ -741,24 +781,24 @@ def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_
     named = 0
     for seed in range(12):
         rng = random.Random(seed)
-        store, counts, size = EvidenceStore(4, CRITERIA), [0] * 10, 0.0
+        store, counts, size = EvidenceStore(4, CRITERIA), [0] * 11, 0.0
         for number in range(12):
             rows, sizes = [], []
             for _ in range(6):
                 for _ in range(25):
-                    r = rng.randrange(10)
-                    if r == 0 and number >= 8 and rng.random() < 0.7:
-                        r = rng.randrange(2, 10)
+                    r = 1 + rng.randrange(10)
+                    if r == 1 and number >= 8 and rng.random() < 0.7:
+                        r = rng.randrange(3, 11)
                     counts[r] += 1
-                    size += {0: SMALL, 1: LARGE}.get(r, 0.0)
+                    size += {1: SMALL, 2: LARGE}.get(r, 0.0)
                 rows.append(list(counts))
                 sizes.append({key: (int(size + rng.gauss(0, 2500)), 0)})
             store.add_window(number, rows, sizes)
         found, _ = store._estimate(key, EndpointIndex())
-        if 0 in found:
+        if 1 in found:
             named += 1
-            assert found[0].per_request == pytest.approx(SMALL, rel=0.15)
-        assert found[1].per_request == pytest.approx(LARGE, rel=0.15 if 0 in found else 0.25)
+            assert found[1].per_request == pytest.approx(SMALL, rel=0.15)
+        assert found[2].per_request == pytest.approx(LARGE, rel=0.15 if 1 in found else 0.25)
     assert named >= 10  # 5 of 12 before
 
 
@@ -863,8 +903,8 @@ def test_growth_in_httpendpoint_code_is_pinned_on_no_route(capture):
         return None
 
     index = EndpointIndex()
-    for route_id in range(10):
-        index = index.with_endpoint(route_id, code_ranges(Shelf if route_id < 4 else clean))
+    for route_id in range(1, 11):
+        index = index.with_endpoint(route_id, code_ranges(Shelf if route_id <= 4 else clean))
     site = (inspect.getsourcefile(HTTPEndpoint), HTTPEndpoint.__init__.__code__.co_firstlineno
             + 8)
     # A one-frame traceback: its frame is the site, in endpoint code or not (as key_of does).
@@ -873,36 +913,38 @@ def test_growth_in_httpendpoint_code_is_pinned_on_no_route(capture):
     kinds, windows = capture
     for number, ((counts, late, sizes, blocks), confirming) in enumerate(
             zip(windows, kinds), 1):
+        # Route ids 1 to 10: the captured columns after the in-flight column (level here).
+        counts, late = [[0] + row for row in counts], [[0] + row for row in late]
         store.add_window(number, counts, [{key: point} for point in zip(sizes, blocks)], late)
-        store.weigh(index, lambda route_id: True, confirming)
+        run_steps(store.weigh_steps(index, lambda route_id: True, confirming))
     assert store.flagged == {} and store.groups == {}
 
 
 @pytest.mark.parametrize("seed", range(16))
 def test_two_rates_at_one_site_are_fitted_on_all_kept_windows(seed):
-    # Twelve windows; in the latest four, one snapshot in three holds a route-1 request in
+    # Twelve windows; in the latest four, one snapshot in three holds a route-2 request in
     # flight that has kept its bytes but is not counted yet. Fitted on the latest four alone
-    # (the evidence pooled by default), route 0's rate came out up to 31% low.
+    # (the evidence pooled by default), route 1's rate came out up to 31% low.
     from sherlock_ai.leaks.code_prior import EndpointIndex
     from sherlock_ai.leaks.evidence import EvidenceStore
 
     rng = random.Random(seed)
-    store, counts, size = EvidenceStore(4, CRITERIA), [0] * 10, 0.0
+    store, counts, size = EvidenceStore(4, CRITERIA), [0] * 11, 0.0
     key = (("shop.py", 7), None)
     for number in range(12):
         rows, sizes = [], []
         for _ in range(6):
             for _ in range(25):
-                r = rng.randrange(10)
+                r = 1 + rng.randrange(10)
                 counts[r] += 1
-                size += {0: SMALL, 1: LARGE}.get(r, 0.0)
+                size += {1: SMALL, 2: LARGE}.get(r, 0.0)
             rows.append(list(counts))
             in_flight = LARGE if number >= 8 and rng.random() < 0.35 else 0.0
             sizes.append({key: (int(size + in_flight), 0)})
         store.add_window(number, rows, sizes)
     found, _ = store._estimate(key, EndpointIndex())
-    assert found[0].per_request == pytest.approx(SMALL, rel=0.10)
-    assert found[1].per_request == pytest.approx(LARGE, rel=0.10)
+    assert found[1].per_request == pytest.approx(SMALL, rel=0.10)
+    assert found[2].per_request == pytest.approx(LARGE, rel=0.10)
 
 
 # -- cost and pause ------------------------------------------------------------------------------
@@ -917,47 +959,76 @@ def test_a_flat_rss_costs_no_native_fit_and_a_rising_one_is_fitted():
     rising = NativeEvidence(CRITERIA, 16384, 4)
     for segment in range(3):
         for k in range(24):
-            counts = [segment * 240 + k * 10 + r for r in range(10)]
+            counts = [0] + [segment * 240 + k * 10 + r for r in range(10)]
             flat.sample(counts, 50 << 20)
             rising.sample(counts, (50 << 20) + (segment * 24 + k) * 65536)
         flat.cut()
         rising.cut()
-    traced = {r: 200 for r in range(10)}
+    traced = {r: 200 for r in range(1, 11)}
     assert list(flat.weigh_steps({}, traced, lambda r: True)) == []
     assert len(list(rising.weigh_steps({}, traced, lambda r: True))) >= 3  # the fit's rounds
 
 
 def test_a_snapshot_is_grouped_a_bounded_number_of_traces_per_call(monkeypatch):
+    # With no time left in the call's budget, a call runs exactly one step of the work.
     from sherlock_ai.engine.heap import group_sizes
-    from sherlock_ai.leaks import watch as watch_module
-    from sherlock_ai.leaks.windows import GROUP_CHUNK, Window
+    from sherlock_ai.leaks.windows import Window
 
-    units_per_call: List[int] = []
+    traces_per_call: List[int] = []
     snapshots = []
     grouped = Window.group
 
     def counting(self, snapshot):
         snapshots.append((self, snapshot))
-        for units in grouped(self, snapshot):
-            units_per_call[-1] += units
-            yield units
+        for traces in grouped(self, snapshot):
+            traces_per_call[-1] += traces
+            yield traces
 
     monkeypatch.setattr(Window, "group", counting)
+    monkeypatch.setattr(rules, "CALL_BUDGET_S", 0.0)
     tracing.hold_tracing()  # tracing already on: every snapshot holds all of this
     try:
-        kept = [bytearray(64) for _ in range(5 * GROUP_CHUNK)]
+        kept = [bytearray(64) for _ in range(5 * rules.TRACES_PER_STEP)]
         watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
-        for _ in range(40):
-            units_per_call.append(0)
+        for _ in range(60):
+            traces_per_call.append(0)
             watch.request_finished(watch.request_started("GET /a", app.health))
         watch.close()
     finally:
         tracing.release_tracing()
     window, snapshot = snapshots[0]
     assert len(snapshot.traces) > len(kept)
-    assert max(units_per_call) <= watch_module.WORK_PER_CALL + GROUP_CHUNK
-    assert sum(1 for units in units_per_call if units) >= len(kept) // (2 * GROUP_CHUNK)
+    assert max(traces_per_call) <= rules.TRACES_PER_STEP
+    assert sum(1 for traces in traces_per_call if traces) >= len(kept) // rules.TRACES_PER_STEP
     assert window.sizes[0] == group_sizes(snapshot, window.key_of)  # the same as at once
+
+
+def test_no_window_opens_while_tracemalloc_already_traces_too_many_blocks(monkeypatch, caplog):
+    # A snapshot copies every traced block in one call: with tracemalloc started elsewhere
+    # and 600,000 blocks live, one took 270 ms. The watch waits instead, and says so once.
+    snapshots: List[int] = []
+    take_snapshot = tracemalloc.take_snapshot
+
+    def counted_snapshot() -> tracemalloc.Snapshot:
+        snapshots.append(1)
+        return take_snapshot()
+
+    monkeypatch.setattr(tracemalloc, "take_snapshot", counted_snapshot)
+    monkeypatch.setattr(rules, "SNAPSHOT_BLOCKS", 20_000)
+    tracing.hold_tracing()
+    try:
+        kept = [bytearray(64) for _ in range(10_000)]  # 20,000 traced blocks
+        watch = LeakWatch(warmup_requests=0, window_requests=75, snapshot_every=25)
+        with caplog.at_level(logging.WARNING, logger="MonitoringLogger"):
+            for _ in range(2 * watch.settings.pause_requests):
+                watch.request_finished(watch.request_started("GET /a", None))
+        watch.close()
+        del kept
+    finally:
+        tracing.release_tracing()
+    assert snapshots == [] and watch._windows == 0
+    said = [r.getMessage() for r in caplog.records if "no tracing window" in r.getMessage()]
+    assert len(said) == 1 and "LEAK WATCH | tracemalloc already traces about" in said[0]
 
 
 @pytest.mark.slow
@@ -1038,7 +1109,7 @@ def test_rss_growth_between_windows_calls_a_window_before_the_schedule():
     try:
         asyncio.run(traffic.run(1_500))
         # Until the start-up windows (at the suspect share) are over and a scout is scheduled.
-        while watch._suspect_windows or watch._window is not None or watch._job is not None:
+        while watch._suspect_windows or watch._phase is not Phase.PAUSED:
             asyncio.run(traffic.run(traffic.done + 50))
         assert watch.suspects() == []
         windows, scheduled = watch._windows, watch._pause_until
@@ -1063,12 +1134,12 @@ def test_a_windows_first_point_waits_for_the_requests_in_flight_at_its_opening()
         for _ in range(2):
             watch.request_finished(watch.request_started("GET /a", None))
         window = watch._window
-        assert window is not None and window.settling
+        assert window is not None and watch._phase is Phase.SETTLING
         for _ in range(5):
             watch.request_finished(watch.request_started("GET /a", None))
-        assert window.settling and window.counts == []
+        assert watch._phase is Phase.SETTLING and window.counts == []
         watch.request_finished(slow)
-        assert not window.settling and len(window.counts) == 1
+        assert watch._phase is Phase.GROUPING and len(window.counts) == 1
     finally:
         watch.close()
 
@@ -1106,7 +1177,7 @@ def test_a_route_keeping_many_small_objects_per_request_snapshots_a_bounded_heap
     # A snapshot copies every traced block in one call, so its pause grows with their number:
     # with 10,000 blocks kept per request, the first window's later snapshots held over a
     # million of them (0.2 to 0.6 s of CPU time in one call). A window now ends before it adds
-    # WINDOW_BLOCKS, so no snapshot holds much more (the last step is predicted from the
+    # rules.SNAPSHOT_BLOCKS, so no snapshot holds much more (the last step is predicted from the
     # largest so far). The count, not a time, is checked: it is what the pause is made of.
     take_snapshot = tracemalloc.take_snapshot
     sizes: List[int] = []
@@ -1134,4 +1205,94 @@ def test_a_route_keeping_many_small_objects_per_request_snapshots_a_bounded_heap
         watch.close()
         SMALL_OBJECTS_KEPT.clear()
     assert watch._windows >= 1 and sizes
-    assert max(sizes) <= WINDOW_BLOCKS * 1.35, sizes
+    assert max(sizes) <= rules.SNAPSHOT_BLOCKS * 1.35, sizes
+
+
+def test_no_garbage_collection_runs_inside_a_windows_snapshot(monkeypatch):
+    # The snapshot makes a tuple per traced block: with 50,000 blocks, the collections it
+    # triggered made up nine tenths of its 180 ms.
+    import gc
+
+    inside = [False]
+    collections_inside: List[int] = []
+    take_snapshot = tracemalloc.take_snapshot
+
+    def watched_snapshot() -> tracemalloc.Snapshot:
+        inside[0] = True
+        try:
+            return take_snapshot()
+        finally:
+            inside[0] = False
+
+    def note(phase, info):
+        if phase == "start" and inside[0]:
+            collections_inside.append(info["generation"])
+
+    monkeypatch.setattr(tracemalloc, "take_snapshot", watched_snapshot)
+    gc.callbacks.append(note)
+    watch = LeakWatch(warmup_requests=0, window_requests=75, snapshot_every=25)
+    try:
+        kept = []
+        for _ in range(200):
+            kept.append([object() for _ in range(500)])
+            watch.request_finished(watch.request_started("GET /a", None))
+    finally:
+        gc.callbacks.remove(note)
+        watch.close()
+    assert watch._windows >= 1 and kept
+    assert collections_inside == []
+
+
+
+def phases_of(watch: LeakWatch, requests: int, route: str = "GET /a") -> List[Phase]:
+    """The watch's phase after each of ``requests`` finished requests, repeats collapsed."""
+    seen: List[Phase] = []
+    for _ in range(requests):
+        watch.request_finished(watch.request_started(route, None))
+        if not seen or seen[-1] is not watch._phase:
+            seen.append(watch._phase)
+    return seen
+
+
+def test_the_schedule_goes_through_its_phases_in_order(monkeypatch):
+    # One step of work per call (no time left in its budget): every phase shows.
+    monkeypatch.setattr(rules, "CALL_BUDGET_S", 0.0)
+    watch = LeakWatch(warmup_requests=5, window_requests=30, snapshot_every=10)
+    try:
+        seen = phases_of(watch, 5 + 30 + 40)
+    finally:
+        watch.close()
+    P = Phase
+    point = [P.GROUPING, P.LATE]  # a snapshot, grouped; its late counts
+    # The warm-up, a window of three points (the first at once: nothing was in flight), its
+    # analysis, and the pause it scheduled before the next window.
+    assert seen == [P.PAUSED, P.SETTLING, *point, P.TRACING, *point, P.TRACING, *point,
+                    P.ANALYSING, P.PAUSED]
+    assert watch._windows == 1
+
+
+def test_a_window_opens_when_its_pause_ends_and_a_confirming_one_at_once():
+    watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+    try:
+        assert phases_of(watch, 1) == [Phase.SETTLING]  # after the warm-up: no pause
+        while watch._phase is not Phase.PAUSED:
+            phases_of(watch, 1)
+        pause = watch._pause_until
+        with watch._gate.lock:
+            left = pause - watch._gate.total
+        assert left > 0 and phases_of(watch, left - 1)[-1] is Phase.PAUSED
+        assert phases_of(watch, watch.settings.snapshot_every)[0] is Phase.SETTLING
+        # A candidate to confirm: the analysis pauses for no request, so the next call opens.
+        watch.close()
+        watch._pause(0)
+        assert phases_of(watch, 1) == [Phase.SETTLING]
+    finally:
+        watch.close()
+
+
+def test_close_returns_the_schedule_to_its_pause():
+    watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
+    phases_of(watch, 12)
+    assert watch._phase is not Phase.PAUSED and watch._window is not None
+    watch.close()
+    assert watch._phase is Phase.PAUSED and watch._window is None
