@@ -151,7 +151,7 @@ def test_event_lines_after_an_apps_dict_config_reach_the_set_ups_files(tmp_path)
     result = run(textwrap.dedent("""
         import logging, logging.config, sherlock_ai
         from sherlock_ai.guard.events import BudgetEvent, tell
-        from sherlock_ai.leaks.criteria import Estimate
+        from sherlock_ai.leaks.fit import Estimate
         from sherlock_ai.leaks.suspects import SuspectBook
         sherlock_ai.sherlock_ai()
         logging.config.dictConfig({
