@@ -29,14 +29,14 @@ from ..engine.measurement import Measurement
 from ..request_id import request_id_var
 from ..safety import report_internal_error
 from .records import NO_REQUEST_ID, RequestIdRecord
-from .render import LineFields, text_line
+from .render import LineFields, fields_of, text_line
 
 if TYPE_CHECKING:
     from typing import Protocol
 
     class LineWriter(Protocol):
-        def write(self, logger: logging.Logger, level: int, message: str, fields: LineFields,
-                  measurement: Optional[Measurement]) -> None: ...
+        def write(self, logger: logging.Logger, level: int, message: str,
+                  fields: Optional[LineFields], measurement: Optional[Measurement]) -> None: ...
 
         def skipped(self, logger: logging.Logger) -> None: ...
 
@@ -71,15 +71,27 @@ def measurement_of(level: int, fields: LineFields) -> Measurement:
                        *figures[1:], False, attributes)
 
 
-def make_record(logger: logging.Logger, level: int, message: str, fields: LineFields,
-                measurement: Optional[Measurement]) -> logging.LogRecord:
+def line_fields(fields: Optional[LineFields], measurement: Optional[Measurement]) -> LineFields:
+    """A line's fields: ``fields``, or when the line was written with its measurement only
+    (``fields=None``), those of the measurement."""
+    if fields is not None:
+        return fields
+    assert measurement is not None, "a line is written with its fields or its measurement"
+    return fields_of(measurement)
+
+
+def make_record(logger: logging.Logger, level: int, message: str,
+                fields: Optional[LineFields], measurement: Optional[Measurement]
+                ) -> logging.LogRecord:
     """Our line as a record made by logging's record factory, carrying its measurement as
     ``record.sherlock`` and the request's id as ``record.request_id`` whatever the factory."""
     # Made directly rather than through logger.log(): log() looks for its caller, which
     # would name a line of sherlock_ai, and costs as much as the rest of the record.
     record = logging.getLogRecordFactory()(
-        logger.name, level, "sherlock_ai", 0, message, (), None, fields[1])
-    record.sherlock = measurement if measurement is not None else measurement_of(level, fields)
+        logger.name, level, "sherlock_ai", 0, message, (), None,
+        measurement.name if measurement is not None else line_fields(fields, None)[1])
+    record.sherlock = measurement if measurement is not None else measurement_of(
+        level, line_fields(fields, None))
     if not hasattr(record, "request_id"):
         record.request_id = request_id_var.get() or NO_REQUEST_ID
     return record
@@ -124,8 +136,8 @@ class ToLogging:
     #: Whether the first line's check for a handler was made (once per process).
     checked = False
 
-    def write(self, logger: logging.Logger, level: int, message: str, fields: LineFields,
-              measurement: Optional[Measurement]) -> None:
+    def write(self, logger: logging.Logger, level: int, message: str,
+              fields: Optional[LineFields], measurement: Optional[Measurement]) -> None:
         if not ToLogging.checked:
             self.skipped(logger)
         record = make_record(logger, level, message, fields, measurement)
@@ -221,8 +233,10 @@ class ToFiles:
     def skipped(logger: logging.Logger) -> None:
         """A line below the logger's level: nothing to do."""
 
-    def write(self, logger: logging.Logger, level: int, message: str, fields: LineFields,
-              measurement: Optional[Measurement]) -> None:
+    def write(self, logger: logging.Logger, level: int, message: str,
+              fields: Optional[LineFields], measurement: Optional[Measurement]) -> None:
+        """Write one line: ``fields`` are what it shows, or ``None`` when ``measurement`` is
+        given (read from it only when the format needs more than ``message``)."""
         targets = self.outputs.get(logger.name)
         if targets:
             name = logger.name
@@ -237,7 +251,7 @@ class ToFiles:
                 else:
                     try:
                         text = self.render(created, name, level, levelname, message,
-                                           request_id, _pid, fields)
+                                           request_id, _pid, line_fields(fields, measurement))
                     except Exception as exc:  # noqa: BLE001 - the line is lost, and said so
                         report_internal_error("rendering a log line", exc)
                         text = ""
