@@ -29,7 +29,7 @@ from ..engine.measurement import Measurement
 from ..request_id import request_id_var
 from ..safety import report_internal_error
 from .records import NO_REQUEST_ID, RequestIdRecord
-from .render import LineFields, fields_of, text_line
+from .render import LineFields, SecondStamp, fields_of, text_line
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -196,7 +196,9 @@ class ToFiles:
         self.pass_to_logging = pass_to_logging
         self.ours = ours
         self.render: Render = self._through_record
-        self.default_text = False
+        #: The time stamp of the default text format when it is the format (its line is
+        #: rendered here, with one f-string), else ``None``.
+        self.default_stamp: Optional[SecondStamp] = None
         self.choose_renderer()
 
     def choose_renderer(self) -> None:
@@ -206,7 +208,7 @@ class ToFiles:
         factory. Called by the set-up and by whatever installs a record factory."""
         formatter = self.formatter
         plain = logging.getLogRecordFactory() is RequestIdRecord
-        self.default_text = False
+        self.default_stamp = None
         if plain and self.json:
             from .json_lines import json_line
 
@@ -220,7 +222,7 @@ class ToFiles:
         line = text_line(formatter) if plain else None
         if line is not None:
             self.render = line
-            self.default_text = line.default
+            self.default_stamp = line.stamp if line.default else None
         else:
             self.render = self._through_record
 
@@ -245,8 +247,9 @@ class ToFiles:
             levelname = _level_names.get(level) or logging.getLevelName(level)
             with order_lock:
                 created = clock()
-                if self.default_text:  # TextLine's default format, inline: the common line
-                    text = (f"{self.render.stamp.text(int(created))} - "  # type: ignore
+                stamp = self.default_stamp
+                if stamp is not None:  # TextLine's default format, inline: the common line
+                    text = (f"{stamp.text(int(created))} - "
                             f"{request_id} - {name} - {levelname} - {message}\n")
                 else:
                     try:
@@ -259,7 +262,7 @@ class ToFiles:
                 data = None
                 if self.encode and text:
                     try:
-                        data = text.encode("utf-8")
+                        data = text.encode()  # UTF-8
                     except UnicodeError:
                         pass  # each file's write() reports it as a lost line
                 now = monotonic()
