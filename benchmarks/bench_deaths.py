@@ -1,5 +1,5 @@
 """What the flight record of worker deaths costs: per request, the in-flight entry written and
-freed (``FlightRecord.opened``, ``set_rss`` and ``closed``, stores into the mapping); the same
+freed (``FlightRecord.opened`` and ``closed``, stores into the mapping); the same
 inside a whole in-process request through the ASGI middleware, recorder on and off in turn;
 and the watcher's once-a-second work (heartbeat and a look at a folder of records), which
 runs off the request path.
@@ -45,14 +45,14 @@ def run(quick: bool = False) -> Dict[str, str]:
     number, rounds, requests = (2_000, 3, 500) if quick else (50_000, 11, 5_000)
     with tempfile.TemporaryDirectory(prefix="sherlock-bench-deaths-") as folder:
         record = FlightRecord(Path(folder), os.getpid(), 1, "", -1, 0, 0)
-        request_id_var.set("0f3c2a9e41b84d7c9a1e5b2f6d8c4a10")
+        request_id = "0f3c2a9e41b84d7c9a1e5b2f6d8c4a10"
+        request_id_var.set(request_id)
 
         def nothing() -> None:
             pass
 
         def entry() -> None:  # what the engine does for one request
-            slot = record.opened("GET", "/items/42")
-            record.set_rss(slot, 50 << 20)
+            slot = record.opened("GET", "/items/42", 50 << 20, request_id)
             record.closed(slot)
 
         pair, empty = cpu_calls_rounds([(entry, number), (nothing, number)], rounds)
@@ -84,7 +84,7 @@ def run(quick: bool = False) -> Dict[str, str]:
     median_request = statistics.median(request_added)
     return {
         "entry": table(["Case", "µs per request", "bytecodes per request"], [
-            ("`opened`, `set_rss`, `closed` alone (the entry written and freed)", median_pair,
+            ("`opened` and `closed` alone (the entry written and freed)", median_pair,
              ""),
             ("a whole in-process Starlette request, recorder off", statistics.median(without),
              f"{opcodes[0]:.0f}"),

@@ -24,6 +24,7 @@ site (see :mod:`sherlock_ai.safety`), never raised to the monitored code.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Tuple, TypeVar
 
 from .engine.measurement import Measurement
@@ -96,21 +97,77 @@ def check_consumer(consumer: C) -> C:
     return consumer
 
 
+def teller(hooks: Tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
+    """One callable telling each of ``hooks`` its argument in turn, compiled when the hooks
+    change: a hook's exception is reported once per site and never raised, and the hooks after
+    it are told all the same."""
+    if not hooks:
+        return _tell_nobody
+
+    def tell_each(value: Any) -> None:
+        for hook in hooks:
+            try:
+                hook(value)
+            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(_site(hook), exc)
+
+    return tell_each
+
+
+def ended_teller(ended: Tuple[Callable[[Measurement], None], ...],
+                 ended_all: Tuple[Callable[[Measurement], None], ...]
+                 ) -> Callable[[Measurement], None]:
+    """:func:`teller` of a measurement's end: ``ended_all`` for one under ``min_duration``
+    (``below_threshold``), else ``ended``."""
+    if not ended and not ended_all:
+        return _tell_nobody
+
+    def measurement_ended(measurement: Measurement) -> None:
+        for hook in ended_all if measurement.below_threshold else ended:
+            try:
+                hook(measurement)
+            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
+                report_internal_error(_site(hook), exc)
+
+    return measurement_ended
+
+
+def _tell_nobody(value: Any) -> None:
+    """The teller of no hooks."""
+
+
 class Registry:
-    """An ordered set of consumers and their hooks, rebuilt on every change, so the hot path
-    iterates tuples without a lock. What the engine's requests tell (it is their
-    :class:`~sherlock_ai.engine.requests.Listeners`), alone or :meth:`with_own` consumers."""
+    """An ordered set of consumers. On every change it compiles, for each moment, one callable
+    telling the hooks of that moment (see :func:`teller`), so the hot path neither locks nor
+    looks anything up. What the engine's requests tell (it is their
+    :class:`~sherlock_ai.engine.requests.Listeners`), alone or :meth:`with_own` consumers.
+
+    ``request_started(request)``, ``measurement_ended(measurement)`` and
+    ``memory_event(event)`` tell every consumer of that moment, in the order they were added.
+    """
+
+    request_started: Callable[[OpenRequest], None]
+    measurement_ended: Callable[[Measurement], None]
+    memory_event: Callable[[Any], None]
 
     def __init__(self, consumers: Tuple[object, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._consumers = tuple(check_consumer(c) for c in consumers)
+        # The integrations' views of this registry with their own consumers after it: compiled
+        # again with it.
+        self._extended: weakref.WeakSet[WithOwn] = weakref.WeakSet()
         self._rebuild()
 
     def _rebuild(self) -> None:
         self.hooks = hooks = Hooks(self._consumers)
         #: Whether some consumer wants the measurements under ``min_duration`` too (read once
-        #: per measured block: an attribute, kept up to date by every change).
+        #: per measured block).
         self.wants_all = bool(hooks.ended_all)
+        self.request_started = teller(hooks.started)
+        self.measurement_ended = ended_teller(hooks.ended, hooks.ended_all)
+        self.memory_event = teller(hooks.memory_event)
+        for extended in list(self._extended):
+            extended.compile()
 
     def add(self, consumer: C) -> C:
         """Start telling ``consumer`` (idempotent; a second add reads its ``wants_all`` again);
@@ -134,67 +191,39 @@ class Registry:
     def __contains__(self, consumer: object) -> bool:
         return any(c is consumer for c in self._consumers)
 
-    def request_started(self, request: OpenRequest) -> None:
-        """Tell every consumer that a measured request began."""
-        for hook in self.hooks.started:
-            try:
-                hook(request)
-            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-                report_internal_error(_site(hook), exc)
-
-    def measurement_ended(self, measurement: Measurement) -> None:
-        """Tell every consumer about a kept measurement."""
-        hooks = self.hooks
-        for hook in hooks.ended_all if measurement.below_threshold else hooks.ended:
-            try:
-                hook(measurement)
-            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-                report_internal_error(_site(hook), exc)
-
-    def memory_event(self, event: Any) -> None:
-        """Tell every consumer about an event of the memory guard."""
-        for hook in self.hooks.memory_event:
-            try:
-                hook(event)
-            except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-                report_internal_error(_site(hook), exc)
-
     def with_own(self, consumers: Tuple[object, ...]) -> Registry | WithOwn:
         """What one integration's requests tell: this registry's consumers, then its own
         ``consumers`` (its leak watch and memory guard, which count only its requests)."""
-        return WithOwn(self, consumers) if consumers else self
+        if not consumers:
+            return self
+        extended = WithOwn(self, consumers)
+        with self._lock:
+            self._extended.add(extended)
+            extended.compile()
+        return extended
 
 
 class WithOwn:
-    """A registry's consumers followed by an integration's own (see :meth:`Registry.with_own`)."""
+    """A registry's consumers followed by an integration's own (see :meth:`Registry.with_own`):
+    the hooks of both in one :func:`teller` per moment, compiled again when the registry
+    changes."""
 
-    __slots__ = ("shared", "own")
+    __slots__ = ("shared", "own", "wants_all", "request_started", "measurement_ended",
+                 "__weakref__")
 
     def __init__(self, shared: Registry, consumers: Tuple[object, ...]) -> None:
         self.shared = shared
         self.own = Hooks(tuple(check_consumer(c) for c in consumers))
+        self.compile()
 
-    @property
-    def wants_all(self) -> bool:
-        return bool(self.own.ended_all) or self.shared.wants_all
-
-    def request_started(self, request: OpenRequest) -> None:
-        self.shared.request_started(request)
-        tell(self.own.started, request)
-
-    def measurement_ended(self, measurement: Measurement) -> None:
-        self.shared.measurement_ended(measurement)
-        own = self.own
-        tell(own.ended_all if measurement.below_threshold else own.ended, measurement)
-
-
-def tell(hooks: Tuple[Callable[[Any], None], ...], value: Any) -> None:
-    """Call each of ``hooks`` with ``value``; an exception is reported, never raised."""
-    for hook in hooks:
-        try:
-            hook(value)
-        except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
-            report_internal_error(_site(hook), exc)
+    def compile(self) -> None:
+        """Compile the tellers from the registry's hooks now and the integration's own."""
+        shared, own = self.shared.hooks, self.own
+        self.wants_all = bool(shared.ended_all or own.ended_all)
+        self.request_started: Callable[[OpenRequest], None] = teller(
+            shared.started + own.started)
+        self.measurement_ended: Callable[[Measurement], None] = ended_teller(
+            shared.ended + own.ended, shared.ended_all + own.ended_all)
 
 
 def _site(hook: Callable[..., Any]) -> str:

@@ -29,8 +29,6 @@ from pathlib import Path
 from time import time
 from typing import List, Optional, Tuple
 
-from ..request_id import request_id_var
-
 MAGIC = b"SHKFLT01"
 VERSION = 1
 SLOTS = 32
@@ -61,10 +59,8 @@ HEADER_PARTS = (_IDENTITY, _CGROUP_FILE, _STATE, _BEAT, _VERDICT)
 
 _pack_slot = _SLOT.pack_into
 _pack_reading = _RING_ENTRY.pack_into
-_pack_size = struct.Struct("<Q").pack_into
 # Each slot's offsets, computed once: the stores inside a request allocate no int.
 _SLOT_AT = tuple(_SLOTS_AT + slot * _SLOT_SIZE for slot in range(SLOTS))
-_RSS_AT = tuple(at + 8 for at in _SLOT_AT)
 _SERIAL_AT = tuple(at + _SLOT_SERIAL_AT for at in _SLOT_AT)
 
 
@@ -107,9 +103,10 @@ class FlightRecord:
         self._reading = 0
         self._not_recorded = 0
 
-    def opened(self, kind: str, name: str, rss: Optional[int] = None) -> int:
-        """Record one request (or task) in flight with the current request id, and the RSS
-        it read when it began when given (else later, :meth:`set_rss`); returns its slot for
+    def opened(self, kind: str, name: str, rss: Optional[int] = None,
+               request_id: str = "") -> int:
+        """Record one request (or task) in flight: its kind, name, the RSS it read when it
+        began (just before this call) and its request id; returns its slot for
         :meth:`closed`, or -1 when every slot was taken (then counted)."""
         try:
             slot = self._free.pop()
@@ -120,17 +117,8 @@ class FlightRecord:
         # One store of the whole slot, its serial (slot + 1, never zero) last. The slot's
         # start and RSS stay after it is freed: the reader takes them as readings too.
         _pack_slot(self._mm, _SLOT_AT[slot], time(), rss or 0, kind.encode(),
-                   name.encode("utf-8", "replace"), request_id_var.get().encode(), slot + 1)
+                   name.encode("utf-8", "replace"), request_id.encode(), slot + 1)
         return slot
-
-    def set_rss(self, slot: int, rss: Optional[int]) -> None:
-        """The RSS the request of ``slot`` read when it began; allocates nothing (the engine
-        calls it inside the request's traced window). Never raises."""
-        if rss and slot >= 0:
-            try:
-                _pack_size(self._mm, _RSS_AT[slot], rss)
-            except (ValueError, OverflowError):
-                pass  # the record was closed meanwhile
 
     def closed(self, slot: int) -> None:
         """The request of ``slot`` (from :meth:`opened`) is no longer in flight; allocates

@@ -8,8 +8,8 @@ request, so that forked children that never serve (a ``multiprocessing`` pool) k
 they leave through ``os._exit``, which would read as a death.
 
 A Celery task (or any unit of work) is recorded like a request: ``slot =
-recorder.current.opened("TASK", task_name, rss)`` when it starts (``current`` read once, when
-it is not ``None``), ``closed(slot)`` on the same object when it ends.
+recorder.current.opened("TASK", task_name, rss, request_id)`` when it starts (``current`` read
+once, when it is not ``None``), ``closed(slot)`` on the same object when it ends.
 """
 
 from __future__ import annotations
@@ -32,14 +32,10 @@ SUPERVISOR_ENV = "SHERLOCK_AI_DEATHS_SUPERVISOR"
 class _FirstRequest:
     """Stands for the record of a forked child until its first request makes it."""
 
-    def opened(self, kind: str, name: str, rss: Optional[int] = None) -> int:
+    def opened(self, kind: str, name: str, rss: Optional[int] = None,
+               request_id: str = "") -> int:
         record = _start_record()
-        return -1 if record is None else record.opened(kind, name, rss)
-
-    def set_rss(self, slot: int, rss: Optional[int]) -> None:
-        record = current
-        if isinstance(record, FlightRecord):
-            record.set_rss(slot, rss)
+        return -1 if record is None else record.opened(kind, name, rss, request_id)
 
     def closed(self, slot: int) -> None:
         record = current

@@ -22,7 +22,8 @@ from ..formatting import exception_summary, log_safe
 from ..request_id import request_id_var
 from ..safety import report_internal_error
 from .measurement import ERROR, SUCCESS, Measurement
-from .span import Figures, Span, _current
+from .rss import current_rss
+from .span import Span, _current
 
 _ERROR_LEVEL = logging.ERROR
 
@@ -75,27 +76,28 @@ class OpenRequest(Span):
         #: ``"asgi"``, ``"wsgi"``, ``"django"``, ``"celery"``: the integration's kind.
         self.protocol = meter.protocol
         #: The id of the request (current when it opened).
-        self.request_id = request_id_var.get()
-        # In flight in the record a dead worker leaves (sherlock_ai.deaths): the entry is
-        # written before the span opens and its RSS, without allocating, after; none of it is
-        # in the request's figures.
-        record = flight.current
-        if record is not None:
-            try:
-                self.slot = record.opened(method, path)
-            except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
-                record = None
-                report_internal_error("worker record", exc)
-        self.flight = record
+        self.request_id = request_id = request_id_var.get()
+        self.flight = record = flight.current
         try:
-            Span.__init__(self, meter.trace_malloc)
+            rss = current_rss()
+            if record is not None:
+                # In flight in the record a dead worker leaves (sherlock_ai.deaths), written
+                # between the RSS read and the span's start: none of it is in the request's
+                # figures.
+                try:
+                    self.slot = record.opened(method, path, rss, request_id)
+                except Exception as exc:  # noqa: BLE001 - the request goes on unrecorded
+                    self.flight = None
+                    report_internal_error("worker record", exc)
+            Span.__init__(self, meter.trace_malloc, rss)
         except Exception as exc:  # noqa: BLE001 - the request goes on unmeasured
             self.measured = False
             report_internal_error(f"{meter.protocol} request start", exc)
+            if self.flight is not None:
+                self.flight.closed(getattr(self, "slot", -1))
+                self.flight = None
             return
         self.measured = True
-        if record is not None:
-            record.set_rss(self.slot, self.rss_start)
         meter.listeners.request_started(self)
 
     def end(self, name: str, attributes: Dict[str, Any], error: Optional[str] = None,
@@ -113,11 +115,11 @@ class OpenRequest(Span):
         if meter is None:
             return None  # ended before
         self.meter = None
+        if not self.measured:
+            return None  # never measured: its listeners were not told it started
         record = self.flight
         if record is not None:
             record.closed(self.slot)
-        if not self.measured:
-            return None  # never measured: its listeners were not told it started
         listeners = meter.listeners
         min_duration = meter.min_duration
         # GeneratorExit is a body closed early by its consumer, not a failure.
@@ -125,14 +127,15 @@ class OpenRequest(Span):
         try:
             wants_all = listeners.wants_all
             # The closing RSS read is skipped only when no line and no listener shows it.
-            figures = self.close(min_duration if success and exc is None and min_duration
-                                 and not wants_all and status is None else -1.0)
+            duration, rss, rss_change, traced, traced_peak, concurrent = self.close(
+                min_duration if success and exc is None and min_duration and not wants_all
+                and status is None else -1.0)
         except Exception as internal:  # noqa: BLE001 - monitoring never hurts the monitored
             report_internal_error(f"{meter.protocol} request end", internal)
             # Its listeners are told all the same: each start is followed by one end.
             wants_all = True
-            figures = Figures(perf_counter() - self.t0, None, None, None, None, 0)
-        duration = figures[0]
+            duration, rss, rss_change, traced, traced_peak, concurrent = (
+                perf_counter() - self.t0, None, None, None, None, 0)
         message: Optional[str]
         if success:
             below = duration < min_duration
@@ -151,8 +154,8 @@ class OpenRequest(Span):
                 report_internal_error(f"{meter.protocol} request error text", internal)
                 message = "the error could not be described"
         measurement = Measurement(
-            "memory", name, status, duration, level, self.request_id, message, *figures[1:],
-            below, attributes, endpoint, self.protocol)
+            "memory", name, status, duration, level, self.request_id, message, rss, rss_change,
+            traced, traced_peak, concurrent, below, attributes, endpoint, self.protocol)
         listeners.measurement_ended(measurement)
         return measurement
 
@@ -172,5 +175,5 @@ class OpenRequest(Span):
         """Make the span that was current when the request began current again in this
         context, where a response streamed from a child task ended the request in that task's
         context copy, which could not restore this one."""
-        if _current.get() is not self.parent:
+        if self.measured and _current.get() is not self.parent:
             _current.set(self.parent)

@@ -58,42 +58,47 @@ class Span:
     __slots__ = ("parent", "trace", "open", "before", "serial", "inside", "peak_seen",
                  "traced_start", "rss_start", "t0", "_token")
 
-    def __init__(self, trace: bool) -> None:
+    def __init__(self, trace: bool, rss_start: Optional[int] = None) -> None:
+        """Open the block; ``rss_start`` is the RSS its opener read just before (when it also
+        wrote it elsewhere: a request's flight record), else it is read now."""
         global _open_now, _opened
         # Order matters: whatever allocates (RSS read, context switch-over) happens before
         # tracing starts here and after it stops in close(), where tracemalloc's per-allocation
         # tax and the traced figures cannot see it.
-        # The parent first: an OpenRequest whose RSS read fails still knows what to restore.
         self.parent = parent = _current.get()
-        self.rss_start = current_rss()
-        self._token = _current.set(self)
+        self.rss_start = current_rss() if rss_start is None else rss_start
+        self._token = token = _current.set(self)
         self.trace = trace
         self.open = True
         self.inside = 0  # descendants opened so far
-        # peak_seen and traced_start are set, and read, only for a traced block.
-        with _LOCK:
-            before = _open_now
-            while parent is not None:
-                if parent.open:
-                    before -= 1
-                parent.inside += 1
-                parent = parent.parent
-            self.before = before  # open blocks that are not its ancestors
-            self.serial = _opened  # blocks opened before it
-            _opened += 1
-            _open_now += 1
-            if trace:
-                self.peak_seen = 0
-                self.traced_start: Optional[int] = None
-                tracing.acquire()
-                if tracemalloc.is_tracing():
-                    level, peak = tracemalloc.get_traced_memory()
-                    for other in _open_traced:
-                        if peak > other.peak_seen:
-                            other.peak_seen = peak
-                    tracemalloc.reset_peak()
-                    self.traced_start = self.peak_seen = level
-                    _open_traced.add(self)
+        try:
+            # peak_seen and traced_start are set, and read, only for a traced block.
+            with _LOCK:
+                before = _open_now
+                while parent is not None:
+                    if parent.open:
+                        before -= 1
+                    parent.inside += 1
+                    parent = parent.parent
+                self.before = before  # open blocks that are not its ancestors
+                self.serial = _opened  # blocks opened before it
+                _opened += 1
+                _open_now += 1
+                if trace:
+                    self.peak_seen = 0
+                    self.traced_start: Optional[int] = None
+                    tracing.acquire()
+                    if tracemalloc.is_tracing():
+                        level, peak = tracemalloc.get_traced_memory()
+                        for other in _open_traced:
+                            if peak > other.peak_seen:
+                                other.peak_seen = peak
+                        tracemalloc.reset_peak()
+                        self.traced_start = self.peak_seen = level
+                        _open_traced.add(self)
+        except BaseException:
+            _current.reset(token)  # a span that failed to open is not left current
+            raise
         self.t0 = perf_counter()
 
     @property

@@ -43,7 +43,6 @@ class PeakWindows:
         self._open: Set[Window] = set()
         self._lock = threading.Lock()
         self._fds: Optional[Tuple[int, int]] = None
-        self._pid = -1
 
     def available(self) -> Optional[str]:
         """``None`` when windows can be measured here, else why not (for the set-up warning)."""
@@ -83,13 +82,15 @@ class PeakWindows:
                 os.close(fd)
             except OSError:
                 pass
-        self._fds, self._pid = None, -1
+        self._fds = None
         self._open = set()
         self._lock = threading.Lock()
 
     def _files(self) -> Tuple[int, int]:
-        # /proc/self is resolved when a file is opened: a forked child opens its own.
-        if self._fds is None or self._pid != os.getpid():
+        # /proc/self is resolved when a file is opened: a forked child opens its own (the
+        # parent's are forgotten at the fork, see after_fork_in_child).
+        fds = self._fds
+        if fds is None:
             flags = getattr(os, "O_CLOEXEC", 0)
             status = os.open(_STATUS, os.O_RDONLY | flags)
             try:
@@ -97,8 +98,8 @@ class PeakWindows:
             except OSError:
                 os.close(status)
                 raise
-            self._fds, self._pid = (status, clear_refs), os.getpid()
-        return self._fds
+            self._fds = fds = (status, clear_refs)
+        return fds
 
     def _mark(self) -> int:
         text = os.pread(self._files()[0], 4096, 0)

@@ -10,9 +10,9 @@ import contextvars
 import threading
 import weakref
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Tuple
 
-from ..consumers import Hooks, check_consumer, registry, tell
+from ..consumers import Hooks, check_consumer, ended_teller, registry, teller
 from ..engine.measurement import Measurement
 from ..engine.requests import OpenRequest, RequestMeter
 from ..engine.tracing import hold_tracing, release_tracing
@@ -147,30 +147,25 @@ class Deferrable:
     """An ASGI middleware's own consumers, told a measurement's end now, or in the next step
     of the event loop (in a copy of the request's context) while :data:`LATER` is set."""
 
-    __slots__ = ("hooks", "wants_all")
+    __slots__ = ("hooks", "wants_all", "request_started", "_tell_ended")
     site = "asgi request hooks"
 
     def __init__(self, consumers: Tuple[object, ...]) -> None:
-        self.hooks = Hooks(tuple(check_consumer(c) for c in consumers))
+        self.hooks = hooks = Hooks(tuple(check_consumer(c) for c in consumers))
         #: Whether one of them wants the successes under ``min_duration`` too.
-        self.wants_all = bool(self.hooks.ended_all)
-
-    def request_started(self, request: OpenRequest) -> None:
-        tell(self.hooks.started, request)
+        self.wants_all = bool(hooks.ended_all)
+        self.request_started: Callable[[OpenRequest], None] = teller(hooks.started)
+        self._tell_ended = ended_teller(hooks.ended, hooks.ended_all)
 
     def measurement_ended(self, measurement: Measurement) -> None:
         if LATER.get():
             try:
-                asyncio.get_running_loop().call_soon(self._end, measurement,
+                asyncio.get_running_loop().call_soon(self._tell_ended, measurement,
                                                      context=contextvars.copy_context())
                 return
             except RuntimeError:  # not on an asyncio loop (trio): now
                 pass
-        self._end(measurement)
-
-    def _end(self, measurement: Measurement) -> None:
-        hooks = self.hooks
-        tell(hooks.ended_all if measurement.below_threshold else hooks.ended, measurement)
+        self._tell_ended(measurement)
 
 
 class LeakCount:

@@ -124,9 +124,7 @@ class LogLine:
         """Write ``m``'s line."""
         logger, render = _FORMATS[m.kind]
         if logger.isEnabledFor(m.level):
-            figures = (m.duration, m.rss, m.rss_change, m.traced, m.traced_peak, m.concurrent)
-            writer.current.write(logger, m.level, render(m),
-                                 (m.kind, m.name, m.status, figures, m.error, m.attributes), m)
+            writer.current.write(logger, m.level, render(m), None, m)
         else:
             writer.current.skipped(logger)
 

@@ -32,14 +32,14 @@ from ..engine.measurement import Measurement
 from ..request_id import request_id_var
 from ..safety import report_internal_error
 from .records import NO_REQUEST_ID, RequestIdRecord
-from .render import LineFields, text_line
+from .render import LineFields, SecondStamp, fields_of, text_line
 
 if TYPE_CHECKING:
     from typing import Protocol
 
     class LineWriter(Protocol):
-        def write(self, logger: logging.Logger, level: int, message: str, fields: LineFields,
-                  measurement: Optional[Measurement]) -> None: ...
+        def write(self, logger: logging.Logger, level: int, message: str,
+                  fields: Optional[LineFields], measurement: Optional[Measurement]) -> None: ...
 
         def skipped(self, logger: logging.Logger) -> None: ...
 
@@ -83,15 +83,27 @@ def measurement_of(level: int, fields: LineFields) -> Measurement:
                        *figures[1:], False, attributes)
 
 
-def make_record(logger: logging.Logger, level: int, message: str, fields: LineFields,
-                measurement: Optional[Measurement]) -> logging.LogRecord:
+def line_fields(fields: Optional[LineFields], measurement: Optional[Measurement]) -> LineFields:
+    """A line's fields: ``fields``, or when the line was written with its measurement only
+    (``fields=None``), those of the measurement."""
+    if fields is not None:
+        return fields
+    assert measurement is not None, "a line is written with its fields or its measurement"
+    return fields_of(measurement)
+
+
+def make_record(logger: logging.Logger, level: int, message: str,
+                fields: Optional[LineFields], measurement: Optional[Measurement]
+                ) -> logging.LogRecord:
     """Our line as a record made by logging's record factory, carrying its measurement as
     ``record.sherlock`` and the request's id as ``record.request_id`` whatever the factory."""
     # Made directly rather than through logger.log(): log() looks for its caller, which
     # would name a line of sherlock_ai, and costs as much as the rest of the record.
     record = logging.getLogRecordFactory()(
-        logger.name, level, "sherlock_ai", 0, message, (), None, fields[1])
-    record.sherlock = measurement if measurement is not None else measurement_of(level, fields)
+        logger.name, level, "sherlock_ai", 0, message, (), None,
+        measurement.name if measurement is not None else line_fields(fields, None)[1])
+    record.sherlock = measurement if measurement is not None else measurement_of(
+        level, line_fields(fields, None))
     if not hasattr(record, "request_id"):
         record.request_id = request_id_var.get() or NO_REQUEST_ID
     return record
@@ -154,8 +166,8 @@ class ToLogging:
     #: Whether the first line's check for a handler was made (once per process).
     checked = False
 
-    def write(self, logger: logging.Logger, level: int, message: str, fields: LineFields,
-              measurement: Optional[Measurement]) -> None:
+    def write(self, logger: logging.Logger, level: int, message: str,
+              fields: Optional[LineFields], measurement: Optional[Measurement]) -> None:
         if not ToLogging.checked:
             self.skipped(logger)
         record = make_record(logger, level, message, fields, measurement)
@@ -227,7 +239,9 @@ class ToFiles:
         self.pass_to_logging = pass_to_logging
         self.ours = ours
         self.render: Render = self._through_record
-        self.default_text = False
+        #: The time stamp of the default text format when it is the format (its line is
+        #: rendered here, with one f-string), else ``None``.
+        self.default_stamp: Optional[SecondStamp] = None
         self.choose_renderer()
 
     def choose_renderer(self) -> None:
@@ -237,7 +251,7 @@ class ToFiles:
         factory. Called by the set-up and by whatever installs a record factory."""
         formatter = self.formatter
         plain = logging.getLogRecordFactory() is RequestIdRecord
-        self.default_text = False
+        self.default_stamp = None
         if plain and self.json:
             from .json_lines import json_line
 
@@ -251,7 +265,7 @@ class ToFiles:
         line = text_line(formatter) if plain else None
         if line is not None:
             self.render = line
-            self.default_text = line.default
+            self.default_stamp = line.stamp if line.default else None
         else:
             self.render = self._through_record
 
@@ -264,8 +278,10 @@ class ToFiles:
     def skipped(logger: logging.Logger) -> None:
         """A line below the logger's level: nothing to do."""
 
-    def write(self, logger: logging.Logger, level: int, message: str, fields: LineFields,
-              measurement: Optional[Measurement]) -> None:
+    def write(self, logger: logging.Logger, level: int, message: str,
+              fields: Optional[LineFields], measurement: Optional[Measurement]) -> None:
+        """Write one line: ``fields`` are what it shows, or ``None`` when ``measurement`` is
+        given (read from it only when the format needs more than ``message``)."""
         targets = self.outputs.get(logger.name)
         if targets:
             name = logger.name
@@ -274,13 +290,14 @@ class ToFiles:
             levelname = _level_names.get(level) or logging.getLevelName(level)
             with order_lock:
                 created = clock()
-                if self.default_text:  # TextLine's default format, inline: the common line
-                    text = (f"{self.render.stamp.text(int(created))} - "  # type: ignore
+                stamp = self.default_stamp
+                if stamp is not None:  # TextLine's default format, inline: the common line
+                    text = (f"{stamp.text(int(created))} - "
                             f"{request_id} - {name} - {levelname} - {message}\n")
                 else:
                     try:
                         text = self.render(created, name, level, levelname, message,
-                                           request_id, _pid, fields)
+                                           request_id, _pid, line_fields(fields, measurement))
                     except Exception as exc:  # noqa: BLE001 - the line is lost, and said so
                         report_internal_error("rendering a log line", exc)
                         text = ""
@@ -288,7 +305,7 @@ class ToFiles:
                 data = None
                 if self.encode and text:
                     try:
-                        data = text.encode("utf-8")
+                        data = text.encode()  # UTF-8
                     except UnicodeError:
                         pass  # each file's write() reports it as a lost line
                 now = monotonic()

@@ -468,12 +468,14 @@ def test_trace_malloc_holds_one_tracemalloc_lease_for_the_middlewares_lifetime(r
     assert tracing.leases() == before
 
 
-def test_a_tracker_failure_never_changes_the_response(monkeypatch):
+@pytest.mark.parametrize("read", ["sherlock_ai.engine.requests.current_rss",  # at the start
+                                  "sherlock_ai.engine.span.current_rss"])  # at the end
+def test_a_tracker_failure_never_changes_the_response(monkeypatch, read):
     def broken_rss():
         raise OSError("no /proc")
 
     app = instrument_app(items_app())
-    monkeypatch.setattr("sherlock_ai.engine.span.current_rss", broken_rss)
+    monkeypatch.setattr(read, broken_rss)
     response = get(app, "/items/8")
     assert response.status_code == 200 and response.json() == {"item_id": 8}
     assert sherlock_ai.is_valid_request_id(response.headers["X-Request-ID"])

@@ -369,7 +369,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
     import itertools
 
     from sherlock_ai.consumers import Consumer, add_consumer, registry, remove_consumer
-    from sherlock_ai.engine import span
+    from sherlock_ai.engine import requests, span
     from sherlock_ai.engine.requests import RequestMeter
 
     class Other(Consumer):
@@ -385,6 +385,7 @@ def test_a_request_writes_the_same_bytes_whether_or_not_a_measurement_is_built(
         monkeypatch.setattr(span, "perf_counter", ticks.__next__)
         sizes = itertools.cycle([50 << 20, (50 << 20) + 12_288])
         monkeypatch.setattr(span, "current_rss", sizes.__next__)
+        monkeypatch.setattr(requests, "current_rss", sizes.__next__)  # a request's first read
         setup = sherlock_ai.sherlock_ai(LoggingConfig(logs_dir=tmp_path / way.replace(" ", "_"),
                                                       console_enabled=False, **config))
         other = Other()
