@@ -100,8 +100,8 @@ def shared_app(settings: Dict[str, Any]) -> Any:
 
 
 #: The clean app's routes, as the client requests them (``{n}`` is filled in per request).
-CLEAN_PATHS = (["/slow", "/wait", "/stream", "/background", "/pool", "/report", "/cached/{n}"]
-               + [f"/catalog/{i}" for i in range(6)])
+CLEAN_PATHS = (["/slow", "/wait", "/stream", "/background", "/pool", "/report", "/cached/{n}",
+                "/legacy"] + [f"/catalog/{i}" for i in range(6)])
 #: The keys ``/cached/{n}`` is asked for: fewer than its cache holds, so it fills, then stops.
 CACHED_KEYS = 100
 
@@ -229,12 +229,15 @@ def endpoint_app(settings: Dict[str, Any]) -> Any:
 
 
 def clean_app(settings: Dict[str, Any]) -> Any:
-    """Thirteen FastAPI routes that keep nothing, shaped like a real service's: handlers that
+    """Fourteen FastAPI routes that keep nothing, shaped like a real service's: handlers that
     await I/O for up to half a second (one with scratch memory held across the await), a
     streamed response, a background task, a pool made on first use, an import on the first
-    request, a bounded ``lru_cache`` that fills and stops, and quick routes."""
+    request, a bounded ``lru_cache`` that fills and stops, a blocking handler run on the
+    thread pool with per-thread state made on each thread's first request, and quick
+    routes."""
     import functools
     import random
+    import threading
 
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -298,6 +301,16 @@ def clean_app(settings: Dict[str, Any]) -> Any:
     async def cached(n: int) -> dict:
         await asyncio.sleep(0)
         return price(n)
+
+    per_thread = threading.local()
+
+    @app.get("/legacy")
+    def legacy() -> dict:  # a blocking handler: FastAPI runs it on its thread pool
+        if not hasattr(per_thread, "session"):  # warmed up on each thread's first request
+            per_thread.session = {"buffer": bytearray(1024), "headers": {"x": "1" * 40}}
+        rows = [str(n) * 5 for n in range(60)]
+        time.sleep(random.uniform(0.0, 0.02))  # a blocking downstream call
+        return {"rows": len(rows), "session": len(per_thread.session)}
 
     return instrument_app(app, leak_detection=True, leak_settings=settings)
 
