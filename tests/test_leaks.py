@@ -503,9 +503,10 @@ def test_two_routes_retaining_at_one_site_are_both_named_with_their_shares(share
 
 def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: bool = False,
                       windows: int = 4, points: int = 6, routes: int = 5):
-    """Per window, cumulative per-route counts at each point (random traffic, or routes 0
-    and 1 always served together) and a site growing by ``rates[r]`` bytes per request of
-    route ``r`` plus in-flight noise."""
+    """Per window, cumulative per-route counts at each point (random traffic, or routes 2
+    and 3 always served together: ids 0 and 1 are the watch's levels, see
+    ``sherlock_ai.leaks.routes.LEVEL_IDS``) and a site growing by ``rates[r]`` bytes per
+    request of route ``r`` plus in-flight noise."""
     from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
@@ -515,11 +516,11 @@ def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: boo
         for _ in range(points):
             for _ in range(25):
                 r = rng.randrange(routes)
-                if lockstep and r == 1:
-                    r = 0  # route 1 is only ever served together with route 0
+                if lockstep and r == 3:
+                    r = 2  # route 3 is only ever served together with route 2
                 counts[r] += 1
-                if lockstep and r == 0:
-                    counts[1] += 1
+                if lockstep and r == 2:
+                    counts[3] += 1
             rows.append(list(counts))
             noise = rng.choice([0, 0, 1, 2]) * 4096
             ys.append(sum(rates.get(r, 0) * counts[r] for r in range(routes)) + noise)
@@ -586,16 +587,16 @@ def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all(seed):
 def test_routes_served_in_lockstep_are_not_split_by_a_guess():
     from sherlock_ai.leaks.attribution import attribute, group_estimate
 
-    windows, site = synthetic_windows(random.Random(2), {0: 4096.0}, lockstep=True)
+    windows, site = synthetic_windows(random.Random(2), {2: 4096.0}, lockstep=True)
     unsplit: list = []
     assert attribute(windows, site, None, unsplit=unsplit) == {}
     # Named together instead, at their rate per request of either.
-    assert unsplit == [(0, 1)]
-    together = group_estimate(windows, site, (0, 1))
+    assert unsplit == [(2, 3)]
+    together = group_estimate(windows, site, (2, 3))
     assert together.per_request == pytest.approx(2048, rel=0.25)
     assert together.is_leak(CRITERIA.for_candidates())
-    # With the code as the prior naming route 0 alone, it is route 0's.
-    assert list(attribute(windows, site, [0])) == [0]
+    # With the code as the prior naming route 2 alone, it is route 2's.
+    assert list(attribute(windows, site, [2])) == [2]
 
 
 # -- leaks tracemalloc cannot see: RSS growth the traced sites do not explain ----------------
@@ -1086,7 +1087,7 @@ def test_requests_finished_without_a_handle_end_the_one_started_in_their_context
     try:
         asyncio.run(main())
         assert watch._in_flight == 0
-        assert sorted(watch._routes.names[1:]) == ["GET /r0", "GET /r1", "GET /r2"]
+        assert sorted(watch._routes.names[2:]) == ["GET /r0", "GET /r1", "GET /r2"]
     finally:
         watch.close()
 

@@ -17,7 +17,7 @@ from .attribution import (
 )
 from .code_prior import EndpointIndex
 from .criteria import Estimate, LeakCriteria
-from .routes import IN_FLIGHT_ID
+from .routes import LEVEL_IDS
 
 #: ``(allocation site, newest frame in endpoint code or None)``.
 Key = Tuple[Site, Optional[Site]]
@@ -168,7 +168,7 @@ class EvidenceStore:
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
         if candidates is not None:
-            candidates = candidates + (IN_FLIGHT_ID,)
+            candidates = candidates + LEVEL_IDS
         if not seen:
             return {}, {}
         # Windows before the site first grew say nothing about it (a leak that starts later
@@ -204,7 +204,7 @@ class EvidenceStore:
                 windows, unsplit, estimates = kept, longer, pooled
         groups = {}
         for members in unsplit:
-            members = tuple(r for r in members if r != IN_FLIGHT_ID)
+            members = tuple(r for r in members if r not in LEVEL_IDS)
             if len(members) < 2:
                 continue
             estimate = group_estimate(windows, seen, members, recent)

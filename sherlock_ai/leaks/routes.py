@@ -16,6 +16,15 @@ OVERFLOW_ROUTE = "OTHER <more routes>"
 #: and falls with it; fitted as one more column, it is not pinned on the routes' counts.
 IN_FLIGHT_ID = 0
 _IN_FLIGHT_NAME = "<requests in flight>"
+#: Route id 1 is not a route either: its count at a point is the number of threads alive that
+#: started while tracing ran. A server that serves each request on a new thread (werkzeug's
+#: threaded server) holds that thread's socket, buffers and handler before the request is
+#: counted as started and after it is counted as finished; that memory rises and falls with
+#: the threads alive, not with any route's count.
+THREADS_ID = 1
+_THREADS_NAME = "<threads started while tracing>"
+#: The ids of those two levels: fitted like routes, never blamed.
+LEVEL_IDS = (IN_FLIGHT_ID, THREADS_ID)
 
 
 class RouteRegistry:
@@ -23,8 +32,8 @@ class RouteRegistry:
 
     def __init__(self, max_routes: int) -> None:
         self.max_routes = max_routes
-        self.names: List[str] = [_IN_FLIGHT_NAME]
-        self.finished: List[int] = [0]
+        self.names: List[str] = [_IN_FLIGHT_NAME, _THREADS_NAME]
+        self.finished: List[int] = [0, 0]
         self.index = EndpointIndex()
         self._ids: Dict[str, int] = {}
         self._with_code: Set[int] = set()
@@ -42,9 +51,9 @@ class RouteRegistry:
             self._learn(route_id, endpoint)
 
     def blamable(self, route_id: int) -> bool:
-        """Whether a route may be named in a suspect (the overflow bucket and the requests
-        in flight may not)."""
-        return route_id != IN_FLIGHT_ID and self.names[route_id] != OVERFLOW_ROUTE
+        """Whether a route may be named in a suspect (the overflow bucket and the levels of
+        :data:`LEVEL_IDS` may not)."""
+        return route_id not in LEVEL_IDS and self.names[route_id] != OVERFLOW_ROUTE
 
     def __len__(self) -> int:
         return len(self._ids)
