@@ -1,12 +1,15 @@
-"""What the leak watch costs, how many requests it needs to find a leak, and how long it
-holds up the event loop.
+"""What the leak watch costs, how many requests it needs to find a leak, how often it names a
+route of an app that keeps nothing, and how long it holds up the event loop.
 
 Cost: the mean in-process cost (process CPU time) of a request to a ten-route FastAPI app,
 bare and with the leak watch around it (defaults, and the low-cost setting), measured in the
 same run over enough requests to include several tracing windows; rounds interleave the
 cases, medians are taken. Speed: requests until a route retaining 4 KB per request (one of
 ten, random traffic) is flagged, when the leak is there from the start and when it starts
-just after a tracing window closed. Pause: the longest ``request_finished`` call against the
+just after a tracing window closed. False suspects: routes flagged per 10,000 requests to the
+same ten routes keeping nothing, two of them awaiting real time with scratch memory held
+across the await, over several seeds. The three sit side by side per setting, so that a
+change trading one for another shows. Pause: the longest ``request_finished`` call against the
 number of live traced blocks, with tracemalloc already running; and, with a route keeping
 many small objects per request, the longest call and the requests to flag it.
 
@@ -76,34 +79,44 @@ class WatchedApp:
                 self.longest_pause = max(self.longest_pause, self.clock() - start)
 
 
-def make_app(leaking: Optional[List[bool]] = None,
-             objects: int = 0) -> Tuple[Any, List[str]]:
+def make_app(leaking: Optional[List[bool]] = None, objects: int = 0,
+             waits: Optional[random.Random] = None) -> Tuple[Any, List[str]]:
     """Ten routes whose handlers await; ``/orders`` keeps 4 KB per request (``objects``
-    small objects instead, when given) while ``leaking[0]`` is true."""
+    small objects instead, when given) while ``leaking[0]`` is true. With ``waits``,
+    ``/orders`` and ``/clean0`` await 0-20 ms drawn from it (a slow downstream call), holding
+    scratch memory across the await."""
     from fastapi import FastAPI
 
     app = FastAPI()
     retained: List[bytes] = []
     state = leaking if leaking is not None else [False]
 
+    async def downstream() -> None:
+        if waits is None:
+            await asyncio.sleep(0)
+            return
+        scratch = [bytes(300) for _ in range(12)]
+        await asyncio.sleep(waits.uniform(0.0, 0.02))
+        del scratch
+
     @app.get("/orders")
     async def orders():
-        await asyncio.sleep(0)
+        await downstream()
         if state[0]:
             retained.append([object() for _ in range(objects)] if objects
                             else b"x" * LEAK_SIZE)
         return {"orders": 20}
 
-    def clean(path: str, width: int) -> None:
+    def clean(path: str, width: int, slow: bool) -> None:
         async def handler():
             rows = [str(i) * width for i in range(20)]
-            await asyncio.sleep(0)
+            await (downstream() if slow else asyncio.sleep(0))
             return {"rows": len(rows)}
 
         app.add_api_route(path, handler, methods=["GET"], name=path)
 
     for number in range(9):
-        clean(f"/clean{number}", number + 1)
+        clean(f"/clean{number}", number + 1, number == 0)
     return app, ["/orders"] + [f"/clean{n}" for n in range(9)]
 
 
@@ -240,6 +253,35 @@ def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
     return flagged_at, (served.longest_pause or 0.0) * 1e3
 
 
+def false_suspects(settings: Dict[str, Any], requests: int, seed: int) -> int:
+    """Routes flagged while ``requests`` random requests (concurrency 8) go to the ten routes
+    keeping nothing, two of them awaiting 0-20 ms: each time a route enters the watch's
+    suspects counts once (every one is false)."""
+    rng = random.Random(seed)
+    app, paths = make_app(waits=random.Random(seed + 1))
+    watch = LeakWatch(**settings)
+    served = WatchedApp(app, watch)
+    drivers = {path: asgi_request_driver(served, path) for path in paths}
+    plan = iter([rng.choice(paths) for _ in range(requests)])
+    suspected: set = set()
+    flagged = 0
+
+    async def worker() -> None:
+        nonlocal suspected, flagged
+        for path in plan:
+            await drivers[path]()
+            now = {suspect.name for suspect in watch.suspects()}
+            flagged += len(now - suspected)
+            suspected = now
+
+    async def run() -> None:
+        await asyncio.gather(*(worker() for _ in range(8)))
+
+    asyncio.run(run())
+    watch.close()
+    return flagged
+
+
 def many_small_objects(objects: int, limit: int, seed: int = 11
                        ) -> Tuple[int, Optional[int], float]:
     """``/orders`` keeps ``objects`` small objects per request from the start (defaults,
@@ -325,9 +367,12 @@ def _figures(quick: bool) -> Dict[str, str]:
     requests = 6_000 if quick else 30_000
     cost = measure_cost(requests)
     cost_table = table(["case", "CPU µs per request", "× baseline"], cost)
+    clean_seeds, clean_requests = ((1, 2), 5_000) if quick else (tuple(range(1, 6)), 20_000)
     through = measure_middleware_cost(requests)
     middleware_table = table(["case", "CPU µs per request", "× baseline"], through)
     rows = []
+    tradeoff = []
+    ratios = {label: ratio for label, _, ratio in cost}
     for label, settings in (("defaults", DEFAULTS), ("low-cost setting", LOW_COST)):
         watch = LeakWatch(**settings)
         period = watch.settings.scout_requests + watch.settings.pause_requests
@@ -338,6 +383,13 @@ def _figures(quick: bool) -> Dict[str, str]:
                      from_start if from_start is not None else f"not within {limit}",
                      later if later is not None else f"not within {limit}",
                      max(pause, later_pause)))
+        flagged = sum(false_suspects(settings, clean_requests, seed) for seed in clean_seeds)
+        tradeoff.append((label, ratios[f"leak watch, {label}"],
+                         from_start if from_start is not None else f"not within {limit}",
+                         flagged * 10_000 / (clean_requests * len(clean_seeds))))
+    tradeoff_table = table(
+        ["setting", "cost (× baseline)", "requests to flag (leak from start)",
+         "false suspects per 10,000 requests"], tradeoff)
     low_cost = ", ".join(f"{k}={v!r}" for k, v in LOW_COST.items())
     speed_table = table(
         ["setting", "trace_share", "requests per period", "requests to flag (leak from start)",
@@ -357,6 +409,8 @@ def _figures(quick: bool) -> Dict[str, str]:
          [many_small_objects(objects, objects_limit)
           for objects in ((20_000,) if quick else (5_000, 50_000))]])
     return {"requests": f"{requests:,}", "rounds": str(ROUNDS), "cost": cost_table,
+            "tradeoff": tradeoff_table, "clean_seeds": str(len(clean_seeds)),
+            "clean_requests": f"{clean_requests:,}",
             "through_middleware": middleware_table, "low_cost": low_cost,
             "requests_to_flag": speed_table, "pauses": pauses,
             "call_budget_ms": f"{rules.CALL_BUDGET_S * 1e3:g}", "small_objects": small_objects,

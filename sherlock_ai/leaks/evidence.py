@@ -164,7 +164,7 @@ class EvidenceStore:
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
         if candidates is not None:
-            candidates = candidates + (rules.IN_FLIGHT_ID,)
+            candidates = candidates + rules.LEVEL_IDS
         if not seen:
             return {}, {}
         # Windows before the site first grew say nothing about it (a leak that starts later
@@ -198,7 +198,7 @@ class EvidenceStore:
                 windows, unsplit, estimates = kept, longer.unsplit, pooled
         groups = {}
         for members in unsplit:
-            members = tuple(r for r in members if r != rules.IN_FLIGHT_ID)
+            members = tuple(r for r in members if r not in rules.LEVEL_IDS)
             if len(members) < 2:
                 continue
             estimate = fit_group(windows, seen, members, recent)

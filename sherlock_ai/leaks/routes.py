@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Set
 
 from .code_prior import EndpointIndex, LineRange, code_ranges
-from .rules import IN_FLIGHT_ID, IN_FLIGHT_NAME, OVERFLOW_ROUTE
+from .rules import IN_FLIGHT_NAME, LEVEL_IDS, OVERFLOW_ROUTE, THREADS_NAME
 
 
 class RouteRegistry:
@@ -14,8 +14,8 @@ class RouteRegistry:
 
     def __init__(self, max_routes: int) -> None:
         self.max_routes = max_routes
-        self.names: List[str] = [IN_FLIGHT_NAME]
-        self.finished: List[int] = [0]
+        self.names: List[str] = [IN_FLIGHT_NAME, THREADS_NAME]
+        self.finished: List[int] = [0, 0]
         self.index = EndpointIndex()
         self._ids: Dict[str, int] = {}
         self._with_code: Set[int] = set()
@@ -33,9 +33,9 @@ class RouteRegistry:
             self._learn(route_id, endpoint)
 
     def blamable(self, route_id: int) -> bool:
-        """Whether a route may be named in a suspect (the overflow bucket and the requests
-        in flight may not)."""
-        return route_id != IN_FLIGHT_ID and self.names[route_id] != OVERFLOW_ROUTE
+        """Whether a route may be named in a suspect (the overflow bucket and the levels of
+        :data:`LEVEL_IDS` may not)."""
+        return route_id not in LEVEL_IDS and self.names[route_id] != OVERFLOW_ROUTE
 
     def __len__(self) -> int:
         return len(self._ids)

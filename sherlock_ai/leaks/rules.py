@@ -15,6 +15,14 @@ OVERFLOW_ROUTE = "OTHER <more routes>"
 IN_FLIGHT_ID = 0
 #: The name of :data:`IN_FLIGHT_ID` in the route table.
 IN_FLIGHT_NAME = "<requests in flight>"
+#: Route id 1 is the column of threads alive that started under tracing: a server that serves
+#: each request on a new thread (werkzeug's threaded server) holds that thread's socket,
+#: buffers and handler before the request starts and after it ends; fitted, never blamed.
+THREADS_ID = 1
+#: The name of :data:`THREADS_ID` in the route table.
+THREADS_NAME = "<threads started while tracing>"
+#: The ids of those two levels: fitted like routes, never blamed.
+LEVEL_IDS = (IN_FLIGHT_ID, THREADS_ID)
 
 # -- the schedule ---------------------------------------------------------------------------
 

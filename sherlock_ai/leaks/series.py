@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .rules import IN_FLIGHT_ID
+from .rules import LEVEL_IDS
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -85,7 +85,7 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
     has_late = late is not None and len(late) == points
     for r in range(width):
         column = [c[r] if r < len(c) else 0 for c in counts]
-        if r == IN_FLIGHT_ID:
+        if r in LEVEL_IDS:
             # A level, not a count: it moves both ways, and no request finished under it.
             if max(column) == min(column):
                 continue
@@ -94,5 +94,5 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
         dx[r] = centred(column)
         if has_late:
             after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
-        requests[r] = 0 if r == IN_FLIGHT_ID else column[-1] - column[0]
+        requests[r] = 0 if r in LEVEL_IDS else column[-1] - column[0]
     return WindowCounts(number, points, dx, requests, after if has_late else None, deep)

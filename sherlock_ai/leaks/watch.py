@@ -4,12 +4,13 @@ their snapshots into suspects (see :mod:`sherlock_ai.leaks`)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import tracemalloc
 import weakref
 from contextvars import ContextVar
 from enum import Enum
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..engine.rss import current_rss
 from ..logs.lines import MONITORING_LOGGER
@@ -19,7 +20,7 @@ from .evidence import EvidenceStore
 from .fit import LeakCriteria
 from .native import NativeEvidence
 from .routes import RouteRegistry
-from .rules import IN_FLIGHT_ID, OVERFLOW_ROUTE
+from .rules import IN_FLIGHT_ID, OVERFLOW_ROUTE, THREADS_ID
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
 from .windows import CONFIRM, NORMAL, Gate, Window, traced_blocks
@@ -125,6 +126,9 @@ class LeakWatch:
         self._stale = 0
         # Whether the line saying that windows wait for fewer traced blocks was logged.
         self._said_too_many_blocks = False
+        # The threads alive when the current window opened (their memory is untraced). Held,
+        # so that a new thread cannot take the identity of one that ended.
+        self._threads_before: Set[threading.Thread] = set()
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
@@ -369,6 +373,7 @@ class LeakWatch:
         requests = s.window_requests if full else s.scout_requests
         self._windows += 1
         frames = max(s.frames, rules.CONFIRM_FRAMES) if kind == CONFIRM else s.frames
+        self._threads_before = set(threading.enumerate())
         window = Window.start(self._windows, kind, requests // s.snapshot_every, frames)
         with self._gate.lock:
             window.key_of = self._routes.index.key_of
@@ -403,10 +408,15 @@ class LeakWatch:
 
     def _counts(self) -> List[int]:
         """Per route id its finished requests; at :data:`IN_FLIGHT_ID`, the requests in
-        flight that started since the window opened."""
+        flight that started since the window opened; at :data:`THREADS_ID`, the threads
+        alive that started since then (none between windows)."""
+        before = self._threads_before
+        threads = 0 if self._window is None else sum(
+            1 for thread in threading.enumerate() if thread not in before)
         with self._gate.lock:
             counts = list(self._routes.finished)
             counts[IN_FLIGHT_ID] = self._in_flight - self._stale
+            counts[THREADS_ID] = threads
         return counts
 
     def _start_grouping(self, window: Window, snapshot: tracemalloc.Snapshot,

@@ -85,13 +85,18 @@ def test_clean_app_no_suspect_in_20000_requests(tmp_path, seed):
     assert serve(tmp_path, 20_000, seed, concurrency) == []
 
 
-# -- the overlap attack: a fast request sent at the start of each slow, leaking one --------
+# -- the overlap attack: a fast request timed against each slow, leaking one ---------------
+
+#: How long ``POST /orders`` awaits after keeping its bytes (see leak_server.overlap_app).
+SLOW_AWAIT_S = 0.2
 
 
-async def overlapping_traffic(url: str, pairs: int, concurrency: int = 8) -> List[int]:
-    """Each worker starts a slow ``POST /orders`` and, at once, a ``GET /ping`` that ends
-    long before it: the quick route's count rises exactly when the slow route keeps its
-    bytes, while the slow route is counted only 0.2 s later."""
+async def overlapping_traffic(url: str, pairs: int, ping_after: float,
+                              concurrency: int = 8) -> List[int]:
+    """Each worker starts a slow ``POST /orders`` and, ``ping_after`` seconds later, a
+    ``GET /ping`` that answers at once. At 0 the quick route's count rises exactly when the
+    slow route keeps its bytes, while the slow route is counted only 0.2 s later; just under
+    0.2 s the two routes finish together, their counts in lockstep."""
     statuses: List[int] = []
     left = [pairs]
     limits = httpx.Limits(max_connections=2 * concurrency)
@@ -101,6 +106,7 @@ async def overlapping_traffic(url: str, pairs: int, concurrency: int = 8) -> Lis
             while left[0] > 0:
                 left[0] -= 1
                 slow = asyncio.ensure_future(client.post(SLOW_LEAKING_ROUTE))
+                await asyncio.sleep(ping_after)
                 statuses.append((await client.get(FAST_ROUTE)).status_code)
                 statuses.append((await slow).status_code)
 
@@ -108,13 +114,40 @@ async def overlapping_traffic(url: str, pairs: int, concurrency: int = 8) -> Lis
     return statuses
 
 
-def test_a_fast_request_at_the_start_of_each_slow_one_does_not_move_the_blame(tmp_path):
-    logs = tmp_path / "logs"
-    with server(LEAK_SERVER, "overlap", str(logs), "{}", cwd=tmp_path) as app:
-        statuses = asyncio.run(overlapping_traffic(app.url, 1_500))
-    assert statuses.count(200) == 3_000
+def assert_the_slow_route_is_named(logs: Path) -> None:
     suspects = suspects_on_disk(logs)
     assert suspects, "the leaking route was not flagged"
     assert {s["name"] for s in suspects} == {f"POST {SLOW_LEAKING_ROUTE}"}
     top = suspects[0]["sites"][0]
     assert (top["file"], top["line"]) == ("leak_server.py", LEAK_LINE)
+
+
+@pytest.mark.parametrize("ping_after", [0.0, SLOW_AWAIT_S * 0.95],
+                         ids=["at-the-start", "at-the-end"])
+def test_a_fast_request_timed_against_each_slow_one_does_not_move_the_blame(tmp_path,
+                                                                            ping_after):
+    logs = tmp_path / "logs"
+    with server(LEAK_SERVER, "overlap", str(logs), "{}", cwd=tmp_path) as app:
+        statuses = asyncio.run(overlapping_traffic(app.url, 1_500, ping_after))
+    assert statuses.count(200) == 3_000
+    assert_the_slow_route_is_named(logs)
+
+
+async def one_at_a_time(url: str, pairs: int) -> List[int]:
+    """``POST /orders`` then ``GET /ping``, each awaited before the next is sent: no request
+    overlaps another."""
+    statuses: List[int] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        for _ in range(pairs):
+            statuses.append((await client.post(SLOW_LEAKING_ROUTE)).status_code)
+            statuses.append((await client.get(FAST_ROUTE)).status_code)
+    return statuses
+
+
+@pytest.mark.slow
+def test_the_slow_leaking_route_is_named_when_no_request_overlaps_another(tmp_path):
+    logs = tmp_path / "logs"
+    with server(LEAK_SERVER, "overlap", str(logs), "{}", cwd=tmp_path) as app:
+        statuses = asyncio.run(one_at_a_time(app.url, 1_500))
+    assert statuses.count(200) == 3_000
+    assert_the_slow_route_is_named(logs)

@@ -58,10 +58,11 @@ def suspects_on_disk(logs: Path) -> List[dict]:
 
 
 def serve_and_drive(tmp_path: Path, framework: str, count: int, seed: int,
-                    settings: str = "{}") -> List[dict]:
+                    settings: str = "{}", concurrency: int = 8) -> List[dict]:
     logs = tmp_path / "logs"
     with server(LEAK_SERVER, framework, str(logs), settings, cwd=tmp_path) as app:
-        statuses = asyncio.run(random_traffic(app.url, count, seed, paths=PATHS[framework]))
+        statuses = asyncio.run(random_traffic(app.url, count, seed, concurrency,
+                                              paths=PATHS[framework]))
     assert statuses.count(200) == count
     return suspects_on_disk(logs)
 
@@ -86,6 +87,16 @@ def test_uvicorn_the_leaking_route_is_flagged_within_1000_requests(tmp_path):
 
 def test_threaded_flask_the_leaking_route_is_flagged_within_1500_requests(tmp_path):
     assert_the_leak_is_named(serve_and_drive(tmp_path, "flask", 1_500, seed=2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [4, 5])
+def test_threaded_flask_at_concurrency_32_only_the_leaking_route_is_flagged(tmp_path, seed):
+    # werkzeug serves each request on a new thread and closes its connection: the thread's
+    # socket buffers and handler outlive the request. Before the watch fitted the threads
+    # started while tracing as a level, these seeds named GET /catalog/3 at
+    # http/server.py:404 and GET /catalog/2 at socket.py:335 (2 runs of 7 here).
+    assert_the_leak_is_named(serve_and_drive(tmp_path, "flask", 4_000, seed, concurrency=32))
 
 
 def test_uvicorn_clean_routes_are_not_flagged_in_3000_requests(tmp_path):

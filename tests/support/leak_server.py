@@ -3,7 +3,8 @@ real uvicorn (FastAPI) or a threaded werkzeug server (Flask) on 127.0.0.1.
 
     python leak_server.py MODE LOGS_DIR [SETTINGS_JSON]
 
-MODE: fastapi, flask, factory, methodview, endpoint, shared, native, native-clean, clean or overlap.
+MODE: fastapi, flask, factory, methodview, endpoint, shared, native, native-clean, clean,
+overlap, objects or objects-traced.
 
 ``factory``, ``methodview`` and ``endpoint`` are apps whose routes share code: ten FastAPI
 routes made by one factory (only ``/route7`` keeps memory), a Flask ``MethodView`` under
@@ -12,7 +13,9 @@ memory), each among clean routes. ``shared`` has two routes keeping 2 KB and 6 K
 request at one line of a helper. ``native`` keeps 64 KB per request of ``/thumbnail``
 through libc's ``malloc`` (tracemalloc cannot see it); ``native-clean`` is the same app
 without the leak. ``clean`` keeps nothing (:func:`clean_app`);
-``overlap`` has a slow route leaking through a helper (:func:`overlap_app`).
+``overlap`` has a slow route leaking through a helper (:func:`overlap_app`). ``objects``
+has a route keeping many small objects per request (:func:`objects_app`); ``objects-traced``
+the same with ``trace_malloc=True`` and a large table loaded on the first request.
 
 Binds a free port and writes ``LISTENING {port}`` on stderr; stops on SIGINT.
 """
@@ -97,8 +100,8 @@ def shared_app(settings: Dict[str, Any]) -> Any:
 
 
 #: The clean app's routes, as the client requests them (``{n}`` is filled in per request).
-CLEAN_PATHS = (["/slow", "/wait", "/stream", "/background", "/pool", "/report", "/cached/{n}"]
-               + [f"/catalog/{i}" for i in range(6)])
+CLEAN_PATHS = (["/slow", "/wait", "/stream", "/background", "/pool", "/report", "/cached/{n}",
+                "/legacy"] + [f"/catalog/{i}" for i in range(6)])
 #: The keys ``/cached/{n}`` is asked for: fewer than its cache holds, so it fills, then stops.
 CACHED_KEYS = 100
 
@@ -226,12 +229,15 @@ def endpoint_app(settings: Dict[str, Any]) -> Any:
 
 
 def clean_app(settings: Dict[str, Any]) -> Any:
-    """Thirteen FastAPI routes that keep nothing, shaped like a real service's: handlers that
+    """Fourteen FastAPI routes that keep nothing, shaped like a real service's: handlers that
     await I/O for up to half a second (one with scratch memory held across the await), a
     streamed response, a background task, a pool made on first use, an import on the first
-    request, a bounded ``lru_cache`` that fills and stops, and quick routes."""
+    request, a bounded ``lru_cache`` that fills and stops, a blocking handler run on the
+    thread pool with per-thread state made on each thread's first request, and quick
+    routes."""
     import functools
     import random
+    import threading
 
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -296,6 +302,16 @@ def clean_app(settings: Dict[str, Any]) -> Any:
         await asyncio.sleep(0)
         return price(n)
 
+    per_thread = threading.local()
+
+    @app.get("/legacy")
+    def legacy() -> dict:  # a blocking handler: FastAPI runs it on its thread pool
+        if not hasattr(per_thread, "session"):  # warmed up on each thread's first request
+            per_thread.session = {"buffer": bytearray(1024), "headers": {"x": "1" * 40}}
+        rows = [str(n) * 5 for n in range(60)]
+        time.sleep(random.uniform(0.0, 0.02))  # a blocking downstream call
+        return {"rows": len(rows), "session": len(per_thread.session)}
+
     return instrument_app(app, leak_detection=True, leak_settings=settings)
 
 
@@ -324,6 +340,68 @@ def overlap_app(settings: Dict[str, Any]) -> Any:
         return {"n": work(1)}
 
     return instrument_app(app, leak_detection=True, leak_settings=settings)
+
+
+OBJECTS_ROUTE = "/objects"
+#: Small objects ``/objects`` keeps per request: each is a traced block.
+OBJECTS_PER_REQUEST = 50_000
+#: Small objects of the table ``/warm`` loads once, alive for the process's life: with
+#: ``trace_malloc=True`` they are traced blocks every snapshot holds.
+TABLE_BLOCKS = 300_000
+OBJECTS_PATHS = [OBJECTS_ROUTE] + [f"/catalog/{i}" for i in range(5)]
+#: ``len(snapshot.traces)`` of each heap snapshot the process took, in order: what a
+#: snapshot's pause is made of (it copies every traced block in one call).
+SNAPSHOT_BLOCKS: List[int] = []
+
+
+def count_snapshot_blocks() -> None:
+    """Record the block count of every ``tracemalloc.take_snapshot()`` in this process (the
+    snapshot itself is returned unchanged)."""
+    import tracemalloc
+
+    take_snapshot = tracemalloc.take_snapshot
+
+    def counted() -> Any:
+        snapshot = take_snapshot()
+        SNAPSHOT_BLOCKS.append(len(snapshot.traces))
+        return snapshot
+
+    tracemalloc.take_snapshot = counted
+
+
+def objects_app(settings: Dict[str, Any], trace_malloc: bool = False) -> Any:
+    """``POST /objects`` keeps :data:`OBJECTS_PER_REQUEST` small objects per request, among
+    five clean routes; ``GET /snapshot-blocks`` (not a user's route: the test reads it) says
+    how many traced blocks each snapshot held. With ``trace_malloc``, the middleware traces
+    from its first request on and ``GET /warm`` loads a table of :data:`TABLE_BLOCKS` small
+    objects that stay alive."""
+    from fastapi import FastAPI
+
+    from sherlock_ai.integrations.asgi import instrument_app
+
+    count_snapshot_blocks()
+    app = FastAPI()
+    add_catalog(app, 5)
+    table: List[Any] = []
+
+    @app.post("/objects")
+    async def keep_objects() -> dict:
+        await asyncio.sleep(0)
+        RETAINED.append([object() for _ in range(OBJECTS_PER_REQUEST)])  # OBJECTS_KEPT
+        return {"kept": len(RETAINED)}
+
+    @app.get("/warm")
+    async def warm() -> dict:
+        if not table:
+            table.extend(object() for _ in range(TABLE_BLOCKS))
+        return {"rows": len(table)}
+
+    @app.get("/snapshot-blocks")
+    async def snapshot_blocks() -> dict:
+        return {"blocks": SNAPSHOT_BLOCKS}
+
+    return instrument_app(app, leak_detection=True, leak_settings=settings,
+                          trace_malloc=trace_malloc)
 
 
 def clean_from_environment() -> Any:
@@ -390,7 +468,8 @@ def main() -> None:
     port = sock.getsockname()[1]
     asgi_apps = {"fastapi": fastapi_app, "clean": clean_app, "overlap": overlap_app,
                  "factory": factory_app, "endpoint": endpoint_app, "native": native_app,
-                 "shared": shared_app,
+                 "shared": shared_app, "objects": objects_app,
+                 "objects-traced": lambda settings: objects_app(settings, trace_malloc=True),
                  "native-clean": lambda settings: native_app(settings, leaks=False)}
     if framework in asgi_apps:
         import uvicorn
