@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..engine.rss import current_rss
+from ..logs import writer
 from ..logs.lines import MONITORING_LOGGER
 from ..safety import report_internal_error
 from . import rules
@@ -395,10 +396,11 @@ class LeakWatch:
             return False
         if not self._said_too_many_blocks:
             self._said_too_many_blocks = True
-            _logger.warning(
+            writer.current.write_event(
+                _logger, logging.WARNING,
                 "LEAK WATCH | tracemalloc already traces about %s blocks: no tracing window "
                 "opens while it traces more than %s (each snapshot would copy them all)",
-                f"{blocks:,}", f"{rules.SNAPSHOT_BLOCKS // 2:,}")
+                (f"{blocks:,}", f"{rules.SNAPSHOT_BLOCKS // 2:,}"))
         return True
 
     def _abandon_window(self) -> None:
