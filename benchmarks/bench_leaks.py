@@ -221,15 +221,17 @@ def measure_middleware_cost(requests: int) -> List[Tuple[str, float, float]]:
     return rounds_of(cases, paths, requests, close)
 
 
-def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int,
-                     seed: int = 11) -> Tuple[Optional[int], float]:
-    """Requests, counted from the leak's start, until its route is flagged (concurrency 8),
-    and the longest time one ``request_finished`` call took, in milliseconds (wall clock:
-    what the event loop waits)."""
+def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int, seed: int = 11,
+                     objects: int = 0, clock: Callable[[], float] = time.perf_counter
+                     ) -> Tuple[Optional[int], float]:
+    """Requests, counted from the leak's start, until its route is flagged (concurrency 8;
+    ``/orders`` keeps 4 KB per request, or ``objects`` small objects when given), and the
+    longest time one ``request_finished`` call took by ``clock``, in milliseconds (by
+    default the wall clock: what the event loop waits)."""
     leaking = [leak_after == 0]
-    app, paths = make_app(leaking)
+    app, paths = make_app(leaking, objects)
     watch = LeakWatch(**settings)
-    served = WatchedApp(app, watch, pauses=True)
+    served = WatchedApp(app, watch, pauses=True, clock=clock)
     rng = random.Random(seed)
     drivers = {path: asgi_request_driver(served, path) for path in paths}
     done = 0
@@ -284,32 +286,11 @@ def false_suspects(settings: Dict[str, Any], requests: int, seed: int) -> int:
 
 def many_small_objects(objects: int, limit: int, seed: int = 11
                        ) -> Tuple[int, Optional[int], float]:
-    """``/orders`` keeps ``objects`` small objects per request from the start (defaults,
-    concurrency 8): the requests until it is flagged (``None``: not within ``limit``), and
-    the longest ``request_finished`` call in process CPU time, in milliseconds."""
-    leaking = [True]
-    app, paths = make_app(leaking, objects)
-    watch = LeakWatch()
-    served = WatchedApp(app, watch, pauses=True, clock=time.process_time)
-    rng = random.Random(seed)
-    drivers = {path: asgi_request_driver(served, path) for path in paths}
-    done = 0
-    flagged_at: Optional[int] = None
-
-    async def worker() -> None:
-        nonlocal done, flagged_at
-        while flagged_at is None and done < limit:
-            await drivers[rng.choice(paths)]()
-            done += 1
-            if watch.suspects():
-                flagged_at = done
-
-    async def run() -> None:
-        await asyncio.gather(*(worker() for _ in range(8)))
-
-    asyncio.run(run())
-    watch.close()
-    return objects, flagged_at, (served.longest_pause or 0.0) * 1e3
+    """``/orders`` keeps ``objects`` small objects per request from the start (defaults):
+    the requests until it is flagged (``None``: not within ``limit``), and the longest
+    ``request_finished`` call in process CPU time, in milliseconds."""
+    flagged_at, longest = requests_to_flag({}, 0, limit, seed, objects, time.process_time)
+    return objects, flagged_at, longest
 
 
 def pause_against_blocks(blocks: int, requests: int = 400) -> Tuple[int, float, float, float]:
