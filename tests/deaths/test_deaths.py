@@ -85,6 +85,14 @@ def asgi_get(app, path: str, headers=None) -> httpx.Response:
     return asyncio.run(call())
 
 
+def run_python(code: str, logs: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter with ``logs`` as its argument; it must succeed."""
+    out = subprocess.run([sys.executable, "-c", code, str(logs)], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def died_lines(logs: Path, name: str = "monitoring.log") -> List[str]:
     return [line for line in (logs / name).read_text().splitlines() if "WORKER DIED" in line]
 
@@ -213,9 +221,7 @@ def test_a_forked_child_that_serves_nothing_keeps_no_record(tmp_path):
         "os.waitpid(pid, 0)\n"
         "time.sleep(2.5)  # the parent's watcher looks twice\n"
         "print(sorted(os.listdir(os.path.join(sys.argv[1], '.workers'))))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
-    assert out.returncode == 0, out.stderr
+    out = run_python(code, tmp_path)
     assert len(eval(out.stdout)) == 1  # the parent's own
     assert died_lines(tmp_path) == []
 
@@ -250,9 +256,7 @@ def test_the_death_line_reaches_the_set_ups_files_after_an_apps_dict_config(tmp_
         "logging.config.dictConfig({'version': 1, 'handlers': {'null': "
         "{'class': 'logging.NullHandler'}}, 'root': {'handlers': ['null']}})\n"
         "look(Path(sys.argv[1]) / '.workers', {}, 'the test')\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
-    assert out.returncode == 0, out.stderr
+    run_python(code, tmp_path)
     (line,) = died_lines(tmp_path, "app.log")
     assert f"WORKER DIED | pid {pid} | unknown | in flight: POST /upload " in line
 
