@@ -130,6 +130,9 @@ class LeakWatch:
         # The threads alive when the current window opened (their memory is untraced). Held,
         # so that a new thread cannot take the identity of one that ended.
         self._threads_before: Set[threading.Thread] = set()
+        # The most threads alive at once at any RSS reading between windows: each thread's
+        # stack and state raise the RSS's high-water mark the first time that many are alive.
+        self._most_threads = 0
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
@@ -250,6 +253,10 @@ class LeakWatch:
         left = self._pause_until - total
         if left > 0:
             counts, rss = self._counts(), current_rss()
+            # Between windows the threads level is the most threads alive so far: the native
+            # fit reads the RSS's high-water mark, which a new most of threads raises.
+            self._most_threads = max(self._most_threads, threading.active_count())
+            counts[THREADS_ID] = self._most_threads
             self._native.sample(counts, rss)
             if not self._rss_calls_a_window(total, counts, rss):
                 self._gate.schedule(min(self.settings.snapshot_every, left))

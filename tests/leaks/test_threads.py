@@ -9,6 +9,8 @@ import threading
 import time
 from typing import List, Set
 
+import pytest
+
 from sherlock_ai.leaks import LeakWatch
 
 KEPT: List[bytes] = []
@@ -66,9 +68,13 @@ def serve(requests: int, seed: int) -> Set[str]:
     return suspected
 
 
-def test_memory_a_request_thread_holds_outside_the_request_is_not_blamed_on_its_route():
+@pytest.mark.parametrize("seed", [2, 5])
+def test_memory_a_request_thread_holds_outside_the_request_is_not_blamed_on_its_route(seed):
     # The threads alive when a window opens hold untraced buffers; as lingering download
     # threads replace them, the traced level rises with that route's count. Fitted on the
     # routes alone, GET /download (and, in some windows, a catalog route) was named at the
-    # buffer's line; the threads started while tracing are now a level of their own.
-    assert serve(4_000, seed=5) == {"POST /cart"}
+    # buffer's line; the threads started while tracing are now a level of their own. Between
+    # windows the threads' stacks raise the RSS's high-water mark when more of them are alive
+    # than ever: the native fit named GET /download or a catalog route (seeds 5 and 2) until
+    # the most threads alive became its level too.
+    assert serve(4_000, seed=seed) == {"POST /cart"}
