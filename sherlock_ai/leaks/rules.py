@@ -21,13 +21,14 @@ IN_FLIGHT_NAME = "<requests in flight>"
 THREADS_ID = 1
 #: The name of :data:`THREADS_ID` in the route table.
 THREADS_NAME = "<threads started while tracing>"
-#: Route id 2 is the column of connections that served a request since the window opened: a
-#: keep-alive connection holds its last request's headers and scope until its next request,
-#: so an idle connection holds an untraced request when a window opens and a traced one from
-#: its first request under tracing on; fitted, never blamed.
+#: Route id 2 is the column of connections kept alive that served a request since the window
+#: opened (see ``LeakWatch._count_reused_connections``): a keep-alive connection holds its
+#: last request's headers and scope until its next request, so an idle connection holds an
+#: untraced request when a window opens and a traced one from its first request under
+#: tracing on; fitted, never blamed.
 CONNECTIONS_ID = 2
 #: The name of :data:`CONNECTIONS_ID` in the route table.
-CONNECTIONS_NAME = "<connections served while tracing>"
+CONNECTIONS_NAME = "<connections kept alive, served while tracing>"
 #: The ids of those three levels: fitted like routes, never blamed.
 LEVEL_IDS = (IN_FLIGHT_ID, THREADS_ID, CONNECTIONS_ID)
 
