@@ -45,6 +45,10 @@ STARTUP_WINDOWS = 2
 #: The smallest RSS growth within a pause (beyond what flagged suspects explain) that calls
 #: a window early.
 EARLY_BYTES = 1 << 20
+#: A connection that served a request in one of this many windows before is known to be
+#: kept alive at its first request in the next (a client without keep-alive never comes back
+#: on the same port so soon); the keys of those windows are kept.
+CONNECTION_WINDOWS = 4
 #: Frames per allocation while a confirming window traces (when it starts tracemalloc): the
 #: endpoint's frame on the stack, not the timing of the counts, names the route of growth.
 CONFIRM_FRAMES = 8

@@ -136,8 +136,9 @@ class LeakWatch:
         # the current window opened, in the order of their first request, each with whether
         # it served another since (None between windows: nothing is kept then).
         self._connections: Optional[Dict[Hashable, bool]] = None
-        # Touched only by the token's holder: those of the latest window that ended.
-        self._connections_before: Dict[Hashable, bool] = {}
+        # Touched only by the token's holder: those of the latest windows that ended (see
+        # rules.CONNECTION_WINDOWS), each with the number of the latest window it served in.
+        self._connections_before: Dict[Hashable, int] = {}
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
@@ -447,8 +448,8 @@ class LeakWatch:
 
     def _count_reused_connections(self, window: Window) -> None:
         """Turn the window's :data:`CONNECTIONS_ID` column, the connections first seen by each
-        point, into those of them known to be kept alive: they served a request in the
-        previous window too, or a second one in this window. A connection that serves one
+        point, into those of them known to be kept alive: they served a request in one of the
+        previous windows too, or a second one in this window. A connection that serves one
         request and closes (a client without keep-alive) frees what it held within the
         window: counted, it would rise with every route's requests and take the place of a
         leak on all of them. A connection new to the window that served only one request in
@@ -456,10 +457,19 @@ class LeakWatch:
         before = self._connections_before
         with self._gate.lock:
             connections = self._connections or {}
-            reused = [0]
-            for key, again in connections.items():
-                reused.append(reused[-1] + (again or key in before))
-        self._connections_before = connections
+            served = list(connections)
+            known = [again or key in before for key, again in connections.items()]
+        if 2 * sum(known) >= len(known):
+            # Most connections are kept alive: so, probably, are those that served only one
+            # request here (the first window knows no earlier ones).
+            known = [True] * len(known)
+        reused = [0]
+        for kept_alive in known:
+            reused.append(reused[-1] + kept_alive)
+        number = window.number
+        before.update(dict.fromkeys(served, number))
+        oldest = number - rules.CONNECTION_WINDOWS
+        self._connections_before = {key: seen for key, seen in before.items() if seen > oldest}
         for points in (window.counts, window.late):
             for k, counts in enumerate(points):
                 first_seen = counts[CONNECTIONS_ID]
