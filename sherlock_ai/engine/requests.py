@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from contextvars import Token
 from time import perf_counter
-from typing import Any, Callable, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Hashable, Optional, Protocol
 
 from ..deaths import recorder as flight
 from ..formatting import exception_summary, log_safe
@@ -55,10 +55,12 @@ class RequestMeter:
         self.level = level
         self.listeners = listeners
 
-    def open(self, method: str = "", path: str = "") -> OpenRequest:
+    def open(self, method: str = "", path: str = "",
+             connection: Optional[Hashable] = None) -> OpenRequest:
         """Start measuring a request in the current context and tell the listeners
-        (``method`` and ``path`` name it in the process's flight record while in flight)."""
-        return OpenRequest(self, method, path)
+        (``method`` and ``path`` name it in the process's flight record while in flight;
+        ``connection`` keys the connection it came on, see :class:`OpenRequest`)."""
+        return OpenRequest(self, method, path, connection)
 
 
 class OpenRequest(Span):
@@ -66,11 +68,15 @@ class OpenRequest(Span):
     own :class:`~.span.Span`, with the settings it was opened with and the id of the request
     it measures."""
 
-    __slots__ = ("meter", "measured", "protocol", "request_id", "flight", "slot")
+    __slots__ = ("meter", "measured", "protocol", "request_id", "flight", "slot", "connection")
 
-    def __init__(self, meter: RequestMeter, method: str = "", path: str = "") -> None:
+    def __init__(self, meter: RequestMeter, method: str = "", path: str = "",
+                 connection: Optional[Hashable] = None) -> None:
         """``method`` and ``path`` name the request in the process's flight record while it
         is in flight (its route is known only when it ends)."""
+        #: A hashable key of the connection the request came on (the client's address and
+        #: port), ``None`` when unknown; for listeners that count connections, never logged.
+        self.connection = connection
         #: The settings it was opened with; ``None`` once it ended.
         self.meter: Optional[RequestMeter] = meter
         #: ``"asgi"``, ``"wsgi"``, ``"django"``, ``"celery"``: the integration's kind.

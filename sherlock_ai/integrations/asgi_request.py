@@ -16,6 +16,7 @@ from .measured import (
     STANDARD_METHODS,
     UNMATCHED_ROUTE,
     MeasuredRequest,
+    scope_connection,
 )
 from .policy import LATER, RequestPolicy
 
@@ -77,8 +78,9 @@ class ASGIRequest(MeasuredRequest):
         self.status: Optional[int] = None
         # open_request() inline when it would only open the measurement.
         path = scope.get("path", "")
-        self.measuring = (policy.open_request(self.method, path) if policy.leased
-                          else OpenRequest(policy.meter, self.method, path))
+        connection = scope_connection(scope)
+        self.measuring = (policy.open_request(self.method, path, connection) if policy.leased
+                          else OpenRequest(policy.meter, self.method, path, connection))
 
     async def receive(self) -> Message:
         message = await self._receive()

@@ -4,7 +4,7 @@ framework."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional
 
 from ..engine.requests import OpenRequest
 from ..logs.lines import safe_name
@@ -17,6 +17,22 @@ OTHER_METHOD = "OTHER"
 #: The route of a request that no route matched (or whose router reports no template).
 UNMATCHED_ROUTE = "<unmatched>"
 CLIENT_DISCONNECTED = "client disconnected before the response was complete"
+
+
+
+def environ_connection(environ: Mapping[str, Any]) -> Optional[Hashable]:
+    """The key of the connection a WSGI request (or a Django request's ``META``) came on:
+    the client's address and port; ``None`` when the server does not give the port."""
+    port = environ.get("REMOTE_PORT")
+    return None if port is None else (environ.get("REMOTE_ADDR"), port)
+
+
+def scope_connection(scope: Mapping[str, Any]) -> Optional[Hashable]:
+    """The key of the connection an ASGI request came on: the client's address and port
+    (``scope["client"]``, a list with some servers); ``None`` when the server gives none."""
+    client = scope.get("client")
+    return None if not client else tuple(client)
+
 
 # Names are bounded: their keys come from the application's routes, but a router that reports
 # unusual templates must not grow memory without end.

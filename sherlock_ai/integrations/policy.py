@@ -10,7 +10,7 @@ import contextvars
 import threading
 import weakref
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Optional, Tuple
 
 from ..consumers import Hooks, check_consumer, ended_teller, registry, teller
 from ..engine.measurement import Measurement
@@ -87,16 +87,18 @@ class RequestPolicy:
         )
         return generate_request_id()
 
-    def open_request(self, method: str = "", path: str = "") -> OpenRequest:
+    def open_request(self, method: str = "", path: str = "",
+                     connection: Optional[Hashable] = None) -> OpenRequest:
         """Open one request's measurement (named when it ends, see
         :class:`~sherlock_ai.integrations.measured.MeasuredRequest`; ``method`` and ``path``
-        name it while in flight) and tell the consumers."""
+        name it while in flight; ``connection`` keys the connection it came on) and tell the
+        consumers."""
         if self._lease is not None:
             try:
                 self._lease.hold(self)
             except Exception as exc:  # noqa: BLE001 - the request goes on without tracing
                 report_internal_error("tracemalloc lease", exc)
-        return OpenRequest(self.meter, method, path)
+        return OpenRequest(self.meter, method, path, connection)
 
 
 def _memory_guard(options: RequestOptions) -> Optional[MemoryGuard]:
@@ -180,7 +182,7 @@ class LeakCount:
         self.watch = watch
 
     def request_started(self, request: OpenRequest) -> None:
-        self.watch.request_started()
+        self.watch.request_started("", None, request.connection)
 
     def measurement_ended(self, measurement: Measurement) -> None:
         # The request that started last in this context: the one ending (see LeakWatch).

@@ -44,6 +44,7 @@ from .measured import (
     UNMATCHED_ROUTE,
     BoundedNames,
     MeasuredRequest,
+    environ_connection,
     request_method,
 )
 from .options import RequestKeywords, RequestOptions, resolve_options
@@ -159,7 +160,8 @@ class WSGIRequest(MeasuredRequest):
         # The method is read when the request ends: see end().
         MeasuredRequest.__init__(
             self, context.run(policy.open_request, environ.get("REQUEST_METHOD", ""),
-                              environ.get("PATH_INFO", "")) if measured else None,
+                              environ.get("PATH_INFO", ""), environ_connection(environ))
+            if measured else None,
             OTHER_METHOD)
 
     def lend(self, step: Callable[..., T], *args: Any) -> T:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Set
 
 from .code_prior import EndpointIndex, LineRange, code_ranges
-from .rules import IN_FLIGHT_NAME, LEVEL_IDS, OVERFLOW_ROUTE, THREADS_NAME
+from .rules import CONNECTIONS_NAME, IN_FLIGHT_NAME, LEVEL_IDS, OVERFLOW_ROUTE, THREADS_NAME
 
 
 class RouteRegistry:
@@ -14,8 +14,8 @@ class RouteRegistry:
 
     def __init__(self, max_routes: int) -> None:
         self.max_routes = max_routes
-        self.names: List[str] = [IN_FLIGHT_NAME, THREADS_NAME]
-        self.finished: List[int] = [0, 0]
+        self.names: List[str] = [IN_FLIGHT_NAME, THREADS_NAME, CONNECTIONS_NAME]
+        self.finished: List[int] = [0] * len(self.names)
         self.index = EndpointIndex()
         self._ids: Dict[str, int] = {}
         self._with_code: Set[int] = set()

@@ -21,8 +21,16 @@ IN_FLIGHT_NAME = "<requests in flight>"
 THREADS_ID = 1
 #: The name of :data:`THREADS_ID` in the route table.
 THREADS_NAME = "<threads started while tracing>"
-#: The ids of those two levels: fitted like routes, never blamed.
-LEVEL_IDS = (IN_FLIGHT_ID, THREADS_ID)
+#: Route id 2 is the column of connections kept alive that served a request since the window
+#: opened (see ``LeakWatch._count_reused_connections``): a keep-alive connection holds its
+#: last request's headers and scope until its next request, so an idle connection holds an
+#: untraced request when a window opens and a traced one from its first request under
+#: tracing on; fitted, never blamed.
+CONNECTIONS_ID = 2
+#: The name of :data:`CONNECTIONS_ID` in the route table.
+CONNECTIONS_NAME = "<connections kept alive, served while tracing>"
+#: The ids of those three levels: fitted like routes, never blamed.
+LEVEL_IDS = (IN_FLIGHT_ID, THREADS_ID, CONNECTIONS_ID)
 
 # -- the schedule ---------------------------------------------------------------------------
 
@@ -37,6 +45,10 @@ STARTUP_WINDOWS = 2
 #: The smallest RSS growth within a pause (beyond what flagged suspects explain) that calls
 #: a window early.
 EARLY_BYTES = 1 << 20
+#: A connection that served a request in one of this many windows before is known to be
+#: kept alive at its first request in the next (a client without keep-alive never comes back
+#: on the same port so soon); the keys of those windows are kept.
+CONNECTION_WINDOWS = 4
 #: Frames per allocation while a confirming window traces (when it starts tracemalloc): the
 #: endpoint's frame on the stack, not the timing of the counts, names the route of growth.
 CONFIRM_FRAMES = 8

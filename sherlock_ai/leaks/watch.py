@@ -10,7 +10,7 @@ import tracemalloc
 import weakref
 from contextvars import ContextVar
 from enum import Enum
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Set, Tuple
 
 from ..engine.rss import current_rss
 from ..logs import writer
@@ -21,7 +21,7 @@ from .evidence import EvidenceStore
 from .fit import LeakCriteria
 from .native import NativeEvidence
 from .routes import RouteRegistry
-from .rules import IN_FLIGHT_ID, OVERFLOW_ROUTE, THREADS_ID
+from .rules import CONNECTIONS_ID, IN_FLIGHT_ID, OVERFLOW_ROUTE, THREADS_ID
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
 from .windows import CONFIRM, NORMAL, Gate, Window, traced_blocks
@@ -78,10 +78,12 @@ def active_watches() -> List[LeakWatch]:
 class LeakWatch:
     """Finds routes whose requests keep retaining memory (see the package docs).
 
-    ``handle = watch.request_started(route_key, endpoint)`` when a request starts and
-    ``watch.request_finished(handle)`` when it ends. ``route_key`` is ``"{METHOD} {route
-    template}"``; ``endpoint`` is the function that serves the route (``None`` when unknown:
-    its request counts still name it). Either may be given only at the end:
+    ``handle = watch.request_started(route_key, endpoint, connection)`` when a request
+    starts and ``watch.request_finished(handle)`` when it ends. ``route_key`` is
+    ``"{METHOD} {route template}"``; ``endpoint`` is the function that serves the route
+    (``None`` when unknown: its request counts still name it); ``connection`` is a hashable
+    key of the connection the request came on (the client's address and port; ``None`` when
+    unknown), never logged. ``route_key`` and ``endpoint`` may be given only at the end:
     ``watch.request_finished(handle, route_key=..., endpoint=...)``. Safe to call from any
     thread or task; neither call ever raises. Settings: :class:`LeakWatchSettings`, as keywords
     or ``settings=LeakWatchSettings(...)``.
@@ -133,18 +135,30 @@ class LeakWatch:
         # The most threads alive at once at any RSS reading between windows: each thread's
         # stack and state raise the RSS's high-water mark the first time that many are alive.
         self._most_threads = 0
+        # Guarded by the gate's lock: the keys of the connections that served a request since
+        # the current window opened, in the order of their first request, each with whether
+        # it served another since (None between windows: nothing is kept then).
+        self._connections: Optional[Dict[Hashable, bool]] = None
+        # Touched only by the token's holder: those of the latest windows that ended (see
+        # rules.CONNECTION_WINDOWS), each with the number of the latest window it served in.
+        self._connections_before: Dict[Hashable, int] = {}
         _live.add(self)
 
     # -- the request path -------------------------------------------------------------------
 
     def request_started(self, route_key: str = "",
-                        endpoint: Optional[Callable[..., Any]] = None) -> _Request:
-        """Note a request's start; pass the returned handle to :meth:`request_finished`
-        (or call it without one in the same context: the request's task, or thread)."""
+                        endpoint: Optional[Callable[..., Any]] = None,
+                        connection: Optional[Hashable] = None) -> _Request:
+        """Note a request's start (on ``connection``, when its key is known); pass the
+        returned handle to :meth:`request_finished` (or call it without one in the same
+        context: the request's task, or thread)."""
         try:
             with self._gate.lock:
                 self._in_flight += 1
                 handle = _Request(route_key, endpoint, self, self._epoch)
+                connections = self._connections
+                if connections is not None and connection is not None:
+                    connections[connection] = connection in connections
             _started.set(handle)
             return handle
         except Exception as exc:  # noqa: BLE001 - monitoring never hurts the monitored
@@ -312,7 +326,8 @@ class LeakWatch:
             window.point_at = total + every - max(1, every // rules.LATE_SHARE)
             self._gate.schedule(1)
             return Phase.TRACING
-        self._window = None
+        self._count_reused_connections(window)
+        self._end_window()
         self._job = self._weighing(window)
         return self._analyse()
 
@@ -387,6 +402,7 @@ class LeakWatch:
             window.key_of = self._routes.index.key_of
             self._epoch += 1
             self._stale = self._in_flight
+            self._connections = {}
             window.settle_by = self._gate.total + rules.SETTLE_REQUESTS
             window.opened_at = self._gate.total
         self._window = window
@@ -413,12 +429,19 @@ class LeakWatch:
     def _abandon_window(self) -> None:
         if self._window is not None:
             self._window.close()
-            self._window = None
+            self._end_window()
+
+    def _end_window(self) -> None:
+        """No window from now on: no connection is noted until the next opens."""
+        self._window = None
+        with self._gate.lock:
+            self._connections = None
 
     def _counts(self) -> List[int]:
         """Per route id its finished requests; at :data:`IN_FLIGHT_ID`, the requests in
         flight that started since the window opened; at :data:`THREADS_ID`, the threads
-        alive that started since then (none between windows)."""
+        alive that started since then; at :data:`CONNECTIONS_ID`, the connections that served
+        a request since then (none between windows; see :meth:`_count_reused_connections`)."""
         before = self._threads_before
         threads = 0 if self._window is None else sum(
             1 for thread in threading.enumerate() if thread not in before)
@@ -426,7 +449,41 @@ class LeakWatch:
             counts = list(self._routes.finished)
             counts[IN_FLIGHT_ID] = self._in_flight - self._stale
             counts[THREADS_ID] = threads
+            connections = self._connections
+            counts[CONNECTIONS_ID] = 0 if connections is None else len(connections)
         return counts
+
+    def _count_reused_connections(self, window: Window) -> None:
+        """Turn the window's :data:`CONNECTIONS_ID` column, the connections first seen by each
+        point, into those of them known to be kept alive: they served a request in one of the
+        previous windows too, or a second one in this window. A connection that serves one
+        request and closes (a client without keep-alive) frees what it held within the
+        window: counted, it would rise with every route's requests and take the place of a
+        leak on all of them. A connection new to the window that served only one request in
+        it is missed (its step, if it is kept alive, stays in the routes' fit)."""
+        before = self._connections_before
+        with self._gate.lock:
+            connections = self._connections or {}
+            served = list(connections)
+            known = [again or key in before for key, again in connections.items()]
+        if 2 * sum(known) >= len(known):
+            # Most connections are kept alive: so, probably, are those that served only one
+            # request here (the first window knows no earlier ones).
+            known = [True] * len(known)
+        reused = [0]
+        for kept_alive in known:
+            reused.append(reused[-1] + kept_alive)
+        number = window.number
+        before.update(dict.fromkeys(served, number))
+        oldest = number - rules.CONNECTION_WINDOWS
+        self._connections_before = {key: seen for key, seen in before.items() if seen > oldest}
+        for points in (window.counts, window.late):
+            for k, counts in enumerate(points):
+                first_seen = counts[CONNECTIONS_ID]
+                if first_seen:
+                    counts = list(counts)
+                    counts[CONNECTIONS_ID] = reused[min(first_seen, len(reused) - 1)]
+                    points[k] = counts
 
     def _start_grouping(self, window: Window, snapshot: tracemalloc.Snapshot,
                         total: int) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import http.client
 import json
 import logging
+import socket
+import threading
+import time
 
 import pytest
+import uvicorn
 from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from starlette.applications import Starlette
@@ -493,3 +498,40 @@ def test_requests_in_one_task_leave_no_span_or_id_behind():
         return current_span(), sherlock_ai.get_request_id()
 
     assert run(many()) == (None, "")
+
+
+def test_consumers_see_the_connection_each_request_came_on():
+    # uvicorn gives the client's address and port in the scope: requests on one keep-alive
+    # connection share its key, another connection has its own.
+    seen = []
+
+    class Recorder(Consumer):
+        def request_started(self, request):
+            seen.append(request.connection)
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(instrument_app(items_app()), log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    recorder = add_consumer(Recorder())
+    ports = []
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        for requests in (2, 1):
+            connection = http.client.HTTPConnection(*listening.getsockname(), timeout=30)
+            connection.connect()
+            ports.append(connection.sock.getsockname()[1])
+            for item in range(requests):
+                connection.request("GET", f"/items/{item}")
+                assert connection.getresponse().read() == b'{"item_id":%d}' % item
+            connection.close()
+    finally:
+        remove_consumer(recorder)
+        server.should_exit = True
+        thread.join(timeout=10)
+        listening.close()
+    first, second = ("127.0.0.1", ports[0]), ("127.0.0.1", ports[1])
+    assert seen == [first, first, second]

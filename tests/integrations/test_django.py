@@ -41,6 +41,7 @@ if not settings.configured:
 
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
+from sherlock_ai.consumers import Consumer, add_consumer, remove_consumer  # noqa: E402
 from sherlock_ai.integrations.django.conf import read_settings  # noqa: E402
 
 
@@ -488,3 +489,25 @@ def test_the_documented_settings_are_accepted(tmp_path):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert " - documented-1 - django.request - WARNING - Not Found: /x" in result.stderr
+
+
+def test_consumers_see_the_connection_each_request_came_on():
+    # From META: REMOTE_ADDR and REMOTE_PORT, as a WSGI server (gunicorn) gives them, or as
+    # Django's ASGI handler makes them from the scope's client; none without a port.
+    seen = []
+
+    class Recorder(Consumer):
+        def request_started(self, request):
+            seen.append(request.connection)
+
+    async def over_asgi():
+        await AsyncClient().get("/items/2/")
+
+    recorder = add_consumer(Recorder())
+    try:
+        client().get("/items/1/", REMOTE_ADDR="10.0.0.7", REMOTE_PORT="51234")
+        asyncio.run(over_asgi())
+        client().get("/items/3/")
+    finally:
+        remove_consumer(recorder)
+    assert seen == [("10.0.0.7", "51234"), ("127.0.0.1", 0), None]

@@ -3,6 +3,7 @@ threads."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import threading
@@ -308,3 +309,31 @@ def test_a_threaded_server_keeps_concurrent_requests_apart(root_records, records
     assert len(mine) == 240
     assert all(record.request_id == id_of[record.args[0]] for record in mine)
     assert sorted(r.request_id for r in memory(records)) == sorted(id_of.values())
+
+
+def test_consumers_see_the_connection_each_request_came_on():
+    # Werkzeug's server gives REMOTE_ADDR and REMOTE_PORT: the key of the client's end.
+    seen = []
+
+    class Recorder(Consumer):
+        def request_started(self, request):
+            seen.append(request.connection)
+
+    server = make_server("127.0.0.1", 0, SherlockWSGIMiddleware(create_app().wsgi_app))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    recorder = add_consumer(Recorder())
+    ports = []
+    try:
+        for item in range(2):
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+            connection.connect()
+            ports.append(connection.sock.getsockname()[1])
+            connection.request("GET", f"/items/{item}")
+            assert connection.getresponse().read()
+            connection.close()
+    finally:
+        remove_consumer(recorder)
+        server.shutdown()
+        thread.join(timeout=10)
+    assert seen == [("127.0.0.1", ports[0]), ("127.0.0.1", ports[1])]

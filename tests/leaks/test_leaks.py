@@ -510,38 +510,38 @@ def run_steps(steps: Iterator[object]) -> None:
 
 def synthetic_windows(rng: random.Random, rates: Dict[int, float], lockstep: bool = False,
                       windows: int = 4, points: int = 6, routes: int = 5):
-    """Per window, cumulative per-route counts at each point of ``routes`` routes (ids 2 to
-    ``routes + 1``; ids 0 and 1 are the watch's levels, ``rules.LEVEL_IDS``, flat here) from
-    random traffic, or routes 2 and 3 always served together, and a site growing by
+    """Per window, cumulative per-route counts at each point of ``routes`` routes (ids 3 to
+    ``routes + 2``; ids 0 to 2 are the watch's levels, ``rules.LEVEL_IDS``, flat here) from
+    random traffic, or routes 3 and 4 always served together, and a site growing by
     ``rates[r]`` bytes per request of route ``r`` plus in-flight noise."""
     from sherlock_ai.leaks.series import site_window, window_counts
 
     counts_by_window, site = [], {}
     for number in range(windows):
-        counts = [0] * (routes + 2)
+        counts = [0] * (routes + 3)
         rows, ys = [], []
         for _ in range(points):
             for _ in range(25):
-                r = 2 + rng.randrange(routes)
-                if lockstep and r == 3:
-                    r = 2  # route 3 is only ever served together with route 2
+                r = 3 + rng.randrange(routes)
+                if lockstep and r == 4:
+                    r = 3  # route 4 is only ever served together with route 3
                 counts[r] += 1
-                if lockstep and r == 2:
-                    counts[3] += 1
+                if lockstep and r == 3:
+                    counts[4] += 1
             rows.append(list(counts))
             noise = rng.choice([0, 0, 1, 2]) * 4096
-            ys.append(sum(rates.get(r, 0) * counts[r] for r in range(routes + 2)) + noise)
+            ys.append(sum(rates.get(r, 0) * counts[r] for r in range(routes + 3)) + noise)
         counts_by_window.append(window_counts(number, rows))
         site[number] = site_window([int(y) for y in ys], [0] * points)
     return counts_by_window, site
 
 
 def test_the_fit_names_the_route_whose_counts_the_growth_follows():
-    windows, site = synthetic_windows(random.Random(1), {4: 4096.0})
+    windows, site = synthetic_windows(random.Random(1), {5: 4096.0})
     found = fit_site(windows, site, None).estimates
-    assert list(found) == [4]
-    assert found[4].per_request == pytest.approx(4096, rel=0.25)
-    assert found[4].is_leak(CRITERIA.for_candidates())
+    assert list(found) == [5]
+    assert found[5].per_request == pytest.approx(4096, rel=0.25)
+    assert found[5].is_leak(CRITERIA.for_candidates())
 
 
 def filling_cache_windows(rng: random.Random, windows: int = 3, routes: int = 10,
@@ -553,10 +553,10 @@ def filling_cache_windows(rng: random.Random, windows: int = 3, routes: int = 10
 
     counts_by_window, site = [], {}
     for number in range(windows):
-        counts, rows, ys, total = [0] * (routes + 2), [], [], 0
+        counts, rows, ys, total = [0] * (routes + 3), [], [], 0
         for _ in range(points):
             for _ in range(25):
-                counts[2 + rng.randrange(routes)] += 1
+                counts[3 + rng.randrange(routes)] += 1
                 total += 1
             rows.append(list(counts))
             ys.append(int(6000 * (1 - math.exp(-total / 120))) + rng.choice([0, 0, 55, 110]))
@@ -581,53 +581,53 @@ def test_a_leak_on_one_route_is_not_mistaken_for_growth_spread_over_all():
     # now and then, when the traffic happened to be even, still is not enough).
     named = 0
     for seed in range(20):
-        windows, site = synthetic_windows(random.Random(seed), {4: 1024.0}, routes=10,
+        windows, site = synthetic_windows(random.Random(seed), {5: 1024.0}, routes=10,
                                           windows=16)
         found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
-        assert set(found) <= {4}
+        assert set(found) <= {5}
         if found:
             named += 1
-            assert found[4].per_request == pytest.approx(1024, rel=0.25)
+            assert found[5].per_request == pytest.approx(1024, rel=0.25)
     assert named >= 18
 
 
 def test_routes_served_in_lockstep_are_not_split_by_a_guess():
-    windows, site = synthetic_windows(random.Random(2), {2: 4096.0}, lockstep=True)
+    windows, site = synthetic_windows(random.Random(2), {3: 4096.0}, lockstep=True)
     found = fit_site(windows, site, None)
     assert found.estimates == {}
     # Named together instead, at their rate per request of either.
-    assert found.unsplit == ((2, 3),)
-    together = fit_group(windows, site, (2, 3))
+    assert found.unsplit == ((3, 4),)
+    together = fit_group(windows, site, (3, 4))
     assert together.per_request == pytest.approx(2048, rel=0.25)
     assert together.is_leak(CRITERIA.for_candidates())
-    # With the code as the prior naming route 2 alone, it is route 2's.
-    assert list(fit_site(windows, site, [2]).estimates) == [2]
+    # With the code as the prior naming route 3 alone, it is route 3's.
+    assert list(fit_site(windows, site, [3]).estimates) == [3]
 
 
 
 def fill_per_window(rng: random.Random, windows: int = 4, fill: int = 12_288,
                     pause: int = 4_000) -> tuple:
-    """Ten routes (ids 2 to 11) at random, windows of six points 25 requests apart and
-    ``pause`` requests between windows; a site that route 4's requests fill by 1 KB each up
+    """Ten routes (ids 3 to 12) at random, windows of six points 25 requests apart and
+    ``pause`` requests between windows; a site that route 5's requests fill by 1 KB each up
     to ``fill`` bytes, again in every window (tracing restarts with each: memory a process
     reuses, such as freed dicts, is counted anew), nothing kept between windows."""
     from sherlock_ai.leaks.series import site_window, window_counts
 
-    counts, out, site = [0] * 12, [], {}
+    counts, out, site = [0] * 13, [], {}
     for number in range(windows):
         rows, ys, size = [], [], 0
         for _ in range(6):
             for _ in range(25):
-                r = 2 + rng.randrange(10)
+                r = 3 + rng.randrange(10)
                 counts[r] += 1
-                if r == 4:
+                if r == 5:
                     size = min(size + 1024, fill)
             rows.append(list(counts))
             ys.append(size)
         out.append(window_counts(number, rows))
         site[number] = site_window(ys, [0] * 6)
         for _ in range(pause):
-            counts[2 + rng.randrange(10)] += 1
+            counts[3 + rng.randrange(10)] += 1
     return out, site
 
 
@@ -639,8 +639,8 @@ def test_a_fill_that_restarts_with_every_window_is_not_a_leak(seed):
     windows, site = fill_per_window(random.Random(seed))
     found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
     assert not any(estimate.is_leak(CRITERIA) for estimate in found.values())
-    if 4 in found:  # the fit follows route 4's counts; what they kept is below the minimum
-        assert found[4].retained < CRITERIA.min_retained
+    if 5 in found:  # the fit follows route 5's counts; what they kept is below the minimum
+        assert found[5].retained < CRITERIA.min_retained
 
 # -- leaks tracemalloc cannot see: RSS growth the traced sites do not explain ----------------
 
@@ -713,18 +713,18 @@ SMALL, LARGE = 2089.0, 6185.0  # what /small and /large keep per request at one 
 
 def shared_site_windows(rng: random.Random, windows: int = 4, lag: int = 0,
                         items: int = 0) -> tuple:
-    """Ten routes at random, 25 requests between points; routes 2 and 3 keep SMALL and LARGE
+    """Ten routes at random, 25 requests between points; routes 3 and 4 keep SMALL and LARGE
     bytes per request at one site, counted exactly at each snapshot (as behind uvicorn). With
     ``lag``, the late counts are read ``lag`` requests after each point. With ``items``, the
     bytes go into a list of that many items whose item array CPython reallocates when full
     (an eighth more; tracemalloc sees the whole new array when the old one was not traced)."""
     from sherlock_ai.leaks.series import site_window, window_counts
 
-    counts, rates = [0] * 12, {2: SMALL, 3: LARGE}
+    counts, rates = [0] * 13, {3: SMALL, 4: LARGE}
     capacity, traced = items + rng.randrange(1, 120), False
     out, site = [], {}
     for number in range(windows):
-        stream = [2 + rng.randrange(10) for _ in range(6 * 25 + lag)]
+        stream = [3 + rng.randrange(10) for _ in range(6 * 25 + lag)]
         rows, late, ys, size = [], [], [], 0.0
         for k in range(6):
             for r in stream[25 * k:25 * (k + 1)]:
@@ -754,8 +754,8 @@ def test_counts_at_the_snapshot_that_fit_exactly_are_not_blurred_by_the_late_cou
     # apart from the truth (the late counts' noise pulls them towards each other).
     windows, site = shared_site_windows(random.Random(seed), lag=8)
     found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
-    assert found[2].per_request == pytest.approx(SMALL, rel=0.05)
-    assert found[3].per_request == pytest.approx(LARGE, rel=0.05)
+    assert found[3].per_request == pytest.approx(SMALL, rel=0.05)
+    assert found[4].per_request == pytest.approx(LARGE, rel=0.05)
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -765,15 +765,15 @@ def test_steps_of_a_growing_list_do_not_move_two_rates_at_one_site(seed):
     # or was lost (the larger then carried it).
     windows, site = shared_site_windows(random.Random(seed), items=3000)
     found = fit_site(windows, site, None, 5, CRITERIA.min_bytes_per_request).estimates
-    assert found[2].per_request == pytest.approx(SMALL, rel=0.10)
-    assert found[3].per_request == pytest.approx(LARGE, rel=0.10)
+    assert found[3].per_request == pytest.approx(SMALL, rel=0.10)
+    assert found[4].per_request == pytest.approx(LARGE, rel=0.10)
 
 
 def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_windows():
-    # Eight windows of plain traffic, then four in which route 2 gets a third of its share and
-    # the site jitters by about 2.5 KB per point: route 2 leaves the fit of the latest four
-    # windows (the evidence pooled by default). It used to stay out, and route 3 alone was
-    # named, carrying route 2's share.
+    # Eight windows of plain traffic, then four in which route 3 gets a third of its share and
+    # the site jitters by about 2.5 KB per point: route 3 leaves the fit of the latest four
+    # windows (the evidence pooled by default). It used to stay out, and route 4 alone was
+    # named, carrying route 3's share.
     from sherlock_ai.leaks.code_prior import EndpointIndex
     from sherlock_ai.leaks.evidence import EvidenceStore
 
@@ -781,24 +781,24 @@ def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_
     named = 0
     for seed in range(12):
         rng = random.Random(seed)
-        store, counts, size = EvidenceStore(4, CRITERIA), [0] * 12, 0.0
+        store, counts, size = EvidenceStore(4, CRITERIA), [0] * 13, 0.0
         for number in range(12):
             rows, sizes = [], []
             for _ in range(6):
                 for _ in range(25):
-                    r = 2 + rng.randrange(10)
-                    if r == 2 and number >= 8 and rng.random() < 0.7:
-                        r = rng.randrange(4, 12)
+                    r = 3 + rng.randrange(10)
+                    if r == 3 and number >= 8 and rng.random() < 0.7:
+                        r = rng.randrange(5, 13)
                     counts[r] += 1
-                    size += {2: SMALL, 3: LARGE}.get(r, 0.0)
+                    size += {3: SMALL, 4: LARGE}.get(r, 0.0)
                 rows.append(list(counts))
                 sizes.append({key: (int(size + rng.gauss(0, 2500)), 0)})
             store.add_window(number, rows, sizes)
         found, _ = store._estimate(key, EndpointIndex())
-        if 2 in found:
+        if 3 in found:
             named += 1
-            assert found[2].per_request == pytest.approx(SMALL, rel=0.15)
-        assert found[3].per_request == pytest.approx(LARGE, rel=0.15 if 2 in found else 0.25)
+            assert found[3].per_request == pytest.approx(SMALL, rel=0.15)
+        assert found[4].per_request == pytest.approx(LARGE, rel=0.15 if 3 in found else 0.25)
     assert named >= 10  # 5 of 12 before
 
 
@@ -922,29 +922,29 @@ def test_growth_in_httpendpoint_code_is_pinned_on_no_route(capture):
 
 @pytest.mark.parametrize("seed", range(16))
 def test_two_rates_at_one_site_are_fitted_on_all_kept_windows(seed):
-    # Twelve windows; in the latest four, one snapshot in three holds a route-3 request in
+    # Twelve windows; in the latest four, one snapshot in three holds a route-4 request in
     # flight that has kept its bytes but is not counted yet. Fitted on the latest four alone
-    # (the evidence pooled by default), route 2's rate came out up to 31% low.
+    # (the evidence pooled by default), route 3's rate came out up to 31% low.
     from sherlock_ai.leaks.code_prior import EndpointIndex
     from sherlock_ai.leaks.evidence import EvidenceStore
 
     rng = random.Random(seed)
-    store, counts, size = EvidenceStore(4, CRITERIA), [0] * 12, 0.0
+    store, counts, size = EvidenceStore(4, CRITERIA), [0] * 13, 0.0
     key = (("shop.py", 7), None)
     for number in range(12):
         rows, sizes = [], []
         for _ in range(6):
             for _ in range(25):
-                r = 2 + rng.randrange(10)
+                r = 3 + rng.randrange(10)
                 counts[r] += 1
-                size += {2: SMALL, 3: LARGE}.get(r, 0.0)
+                size += {3: SMALL, 4: LARGE}.get(r, 0.0)
             rows.append(list(counts))
             in_flight = LARGE if number >= 8 and rng.random() < 0.35 else 0.0
             sizes.append({key: (int(size + in_flight), 0)})
         store.add_window(number, rows, sizes)
     found, _ = store._estimate(key, EndpointIndex())
-    assert found[2].per_request == pytest.approx(SMALL, rel=0.10)
-    assert found[3].per_request == pytest.approx(LARGE, rel=0.10)
+    assert found[3].per_request == pytest.approx(SMALL, rel=0.10)
+    assert found[4].per_request == pytest.approx(LARGE, rel=0.10)
 
 
 # -- cost and pause ------------------------------------------------------------------------------
@@ -1158,7 +1158,8 @@ def test_requests_finished_without_a_handle_end_the_one_started_in_their_context
     try:
         asyncio.run(main())
         assert watch._in_flight == 0
-        assert sorted(watch._routes.names[2:]) == ["GET /r0", "GET /r1", "GET /r2"]
+        routes = watch._routes.names[len(rules.LEVEL_IDS):]
+        assert sorted(routes) == ["GET /r0", "GET /r1", "GET /r2"]
     finally:
         watch.close()
 

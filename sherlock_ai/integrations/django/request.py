@@ -23,7 +23,13 @@ from ...request_id import request_id_var
 from ...safety import report_internal_error
 from ..collected import end_when_collected
 from ..keys import ERROR_KEY
-from ..measured import CLIENT_DISCONNECTED, UNMATCHED_ROUTE, MeasuredRequest, request_method
+from ..measured import (
+    CLIENT_DISCONNECTED,
+    UNMATCHED_ROUTE,
+    MeasuredRequest,
+    environ_connection,
+    request_method,
+)
 from ..wsgi import NOT_CLOSED
 
 if TYPE_CHECKING:
@@ -55,7 +61,8 @@ class DjangoRequest(MeasuredRequest):
         context.run(request_id_var.set, request_id)
         method = request_method(request.method)
         MeasuredRequest.__init__(
-            self, context.run(serving.policy.open_request, method, request.path_info)
+            self, context.run(serving.policy.open_request, method, request.path_info,
+                              environ_connection(request.META))
             if measured else None, method)
 
     def enter(self) -> Tokens:
