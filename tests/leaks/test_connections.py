@@ -5,7 +5,7 @@ window opens, and a traced one from its first request under tracing on."""
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Set
+from typing import Callable, Dict, List, Set
 
 import pytest
 
@@ -25,19 +25,24 @@ def handle(route: str) -> Dict[str, str]:
     return headers
 
 
-def serve(requests: int, seed: int) -> Set[str]:
-    """Every route suspected at any time while ``requests`` random requests are served on
-    :data:`CONNECTIONS` connections, each connection holding its last request's headers."""
+def suspected_while(requests: int, seed: int, keep_alive: bool,
+                    work: Callable[[str], Dict[str, str]]) -> Set[str]:
+    """Every route suspected at any time while ``requests`` random requests run ``work``:
+    with ``keep_alive``, on :data:`CONNECTIONS` connections each holding its last request's
+    headers; without, each on a connection of its own (closed after it: nothing is held
+    between requests)."""
     watch = LeakWatch()
     rng = random.Random(seed)
     last_request: Dict[int, Dict[str, str]] = {}
     suspected: Set[str] = set()
     try:
-        for _ in range(requests):
-            connection = rng.randrange(CONNECTIONS)
+        for number in range(requests):
+            connection = rng.randrange(CONNECTIONS) if keep_alive else number
             route = rng.choice(ROUTES)
             request = watch.request_started(route, None, ("127.0.0.1", 40_000 + connection))
-            last_request[connection] = handle(route)
+            headers = work(route)
+            if keep_alive:
+                last_request[connection] = headers
             watch.request_finished(request)
             suspected |= {suspect.name for suspect in watch.suspects()}
     finally:
@@ -52,7 +57,7 @@ def test_what_a_keep_alive_connection_holds_between_requests_is_not_blamed(seed)
     # up by one request's headers each: fitted on the routes alone, that ramp named the
     # routes served meanwhile (on every seed tried); the connections that served a request
     # while tracing are now a level of their own.
-    assert serve(4_000, seed) == {"POST /cart"}
+    assert suspected_while(4_000, seed, True, handle) == {"POST /cart"}
 
 
 def helper_everywhere(route: str) -> Dict[str, str]:
@@ -61,28 +66,9 @@ def helper_everywhere(route: str) -> Dict[str, str]:
     return {f"header-{n}": str(n) * 8 for n in range(12)}
 
 
-def serve_without_keep_alive(requests: int, seed: int) -> Set[str]:
-    """Every route suspected while ``requests`` random requests come each on a connection of
-    its own (closed after it: nothing is held between requests)."""
-    watch = LeakWatch()
-    rng = random.Random(seed)
-    suspected: Set[str] = set()
-    try:
-        for port in range(requests):
-            route = rng.choice(ROUTES)
-            request = watch.request_started(route, None, ("127.0.0.1", port))
-            helper_everywhere(route)
-            watch.request_finished(request)
-            suspected |= {suspect.name for suspect in watch.suspects()}
-    finally:
-        watch.close()
-        KEPT.clear()
-    return suspected
-
-
 @pytest.mark.parametrize("seed", [0, 2])
 def test_connections_that_serve_one_request_do_not_hide_a_leak_on_every_route(seed):
     # Counted as a level, connections that each serve one request rise with the requests of
     # every route: they took the place of a leak shared by all routes (nothing, or a few
     # routes, named). Only connections known to be kept alive are counted.
-    assert serve_without_keep_alive(6_000, seed) == set(ROUTES)
+    assert suspected_while(6_000, seed, False, helper_everywhere) == set(ROUTES)
