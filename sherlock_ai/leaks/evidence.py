@@ -45,14 +45,20 @@ class Weighing:
 
 
 class EvidenceStore:
-    """Recent windows (up to ``rules.WINDOWS_KEPT * windows``) and, per key, its sizes in
-    them."""
+    """Recent windows and, per key, its sizes in them. The windows kept span at most
+    ``rules.WINDOWS_KEPT * windows`` planned windows' requests: a window its traced blocks
+    ended early counts for the share of them it spans (see :attr:`.series.WindowCounts.share`),
+    so that a route whose requests keep many blocks, one or none per window, still gathers
+    ``min_requests`` of them; never more than ``rules.CUT_WINDOWS_KEPT`` times as many
+    windows as that."""
 
     def __init__(self, windows: int, criteria: LeakCriteria) -> None:
         self.windows_pooled = windows
         self.criteria = criteria
         self.candidates = criteria.for_candidates()
-        self.windows: Deque[WindowCounts] = deque(maxlen=rules.WINDOWS_KEPT * windows)
+        self.windows: Deque[WindowCounts] = deque()
+        self._spans = rules.WINDOWS_KEPT * windows
+        self._most = rules.CUT_WINDOWS_KEPT * self._spans
         self.sites: Dict[Hashable, Dict[int, SiteWindow]] = {}
         #: (key, route id) -> (estimate, the route's share of the site's growth).
         self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
@@ -61,12 +67,17 @@ class EvidenceStore:
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
-                   late: Optional[Sequence[Sequence[int]]] = None, deep: bool = False
-                   ) -> None:
+                   late: Optional[Sequence[Sequence[int]]] = None, deep: bool = False,
+                   share: float = 1.0) -> None:
         """Record a window: ``counts[k]`` per-route finished requests and ``sizes[k]`` the
         retained ``[size, blocks]`` per key at point ``k`` (``late[k]``: the counts a few
-        requests later; ``deep``: traced with more than one frame)."""
-        self.windows.append(window_counts(number, counts, late, deep))
+        requests later; ``deep``: traced with more than one frame; ``share``: the share of a
+        planned window's requests it spans)."""
+        windows = self.windows
+        windows.append(window_counts(number, counts, late, deep, share))
+        spans = sum(w.share for w in windows)
+        while len(windows) > 1 and (spans > self._spans or len(windows) > self._most):
+            spans -= windows.popleft().share
         keys: Set[Hashable] = set()
         for point in sizes:
             keys.update(point)

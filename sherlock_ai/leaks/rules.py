@@ -128,6 +128,10 @@ KEYS_LIMIT = 10_000
 #: Windows kept per pooled window: a route with little traffic pools up to this many times
 #: ``evidence_windows``.
 WINDOWS_KEPT = 8
+#: Windows its traced blocks ended early count for the share of a planned window's requests
+#: they span: up to this many times as many windows are kept then (a route whose every
+#: request keeps tens of thousands of blocks has one request, or none, per window).
+CUT_WINDOWS_KEPT = 8
 
 # -- native suspects ------------------------------------------------------------------------
 

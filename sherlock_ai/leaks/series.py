@@ -29,6 +29,9 @@ class WindowCounts:
     #: Traced with more than one frame: an allocation made under an endpoint's call is keyed
     #: by that endpoint's frame (see :meth:`.code_prior.EndpointIndex.key_of`).
     deep: bool = False
+    #: The share of a planned window's requests it spans (below 1 for a window its traced
+    #: blocks ended early: see :class:`.evidence.EvidenceStore`).
+    share: float = 1.0
 
     def at(self, weight: float) -> WindowCounts:
         """The same window with the counts ``dx + weight * (late - dx)`` (``self`` when
@@ -37,7 +40,8 @@ class WindowCounts:
             return self
         dx = {r: [a + weight * (b - a) for a, b in zip(x, self.late[r])]
               for r, x in self.dx.items()}
-        return WindowCounts(self.number, self.points, dx, self.requests, deep=self.deep)
+        return WindowCounts(self.number, self.points, dx, self.requests, deep=self.deep,
+                            share=self.share)
 
 
 @dataclass
@@ -68,8 +72,9 @@ def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
 
 def window_counts(number: int, counts: Sequence[Sequence[int]],
                   late: Optional[Sequence[Sequence[int]]] = None,
-                  deep: bool = False) -> WindowCounts:
-    """A window's :class:`WindowCounts` from the per-route counts at each point.
+                  deep: bool = False, share: float = 1.0) -> WindowCounts:
+    """A window's :class:`WindowCounts` from the per-route counts at each point (``share``:
+    see :attr:`WindowCounts.share`).
 
     ``late[k]``, when given, holds the counts a few requests after point ``k``'s snapshot.
     The snapshot already holds what requests in flight kept before it, yet they are counted
@@ -95,4 +100,4 @@ def window_counts(number: int, counts: Sequence[Sequence[int]],
         if has_late:
             after[r] = centred([c[r] if r < len(c) else 0 for c in late])  # type: ignore
         requests[r] = 0 if r in LEVEL_IDS else column[-1] - column[0]
-    return WindowCounts(number, points, dx, requests, after if has_late else None, deep)
+    return WindowCounts(number, points, dx, requests, after if has_late else None, deep, share)

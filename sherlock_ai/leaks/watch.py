@@ -505,8 +505,9 @@ class LeakWatch:
         the fits per site, the native fit, the suspects; then the next window's schedule."""
         evidence, native = self._evidence, self._native
         before = (set(evidence.flagged), set(evidence.groups), set(native.flagged))
+        share = self._share_spanned(window)
         evidence.add_window(window.number, window.counts, window.sizes, window.late,
-                            window.deep)
+                            window.deep, share)
         yield None
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
@@ -529,15 +530,19 @@ class LeakWatch:
         self._extra_windows = 0
         s = self.settings
         pause = s.suspect_pause_requests if self._suspect_windows else s.pause_requests
-        if window.cut:
-            # A window its blocks ended early traced fewer requests: the pause shrinks in
-            # proportion, so the share of requests traced (the cost) stays the same and the
-            # evidence comes from more, shorter windows.
-            with self._gate.lock:
-                spanned = self._gate.total - window.opened_at
-            planned = window.points_wanted * s.snapshot_every
-            pause = max(s.snapshot_every, pause * min(spanned, planned) // planned)
-        self._pause(pause)
+        # A window its blocks ended early traced fewer requests: the pause shrinks in
+        # proportion, so the share of requests traced (the cost) stays the same and the
+        # evidence comes from more, shorter windows.
+        self._pause(max(s.snapshot_every, int(pause * share)))
+
+    def _share_spanned(self, window: Window) -> float:
+        """The share of its planned requests that ``window`` spanned: 1, unless its traced
+        blocks ended it early."""
+        if not window.cut:
+            return 1.0
+        with self._gate.lock:
+            spanned = self._gate.total - window.opened_at
+        return min(1.0, spanned / (window.points_wanted * self.settings.snapshot_every))
 
     def _flagged_rates(self) -> Dict[int, float]:
         """Per route id, the bytes per request its flagged suspects retain (a group's rate

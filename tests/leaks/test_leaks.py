@@ -802,6 +802,41 @@ def test_a_route_the_latest_windows_lose_in_the_noise_is_looked_for_in_all_kept_
     assert named >= 10  # 5 of 12 before
 
 
+def test_a_route_keeping_a_window_full_of_blocks_per_request_gathers_enough_requests():
+    # A route whose every request keeps 50,000 small objects (about a million bytes) ends each
+    # window at its snapshot budget: one of its requests per window, or none. The evidence
+    # kept 32 windows whatever their length, so the route never reached min_requests (20)
+    # there, and the bench's route was not flagged within 10,000 requests. Windows ended
+    # early now count for the share of a planned window they span.
+    from sherlock_ai.leaks.code_prior import EndpointIndex
+    from sherlock_ai.leaks.evidence import EvidenceStore
+
+    rng = random.Random(5)
+    key = (("orders.py", 12), None)
+    store, counts, size = EvidenceStore(4, CRITERIA), [0] * 13, 0
+    for number in range(120):
+        rows, sizes = [], []
+        for point in range(2):
+            if point:
+                for _ in range(12):
+                    counts[rng.randrange(4, 13)] += 1
+                if number % 2:
+                    counts[3] += 1
+                    size += 1_200_000
+            rows.append(list(counts))
+            sizes.append({key: (size, size // 24)})
+        store.add_window(number, rows, sizes, share=0.1)
+    run_steps(store.weigh_steps(EndpointIndex(), lambda route_id: route_id >= 3, True))
+    estimate, _ = store.flagged[(key, 3)]
+    assert estimate.requests >= CRITERIA.min_requests
+    assert estimate.per_request == pytest.approx(1_200_000, rel=0.01)
+    assert [route for _, route in store.flagged] == [3]
+    # However short, no more than rules.CUT_WINDOWS_KEPT times the full windows are kept.
+    for number in range(120, 400):
+        store.add_window(number, [[0] * 13, [1] * 13], [{}, {}], share=0.01)
+    assert len(store.windows) == rules.CUT_WINDOWS_KEPT * rules.WINDOWS_KEPT * 4
+
+
 # -- class-based endpoints: their bases' code is theirs too -----------------------------------
 
 
