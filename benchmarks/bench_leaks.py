@@ -159,7 +159,9 @@ def interleaved_cost_us(apps: List[Tuple[str, Any]], paths: List[str], requests:
     random requests each. The apps take turns in chunks of :data:`CHUNK` requests, so that
     a shared machine whose speed changes during the run slows every case alike; a chunk that
     ends inside a tracing window runs on until the window closes (tracing is process-wide:
-    the next case must not pay for it)."""
+    the next case must not pay for it), past the end of its requests if need be (taken again
+    from the start): a case whose requests ran out inside a window would leave tracing on
+    for the others' chunks."""
     rng = random.Random(seed)
     picks = [rng.choice(paths) for _ in range(requests + 300)]
     runs = []
@@ -167,22 +169,24 @@ def interleaved_cost_us(apps: List[Tuple[str, Any]], paths: List[str], requests:
         drivers = {path: asgi_request_driver(app, path) for path in paths}
         runs.append([drivers[path] for path in picks])
 
+    async def run_on(order: List[Any], done: int, end: int) -> int:
+        """Requests of ``order`` from ``done`` to ``end``, and on while tracing is on."""
+        while done < end or tracemalloc.is_tracing():
+            await order[done % len(order)]()
+            done += 1
+        return done
+
     async def measure() -> List[float]:
-        for order in runs:
-            for one in order[:300]:  # warm-up
-                await one()
+        warmed = [await run_on(order, 0, 300) for order in runs]
         spent = [0.0] * len(runs)
-        done = [300] * len(runs)
+        done = list(warmed)
         gc.collect()
         while done[0] < len(picks):
             for i, order in enumerate(runs):
                 start = time.process_time()
-                end = min(done[i] + CHUNK, len(order))
-                while done[i] < end or (tracemalloc.is_tracing() and done[i] < len(order)):
-                    await order[done[i]]()
-                    done[i] += 1
+                done[i] = await run_on(order, done[i], min(done[i] + CHUNK, len(order)))
                 spent[i] += time.process_time() - start
-        return [t / (n - 300) * 1e6 for t, n in zip(spent, done)]
+        return [t / (n - w) * 1e6 for t, n, w in zip(spent, done, warmed)]
 
     return asyncio.run(measure())
 
@@ -208,8 +212,13 @@ def rounds_of(cases: Callable[[], List[Tuple[str, Any]]], paths: List[str], requ
 
 def measure_cost(requests: int) -> List[Tuple[str, float, float]]:
     """Mean µs per request: the wiring with a watch that does nothing (the baseline), the
-    bare app, and the leak watch at its defaults and at the low-cost setting."""
+    bare app, and the leak watch at its defaults and at the low-cost setting; then, in
+    rounds of their own, the baseline again and the watch at its defaults around the app
+    whose ``/orders`` keeps 4 KB per request (the run includes finding and confirming it,
+    and the denser windows after). Not in the same rounds: the RSS is the process's, and
+    the leaking app's growth would call the other watches' windows early."""
     app, paths = make_app()
+    leaky, _ = make_app([True])
 
     def cases() -> List[Tuple[str, Any]]:
         return [
@@ -219,12 +228,20 @@ def measure_cost(requests: int) -> List[Tuple[str, float, float]]:
             ("leak watch, low-cost setting", WatchedApp(app, LeakWatch(**LOW_COST))),
         ]
 
+    def leaking() -> List[Tuple[str, Any]]:
+        return [
+            ("wiring, watch doing nothing (baseline)", WatchedApp(app, NullWatch())),
+            ("leak watch, defaults, /orders keeping 4 KB per request",
+             WatchedApp(leaky, LeakWatch(**DEFAULTS))),
+        ]
+
     def close(served: Any) -> None:
         watch = getattr(served, "watch", None)
         if isinstance(watch, LeakWatch):
             watch.close()
 
-    return rounds_of(cases, paths, requests, close)
+    return rounds_of(cases, paths, requests, close) + \
+        rounds_of(leaking, paths, requests, close)[1:]
 
 
 def measure_middleware_cost(requests: int) -> List[Tuple[str, float, float]]:
