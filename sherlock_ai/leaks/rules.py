@@ -39,7 +39,7 @@ MAX_CONFIRMING_WINDOWS = 3
 #: The late counts of a point are read this fraction of ``snapshot_every`` after it (1/3).
 LATE_SHARE = 3
 #: Windows at the suspect share after a change of the flags, in units of evidence_windows.
-SUSPECT_WINDOWS = 2
+SUSPECT_WINDOWS = 1
 #: Windows after the first that come at the suspect share (a leak from the start is common).
 STARTUP_WINDOWS = 2
 #: The smallest RSS growth within a pause (beyond what flagged suspects explain) that calls

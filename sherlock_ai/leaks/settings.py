@@ -23,7 +23,7 @@ class LeakWatchSettings:
       cheaper and slower to notice a leak that starts later; windows to confirm a suspect,
       and windows the RSS's growth calls early, come on top.
     - ``suspect_trace_share``: share of requests traced while a route is suspected (for
-      ``2 * evidence_windows`` windows after a route was flagged, a flag was dropped or a
+      ``evidence_windows`` windows after a route was flagged, a flag was dropped or a
       candidate needed confirming), and at most the share that windows called early by
       the RSS's growth reach. Never below ``trace_share``.
     - ``window_requests``: requests per tracing window.
