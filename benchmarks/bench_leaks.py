@@ -75,16 +75,16 @@ class WatchedApp:
     """The leak watch around an ASGI app, as the middleware wires it: the route and its
     endpoint are read from the scope when the request ends. With ``pauses`` it also keeps
     the longest time one ``request_finished`` call took, and the collector's CPU time
-    inside that call (``collecting``: when the collector is being timed)."""
+    inside that call (when a ``collector`` times it)."""
 
     def __init__(self, app: Any, watch: Any, pauses: bool = False,
                  clock: Callable[[], float] = time.perf_counter,
-                 collecting: Optional[CollectorTime] = None) -> None:
+                 collector: Optional[CollectorTime] = None) -> None:
         self.app = app
         self.watch = watch
         self.longest_pause = 0.0 if pauses else None
         self.clock = clock
-        self.collector = collecting
+        self.collector = collector
         self.collecting_in_longest = 0.0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -279,7 +279,7 @@ def requests_to_flag(settings: Dict[str, Any], leak_after: int, limit: int, seed
     app, paths = make_app(leaking, objects)
     watch = LeakWatch(**settings)
     collector = CollectorTime()
-    served = WatchedApp(app, watch, pauses=True, clock=clock, collecting=collector)
+    served = WatchedApp(app, watch, pauses=True, clock=clock, collector=collector)
     rng = random.Random(seed)
     drivers = {path: asgi_request_driver(served, path) for path in paths}
     done = 0

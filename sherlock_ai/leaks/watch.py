@@ -343,9 +343,9 @@ class LeakWatch:
         grouping of an earlier point in progress goes first (GROUPING)."""
         if self._phase in (Phase.GROUPING, Phase.LATE):
             window.late.append(self._counts())  # the previous point's, early
-        window.cut = True
         with self._gate.lock:
             total = self._gate.total
+        window.cut_at = total
         self._start_grouping(window, window.take_point(self._counts, last=True), total)
         return Phase.GROUPING
 
@@ -530,18 +530,19 @@ class LeakWatch:
         self._extra_windows = 0
         s = self.settings
         pause = s.suspect_pause_requests if self._suspect_windows else s.pause_requests
-        # A window its blocks ended early traced fewer requests: the pause shrinks in
-        # proportion, so the share of requests traced (the cost) stays the same and the
-        # evidence comes from more, shorter windows.
-        self._pause(max(s.snapshot_every, int(pause * share)))
+        if share < 1.0:
+            # A window its blocks ended early traced fewer requests: the pause shrinks in
+            # proportion, so the share of requests traced (the cost) stays the same and the
+            # evidence comes from more, shorter windows.
+            pause = max(s.snapshot_every, int(pause * share))
+        self._pause(pause)
 
     def _share_spanned(self, window: Window) -> float:
         """The share of its planned requests that ``window`` spanned: 1, unless its traced
         blocks ended it early."""
-        if not window.cut:
+        if window.cut_at is None:
             return 1.0
-        with self._gate.lock:
-            spanned = self._gate.total - window.opened_at
+        spanned = window.cut_at - window.opened_at
         return min(1.0, spanned / (window.points_wanted * self.settings.snapshot_every))
 
     def _flagged_rates(self) -> Dict[int, float]:

@@ -99,8 +99,9 @@ class Window:
         self.deep = False
         #: Traced blocks at the latest point (see :func:`traced_blocks`).
         self.blocks_at_point = 0
-        #: Ended at rules.SNAPSHOT_BLOCKS before its planned points.
-        self.cut = False
+        #: The request count at which its traced blocks ended it, at rules.SNAPSHOT_BLOCKS,
+        #: before its planned points (``None``: not ended so).
+        self.cut_at: Optional[int] = None
         #: Traced blocks at the latest check, and the most added between two checks.
         self.checked_blocks = 0
         self.largest_step = 0

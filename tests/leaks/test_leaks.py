@@ -1347,6 +1347,21 @@ def test_a_window_opens_when_its_pause_ends_and_a_confirming_one_at_once():
         watch.close()
 
 
+def test_traced_all_the_time_the_next_window_opens_at_the_next_request():
+    # trace_share=1 plans no pause. Shrinking the pause of windows cut short once also
+    # raised every pause to at least snapshot_every: 10 untraced requests between windows.
+    watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10, trace_share=1)
+    try:
+        assert watch.settings.pause_requests == 0
+        assert phases_of(watch, 1) == [Phase.SETTLING]  # the first window
+        while watch._phase is not Phase.PAUSED:
+            phases_of(watch, 1)
+        assert watch._windows == 1
+        assert phases_of(watch, 1) == [Phase.SETTLING]  # the next, with no pause
+    finally:
+        watch.close()
+
+
 def test_close_returns_the_schedule_to_its_pause():
     watch = LeakWatch(warmup_requests=0, window_requests=30, snapshot_every=10)
     phases_of(watch, 12)
