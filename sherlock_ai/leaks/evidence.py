@@ -33,12 +33,16 @@ Key = Tuple[Site, Optional[Site]]
 class Weighing:
     """What weighing the latest window found besides the flags: whether candidates need a
     confirming window (``needs_confirming``: flags are raised only by one, which collects
-    garbage before its last point); whether a route grows a site clearly over too few
-    requests yet (``growing``: worth denser windows); per route, the bytes per request its
-    growing sites retain, flagged or not (``explained``), and its requests in the windows
-    pooled (``traced``): what :mod:`.native` subtracts and requires."""
+    garbage before its last point), and whether one of them is at a site whose growth
+    follows every route alike (``needs_holding``: only a holding window, one long enough to
+    see a queue emptied, flags it; see :class:`.fit.SiteFit`); whether a route grows a site
+    clearly over too few requests yet (``growing``: worth denser windows); per route, the
+    bytes per request its growing sites retain, flagged or not (``explained``), and its
+    requests in the windows pooled (``traced``): what :mod:`.native` subtracts and
+    requires."""
 
     needs_confirming: bool = False
+    needs_holding: bool = False
     growing: bool = False
     explained: Mapping[int, float] = field(default_factory=dict)
     traced: Mapping[int, int] = field(default_factory=dict)
@@ -64,6 +68,9 @@ class EvidenceStore:
         self.flagged: Dict[Tuple[Hashable, int], Tuple[Estimate, float]] = {}
         #: (key, routes whose counts moved in lockstep) -> their estimate together.
         self.groups: Dict[Tuple[Hashable, Tuple[int, ...]], Estimate] = {}
+        #: Allocation site -> the latest window in which it gave back what it held (under
+        #: any key: a deep window keys the same line by the endpoint above it).
+        self.released: Dict[Hashable, int] = {}
 
     def add_window(self, number: int, counts: Sequence[Sequence[int]],
                    sizes: Sequence[Sizes],
@@ -86,13 +93,18 @@ class EvidenceStore:
             ys = [v[0] for v in values]
             if min(ys) == max(ys):
                 continue  # no change: no evidence either way
-            self.sites.setdefault(key, {})[number] = site_window(ys, [v[1] for v in values])
+            reduced = site_window(ys, [v[1] for v in values])
+            self.sites.setdefault(key, {})[number] = reduced
+            if reduced.released:
+                self.released[key[0]] = number  # type: ignore[index]
         self._prune()
 
     def weigh_steps(self, index: EndpointIndex, blamable: Callable[[int], bool],
-                    confirming: bool) -> Generator[None, None, Weighing]:
+                    confirming: bool, holding: bool) -> Generator[None, None, Weighing]:
         """Update the flags from the latest window (:attr:`flagged`, :attr:`groups`), one key
-        per step (``yield from`` it for the :class:`Weighing`)."""
+        per step (``yield from`` it for the :class:`Weighing`). ``confirming``: the latest
+        window was a confirming one; ``holding``: one that traced at least
+        ``rules.HOLD_REQUESTS`` requests without a break."""
         if not self.windows:
             return Weighing()
         growing = False
@@ -100,12 +112,16 @@ class EvidenceStore:
         keys = {key for key, seen in self.sites.items() if latest in seen}
         keys.update(key for key, _ in self.flagged)
         keys.update(key for key, _ in self.groups)
-        needed = False
+        needed = hold = False
         explained: Dict[int, float] = {}
         for key in keys:
-            estimates, groups = self._estimate(key, index)
+            estimates, groups, spread = self._estimate(key, index)
             yield None
-            needed |= self._weigh_groups(key, groups, confirming)
+            # Growth that follows every route alike is flagged only by a holding window.
+            may_flag = confirming and (holding or not spread)
+            wanted = self._weigh_groups(key, groups, may_flag)
+            needed |= wanted
+            hold |= wanted and spread
             for route_id, estimate in estimates.items():
                 explained[route_id] = explained.get(route_id, 0.0) + estimate.per_request
             total = sum(e.per_request * e.requests for e in estimates.values())
@@ -123,10 +139,11 @@ class EvidenceStore:
                         self.flagged[flag] = (estimate, share)
                     else:
                         del self.flagged[flag]
-                elif confirming and estimate.is_leak(self.criteria):
+                elif may_flag and estimate.is_leak(self.criteria):
                     self.flagged[flag] = (estimate, share)
                 elif estimate.is_leak(self.candidates):
                     needed = True
+                    hold |= spread
                 elif estimate.per_request >= self.criteria.min_bytes_per_request and \
                         estimate.t_value >= self.candidates.min_t:
                     # Clear growth, too few requests yet: worth denser windows.
@@ -135,12 +152,12 @@ class EvidenceStore:
         for window in list(self.windows)[-self.windows_pooled:]:
             for route_id, requests in window.requests.items():
                 traced[route_id] = traced.get(route_id, 0) + requests
-        return Weighing(needed, growing, explained, traced)
+        return Weighing(needed, hold, growing, explained, traced)
 
     def _weigh_groups(self, key: Hashable, groups: Dict[Tuple[int, ...], Estimate],
-                      confirming: bool) -> bool:
-        """The same flags for groups of routes the counts cannot split; whether one needs a
-        confirming window."""
+                      may_flag: bool) -> bool:
+        """The same flags for groups of routes the counts cannot split (raised only when
+        ``may_flag``); whether one needs a confirming window."""
         for flag in [f for f in self.groups if f[0] == key and f[1] not in groups]:
             del self.groups[flag]
         needed = False
@@ -151,7 +168,7 @@ class EvidenceStore:
                     self.groups[flag] = estimate
                 else:
                     del self.groups[flag]
-            elif confirming and estimate.is_leak(self.criteria):
+            elif may_flag and estimate.is_leak(self.criteria):
                 self.groups[flag] = estimate
             elif estimate.is_leak(self.candidates):
                 needed = True
@@ -168,16 +185,19 @@ class EvidenceStore:
                 for (key, route_id), value in self.flagged.items()}
 
     def _estimate(self, key: Hashable, index: EndpointIndex
-                  ) -> Tuple[Mapping[int, Estimate], Dict[Tuple[int, ...], Estimate]]:
-        """Per route, its estimate at ``key``; and per group of routes the counts cannot
-        split, their estimate together."""
+                  ) -> Tuple[Mapping[int, Estimate], Dict[Tuple[int, ...], Estimate], bool]:
+        """Per route, its estimate at ``key``; per group of routes the counts cannot split,
+        their estimate together; and whether the growth follows every route alike (see
+        :class:`.fit.SiteFit`)."""
         seen = self.sites.get(key, {})
         frame = key[1]  # type: ignore[index]
         candidates = None if frame is None else index.routes_at(*frame)
         if candidates is not None:
             candidates = candidates + rules.LEVEL_IDS
-        if not seen:
-            return {}, {}
+        if not seen or key[0] in self.released:  # type: ignore[index]
+            # A site seen to give back what it held, in any window kept, holds memory for
+            # a while and releases it: not a leak (see .series.released).
+            return {}, {}, False
         # Windows before the site first grew say nothing about it (a leak that starts later
         # is not diluted by the quiet windows before it).
         first = min(seen)
@@ -188,11 +208,12 @@ class EvidenceStore:
             kept = [w for w in kept if w.deep]
         windows = kept[-self.windows_pooled:]
         if not self._may_leak(windows, seen):
-            return {}, {}
+            return {}, {}, False
         recent = max(1, self.criteria.min_requests // 4)
         floor = self.criteria.min_bytes_per_request
         found = fit_site(windows, seen, candidates, recent, floor)
         estimates, unsplit, dropped = found.estimates, found.unsplit, found.dropped
+        spread = found.spread
         weak = any(e.requests < self.criteria.min_requests or self.candidates.min_t
                    <= e.t_value < self.criteria.min_t for e in estimates.values())
         shared = len(estimates) > 1
@@ -207,6 +228,7 @@ class EvidenceStore:
             if weak or shared or any(r in pooled and pooled[r].t_value >= self.candidates.min_t
                                      for r in dropped):
                 windows, unsplit, estimates = kept, longer.unsplit, pooled
+                spread = longer.spread
         groups = {}
         for members in unsplit:
             members = tuple(r for r in members if r not in rules.LEVEL_IDS)
@@ -215,7 +237,7 @@ class EvidenceStore:
             estimate = fit_group(windows, seen, members, recent)
             if estimate is not None:
                 groups[members] = estimate
-        return estimates, groups
+        return estimates, groups, spread
 
     def _may_leak(self, windows: List[WindowCounts], seen: Dict[int, SiteWindow]) -> bool:
         """A cheap test before the fit: the site grew, mostly by rises."""
@@ -230,6 +252,8 @@ class EvidenceStore:
 
     def _prune(self) -> None:
         oldest = self.windows[0].number
+        for site in [s for s, number in self.released.items() if number < oldest]:
+            del self.released[site]
         flagged = {key for key, _ in self.flagged}
         for key in list(self.sites):
             seen = self.sites[key]

@@ -115,12 +115,21 @@ class SiteFit:
     """What one site's fit found: per route, the estimate of what it retains there
     (``estimates``: only routes with a positive share that can be told apart); the groups of
     routes whose counts moved in lockstep, so that the counts cannot split the growth between
-    them (``unsplit``: see :func:`fit_group`); and the routes that had a positive slope in the
-    first fit but left it in the noise (``dropped``)."""
+    them (``unsplit``: see :func:`fit_group`); the routes that had a positive slope in the
+    first fit but left it in the noise (``dropped``); and whether the growth follows every
+    candidate route's requests alike (``spread``: one common rate on all their counts fits
+    about as well as the routes kept; never for a single candidate).
+
+    Growth that follows every request alike is a leak in code every request runs, or a queue
+    every request feeds and something empties in batches (spans waiting for their exporter,
+    records in a buffering log handler, finished threads a server reaps now and then): only
+    a window long enough to hold one of its releases tells them apart (see
+    :data:`.rules.HOLD_REQUESTS`)."""
 
     estimates: Mapping[int, Estimate]
     unsplit: Tuple[Tuple[int, ...], ...] = ()
     dropped: Tuple[int, ...] = ()
+    spread: bool = False
 
 
 NOTHING = SiteFit({})
@@ -144,7 +153,8 @@ def fit_site(windows: Sequence[WindowCounts], site: Mapping[int, SiteWindow],
        group goes to ``unsplit``);
     5. where growth spread over every candidate would be below ``floor``, a route whose
        latest slope fell well below its pooled one is not named (:func:`_unsteady`);
-    6. each route kept gets its :class:`Estimate`, which :meth:`Estimate.is_leak` judges."""
+    6. each route kept gets its :class:`Estimate`, which :meth:`Estimate.is_leak` judges;
+       the fit says whether one rate on every route's counts fits about as well (``spread``)."""
     routes: List[int] = sorted({r for w in windows for r in w.dx}) if candidates is None \
         else [r for r in candidates if any(r in w.dx for w in windows)]
     if not routes:
@@ -178,6 +188,7 @@ def fit_site(windows: Sequence[WindowCounts], site: Mapping[int, SiteWindow],
     def group(indexes: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
         return (tuple(sorted(routes[i] for i in indexes)),) if len(indexes) > 1 else ()
 
+    every = [i for i, r in enumerate(routes) if r not in rules.LEVEL_IDS]
     fitted = _eliminate(gram, cross, yy, points, active)
     if isinstance(fitted, list):
         return SiteFit({}, group(fitted))
@@ -186,6 +197,10 @@ def fit_site(windows: Sequence[WindowCounts], site: Mapping[int, SiteWindow],
     if _spread_fits_as_well(windows, site, routes, gram, cross, yy, points, active, rss,
                             floor, [list(range(len(routes))), full_active]):
         return SiteFit({}, (), dropped)
+    # (One candidate route, the endpoint's own code: its growth follows that route alone.)
+    spread = len(every) > 1 and _spread_fits_as_well(
+        windows, site, routes, gram, cross, yy, points, [i for i in active if i in every], rss,
+        math.inf, [every])
     b = [0.0] * len(routes)
     for k, i in enumerate(active):
         b[i] = slopes[k]
@@ -202,7 +217,7 @@ def fit_site(windows: Sequence[WindowCounts], site: Mapping[int, SiteWindow],
                                       rss / max(points - len(active), 1))
     variance = rss / max(points - len(active), 1)
     return SiteFit(_estimates(windows, site, routes, b, t_values, active, twinned,
-                              recent_requests, variance), unsplit, dropped)
+                              recent_requests, variance), unsplit, dropped, spread)
 
 
 def _latest_t(windows: Sequence[WindowCounts], site: Mapping[int, SiteWindow], routes: List[int],
@@ -320,7 +335,7 @@ def _spread_fits_as_well(windows: Sequence[WindowCounts], site: Mapping[int, Sit
                          routes: List[int], gram: List[List[float]], cross: List[float],
                          yy: float, points: int, active: List[int], rss: float, floor: float,
                          groups: Sequence[Sequence[int]]) -> bool:
-    """Whether growth spread evenly over any of ``groups`` (sets of route indexes larger than
+    """Whether growth spread evenly over any of ``groups`` (sets of route indexes holding
     ``active``) at a common rate below ``floor`` explains the site about as well as the
     ``active`` routes' slopes (residual ``rss``). The spread is fitted on the group's summed
     counts and their square (growth that fills like a cache turning over rises fast, then
@@ -333,7 +348,7 @@ def _spread_fits_as_well(windows: Sequence[WindowCounts], site: Mapping[int, Sit
     empty = SiteWindow([], 0.0, 0, 0, 0, 0)
     for group in groups:
         members = [i for i in group if gram[i][i] > 0]
-        if not chosen < set(members):
+        if not chosen <= set(members):
             continue
         g = sum(gram[i][j] for i in members for j in members)
         c = sum(cross[i] for i in members)

@@ -115,6 +115,17 @@ MIN_LATEST_T = 2.0
 #: Bytes a route's requests inside the pooled windows must have kept at its rate: a bounded
 #: cache that fills, and a fill that restarts with every window, hold less.
 MIN_RETAINED = 64 * 1024
+#: A site that gained at least this many bytes since a window's first point and then fell,
+#: in one step, to less than this share of that gain gives its memory back: none of its
+#: routes is named while that window is among those kept (see :func:`.series.released`).
+#: (Small: a thread's objects, reaped in batches, are a few hundred bytes a request.)
+RELEASE_BYTES = 2048
+RELEASE_SHARE = 0.5
+#: A holding window (the confirming window of growth that follows every route alike: see
+#: :class:`.fit.SiteFit`) spans at least this many requests: a queue that every request
+#: feeds and something empties in batches of up to about as many requests' worth
+#: (OpenTelemetry's batch span processor exports 512 spans at a time) gives back within it.
+HOLD_REQUESTS = 600
 #: A candidate (worth a confirming window) needs this fraction of the requests and kept
 #: bytes the flag needs ...
 CANDIDATE_SHARE = 0.25

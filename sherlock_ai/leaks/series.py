@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .rules import LEVEL_IDS
+from .rules import LEVEL_IDS, RELEASE_BYTES, RELEASE_SHARE
 
 
 def centred(values: Sequence[float]) -> List[float]:
@@ -47,8 +47,9 @@ class WindowCounts:
 @dataclass
 class SiteWindow:
     """One site's sizes in one window: centred ``dy``, their sum of squares, the growth in
-    bytes and blocks from the first point to the last, and how many of the size's changes
-    between consecutive points were rises."""
+    bytes and blocks from the first point to the last, how many of the size's changes
+    between consecutive points were rises, and whether the site gave back, in one step, most
+    of what it had gained in the window (``released``: see :func:`released`)."""
 
     dy: List[float]
     yy: float
@@ -56,6 +57,7 @@ class SiteWindow:
     blocks: int
     steps: int
     rises: int
+    released: bool = False
 
 
 def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
@@ -67,7 +69,23 @@ def site_window(sizes: Sequence[int], blocks: Sequence[int]) -> SiteWindow:
             steps += 1
             rises += after > before
     return SiteWindow(dy, sum(v * v for v in dy), sizes[-1] - sizes[0],
-                      blocks[-1] - blocks[0], steps, rises)
+                      blocks[-1] - blocks[0], steps, rises, released(sizes))
+
+
+def released(sizes: Sequence[int]) -> bool:
+    """Whether the site, having gained at least ``RELEASE_BYTES`` since the window's first
+    point, fell between two consecutive points to less than ``RELEASE_SHARE`` of that gain.
+    A leak never gives back what it kept; a queue or buffer that holds something per request
+    and is emptied in batches (spans waiting for their exporter, records in a buffering log
+    handler, finished threads a server reaps now and then) does: between its releases it
+    grows with every request like a leak, and a window that holds no release cannot tell the
+    two apart."""
+    first = sizes[0] if sizes else 0
+    for before, after in zip(sizes, sizes[1:]):
+        gained = before - first
+        if gained >= RELEASE_BYTES and after - first < RELEASE_SHARE * gained:
+            return True
+    return False
 
 
 def window_counts(number: int, counts: Sequence[Sequence[int]],

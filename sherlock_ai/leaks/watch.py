@@ -24,7 +24,7 @@ from .routes import RouteRegistry
 from .rules import CONNECTIONS_ID, IN_FLIGHT_ID, OVERFLOW_ROUTE, THREADS_ID
 from .settings import LeakWatchSettings
 from .suspects import LeakSuspect, SuspectBook
-from .windows import CONFIRM, NORMAL, Gate, Window, traced_blocks
+from .windows import CONFIRM, HOLD, NORMAL, Gate, Window, traced_blocks
 
 _logger = logging.getLogger(MONITORING_LOGGER)
 
@@ -394,8 +394,11 @@ class LeakWatch:
         kind, self._next_kind = self._next_kind, NORMAL
         full = kind != NORMAL or self._suspect_windows or not self._windows
         requests = s.window_requests if full else s.scout_requests
+        if kind == HOLD:
+            requests = max(requests, -(-rules.HOLD_REQUESTS // s.snapshot_every)
+                           * s.snapshot_every)
         self._windows += 1
-        frames = max(s.frames, rules.CONFIRM_FRAMES) if kind == CONFIRM else s.frames
+        frames = s.frames if kind == NORMAL else max(s.frames, rules.CONFIRM_FRAMES)
         self._threads_before = set(threading.enumerate())
         window = Window.start(self._windows, kind, requests // s.snapshot_every, frames)
         with self._gate.lock:
@@ -512,7 +515,8 @@ class LeakWatch:
         with self._gate.lock:
             index, names = self._routes.index, list(self._routes.names)
         found = yield from evidence.weigh_steps(index, self._routes.blamable,
-                                                window.kind != NORMAL)
+                                                window.kind != NORMAL,
+                                                window.kind == HOLD and share >= 1.0)
         needed = found.needs_confirming
         yield from native.weigh_steps(found.explained, found.traced, self._routes.blamable)
         self._book.update(evidence.by_site(), names, native.flagged, evidence.groups_by_site())
@@ -524,7 +528,7 @@ class LeakWatch:
             self._suspect_windows -= 1
         if needed and self._extra_windows < rules.MAX_CONFIRMING_WINDOWS:
             self._extra_windows += 1
-            self._next_kind = CONFIRM
+            self._next_kind = HOLD if found.needs_holding else CONFIRM
             self._pause(0)
             return
         self._extra_windows = 0

@@ -63,7 +63,9 @@ class Gate:
             self._next_at = max(total, self.total + 1)
 
 
-NORMAL, CONFIRM = "normal", "confirm"
+#: The kinds of window: a normal one; a confirming one (deeper, a full collection before its
+#: last point); a holding one (a confirming one of ``rules.HOLD_REQUESTS`` requests).
+NORMAL, CONFIRM, HOLD = "normal", "confirm", "hold"
 
 
 class Window:
@@ -114,7 +116,7 @@ class Window:
         window.open = True
         window.deep = tracemalloc.get_traceback_limit() > 1
         window.blocks_at_point = window.checked_blocks = traced_blocks()
-        if kind == CONFIRM and gc.isenabled() and gc.get_freeze_count() == 0:
+        if kind != NORMAL and gc.isenabled() and gc.get_freeze_count() == 0:
             # The objects alive now go to the permanent generation until the window's
             # collection (O(1) both ways): that collection then examines only what was
             # made since, so its pause follows the window's objects, not the process's.
@@ -147,7 +149,7 @@ class Window:
         the window here) the lease is given back. The snapshot is grouped later, step by
         step (:meth:`group`)."""
         last = last or len(self.counts) + 1 >= self.points_wanted
-        if last and self.kind == CONFIRM:
+        if last and self.kind != NORMAL:
             # Garbage in reference cycles waits for a full collection; a leak survives it.
             gc.collect()
             self._unfreeze()

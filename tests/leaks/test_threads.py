@@ -41,9 +41,11 @@ def serve_one(watch: LeakWatch, route: str, answered: threading.Semaphore) -> No
     del buffer
 
 
-def serve(requests: int, seed: int) -> Set[str]:
+def serve(requests: int, seed: int, reaped_past: int = 64) -> Set[str]:
     """Every route suspected at any time while ``requests`` random requests are served, eight
-    at a time, each on a new thread."""
+    at a time, each on a new thread. The server keeps its finished threads until it holds
+    more than ``reaped_past`` of them, then lets them go (socketserver's reaps them at each
+    new one)."""
     watch = LeakWatch()
     rng = random.Random(seed)
     answered = threading.Semaphore(8)
@@ -56,7 +58,7 @@ def serve(requests: int, seed: int) -> Set[str]:
                                       args=(watch, rng.choice(ROUTES), answered))
             thread.start()
             threads.append(thread)
-            if len(threads) > 64:
+            if len(threads) > reaped_past:
                 threads = [t for t in threads if t.is_alive()]
             suspected |= {suspect.name for suspect in watch.suspects()}
         for thread in threads:
@@ -78,3 +80,14 @@ def test_memory_a_request_thread_holds_outside_the_request_is_not_blamed_on_its_
     # than ever: the native fit named GET /download or a catalog route (seeds 5 and 2) until
     # the most threads alive became its level too.
     assert serve(4_000, seed=seed) == {"POST /cart"}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_finished_threads_let_go_in_batches_are_not_a_leak(seed):
+    # Each finished thread the server keeps holds a few hundred bytes at threading.py lines
+    # (its Thread, Event and Condition); they grow with every request until the server lets
+    # 200 of them go, like a leak on every route within a window. Before windows that see a
+    # site give back its memory cleared it, a catalog route or GET /download was named at
+    # those lines in 6 runs of 8 (and, with threads let go past 64, 1 run in 10 of the test
+    # above under load).
+    assert serve(4_000, seed=seed, reaped_past=200) == {"POST /cart"}
