@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import leak_handlers as app
+from batched_spans import batched_tracing
 from sherlock_ai import JsonFormatter
 from sherlock_ai.engine import tracing
 from sherlock_ai.leaks import OVERFLOW_ROUTE, LeakSuspect, LeakWatch, rules
@@ -436,21 +435,12 @@ def test_docs_examples_run(tmp_path):
 # -- queues emptied in batches: held for a while, then given back ------------------------------
 
 
-class DiscardSpans(SpanExporter):
-    """Where the spans would go: a collector; here nowhere."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
 @pytest.fixture
 def batched_spans() -> Iterator[Routes]:
     """``app.ROUTES``, each request recording a span that OpenTelemetry's batch span
     processor holds until 512 of them wait (its default batch), then exports."""
-    provider = TracerProvider()
     # No export on a timer during the test: only a full batch empties the queue.
-    provider.add_span_processor(BatchSpanProcessor(DiscardSpans(), max_queue_size=8192,
-                                                   schedule_delay_millis=600_000))
+    provider = batched_tracing(max_queue_size=8192, schedule_delay_millis=600_000)
     tracer = provider.get_tracer("shop")
 
     def traced(key: str, handler: app.Handler) -> app.Handler:

@@ -27,7 +27,7 @@ import json
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 import sherlock_ai
 
@@ -244,24 +244,12 @@ def clean_app(settings: Dict[str, Any]) -> Any:
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
     from starlette.background import BackgroundTask
 
+    from batched_spans import batched_tracing
     from sherlock_ai.integrations.asgi import instrument_app
 
-    class Collector(SpanExporter):
-        """Where the spans would go: a collector; here nowhere."""
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracing = TracerProvider()
-    tracing.add_span_processor(BatchSpanProcessor(Collector()))
+    tracing = batched_tracing()
     app = FastAPI()
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=tracing)
     add_catalog(app, 6)
